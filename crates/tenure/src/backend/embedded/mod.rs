@@ -1,0 +1,264 @@
+//! The embedded backend (`mem://`): an in-process store with etcd's model (a revision counter,
+//! leases with TTLs, keys ordered by create revision), so that the shared queue recipe runs on
+//! it unchanged and every clause can be tested with no server.
+//!
+//! Expiry is lazy and driven by whoever waits: a waiter sleeps until the lease of the key it
+//! watches could expire, then re-checks. No reaper task, so a store outlives any one runtime.
+
+mod state;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use self::state::{Lookup, State};
+use super::lease::{spawn_keep_alive, Renewer};
+use super::queue::{Ahead, Enqueued, Entry, QueueSession, QueueStore};
+use super::{Backend, SessionBackend};
+use crate::liveness::{Liveness, LostReason};
+use crate::{Result, Write};
+
+/// One in-process store, shared by every client that names it.
+#[derive(Default)]
+pub(crate) struct MemStore {
+    state: StdMutex<State>,
+}
+
+impl MemStore {
+    /// The store named `name` in this process, created on first use.
+    pub(crate) fn named(name: &str) -> Arc<MemStore> {
+        static STORES: OnceLock<StdMutex<HashMap<String, Weak<MemStore>>>> = OnceLock::new();
+        let mut stores = STORES
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        stores.retain(|_, w| w.strong_count() > 0);
+        if let Some(s) = stores.get(name).and_then(Weak::upgrade) {
+            return s;
+        }
+        let s = Arc::new(MemStore::default());
+        stores.insert(name.to_string(), Arc::downgrade(&s));
+        s
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        // A panic while holding the lock cannot leave State half-updated in a way that matters
+        // more than refusing all later work would.
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.expire(Instant::now());
+        f(&mut st)
+    }
+
+    /// Deletes a key as an administrator would (for tests of the lost signal).
+    #[cfg(test)]
+    pub(crate) fn admin_delete(&self, key: &str) -> bool {
+        self.with(|st| st.delete(key))
+    }
+
+    /// Revokes a lease as an administrator would.
+    #[cfg(test)]
+    pub(crate) fn admin_revoke(&self, lease: u64) {
+        self.with(|st| st.revoke(lease));
+    }
+
+    /// Every key with the given prefix.
+    #[cfg(test)]
+    pub(crate) fn keys(&self, prefix: &str) -> Vec<String> {
+        self.with(|st| st.keys_with_prefix(prefix))
+    }
+
+    /// Waits until `key`, as it was at `rev`, is gone, sleeping at most until its lease could
+    /// expire.
+    async fn until_deleted(&self, key: &str, rev: i64) {
+        loop {
+            let (rx, expiry) = match self.with(|st| st.watch_delete(key, rev)) {
+                Lookup::Gone => return,
+                Lookup::Present { rx, expiry } => (rx, expiry),
+            };
+            match expiry {
+                Some(at) => tokio::select! {
+                    _ = rx => {}
+                    () = tokio::time::sleep_until(at) => {}
+                },
+                None => {
+                    let _ = rx.await;
+                }
+            }
+        }
+    }
+}
+
+/// `mem://NAME` as a [`Backend`].
+pub(crate) struct MemBackend {
+    store: Arc<MemStore>,
+}
+
+impl MemBackend {
+    pub(crate) fn new(name: &str) -> Self {
+        MemBackend {
+            store: MemStore::named(name),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for MemBackend {
+    fn kind(&self) -> &'static str {
+        "mem"
+    }
+
+    fn ttl_range(&self) -> (Duration, Duration) {
+        (Duration::from_millis(10), Duration::from_secs(24 * 3600))
+    }
+
+    async fn open_session(&self, ttl: Duration) -> Result<Arc<dyn SessionBackend>> {
+        let granted_at = Instant::now();
+        let lease = self.store.with(|st| st.grant(ttl, granted_at));
+        let liveness = Liveness::new();
+        let renewer = MemRenewer {
+            store: self.store.clone(),
+            lease,
+        };
+        let keep_alive = spawn_keep_alive(renewer, liveness.clone(), ttl, granted_at);
+        Ok(Arc::new(QueueSession(Arc::new(MemSession {
+            store: self.store.clone(),
+            lease,
+            liveness,
+            keep_alive,
+        }))))
+    }
+
+    async fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.store.with(|st| st.value(key)))
+    }
+}
+
+struct MemRenewer {
+    store: Arc<MemStore>,
+    lease: u64,
+}
+
+#[async_trait]
+impl Renewer for MemRenewer {
+    async fn renew(&mut self) -> Result<Option<Duration>> {
+        Ok(self.store.with(|st| st.renew(self.lease, Instant::now())))
+    }
+}
+
+struct MemSession {
+    store: Arc<MemStore>,
+    lease: u64,
+    liveness: Liveness,
+    keep_alive: tokio::task::AbortHandle,
+}
+
+impl Drop for MemSession {
+    fn drop(&mut self) {
+        // Like a crashed process: renewals stop and the lease runs out by itself.
+        self.keep_alive.abort();
+    }
+}
+
+fn key_in(prefix: &str, lease: u64) -> String {
+    format!("{prefix}{lease:x}")
+}
+
+#[async_trait]
+impl QueueStore for MemSession {
+    async fn enqueue(&self, prefix: &str, value: &[u8]) -> Result<Enqueued> {
+        let key = key_in(prefix, self.lease);
+        self.store.with(|st| {
+            st.check_lease(self.lease)?;
+            let token = st.put_if_absent(&key, value, self.lease);
+            let first = st.first_in(prefix).map(|(k, _)| k) == Some(key.clone());
+            Ok(Enqueued {
+                mine: Entry { key, token },
+                first,
+                rev: st.rev(),
+            })
+        })
+    }
+
+    async fn enqueue_if_empty(
+        &self,
+        prefix: &str,
+        value: &[u8],
+    ) -> Result<Result<Enqueued, Option<String>>> {
+        let key = key_in(prefix, self.lease);
+        self.store.with(|st| {
+            st.check_lease(self.lease)?;
+            if let Some((holder, _)) = st.first_in(prefix) {
+                return Ok(Err(Some(holder)));
+            }
+            let token = st.put_if_absent(&key, value, self.lease);
+            Ok(Ok(Enqueued {
+                mine: Entry { key, token },
+                first: true,
+                rev: st.rev(),
+            }))
+        })
+    }
+
+    async fn ahead(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+        self.store.with(|st| {
+            if st.create_rev(&mine.key) != Some(mine.token) {
+                let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
+                return Err(crate::Error::SessionLost { reason });
+            }
+            Ok(match st.just_before(prefix, mine.token) {
+                Some(key) => Ahead::Entry { key, rev: st.rev() },
+                None => Ahead::Nobody { rev: st.rev() },
+            })
+        })
+    }
+
+    async fn wait_deleted(&self, key: &str, rev: i64) -> Result<()> {
+        self.store.until_deleted(key, rev).await;
+        Ok(())
+    }
+
+    async fn remove(&self, mine: &Entry) -> Result<bool> {
+        Ok(self
+            .store
+            .with(|st| st.create_rev(&mine.key) == Some(mine.token) && st.delete(&mine.key)))
+    }
+
+    async fn remove_unknown(&self, prefix: &str) -> Result<()> {
+        let key = key_in(prefix, self.lease);
+        self.store.with(|st| st.delete(&key));
+        Ok(())
+    }
+
+    async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool> {
+        Ok(self.store.with(|st| {
+            if st.create_rev(&mine.key) != Some(mine.token) {
+                return false;
+            }
+            st.apply(ops);
+            true
+        }))
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.keep_alive.abort();
+        self.liveness.lose(LostReason::SessionClosed);
+        self.store.with(|st| st.revoke(self.lease));
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn abandon(&self) {
+        self.keep_alive.abort();
+    }
+
+    fn lease_id(&self) -> u64 {
+        self.lease
+    }
+
+    fn liveness(&self) -> &Liveness {
+        &self.liveness
+    }
+}

@@ -1,0 +1,194 @@
+//! The embedded store's data: keys, leases and deletion waiters, behind one lock.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::liveness::LostReason;
+use crate::{Error, Result, Write};
+
+struct Kv {
+    value: Vec<u8>,
+    create_rev: i64,
+    /// 0: no lease.
+    lease: u64,
+}
+
+struct Lease {
+    ttl: Duration,
+    expires: Instant,
+}
+
+/// What a deletion watcher gets: nothing to wait for, or a signal and the instant at which
+/// the key's lease could expire.
+pub(super) enum Lookup {
+    Gone,
+    Present {
+        rx: oneshot::Receiver<()>,
+        expiry: Option<Instant>,
+    },
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    rev: i64,
+    next_lease: u64,
+    keys: BTreeMap<String, Kv>,
+    leases: HashMap<u64, Lease>,
+    on_delete: HashMap<String, Vec<oneshot::Sender<()>>>,
+}
+
+impl State {
+    pub(super) fn rev(&self) -> i64 {
+        self.rev
+    }
+
+    /// Drops every lease whose time has come, with its keys.
+    pub(super) fn expire(&mut self, now: Instant) {
+        let due: Vec<u64> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.expires <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.revoke(id);
+        }
+    }
+
+    pub(super) fn grant(&mut self, ttl: Duration, now: Instant) -> u64 {
+        self.next_lease += 1;
+        let id = self.next_lease;
+        let expires = now + ttl;
+        self.leases.insert(id, Lease { ttl, expires });
+        id
+    }
+
+    pub(super) fn renew(&mut self, id: u64, now: Instant) -> Option<Duration> {
+        let lease = self.leases.get_mut(&id)?;
+        lease.expires = now + lease.ttl;
+        Some(lease.ttl)
+    }
+
+    pub(super) fn check_lease(&self, id: u64) -> Result<()> {
+        if self.leases.contains_key(&id) {
+            Ok(())
+        } else {
+            Err(Error::SessionLost {
+                reason: LostReason::LeaseExpired,
+            })
+        }
+    }
+
+    pub(super) fn revoke(&mut self, id: u64) {
+        if self.leases.remove(&id).is_none() {
+            return;
+        }
+        let doomed: Vec<String> = self
+            .keys
+            .iter()
+            .filter(|(_, kv)| kv.lease == id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            self.delete(&k);
+        }
+    }
+
+    /// Creates `key` under `lease` unless it exists; returns its create revision.
+    pub(super) fn put_if_absent(&mut self, key: &str, value: &[u8], lease: u64) -> u64 {
+        if let Some(kv) = self.keys.get(key) {
+            return kv.create_rev as u64;
+        }
+        self.rev += 1;
+        let kv = Kv {
+            value: value.to_vec(),
+            create_rev: self.rev,
+            lease,
+        };
+        self.keys.insert(key.to_string(), kv);
+        self.rev as u64
+    }
+
+    pub(super) fn create_rev(&self, key: &str) -> Option<u64> {
+        self.keys.get(key).map(|kv| kv.create_rev as u64)
+    }
+
+    pub(super) fn value(&self, key: &str) -> Option<Vec<u8>> {
+        self.keys.get(key).map(|kv| kv.value.clone())
+    }
+
+    fn under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a String, &'a Kv)> + 'a {
+        self.keys
+            .range(prefix.to_string()..)
+            .take_while(move |(k, _)| k.starts_with(prefix))
+    }
+
+    /// The entry with the lowest create revision under `prefix`.
+    pub(super) fn first_in(&self, prefix: &str) -> Option<(String, u64)> {
+        self.under(prefix)
+            .min_by_key(|(_, kv)| kv.create_rev)
+            .map(|(k, kv)| (k.clone(), kv.create_rev as u64))
+    }
+
+    /// The entry with the highest create revision below `token` under `prefix`.
+    pub(super) fn just_before(&self, prefix: &str, token: u64) -> Option<String> {
+        self.under(prefix)
+            .filter(|(_, kv)| (kv.create_rev as u64) < token)
+            .max_by_key(|(_, kv)| kv.create_rev)
+            .map(|(k, _)| k.clone())
+    }
+
+    #[cfg(test)]
+    pub(super) fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+        self.under(prefix).map(|(k, _)| k.clone()).collect()
+    }
+
+    pub(super) fn delete(&mut self, key: &str) -> bool {
+        if self.keys.remove(key).is_none() {
+            return false;
+        }
+        self.rev += 1;
+        for tx in self.on_delete.remove(key).unwrap_or_default() {
+            let _ = tx.send(());
+        }
+        true
+    }
+
+    pub(super) fn apply(&mut self, ops: &[Write]) {
+        for op in ops {
+            match op {
+                Write::Put { key, value } => {
+                    self.rev += 1;
+                    let create_rev = self.keys.get(key).map_or(self.rev, |kv| kv.create_rev);
+                    let kv = Kv {
+                        value: value.clone(),
+                        create_rev,
+                        lease: 0,
+                    };
+                    self.keys.insert(key.clone(), kv);
+                }
+                Write::Delete { key } => {
+                    self.delete(key);
+                }
+            }
+        }
+    }
+
+    /// Watches for the deletion of `key` as it was at revision `rev`: a key created later
+    /// under the same name is another entry (the same session re-enqueued), so it counts as
+    /// gone, exactly as an etcd watch from `rev + 1` would report the delete.
+    pub(super) fn watch_delete(&mut self, key: &str, rev: i64) -> Lookup {
+        let Some(kv) = self.keys.get(key).filter(|kv| kv.create_rev <= rev) else {
+            return Lookup::Gone;
+        };
+        let expiry = self.leases.get(&kv.lease).map(|l| l.expires);
+        let (tx, rx) = oneshot::channel();
+        let waiters = self.on_delete.entry(key.to_string()).or_default();
+        waiters.retain(|w| !w.is_closed());
+        waiters.push(tx);
+        Lookup::Present { rx, expiry }
+    }
+}

@@ -1,0 +1,154 @@
+//! The etcd v3 backend, wire-compatible with Go's `clientv3/concurrency` (v3.5 semantics):
+//! a lock or election named `N` is the key prefix `N/`, each session's entry is
+//! `N/<lease id in lowercase hex>`, and the owner is the entry with the lowest create revision.
+
+mod session;
+mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{Client, ConnectOptions, GetOptions};
+use tokio::time::Instant;
+
+use self::session::{EtcdRenewer, EtcdSession};
+use self::watch::WatchHub;
+use super::lease::spawn_keep_alive;
+use super::queue::QueueSession;
+use super::{Backend, SessionBackend};
+use crate::liveness::Liveness;
+use crate::{Error, Result};
+
+/// Longest we wait for one request before calling it a transient fault (C11).
+const OP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Maps an etcd client error to ours, keeping retryable faults apart (C11).
+pub(super) fn map_err(op: &'static str, e: etcd_client::Error) -> Error {
+    use etcd_client::Error as E;
+    // gRPC status codes (stable on the wire).
+    const CANCELLED: i32 = 1;
+    const DEADLINE_EXCEEDED: i32 = 4;
+    const PERMISSION_DENIED: i32 = 7;
+    const RESOURCE_EXHAUSTED: i32 = 8;
+    const ABORTED: i32 = 10;
+    const UNAVAILABLE: i32 = 14;
+    const UNAUTHENTICATED: i32 = 16;
+    let message = e.to_string();
+    match &e {
+        E::GRpcStatus(s) => match i32::from(s.code()) {
+            CANCELLED | DEADLINE_EXCEEDED | RESOURCE_EXHAUSTED | ABORTED | UNAVAILABLE => {
+                Error::Transient { op, message }
+            }
+            PERMISSION_DENIED | UNAUTHENTICATED => Error::PermissionDenied { message },
+            _ if message.contains("leader changed") || message.contains("no leader") => {
+                Error::Transient { op, message }
+            }
+            _ => Error::Store { op, message },
+        },
+        E::TransportError(_) | E::IoError(_) | E::WatchError(_) | E::LeaseKeepAliveError(_) => {
+            Error::Transient { op, message }
+        }
+        _ => Error::Store { op, message },
+    }
+}
+
+/// Runs one request with [`OP_TIMEOUT`], mapping errors.
+pub(super) async fn call<T>(
+    op: &'static str,
+    fut: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+) -> Result<T> {
+    match tokio::time::timeout(OP_TIMEOUT, fut).await {
+        Ok(r) => r.map_err(|e| map_err(op, e)),
+        Err(_) => Err(Error::Transient {
+            op,
+            message: format!("no answer within {OP_TIMEOUT:?}"),
+        }),
+    }
+}
+
+/// `etcd://` as a [`Backend`].
+pub(crate) struct EtcdBackend {
+    client: Client,
+    watch: WatchHub,
+}
+
+impl EtcdBackend {
+    pub(crate) async fn connect(
+        endpoints: &[String],
+        tls: bool,
+        timeout: Duration,
+    ) -> Result<Self> {
+        if tls {
+            return Err(Error::Unsupported {
+                backend: "etcd",
+                what: "TLS (etcds://)",
+                advice:
+                    "TLS is not available in this version yet; use etcd:// on a trusted network",
+            });
+        }
+        let urls: Vec<String> = endpoints.iter().map(|e| format!("http://{e}")).collect();
+        let unreachable = |reason: String| Error::Unreachable {
+            endpoint: endpoints.join(","),
+            reason,
+        };
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(timeout)
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5));
+        let connecting = Client::connect(&urls, Some(opts));
+        let client = match tokio::time::timeout(timeout, connecting).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => return Err(unreachable(format!("no answer within {timeout:?}"))),
+        };
+        // The channel connects lazily; one cheap read proves someone answers.
+        let mut kv = client.kv_client();
+        let probe = kv.get("\0", Some(GetOptions::new().with_count_only()));
+        match tokio::time::timeout(timeout, probe).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => match map_err("connect", e) {
+                Error::Transient { message, .. } => return Err(unreachable(message)),
+                other => return Err(other),
+            },
+            Err(_) => return Err(unreachable(format!("no answer within {timeout:?}"))),
+        }
+        let watch = WatchHub::spawn(client.clone());
+        Ok(EtcdBackend { client, watch })
+    }
+}
+
+#[async_trait]
+impl Backend for EtcdBackend {
+    fn kind(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn ttl_range(&self) -> (Duration, Duration) {
+        (Duration::from_secs(1), Duration::from_secs(24 * 3600))
+    }
+
+    async fn open_session(&self, ttl: Duration) -> Result<Arc<dyn SessionBackend>> {
+        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        let granted_at = Instant::now();
+        let mut lease = self.client.lease_client();
+        let grant = call("lease grant", lease.grant(secs as i64, None)).await?;
+        let granted = Duration::from_secs(grant.ttl().max(1) as u64);
+        let liveness = Liveness::new();
+        let renewer = EtcdRenewer::new(self.client.clone(), grant.id());
+        let keep_alive = spawn_keep_alive(renewer, liveness.clone(), granted, granted_at);
+        let session = EtcdSession::new(
+            self.client.clone(),
+            self.watch.clone(),
+            grant.id(),
+            liveness,
+            keep_alive,
+        );
+        Ok(Arc::new(QueueSession(Arc::new(session))))
+    }
+
+    async fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let mut kv = self.client.kv_client();
+        let resp = call("get", kv.get(key, None)).await?;
+        Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
+    }
+}

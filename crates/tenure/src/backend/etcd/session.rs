@@ -1,0 +1,303 @@
+//! One etcd lease and the queue operations made under it, each exactly one request.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{
+    Client, Compare, CompareOp, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions,
+    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
+};
+use tokio::task::AbortHandle;
+
+use super::watch::{WatchEnd, WatchHub};
+use super::{call, map_err};
+use crate::backend::lease::Renewer;
+use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore};
+use crate::liveness::{Liveness, LostReason};
+use crate::{Error, Result, Write};
+
+pub(super) struct EtcdSession {
+    client: Client,
+    watch: WatchHub,
+    lease: i64,
+    liveness: Liveness,
+    keep_alive: AbortHandle,
+}
+
+impl Drop for EtcdSession {
+    fn drop(&mut self) {
+        self.keep_alive.abort();
+    }
+}
+
+impl EtcdSession {
+    pub(super) fn new(
+        client: Client,
+        watch: WatchHub,
+        lease: i64,
+        liveness: Liveness,
+        keep_alive: AbortHandle,
+    ) -> Self {
+        EtcdSession {
+            client,
+            watch,
+            lease,
+            liveness,
+            keep_alive,
+        }
+    }
+
+    fn my_key(&self, prefix: &str) -> String {
+        format!("{prefix}{:x}", self.lease)
+    }
+
+    async fn txn(&self, op: &'static str, txn: Txn) -> Result<TxnResponse> {
+        let mut kv = self.client.kv_client();
+        call(op, kv.txn(txn)).await
+    }
+}
+
+/// The owner query of Go's Mutex: the entry with the lowest create revision.
+fn first_created(prefix: &str) -> TxnOp {
+    let opts = GetOptions::new()
+        .with_prefix()
+        .with_sort(SortTarget::Create, SortOrder::Ascend)
+        .with_limit(1);
+    TxnOp::get(prefix, Some(opts))
+}
+
+fn header_rev(resp: &TxnResponse) -> i64 {
+    resp.header().map_or(0, |h| h.revision())
+}
+
+/// The first key-value of the `i`th response of a transaction, as (key, create revision).
+fn nth_kv(resp: &TxnResponse, i: usize) -> Option<(String, i64)> {
+    match resp.op_responses().into_iter().nth(i)? {
+        TxnOpResponse::Get(g) => g.kvs().first().map(|kv| {
+            (
+                String::from_utf8_lossy(kv.key()).into_owned(),
+                kv.create_revision(),
+            )
+        }),
+        _ => None,
+    }
+}
+
+fn malformed(op: &'static str) -> Error {
+    Error::Store {
+        op,
+        message: "etcd returned a transaction response without the expected parts".into(),
+    }
+}
+
+fn is_mine(key: &str, token: u64) -> Compare {
+    Compare::create_revision(key, CompareOp::Equal, token as i64)
+}
+
+#[async_trait]
+impl QueueStore for EtcdSession {
+    async fn enqueue(&self, prefix: &str, value: &[u8]) -> Result<Enqueued> {
+        let key = self.my_key(prefix);
+        let put = TxnOp::put(
+            key.as_str(),
+            value,
+            Some(PutOptions::new().with_lease(self.lease)),
+        );
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+            .and_then([put, first_created(prefix)])
+            .or_else([TxnOp::get(key.as_str(), None), first_created(prefix)]);
+        let resp = self.txn("lock", txn).await?;
+        let rev = header_rev(&resp);
+        let token = if resp.succeeded() {
+            rev
+        } else {
+            nth_kv(&resp, 0).ok_or_else(|| malformed("lock"))?.1
+        };
+        let (_, owner) = nth_kv(&resp, 1).ok_or_else(|| malformed("lock"))?;
+        Ok(Enqueued {
+            mine: Entry {
+                key,
+                token: token as u64,
+            },
+            first: owner == token,
+            rev,
+        })
+    }
+
+    async fn enqueue_if_empty(
+        &self,
+        prefix: &str,
+        value: &[u8],
+    ) -> Result<Result<Enqueued, Option<String>>> {
+        let key = self.my_key(prefix);
+        let put = TxnOp::put(
+            key.as_str(),
+            value,
+            Some(PutOptions::new().with_lease(self.lease)),
+        );
+        // A range compare holds for an empty range, so this reads "nobody is queued".
+        let nobody = Compare::create_revision(prefix, CompareOp::Equal, 0).with_prefix();
+        let txn = Txn::new()
+            .when([nobody])
+            .and_then([put])
+            .or_else([first_created(prefix)]);
+        let resp = self.txn("try lock", txn).await?;
+        if !resp.succeeded() {
+            return Ok(Err(nth_kv(&resp, 0).map(|(k, _)| k)));
+        }
+        let rev = header_rev(&resp);
+        Ok(Ok(Enqueued {
+            mine: Entry {
+                key,
+                token: rev as u64,
+            },
+            first: true,
+            rev,
+        }))
+    }
+
+    async fn ahead(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+        let last_before = GetOptions::new()
+            .with_prefix()
+            .with_sort(SortTarget::Create, SortOrder::Descend)
+            .with_max_create_revision(mine.token as i64 - 1)
+            .with_limit(1);
+        let txn = Txn::new().and_then([
+            TxnOp::get(prefix, Some(last_before)),
+            TxnOp::get(mine.key.as_str(), None),
+        ]);
+        let resp = self.txn("wait", txn).await?;
+        let rev = header_rev(&resp);
+        if nth_kv(&resp, 1).map(|(_, r)| r as u64) != Some(mine.token) {
+            // Go's ErrSessionExpired: our entry vanished while we waited.
+            let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
+            return Err(Error::SessionLost { reason });
+        }
+        Ok(match nth_kv(&resp, 0) {
+            Some((key, _)) => Ahead::Entry { key, rev },
+            None => Ahead::Nobody { rev },
+        })
+    }
+
+    async fn wait_deleted(&self, key: &str, rev: i64) -> Result<()> {
+        match self.watch.deleted(key, rev + 1).await {
+            WatchEnd::Deleted => Ok(()),
+            WatchEnd::Broken(message) => Err(Error::Transient {
+                op: "watch",
+                message,
+            }),
+        }
+    }
+
+    async fn remove(&self, mine: &Entry) -> Result<bool> {
+        let txn = Txn::new()
+            .when([is_mine(&mine.key, mine.token)])
+            .and_then([TxnOp::delete(mine.key.as_str(), None)]);
+        Ok(self.txn("unlock", txn).await?.succeeded())
+    }
+
+    async fn remove_unknown(&self, prefix: &str) -> Result<()> {
+        let key = self.my_key(prefix);
+        let txn = Txn::new()
+            .when([Compare::lease(key.as_str(), CompareOp::Equal, self.lease)])
+            .and_then([TxnOp::delete(key.as_str(), None)]);
+        self.txn("withdraw", txn).await.map(|_| ())
+    }
+
+    async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool> {
+        let ops: Vec<TxnOp> = ops
+            .iter()
+            .map(|w| match w {
+                Write::Put { key, value } => TxnOp::put(key.as_str(), value.as_slice(), None),
+                Write::Delete { key } => TxnOp::delete(key.as_str(), None),
+            })
+            .collect();
+        let txn = Txn::new()
+            .when([is_mine(&mine.key, mine.token)])
+            .and_then(ops);
+        Ok(self.txn("guarded write", txn).await?.succeeded())
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.keep_alive.abort();
+        self.liveness.lose(LostReason::SessionClosed);
+        let mut lease = self.client.lease_client();
+        match call("lease revoke", lease.revoke(self.lease)).await {
+            Err(Error::Store { message, .. }) if message.contains("lease not found") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    #[cfg(test)]
+    fn abandon(&self) {
+        self.keep_alive.abort();
+    }
+
+    fn lease_id(&self) -> u64 {
+        self.lease as u64
+    }
+
+    fn liveness(&self) -> &Liveness {
+        &self.liveness
+    }
+}
+
+/// Keep-alives on one stream per session, reopened after a fault.
+pub(super) struct EtcdRenewer {
+    client: Client,
+    lease: i64,
+    stream: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+}
+
+impl EtcdRenewer {
+    pub(super) fn new(client: Client, lease: i64) -> Self {
+        EtcdRenewer {
+            client,
+            lease,
+            stream: None,
+        }
+    }
+
+    async fn renew_on_stream(&mut self) -> Result<Option<Duration>> {
+        if self.stream.is_none() {
+            let mut leases = self.client.lease_client();
+            self.stream = Some(
+                leases
+                    .keep_alive(self.lease)
+                    .await
+                    .map_err(|e| map_err("keep-alive", e))?,
+            );
+        }
+        let Some((keeper, stream)) = &mut self.stream else {
+            return Ok(None);
+        };
+        keeper
+            .keep_alive()
+            .await
+            .map_err(|e| map_err("keep-alive", e))?;
+        match stream
+            .message()
+            .await
+            .map_err(|e| map_err("keep-alive", e))?
+        {
+            Some(resp) if resp.ttl() > 0 => Ok(Some(Duration::from_secs(resp.ttl() as u64))),
+            Some(_) => Ok(None),
+            None => Err(Error::Transient {
+                op: "keep-alive",
+                message: "keep-alive stream closed".into(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Renewer for EtcdRenewer {
+    async fn renew(&mut self) -> Result<Option<Duration>> {
+        let res = self.renew_on_stream().await;
+        if res.is_err() {
+            self.stream = None;
+        }
+        res
+    }
+}

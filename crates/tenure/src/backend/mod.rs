@@ -1,0 +1,84 @@
+//! The seam between the public API and the stores.
+//!
+//! [`Backend`] opens sessions; a [`SessionBackend`] acquires, releases and guards named grants.
+//! Stores with ordered, watchable keys (etcd, embedded, ZooKeeper) implement the smaller
+//! [`queue::QueueStore`] and get a [`SessionBackend`] from the shared fair-queue recipe.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::OwnedMutexGuard;
+use tokio::task::AbortHandle;
+
+use crate::liveness::Liveness;
+use crate::{Result, Write};
+
+#[cfg(feature = "embedded")]
+pub(crate) mod embedded;
+#[cfg(feature = "etcd")]
+pub(crate) mod etcd;
+pub(crate) mod lease;
+pub(crate) mod queue;
+
+/// A store, as reached through one URL.
+#[async_trait]
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// Short backend name for messages ("etcd", "mem").
+    fn kind(&self) -> &'static str;
+    /// Shortest and longest session TTL the store honours.
+    fn ttl_range(&self) -> (Duration, Duration);
+    /// Grants a lease of `ttl` and keeps it alive until closed or lost.
+    async fn open_session(&self, ttl: Duration) -> Result<Arc<dyn SessionBackend>>;
+    /// Plain (linearizable) read of one key.
+    async fn read(&self, key: &str) -> Result<Option<Vec<u8>>>;
+}
+
+/// One lease and what is held under it.
+#[async_trait]
+pub(crate) trait SessionBackend: Send + Sync + 'static {
+    /// The lease id (etcd lease id; embedded lease number).
+    fn id(&self) -> u64;
+    /// Fires when the lease is lost.
+    fn liveness(&self) -> &Liveness;
+    /// Enters the queue of `name` and waits to be first (`wait`), or takes it only if free.
+    async fn acquire(
+        &self,
+        name: &str,
+        value: &[u8],
+        wait: bool,
+        permit: OwnedMutexGuard<()>,
+    ) -> Result<Grant>;
+    /// Deletes the grant's entry if it is still this grant's (C8).
+    async fn release(&self, grant: &Grant) -> Result<()>;
+    /// Applies `ops` atomically, only while `grant` still holds (C10). `Ok(false)`: not held.
+    async fn guarded_write(&self, grant: &Grant, ops: &[Write]) -> Result<bool>;
+    /// Revokes the lease; everything held under it is released.
+    async fn close(&self) -> Result<()>;
+    /// Stops renewing without revoking, as a crashed process would.
+    #[cfg(test)]
+    fn abandon(&self);
+}
+
+/// A held entry, as the store knows it.
+#[derive(Debug)]
+pub(crate) struct Grant {
+    /// The holder key.
+    pub key: String,
+    /// Fencing token (C2).
+    pub token: u64,
+    /// Fires when the entry or its session is lost.
+    pub liveness: Liveness,
+    /// Stops the entry watch when the grant ends.
+    pub watch: Option<AbortHandle>,
+    /// In-process exclusion (C9): held until the entry is gone from the store.
+    pub _permit: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        if let Some(w) = self.watch.take() {
+            w.abort();
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! The fair-queue recipe (C3, C5), written once for every store with ordered, watchable keys.
+//!
+//! Enqueue an entry under the session; if it is not first, find the entry just ahead of it and
+//! wait for that one's deletion (so a release wakes exactly one waiter); repeat until first.
+//! A waiter that is dropped or fails removes its entry in the background, still holding the
+//! in-process permit so that no sibling task can enter the queue under the same key meanwhile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::OwnedMutexGuard;
+
+use super::{Grant, SessionBackend};
+use crate::liveness::{Liveness, LostReason};
+use crate::retry::{jitter, with_backoff};
+use crate::{Error, Result, Write};
+
+/// Retries per store call before a transient fault is reported.
+const ATTEMPTS: u32 = 8;
+
+/// An entry in a queue: its key and fencing token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub key: String,
+    pub token: u64,
+}
+
+/// The answer to enqueueing: our entry, whether it is first, and the store revision it was
+/// seen at (watches start after it).
+#[derive(Debug, Clone)]
+pub(crate) struct Enqueued {
+    pub mine: Entry,
+    pub first: bool,
+    pub rev: i64,
+}
+
+/// What stands ahead of our entry.
+#[derive(Debug, Clone)]
+pub(crate) enum Ahead {
+    /// Nobody: we are first, as of `rev`.
+    Nobody { rev: i64 },
+    /// The entry just ahead, and the revision to watch it from.
+    Entry { key: String, rev: i64 },
+}
+
+/// A store's own idioms for the recipe. `prefix` is `<name>/`.
+#[async_trait]
+pub(crate) trait QueueStore: Send + Sync + 'static {
+    /// Creates this session's entry under `prefix` (or finds it), learning atomically whether
+    /// it is first.
+    async fn enqueue(&self, prefix: &str, value: &[u8]) -> Result<Enqueued>;
+    /// In one round trip: creates the entry only if the queue is empty; else names the holder.
+    async fn enqueue_if_empty(
+        &self,
+        prefix: &str,
+        value: &[u8],
+    ) -> Result<Result<Enqueued, Option<String>>>;
+    /// The entry just ahead of `mine`. Fails with [`Error::SessionLost`] when `mine` is gone.
+    async fn ahead(&self, prefix: &str, mine: &Entry) -> Result<Ahead>;
+    /// Resolves once `key` is deleted at a revision after `rev`.
+    async fn wait_deleted(&self, key: &str, rev: i64) -> Result<()>;
+    /// Deletes `mine` only if it is still the same entry. `Ok(false)`: it was already gone.
+    async fn remove(&self, mine: &Entry) -> Result<bool>;
+    /// Deletes this session's entry under `prefix`, whatever it is (an enqueue whose answer
+    /// never arrived).
+    async fn remove_unknown(&self, prefix: &str) -> Result<()>;
+    /// Applies `ops` only if `mine` is still there. `Ok(false)`: it is not.
+    async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool>;
+    /// Revokes the session's lease.
+    async fn close(&self) -> Result<()>;
+    /// Stops renewing without revoking.
+    #[cfg(test)]
+    fn abandon(&self);
+    /// The session's lease id.
+    fn lease_id(&self) -> u64;
+    /// Fires when the lease is lost.
+    fn liveness(&self) -> &Liveness;
+}
+
+/// Any [`QueueStore`] is a [`SessionBackend`] through the recipe.
+pub(crate) struct QueueSession<S>(pub Arc<S>);
+
+#[async_trait]
+impl<S: QueueStore> SessionBackend for QueueSession<S> {
+    fn id(&self) -> u64 {
+        self.0.lease_id()
+    }
+
+    fn liveness(&self) -> &Liveness {
+        self.0.liveness()
+    }
+
+    async fn acquire(
+        &self,
+        name: &str,
+        value: &[u8],
+        wait: bool,
+        permit: OwnedMutexGuard<()>,
+    ) -> Result<Grant> {
+        acquire(&self.0, name, value, wait, permit).await
+    }
+
+    async fn release(&self, grant: &Grant) -> Result<()> {
+        let mine = Entry {
+            key: grant.key.clone(),
+            token: grant.token,
+        };
+        let lost = grant.liveness.reason();
+        let removed = with_backoff(ATTEMPTS, || self.0.remove(&mine)).await?;
+        match lost {
+            Some(reason) => Err(Error::LockLost {
+                key: grant.key.clone(),
+                reason,
+            }),
+            None if !removed => Err(Error::LockLost {
+                key: grant.key.clone(),
+                reason: self
+                    .0
+                    .liveness()
+                    .reason()
+                    .unwrap_or(LostReason::EntryDeleted),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    async fn guarded_write(&self, grant: &Grant, ops: &[Write]) -> Result<bool> {
+        if grant.liveness.is_lost() {
+            return Ok(false);
+        }
+        let mine = Entry {
+            key: grant.key.clone(),
+            token: grant.token,
+        };
+        with_backoff(ATTEMPTS, || self.0.guarded_write(&mine, ops)).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.0.close().await
+    }
+
+    #[cfg(test)]
+    fn abandon(&self) {
+        self.0.abandon();
+    }
+}
+
+/// Removes an abandoned entry in the background unless disarmed.
+struct Pending<S: QueueStore> {
+    store: Arc<S>,
+    prefix: String,
+    entry: Option<Entry>,
+    permit: Option<OwnedMutexGuard<()>>,
+}
+
+impl<S: QueueStore> Drop for Pending<S> {
+    fn drop(&mut self) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let (store, prefix, entry) = (self.store.clone(), self.prefix.clone(), self.entry.take());
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(%prefix, "no runtime to withdraw a waiter; its lease will expire it");
+            return;
+        };
+        rt.spawn(async move {
+            let res = match &entry {
+                Some(e) => with_backoff(ATTEMPTS, || store.remove(e)).await.map(|_| ()),
+                None => with_backoff(ATTEMPTS, || store.remove_unknown(&prefix)).await,
+            };
+            if let Err(e) = res {
+                tracing::warn!(%prefix, error = %e, "could not withdraw a waiter; its lease will expire it");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn acquire<S: QueueStore>(
+    store: &Arc<S>,
+    name: &str,
+    value: &[u8],
+    wait: bool,
+    permit: OwnedMutexGuard<()>,
+) -> Result<Grant> {
+    let session = store.liveness().clone();
+    if let Some(reason) = session.reason() {
+        return Err(Error::SessionLost { reason });
+    }
+    let prefix = format!("{name}/");
+    let mut pending = Pending {
+        store: store.clone(),
+        prefix: prefix.clone(),
+        entry: None,
+        permit: Some(permit),
+    };
+    let enq = if wait {
+        let enq = with_backoff(ATTEMPTS, || store.enqueue(&prefix, value)).await?;
+        pending.entry = Some(enq.mine.clone());
+        enq
+    } else {
+        // Nothing is written when the lock is held, so nothing needs cleaning up.
+        match with_backoff(ATTEMPTS, || store.enqueue_if_empty(&prefix, value)).await {
+            Ok(Ok(enq)) => enq,
+            Ok(Err(holder)) => {
+                pending.permit = None;
+                return Err(Error::Locked {
+                    name: name.to_string(),
+                    holder,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let rev = if enq.first {
+        enq.rev
+    } else {
+        wait_for_turn(store.as_ref(), &session, &prefix, &enq.mine).await?
+    };
+    let liveness = session.child();
+    let watch = spawn_entry_watch(store.clone(), enq.mine.clone(), rev, liveness.clone());
+    let permit = pending.permit.take();
+    Ok(Grant {
+        key: enq.mine.key,
+        token: enq.mine.token,
+        liveness,
+        watch: Some(watch),
+        _permit: permit,
+    })
+}
+
+/// Waits until nothing is ahead of `mine`; returns the revision at which that was seen.
+async fn wait_for_turn<S: QueueStore>(
+    store: &S,
+    session: &Liveness,
+    prefix: &str,
+    mine: &Entry,
+) -> Result<i64> {
+    loop {
+        let ahead = with_backoff(ATTEMPTS, || store.ahead(prefix, mine)).await?;
+        let (key, rev) = match ahead {
+            Ahead::Nobody { rev } => return Ok(rev),
+            Ahead::Entry { key, rev } => (key, rev),
+        };
+        tokio::select! {
+            res = store.wait_deleted(&key, rev) => match res {
+                Ok(()) => {}
+                Err(e) if e.is_transient() => {
+                    tracing::debug!(error = %e, "predecessor watch broke; re-checking");
+                    tokio::time::sleep(jitter(Duration::from_millis(50))).await;
+                }
+                Err(e) => return Err(e),
+            },
+            reason = session.lost() => return Err(Error::SessionLost { reason }),
+        }
+    }
+}
+
+/// Fires `liveness` when the entry is deleted by anyone but us.
+fn spawn_entry_watch<S: QueueStore>(
+    store: Arc<S>,
+    mine: Entry,
+    rev: i64,
+    liveness: Liveness,
+) -> tokio::task::AbortHandle {
+    tokio::spawn(async move {
+        loop {
+            match store.wait_deleted(&mine.key, rev).await {
+                Ok(()) => return liveness.lose(LostReason::EntryDeleted),
+                Err(e) if e.is_transient() => {
+                    tokio::time::sleep(jitter(Duration::from_millis(200))).await;
+                    // The watch broke; if the entry vanished meanwhile, say so.
+                    if let Ok(false) = store.guarded_write(&mine, &[]).await {
+                        return liveness.lose(LostReason::EntryDeleted);
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    })
+    .abort_handle()
+}

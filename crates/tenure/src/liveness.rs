@@ -1,0 +1,190 @@
+//! The lost signal (C7): a one-way latch that fires when a store reports a lease or entry gone,
+//! or when a local deadline passes without a confirmed renewal.
+
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Why a session or a grant can no longer be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LostReason {
+    /// The store reported the lease gone (expired or revoked).
+    LeaseExpired,
+    /// No renewal was confirmed in time: the local deadline (last confirmed renewal's send
+    /// instant + TTL − safety margin) passed, so the store may already have expired the lease.
+    RenewalDeadline,
+    /// The holder's entry was deleted by someone else.
+    EntryDeleted,
+    /// The session was closed by its owner.
+    SessionClosed,
+}
+
+impl fmt::Display for LostReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LostReason::LeaseExpired => "the store reports the lease expired or revoked",
+            LostReason::RenewalDeadline => {
+                "no lease renewal was confirmed before the local safety deadline"
+            }
+            LostReason::EntryDeleted => "the holder entry was deleted by someone else",
+            LostReason::SessionClosed => "the session was closed",
+        })
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct State {
+    lost: Option<LostReason>,
+    deadline: Option<Instant>,
+}
+
+/// A latch, optionally chained to a parent (a grant's latch is chained to its session's).
+#[derive(Clone)]
+pub(crate) struct Liveness {
+    own: Arc<watch::Sender<State>>,
+    parent: Option<Arc<watch::Sender<State>>>,
+}
+
+impl fmt::Debug for Liveness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Liveness")
+            .field("lost", &self.reason())
+            .finish()
+    }
+}
+
+fn current(tx: &watch::Sender<State>) -> Option<LostReason> {
+    let s = *tx.borrow();
+    s.lost.or_else(|| {
+        s.deadline
+            .filter(|d| Instant::now() >= *d)
+            .map(|_| LostReason::RenewalDeadline)
+    })
+}
+
+async fn wait(tx: &watch::Sender<State>) -> LostReason {
+    let mut rx = tx.subscribe();
+    loop {
+        let s = *rx.borrow_and_update();
+        if let Some(r) = s.lost {
+            return r;
+        }
+        match s.deadline {
+            Some(d) if Instant::now() >= d => return LostReason::RenewalDeadline,
+            Some(d) => {
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { std::future::pending::<()>().await },
+                    () = tokio::time::sleep_until(d) => {}
+                }
+            }
+            None => {
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+}
+
+impl Liveness {
+    pub(crate) fn new() -> Self {
+        Liveness {
+            own: Arc::new(watch::Sender::new(State::default())),
+            parent: None,
+        }
+    }
+
+    /// A new latch that also counts as lost whenever `self` is.
+    pub(crate) fn child(&self) -> Self {
+        Liveness {
+            own: Arc::new(watch::Sender::new(State::default())),
+            parent: Some(self.own.clone()),
+        }
+    }
+
+    /// Fires the latch (first reason wins).
+    pub(crate) fn lose(&self, reason: LostReason) {
+        self.own.send_if_modified(|s| {
+            if s.lost.is_none() {
+                s.lost = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Moves the local deadline; `None` clears it (stores that report loss themselves).
+    pub(crate) fn set_deadline(&self, deadline: Instant) {
+        self.own.send_modify(|s| s.deadline = Some(deadline));
+    }
+
+    /// The reason, if lost; a passed deadline counts as lost.
+    pub(crate) fn reason(&self) -> Option<LostReason> {
+        self.parent
+            .as_deref()
+            .and_then(current)
+            .or_else(|| current(&self.own))
+    }
+
+    pub(crate) fn is_lost(&self) -> bool {
+        self.reason().is_some()
+    }
+
+    /// Resolves when the latch (or its parent) fires.
+    pub(crate) async fn lost(&self) -> LostReason {
+        match &self.parent {
+            None => wait(&self.own).await,
+            Some(p) => tokio::select! {
+                r = wait(p) => r,
+                r = wait(&self.own) => r,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn deadline_fires_without_a_timer_task() {
+        let l = Liveness::new();
+        l.set_deadline(Instant::now() + Duration::from_secs(5));
+        assert!(!l.is_lost());
+        let r = l.lost().await;
+        assert_eq!(r, LostReason::RenewalDeadline);
+        assert!(l.is_lost());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn extending_the_deadline_postpones_loss() {
+        let l = Liveness::new();
+        let start = Instant::now();
+        l.set_deadline(start + Duration::from_secs(1));
+        let l2 = l.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            l2.set_deadline(start + Duration::from_secs(3));
+        });
+        l.lost().await;
+        assert!(Instant::now() >= start + Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn child_follows_parent_and_first_reason_wins() {
+        let parent = Liveness::new();
+        let child = parent.child();
+        child.lose(LostReason::EntryDeleted);
+        child.lose(LostReason::LeaseExpired);
+        assert_eq!(child.reason(), Some(LostReason::EntryDeleted));
+        assert!(!parent.is_lost());
+        let other = parent.child();
+        parent.lose(LostReason::SessionClosed);
+        assert_eq!(other.lost().await, LostReason::SessionClosed);
+    }
+}

@@ -1,0 +1,37 @@
+//! Jittered exponential backoff for transient store faults (C11).
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::Result;
+
+const FIRST_DELAY: Duration = Duration::from_millis(20);
+const MAX_DELAY: Duration = Duration::from_secs(1);
+
+/// Runs `op` until it succeeds, fails with a non-transient error, or `attempts` are used up.
+/// The caller's deadline bounds it from outside (dropping the future stops it).
+pub(crate) async fn with_backoff<T, F, Fut>(attempts: u32, mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut delay = FIRST_DELAY;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match op().await {
+            Err(e) if e.is_transient() && tries < attempts => {
+                tracing::debug!(error = %e, tries, "transient store error, retrying");
+                tokio::time::sleep(jitter(delay)).await;
+                delay = (delay * 2).min(MAX_DELAY);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A random duration in `[d/2, d]`, so that clients that failed together do not retry together.
+pub(crate) fn jitter(d: Duration) -> Duration {
+    let half = d / 2;
+    half + half.mul_f64(fastrand::f64())
+}

@@ -1,0 +1,133 @@
+//! Sessions: one lease, kept alive in the background, under which grants are held.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use crate::backend::SessionBackend;
+use crate::{LostReason, Mutex, Result};
+
+/// A lease in the store, renewed every third of its TTL until closed, dropped or lost.
+///
+/// Everything acquired through a session dies with it: if the process dies or is cut off, the
+/// store expires the lease after the TTL and the next waiter proceeds (C6). Cloning is cheap
+/// and shares the lease. Dropping the last clone revokes the lease in the background; call
+/// [`Session::close`] to revoke it and hear about errors.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// let tenure = tenure::Tenure::connect("mem://").await?;
+/// let session = tenure.session().await?;
+/// assert!(!session.is_lost());
+/// session.close().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub(crate) inner: Arc<SessionInner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct SessionInner {
+    pub(crate) backend: Arc<dyn SessionBackend>,
+    ttl: Duration,
+    /// In-process queues in front of the store, one per name (C9).
+    local: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Set once revoked (or, in tests, abandoned as if crashed) so drop does nothing.
+    done: AtomicBool,
+}
+
+impl Session {
+    pub(crate) fn new(backend: Arc<dyn SessionBackend>, ttl: Duration) -> Self {
+        Session {
+            inner: Arc::new(SessionInner {
+                backend,
+                ttl,
+                local: StdMutex::default(),
+                done: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The lease id (on etcd, the id whose lowercase hex ends every key of this session).
+    pub fn id(&self) -> u64 {
+        self.inner.backend.id()
+    }
+
+    /// The TTL the lease was granted with.
+    pub fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+
+    /// Whether the lease is gone or can no longer be trusted. Cheap: no I/O.
+    pub fn is_lost(&self) -> bool {
+        self.inner.backend.liveness().is_lost()
+    }
+
+    /// Resolves when the lease is lost, with the reason. Cancellation-safe.
+    pub async fn lost(&self) -> LostReason {
+        self.inner.backend.liveness().lost().await
+    }
+
+    /// A mutex named `name` on this session. The name is the key prefix: on etcd, `jobs`
+    /// meets `etcdctl lock jobs`.
+    pub fn mutex(&self, name: &str) -> Result<Mutex> {
+        crate::name::validate(name)?;
+        Ok(Mutex::new(self.clone(), name))
+    }
+
+    /// The in-process queue for `name`.
+    pub(crate) fn local_queue(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.inner.local.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, q| Arc::strong_count(q) > 1);
+        map.entry(name.to_string()).or_default().clone()
+    }
+
+    /// Revokes the lease: every grant under it is released and reports itself lost.
+    pub async fn close(self) -> Result<()> {
+        self.inner.done.store(true, Ordering::SeqCst);
+        self.inner.backend.close().await
+    }
+
+    /// Stops renewing without revoking, as a crashed process would (tests of C6).
+    #[cfg(test)]
+    pub(crate) fn abandon(self) {
+        self.inner.done.store(true, Ordering::SeqCst);
+        self.inner.backend.abandon();
+    }
+}
+
+impl Drop for SessionInner {
+    fn drop(&mut self) {
+        if self.done.load(Ordering::SeqCst) {
+            return;
+        }
+        let backend = self.backend.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = backend.close().await {
+                    tracing::debug!(error = %e, "background session close");
+                }
+            });
+        }
+    }
+}
+
+/// Validates a TTL against a backend's range (C12).
+pub(crate) fn check_ttl(ttl: Duration, (min, max): (Duration, Duration)) -> Result<()> {
+    if ttl < min || ttl > max {
+        return Err(crate::Error::InvalidDuration {
+            what: "session TTL",
+            value: ttl,
+            min,
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// Default session TTL: 10 s. Short enough that a crashed holder blocks others for seconds,
+/// not a minute (Go's default is 60 s); long enough to ride out an etcd leader election
+/// (about 1 s by default) and two missed renewals, since renewals go out every TTL/3.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(10);

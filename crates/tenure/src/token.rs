@@ -1,0 +1,25 @@
+//! Fencing tokens (C2).
+
+use std::fmt;
+
+/// A number that strictly increases across successive holders of one name and never changes
+/// for one holder. Pass it to the resource you protect and have it refuse writes carrying a
+/// smaller token than the largest it has seen: that is what makes a lock safe against a
+/// holder that was paused past its lease.
+///
+/// etcd: the holder key's create revision. Embedded: the store's revision counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FencingToken(pub u64);
+
+impl FencingToken {
+    /// The token as a number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for FencingToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}

@@ -153,4 +153,18 @@ impl Tenure {
         crate::name::validate(key)?;
         self.backend.read(key).await
     }
+
+    /// Applies `ops` atomically *without* any lock: the store's plain write, the floor that
+    /// benchmarks compare against. Use [`crate::MutexGuard::write`] for writes a lock protects.
+    pub async fn write(&self, ops: impl IntoIterator<Item = crate::Write>) -> Result<()> {
+        let ops: Vec<crate::Write> = ops.into_iter().collect();
+        for op in &ops {
+            match op {
+                crate::Write::Put { key, .. } | crate::Write::Delete { key } => {
+                    crate::name::validate(key)?
+                }
+            }
+        }
+        self.backend.write(&ops).await
+    }
 }

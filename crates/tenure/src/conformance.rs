@@ -72,7 +72,7 @@ pub(crate) async fn c1_exclusion_many_contenders(f: Fixture) {
     }
     let total = read_u64(f.tenure.read(&value_key).await.unwrap());
     assert_eq!(total, (sessions * rounds) as u64);
-    let tokens = tokens.lock().unwrap();
+    let tokens = tokens.lock().unwrap().clone();
     assert_eq!(tokens.len(), sessions * rounds);
     assert!(
         tokens.windows(2).all(|w| w[0] < w[1]),
@@ -216,7 +216,7 @@ pub(crate) async fn c6_crash_releases_after_ttl(f: Fixture) {
     let g = crashed.mutex(&name).unwrap().lock().await.unwrap();
     let first = g.token();
     std::mem::forget(g);
-    crashed.abandon();
+    crashed.simulate_crash();
     let waiter = f.tenure.session().await.unwrap();
     let g2 = within("waiter after crash", waiter.mutex(&name).unwrap().lock())
         .await
@@ -272,7 +272,7 @@ pub(crate) async fn c7_lost_at_local_deadline_before_store_expiry(f: Fixture) {
     let s = f.tenure.session_with_ttl(f.short_ttl).await.unwrap();
     let g = s.mutex(&name).unwrap().lock().await.unwrap();
     let key = g.key().to_string();
-    s.clone().abandon();
+    s.clone().simulate_crash();
     assert_eq!(
         within("deadline", g.lost()).await,
         LostReason::RenewalDeadline

@@ -90,9 +90,10 @@ impl Session {
         self.inner.backend.close().await
     }
 
-    /// Stops renewing without revoking, as a crashed process would (tests of C6).
-    #[cfg(test)]
-    pub(crate) fn abandon(self) {
+    /// Stops renewing the lease without revoking it, exactly as if this process had crashed:
+    /// the store releases everything held under it when the TTL runs out, and the holder's
+    /// `lost()` fires at the local deadline. For demos and tests of crash handling.
+    pub fn simulate_crash(self) {
         self.inner.done.store(true, Ordering::SeqCst);
         self.inner.backend.abandon();
     }

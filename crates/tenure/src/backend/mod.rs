@@ -32,6 +32,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn open_session(&self, ttl: Duration) -> Result<Arc<dyn SessionBackend>>;
     /// Plain (linearizable) read of one key.
     async fn read(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Unguarded atomic write (the store's own floor in benchmarks).
+    async fn write(&self, ops: &[Write]) -> Result<()>;
 }
 
 /// One lease and what is held under it.
@@ -56,7 +58,6 @@ pub(crate) trait SessionBackend: Send + Sync + 'static {
     /// Revokes the lease; everything held under it is released.
     async fn close(&self) -> Result<()>;
     /// Stops renewing without revoking, as a crashed process would.
-    #[cfg(test)]
     fn abandon(&self);
 }
 

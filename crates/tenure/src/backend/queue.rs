@@ -70,7 +70,6 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     /// Revokes the session's lease.
     async fn close(&self) -> Result<()>;
     /// Stops renewing without revoking.
-    #[cfg(test)]
     fn abandon(&self);
     /// The session's lease id.
     fn lease_id(&self) -> u64;
@@ -140,7 +139,6 @@ impl<S: QueueStore> SessionBackend for QueueSession<S> {
         self.0.close().await
     }
 
-    #[cfg(test)]
     fn abandon(&self) {
         self.0.abandon();
     }

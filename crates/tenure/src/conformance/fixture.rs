@@ -28,7 +28,7 @@ pub(crate) enum Admin {
     #[cfg(feature = "embedded")]
     Mem(Arc<crate::backend::embedded::MemStore>),
     #[cfg(feature = "etcd")]
-    Etcd(etcd_client::Client),
+    Etcd(Box<etcd_client::Client>),
 }
 
 impl Admin {
@@ -132,7 +132,7 @@ async fn etcd(var: &str, test: &str) -> Option<Fixture> {
     Some(Fixture {
         tenure,
         short_ttl: Duration::from_secs(2),
-        admin: Admin::Etcd(admin),
+        admin: Admin::Etcd(Box::new(admin)),
         namespace: namespace(test),
     })
 }

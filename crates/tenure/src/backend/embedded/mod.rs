@@ -134,6 +134,11 @@ impl Backend for MemBackend {
     async fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.store.with(|st| st.value(key)))
     }
+
+    async fn write(&self, ops: &[Write]) -> Result<()> {
+        self.store.with(|st| st.apply(ops));
+        Ok(())
+    }
 }
 
 struct MemRenewer {
@@ -249,7 +254,6 @@ impl QueueStore for MemSession {
         Ok(())
     }
 
-    #[cfg(test)]
     fn abandon(&self) {
         self.keep_alive.abort();
     }

@@ -18,7 +18,7 @@ use super::lease::spawn_keep_alive;
 use super::queue::QueueSession;
 use super::{Backend, SessionBackend};
 use crate::liveness::Liveness;
-use crate::{Error, Result};
+use crate::{Error, Result, Write};
 
 /// Longest we wait for one request before calling it a transient fault (C11).
 const OP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -150,5 +150,11 @@ impl Backend for EtcdBackend {
         let mut kv = self.client.kv_client();
         let resp = call("get", kv.get(key, None)).await?;
         Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
+    }
+
+    async fn write(&self, ops: &[Write]) -> Result<()> {
+        let mut kv = self.client.kv_client();
+        let txn = etcd_client::Txn::new().and_then(session::txn_ops(ops));
+        call("write", kv.txn(txn)).await.map(|_| ())
     }
 }

@@ -90,6 +90,16 @@ fn malformed(op: &'static str) -> Error {
     }
 }
 
+/// Our writes as etcd transaction operations.
+pub(super) fn txn_ops(ops: &[Write]) -> Vec<TxnOp> {
+    ops.iter()
+        .map(|w| match w {
+            Write::Put { key, value } => TxnOp::put(key.as_str(), value.as_slice(), None),
+            Write::Delete { key } => TxnOp::delete(key.as_str(), None),
+        })
+        .collect()
+}
+
 fn is_mine(key: &str, token: u64) -> Compare {
     Compare::create_revision(key, CompareOp::Equal, token as i64)
 }
@@ -206,16 +216,9 @@ impl QueueStore for EtcdSession {
     }
 
     async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool> {
-        let ops: Vec<TxnOp> = ops
-            .iter()
-            .map(|w| match w {
-                Write::Put { key, value } => TxnOp::put(key.as_str(), value.as_slice(), None),
-                Write::Delete { key } => TxnOp::delete(key.as_str(), None),
-            })
-            .collect();
         let txn = Txn::new()
             .when([is_mine(&mine.key, mine.token)])
-            .and_then(ops);
+            .and_then(txn_ops(ops));
         Ok(self.txn("guarded write", txn).await?.succeeded())
     }
 
@@ -229,7 +232,6 @@ impl QueueStore for EtcdSession {
         }
     }
 
-    #[cfg(test)]
     fn abandon(&self) {
         self.keep_alive.abort();
     }

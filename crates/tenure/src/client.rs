@@ -145,7 +145,7 @@ impl Tenure {
     pub async fn session_with_ttl(&self, ttl: Duration) -> Result<Session> {
         check_ttl(ttl, self.backend.ttl_range())?;
         let inner = self.backend.open_session(ttl).await?;
-        Ok(Session::new(inner, ttl))
+        Ok(Session::new(inner, self.backend.clone(), ttl))
     }
 
     /// Reads one key (linearizably), e.g. the value a lock protects.

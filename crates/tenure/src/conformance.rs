@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use crate::{Error, LostReason, Tenure, Write};
 
+pub(crate) mod election;
 pub(crate) mod fixture;
+use election::*;
 use fixture::{eventually, Fixture};
 
 /// Bounds every wait for an outcome; far above any expected time, so it only stops a hang.
@@ -395,6 +397,11 @@ macro_rules! all_clauses {
             c9_in_process_exclusion,
             c10_guarded_writes,
             c12_bad_input,
+            e1_single_leader_among_many,
+            e2_succession_and_observe_in_order,
+            e3_failover_on_crash,
+            e4_cancelled_campaigns_leave_nothing,
+            e5_proclaim_and_resign_conditional,
         );
     };
 }

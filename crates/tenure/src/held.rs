@@ -2,8 +2,10 @@
 //! signal, guarded writes, and release — explicit, or in the background on drop.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::backend::{Grant, SessionBackend};
+use crate::retry::jitter;
 use crate::{Error, FencingToken, LostReason, Result, Write};
 
 /// A grant together with the session that holds it.
@@ -11,12 +13,6 @@ use crate::{Error, FencingToken, LostReason, Result, Write};
 pub(crate) struct Held {
     session: Arc<dyn SessionBackend>,
     grant: Option<Grant>,
-}
-
-impl std::fmt::Debug for dyn SessionBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Session({:x})", self.id())
-    }
 }
 
 impl Held {
@@ -59,10 +55,43 @@ impl Held {
         }
     }
 
+    pub(crate) async fn proclaim(&self, value: &[u8]) -> Result<bool> {
+        self.session.proclaim(self.grant(), value).await
+    }
+
+    pub(crate) fn mark_lost(&self, reason: LostReason) {
+        self.grant().liveness.lose(reason);
+    }
+
+    /// Releases now; if the store could not be reached, dropping `self` keeps retrying in the
+    /// background, so the entry never outlives a failed release while the session lives.
     pub(crate) async fn release(mut self) -> Result<()> {
-        match self.grant.take() {
-            Some(grant) => self.session.release(&grant).await,
-            None => Ok(()),
+        let Some(grant) = self.grant.take() else {
+            return Ok(());
+        };
+        match self.session.release(&grant).await {
+            Err(e) if e.is_transient() => {
+                self.grant = Some(grant);
+                Err(e)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Retries a release until it succeeds, fails for good, or the session is gone.
+async fn release_in_background(session: Arc<dyn SessionBackend>, grant: Grant) {
+    loop {
+        match session.release(&grant).await {
+            Err(e) if e.is_transient() && !session.liveness().is_lost() => {
+                tracing::debug!(key = %grant.key, error = %e, "background release; retrying");
+                tokio::time::sleep(jitter(Duration::from_secs(1))).await;
+            }
+            Err(e) => {
+                tracing::debug!(key = %grant.key, error = %e, "background release");
+                return;
+            }
+            Ok(()) => return,
         }
     }
 }
@@ -75,11 +104,7 @@ impl Drop for Held {
         let session = self.session.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
-                rt.spawn(async move {
-                    if let Err(e) = session.release(&grant).await {
-                        tracing::debug!(key = %grant.key, error = %e, "background release");
-                    }
-                });
+                rt.spawn(release_in_background(session, grant));
             }
             Err(_) => tracing::warn!(
                 key = %grant.key,

@@ -32,6 +32,7 @@
 
 mod backend;
 mod client;
+mod election;
 mod error;
 mod held;
 mod liveness;
@@ -47,6 +48,7 @@ mod write;
 mod conformance;
 
 pub use client::{Builder, Tenure, DEFAULT_CONNECT_TIMEOUT};
+pub use election::{Election, Leader, Leadership, Observer};
 pub use error::{Error, Result};
 pub use liveness::LostReason;
 pub use mutex::{Mutex, MutexGuard};

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use crate::backend::SessionBackend;
-use crate::{LostReason, Mutex, Result};
+use crate::backend::{Backend, SessionBackend};
+use crate::{Election, LostReason, Mutex, Result};
 
 /// A lease in the store, renewed every third of its TTL until closed, dropped or lost.
 ///
@@ -31,6 +31,8 @@ pub struct Session {
 #[derive(Debug)]
 pub(crate) struct SessionInner {
     pub(crate) backend: Arc<dyn SessionBackend>,
+    /// The store, for reads that need no session (leader, observe).
+    pub(crate) store: Arc<dyn Backend>,
     ttl: Duration,
     /// In-process queues in front of the store, one per name (C9).
     local: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -39,10 +41,15 @@ pub(crate) struct SessionInner {
 }
 
 impl Session {
-    pub(crate) fn new(backend: Arc<dyn SessionBackend>, ttl: Duration) -> Self {
+    pub(crate) fn new(
+        backend: Arc<dyn SessionBackend>,
+        store: Arc<dyn Backend>,
+        ttl: Duration,
+    ) -> Self {
         Session {
             inner: Arc::new(SessionInner {
                 backend,
+                store,
                 ttl,
                 local: StdMutex::default(),
                 done: AtomicBool::new(false),
@@ -75,6 +82,13 @@ impl Session {
     pub fn mutex(&self, name: &str) -> Result<Mutex> {
         crate::name::validate(name)?;
         Ok(Mutex::new(self.clone(), name))
+    }
+
+    /// An election named `name` on this session. On etcd, `leader` meets
+    /// `etcdctl elect leader`.
+    pub fn election(&self, name: &str) -> Result<Election> {
+        crate::name::validate(name)?;
+        Ok(Election::new(self.clone(), name))
     }
 
     /// The in-process queue for `name`.

@@ -19,6 +19,7 @@ pub(crate) mod embedded;
 #[cfg(feature = "etcd")]
 pub(crate) mod etcd;
 pub(crate) mod lease;
+pub(crate) mod observe;
 pub(crate) mod queue;
 
 /// A store, as reached through one URL.
@@ -34,6 +35,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn read(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Unguarded atomic write (the store's own floor in benchmarks).
     async fn write(&self, ops: &[Write]) -> Result<()>;
+    /// The entries under `prefix` now.
+    async fn entries(&self, prefix: &str) -> Result<Vec<observe::Kv>>;
+    /// The entries under `prefix` now, and every change after, in revision order.
+    async fn watch_prefix(&self, prefix: &str) -> Result<observe::PrefixWatch>;
 }
 
 /// One lease and what is held under it.
@@ -55,10 +60,24 @@ pub(crate) trait SessionBackend: Send + Sync + 'static {
     async fn release(&self, grant: &Grant) -> Result<()>;
     /// Applies `ops` atomically, only while `grant` still holds (C10). `Ok(false)`: not held.
     async fn guarded_write(&self, grant: &Grant, ops: &[Write]) -> Result<bool>;
+    /// Replaces the grant's own value, keeping it under the lease, only while it holds.
+    async fn proclaim(&self, grant: &Grant, value: &[u8]) -> Result<bool>;
     /// Revokes the lease; everything held under it is released.
     async fn close(&self) -> Result<()>;
     /// Stops renewing without revoking, as a crashed process would.
     fn abandon(&self);
+}
+
+impl std::fmt::Debug for dyn Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Backend({})", self.kind())
+    }
+}
+
+impl std::fmt::Debug for dyn SessionBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Session({:x})", self.id())
+    }
 }
 
 /// A held entry, as the store knows it.

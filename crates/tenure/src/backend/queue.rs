@@ -26,6 +26,15 @@ pub(crate) struct Entry {
     pub token: u64,
 }
 
+impl Entry {
+    fn of(grant: &Grant) -> Self {
+        Entry {
+            key: grant.key.clone(),
+            token: grant.token,
+        }
+    }
+}
+
 /// The answer to enqueueing: our entry, whether it is first, and the store revision it was
 /// seen at (watches start after it).
 #[derive(Debug, Clone)]
@@ -67,6 +76,8 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     async fn remove_unknown(&self, prefix: &str) -> Result<()>;
     /// Applies `ops` only if `mine` is still there. `Ok(false)`: it is not.
     async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool>;
+    /// Sets `mine`'s value (keeping its lease) only if it is still there.
+    async fn proclaim(&self, mine: &Entry, value: &[u8]) -> Result<bool>;
     /// Revokes the session's lease.
     async fn close(&self) -> Result<()>;
     /// Stops renewing without revoking.
@@ -101,10 +112,7 @@ impl<S: QueueStore> SessionBackend for QueueSession<S> {
     }
 
     async fn release(&self, grant: &Grant) -> Result<()> {
-        let mine = Entry {
-            key: grant.key.clone(),
-            token: grant.token,
-        };
+        let mine = Entry::of(grant);
         let lost = grant.liveness.reason();
         let removed = with_backoff(ATTEMPTS, || self.0.remove(&mine)).await?;
         match lost {
@@ -128,11 +136,16 @@ impl<S: QueueStore> SessionBackend for QueueSession<S> {
         if grant.liveness.is_lost() {
             return Ok(false);
         }
-        let mine = Entry {
-            key: grant.key.clone(),
-            token: grant.token,
-        };
+        let mine = Entry::of(grant);
         with_backoff(ATTEMPTS, || self.0.guarded_write(&mine, ops)).await
+    }
+
+    async fn proclaim(&self, grant: &Grant, value: &[u8]) -> Result<bool> {
+        if grant.liveness.is_lost() {
+            return Ok(false);
+        }
+        let mine = Entry::of(grant);
+        with_backoff(ATTEMPTS, || self.0.proclaim(&mine, value)).await
     }
 
     async fn close(&self) -> Result<()> {

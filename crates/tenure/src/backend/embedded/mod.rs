@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use self::state::{Lookup, State};
 use super::lease::{spawn_keep_alive, Renewer};
+use super::observe::{Kv, PrefixWatch};
 use super::queue::{Ahead, Enqueued, Entry, QueueSession, QueueStore};
 use super::{Backend, SessionBackend};
 use crate::liveness::{Liveness, LostReason};
@@ -139,6 +140,15 @@ impl Backend for MemBackend {
         self.store.with(|st| st.apply(ops));
         Ok(())
     }
+
+    async fn entries(&self, prefix: &str) -> Result<Vec<Kv>> {
+        Ok(self.store.with(|st| st.entries(prefix)))
+    }
+
+    async fn watch_prefix(&self, prefix: &str) -> Result<PrefixWatch> {
+        let (initial, changes) = self.store.with(|st| st.watch_prefix(prefix));
+        Ok(PrefixWatch { initial, changes })
+    }
 }
 
 struct MemRenewer {
@@ -244,6 +254,12 @@ impl QueueStore for MemSession {
             }
             st.apply(ops);
             true
+        }))
+    }
+
+    async fn proclaim(&self, mine: &Entry, value: &[u8]) -> Result<bool> {
+        Ok(self.store.with(|st| {
+            st.create_rev(&mine.key) == Some(mine.token) && st.set_value(&mine.key, value)
         }))
     }
 

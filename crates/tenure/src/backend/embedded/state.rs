@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::backend::observe::{Change, Kv as Entry};
 use tokio::time::Instant;
 
 use crate::liveness::LostReason;
@@ -31,6 +33,14 @@ pub(super) enum Lookup {
     },
 }
 
+fn entry(key: &str, kv: &Kv) -> Entry {
+    Entry {
+        key: key.to_string(),
+        value: kv.value.clone(),
+        create_rev: kv.create_rev,
+    }
+}
+
 #[derive(Default)]
 pub(super) struct State {
     rev: i64,
@@ -38,6 +48,7 @@ pub(super) struct State {
     keys: BTreeMap<String, Kv>,
     leases: HashMap<u64, Lease>,
     on_delete: HashMap<String, Vec<oneshot::Sender<()>>>,
+    prefix_watchers: Vec<(String, mpsc::UnboundedSender<Result<Change>>)>,
 }
 
 impl State {
@@ -109,7 +120,46 @@ impl State {
             lease,
         };
         self.keys.insert(key.to_string(), kv);
+        self.notify_put(key);
         self.rev as u64
+    }
+
+    /// Replaces the value of `key`, keeping its lease and create revision.
+    pub(super) fn set_value(&mut self, key: &str, value: &[u8]) -> bool {
+        let Some(kv) = self.keys.get_mut(key) else {
+            return false;
+        };
+        kv.value = value.to_vec();
+        self.rev += 1;
+        self.notify_put(key);
+        true
+    }
+
+    /// The entries under `prefix`, and a channel of every later change to them.
+    pub(super) fn watch_prefix(
+        &mut self,
+        prefix: &str,
+    ) -> (Vec<Entry>, mpsc::UnboundedReceiver<Result<Change>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.prefix_watchers.push((prefix.to_string(), tx));
+        (self.entries(prefix), rx)
+    }
+
+    pub(super) fn entries(&self, prefix: &str) -> Vec<Entry> {
+        self.under(prefix).map(|(k, kv)| entry(k, kv)).collect()
+    }
+
+    fn notify(&mut self, key: &str, change: impl Fn() -> Change) {
+        self.prefix_watchers.retain(|(prefix, tx)| {
+            !key.starts_with(prefix.as_str()) || tx.send(Ok(change())).is_ok()
+        });
+    }
+
+    fn notify_put(&mut self, key: &str) {
+        if let Some(kv) = self.keys.get(key) {
+            let e = entry(key, kv);
+            self.notify(key, || Change::Put(e.clone()));
+        }
     }
 
     pub(super) fn create_rev(&self, key: &str) -> Option<u64> {
@@ -151,6 +201,7 @@ impl State {
             return false;
         }
         self.rev += 1;
+        self.notify(key, || Change::Delete(key.to_string()));
         for tx in self.on_delete.remove(key).unwrap_or_default() {
             let _ = tx.send(());
         }
@@ -169,6 +220,7 @@ impl State {
                         lease: 0,
                     };
                     self.keys.insert(key.clone(), kv);
+                    self.notify_put(key);
                 }
                 Write::Delete { key } => {
                     self.delete(key);

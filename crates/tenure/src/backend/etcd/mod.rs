@@ -2,6 +2,7 @@
 //! a lock or election named `N` is the key prefix `N/`, each session's entry is
 //! `N/<lease id in lowercase hex>`, and the owner is the entry with the lowest create revision.
 
+mod observe;
 mod session;
 mod watch;
 
@@ -156,5 +157,15 @@ impl Backend for EtcdBackend {
         let mut kv = self.client.kv_client();
         let txn = etcd_client::Txn::new().and_then(session::txn_ops(ops));
         call("write", kv.txn(txn)).await.map(|_| ())
+    }
+
+    async fn entries(&self, prefix: &str) -> Result<Vec<super::observe::Kv>> {
+        observe::entries(&self.client, prefix)
+            .await
+            .map(|(kvs, _)| kvs)
+    }
+
+    async fn watch_prefix(&self, prefix: &str) -> Result<super::observe::PrefixWatch> {
+        observe::watch_prefix(&self.client, prefix).await
     }
 }

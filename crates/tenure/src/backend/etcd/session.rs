@@ -222,6 +222,18 @@ impl QueueStore for EtcdSession {
         Ok(self.txn("guarded write", txn).await?.succeeded())
     }
 
+    async fn proclaim(&self, mine: &Entry, value: &[u8]) -> Result<bool> {
+        let put = TxnOp::put(
+            mine.key.as_str(),
+            value,
+            Some(PutOptions::new().with_lease(self.lease)),
+        );
+        let txn = Txn::new()
+            .when([is_mine(&mine.key, mine.token)])
+            .and_then([put]);
+        Ok(self.txn("proclaim", txn).await?.succeeded())
+    }
+
     async fn close(&self) -> Result<()> {
         self.keep_alive.abort();
         self.liveness.lose(LostReason::SessionClosed);

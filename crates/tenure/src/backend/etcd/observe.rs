@@ -1,0 +1,71 @@
+//! A consistent snapshot of a prefix followed by its changes, for elections' `observe()`.
+
+use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+use tokio::sync::mpsc;
+
+use super::{call, map_err};
+use crate::backend::observe::{Change, Kv, PrefixWatch};
+use crate::{Error, Result};
+
+fn kv_of(kv: &etcd_client::KeyValue) -> Kv {
+    Kv {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        value: kv.value().to_vec(),
+        create_rev: kv.create_revision(),
+    }
+}
+
+/// The entries under `prefix`, and the revision they were read at.
+pub(super) async fn entries(client: &Client, prefix: &str) -> Result<(Vec<Kv>, i64)> {
+    let mut kv = client.kv_client();
+    let resp = call(
+        "list",
+        kv.get(prefix, Some(GetOptions::new().with_prefix())),
+    )
+    .await?;
+    let rev = resp.header().map_or(0, |h| h.revision());
+    Ok((resp.kvs().iter().map(kv_of).collect(), rev))
+}
+
+/// Reads the prefix at one revision, then watches from the next one on a stream of its own,
+/// so no change between the read and the watch is missed and none is seen twice.
+pub(super) async fn watch_prefix(client: &Client, prefix: &str) -> Result<PrefixWatch> {
+    let (initial, rev) = entries(client, prefix).await?;
+    let opts = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(rev + 1);
+    let mut stream = call("observe", client.watch_client().watch(prefix, Some(opts))).await?;
+    let (tx, changes) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let msg = tokio::select! {
+                msg = stream.message() => msg,
+                () = tx.closed() => return,
+            };
+            let broken = |message: String| Error::Transient {
+                op: "observe",
+                message,
+            };
+            let resp = match msg {
+                Ok(Some(resp)) => resp,
+                Ok(None) => return drop(tx.send(Err(broken("watch stream closed".into())))),
+                Err(e) => return drop(tx.send(Err(map_err("observe", e)))),
+            };
+            if resp.canceled() {
+                let why = format!("watch canceled by etcd: {}", resp.cancel_reason());
+                return drop(tx.send(Err(broken(why))));
+            }
+            for ev in resp.events() {
+                let Some(kv) = ev.kv() else { continue };
+                let change = match ev.event_type() {
+                    EventType::Put => Change::Put(kv_of(kv)),
+                    EventType::Delete => Change::Delete(kv_of(kv).key),
+                };
+                if tx.send(Ok(change)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(PrefixWatch { initial, changes })
+}

@@ -1,0 +1,250 @@
+//! Leader election: campaign, proclaim, resign, leader, observe.
+
+use std::sync::Mutex as StdMutex;
+
+use crate::backend::observe::{apply, first, Kv, PrefixWatch};
+use crate::held::Held;
+use crate::{Error, FencingToken, LostReason, Result, Session, Write};
+
+/// A named election on a [`Session`]; create it with [`Session::election`].
+///
+/// Candidates lead in arrival order; at most one leads at a time (C1), with a fencing token
+/// (C2). On etcd the layout is Go's `concurrency.Election` (`<name>/<lease hex>`, value = the
+/// proposal), so `etcdctl elect` takes part in the same election.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// let tenure = tenure::Tenure::connect("mem://").await?;
+/// let election = tenure.session().await?.election("primary")?;
+/// let leadership = election.campaign("host-a:8080").await?;
+/// assert_eq!(election.leader().await?.map(|l| l.value), Some(b"host-a:8080".to_vec()));
+/// leadership.proclaim("host-a:9090").await?;
+/// leadership.resign().await?;
+/// assert!(election.leader().await?.is_none());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Election {
+    session: Session,
+    name: String,
+}
+
+/// Who leads an election, as the store says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leader {
+    /// The leader's key (on etcd `<name>/<lease hex>`).
+    pub key: String,
+    /// The leader's proclaimed value.
+    pub value: Vec<u8>,
+    /// The leader's fencing token.
+    pub token: FencingToken,
+}
+
+impl From<&Kv> for Leader {
+    fn from(kv: &Kv) -> Self {
+        Leader {
+            key: kv.key.clone(),
+            value: kv.value.clone(),
+            token: FencingToken(kv.create_rev as u64),
+        }
+    }
+}
+
+impl Election {
+    pub(crate) fn new(session: Session, name: &str) -> Self {
+        Election {
+            session,
+            name: name.to_string(),
+        }
+    }
+
+    /// The election's name (the key prefix in the store).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn prefix(&self) -> String {
+        format!("{}/", self.name)
+    }
+
+    /// Waits until this session leads, proposing `value`. Cancellation-safe: a campaign that
+    /// is dropped or fails leaves no candidate key behind (etcd#21128).
+    pub async fn campaign(&self, value: impl Into<Vec<u8>>) -> Result<Leadership> {
+        let value = value.into();
+        let permit = self.session.local_queue(&self.name).lock_owned().await;
+        let backend = self.session.inner.backend.clone();
+        let grant = backend.acquire(&self.name, &value, true, permit).await?;
+        Ok(Leadership {
+            held: Held::new(backend, grant),
+            name: self.name.clone(),
+            value: StdMutex::new(value),
+            _session: self.session.clone(),
+        })
+    }
+
+    /// The current leader, or `None` when nobody campaigns.
+    pub async fn leader(&self) -> Result<Option<Leader>> {
+        let entries = self.session.inner.store.entries(&self.prefix()).await?;
+        Ok(first(&entries).map(Leader::from))
+    }
+
+    /// A stream of leaders: first the current one (or `None`), then every change of leader or
+    /// of its value, in the store's order — never a stale or out-of-order one. It ends with
+    /// [`Error::ObserveEnded`] (then `None`) when the store's watch breaks.
+    pub fn observe(&self) -> Observer {
+        Observer {
+            election: self.clone(),
+            state: ObserveState::Start,
+        }
+    }
+}
+
+enum ObserveState {
+    Start,
+    Watching {
+        watch: PrefixWatch,
+        last: Option<Leader>,
+    },
+    Ended,
+}
+
+/// The stream [`Election::observe`] returns; call [`Observer::next`].
+pub struct Observer {
+    election: Election,
+    state: ObserveState,
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer")
+            .field("election", &self.election.name)
+            .finish()
+    }
+}
+
+impl Observer {
+    /// The next leader change: `Some(Ok(Some(leader)))`, `Some(Ok(None))` when nobody leads,
+    /// `Some(Err(_))` once when the watch breaks, then `None`. Cancellation-safe.
+    pub async fn next(&mut self) -> Option<Result<Option<Leader>>> {
+        loop {
+            match &mut self.state {
+                ObserveState::Ended => return None,
+                ObserveState::Start => {
+                    let store = &self.election.session.inner.store;
+                    match store.watch_prefix(&self.election.prefix()).await {
+                        Ok(watch) => {
+                            let leader = first(&watch.initial).map(Leader::from);
+                            self.state = ObserveState::Watching {
+                                watch,
+                                last: leader.clone(),
+                            };
+                            return Some(Ok(leader));
+                        }
+                        Err(e) => return Some(Err(self.end(e.to_string()))),
+                    }
+                }
+                ObserveState::Watching { watch, last } => {
+                    let change = match watch.changes.recv().await {
+                        Some(Ok(change)) => change,
+                        Some(Err(e)) => return Some(Err(self.end(e.to_string()))),
+                        None => return Some(Err(self.end("the store's watch closed".into()))),
+                    };
+                    apply(&mut watch.initial, change);
+                    let now = first(&watch.initial).map(Leader::from);
+                    if now != *last {
+                        *last = now.clone();
+                        return Some(Ok(now));
+                    }
+                }
+            }
+        }
+    }
+
+    fn end(&mut self, reason: String) -> Error {
+        self.state = ObserveState::Ended;
+        Error::ObserveEnded {
+            name: self.election.name.clone(),
+            reason,
+        }
+    }
+}
+
+/// Leadership of an [`Election`]. Dropping it resigns in the background; call
+/// [`Leadership::resign`] to resign and hear about errors.
+#[derive(Debug)]
+#[must_use = "leadership is resigned when this is dropped"]
+pub struct Leadership {
+    held: Held,
+    name: String,
+    /// The last value the store confirmed.
+    value: StdMutex<Vec<u8>>,
+    _session: Session,
+}
+
+impl Leadership {
+    /// The fencing token (C2).
+    pub fn token(&self) -> FencingToken {
+        self.held.token()
+    }
+
+    /// The leader key in the store.
+    pub fn key(&self) -> &str {
+        self.held.key()
+    }
+
+    /// The election's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The value the store last confirmed for this leader.
+    pub fn value(&self) -> Vec<u8> {
+        self.value.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether leadership can no longer be trusted. Cheap: no I/O.
+    pub fn is_lost(&self) -> bool {
+        self.held.lost_reason().is_some()
+    }
+
+    /// Why leadership was lost, if it was.
+    pub fn lost_reason(&self) -> Option<LostReason> {
+        self.held.lost_reason()
+    }
+
+    /// Resolves when leadership is lost (C7). Stop leading work when it fires.
+    pub async fn lost(&self) -> LostReason {
+        self.held.lost().await
+    }
+
+    /// Replaces the leader's value, only while still leading. On [`Error::NotLeader`] the
+    /// leadership is marked lost; on other errors the local value stays the last confirmed one.
+    pub async fn proclaim(&self, value: impl Into<Vec<u8>>) -> Result<()> {
+        let value = value.into();
+        if self.held.proclaim(&value).await? {
+            *self.value.lock().unwrap_or_else(|p| p.into_inner()) = value;
+            return Ok(());
+        }
+        self.held.mark_lost(LostReason::EntryDeleted);
+        Err(Error::NotLeader {
+            name: self.name.clone(),
+            reason: self
+                .held
+                .lost_reason()
+                .map_or_else(|| "the leader key is gone".into(), |r| r.to_string()),
+        })
+    }
+
+    /// Store writes that commit only while still leading (C10).
+    pub async fn write(&self, ops: impl IntoIterator<Item = Write>) -> Result<()> {
+        let ops: Vec<Write> = ops.into_iter().collect();
+        self.held.write(&ops).await
+    }
+
+    /// Steps down, only if still leading; the next candidate leads at once. If the request
+    /// fails, the release keeps being retried in the background until it succeeds or the
+    /// session ends, so a failed resign never leaves a leader nobody can unseat (etcd#22123).
+    pub async fn resign(self) -> Result<()> {
+        self.held.release().await
+    }
+}

@@ -99,14 +99,23 @@ async fn open(target: Target, timeout: Duration) -> Result<Arc<dyn Backend>> {
             scheme: "etcd".into(),
             feature: "etcd",
         }),
-        Target::Other { scheme } => Err(Error::Unsupported {
-            backend: "this",
-            what: if scheme.starts_with('z') {
-                "ZooKeeper (zk://)"
-            } else {
-                "Redis (redis://, rediss://, redlock://)"
-            },
-            advice: "that backend is not available in this version yet; use etcd:// or mem://",
+        #[cfg(feature = "zookeeper")]
+        Target::Zk { hosts, chroot } => {
+            crate::backend::zookeeper::connect(&hosts, chroot.as_deref(), timeout).await
+        }
+        #[cfg(not(feature = "zookeeper"))]
+        Target::Zk { .. } => Err(Error::BackendDisabled {
+            scheme: "zk".into(),
+            feature: "zookeeper",
+        }),
+        #[cfg(feature = "redis")]
+        Target::Redis(node) => crate::backend::redis::connect(&[node], false, timeout).await,
+        #[cfg(feature = "redis")]
+        Target::Redlock { nodes } => crate::backend::redis::connect(&nodes, true, timeout).await,
+        #[cfg(not(feature = "redis"))]
+        Target::Redis(_) | Target::Redlock { .. } => Err(Error::BackendDisabled {
+            scheme: "redis".into(),
+            feature: "redis",
         }),
     }
 }

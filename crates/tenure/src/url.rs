@@ -15,8 +15,37 @@ pub(crate) enum Target {
     Mem { name: String },
     /// etcd v3 cluster endpoints as `host:port`.
     Etcd { endpoints: Vec<String>, tls: bool },
-    /// Recognised, but not compiled or not available in this build.
-    Other { scheme: String },
+    /// ZooKeeper ensemble as `host:port`, with an optional chroot path (`/app`).
+    Zk {
+        hosts: Vec<String>,
+        chroot: Option<String>,
+    },
+    /// One Redis instance.
+    Redis(RedisNode),
+    /// Independent Redis masters for Redlock.
+    Redlock { nodes: Vec<RedisNode> },
+}
+
+/// One Redis server: `host:port`, database, optional ACL credentials, TLS.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct RedisNode {
+    pub addr: String,
+    pub db: u32,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub tls: bool,
+}
+
+impl std::fmt::Debug for RedisNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let auth = match (&self.user, &self.password) {
+            (_, Some(_)) => format!("{}:***@", self.user.as_deref().unwrap_or_default()),
+            (Some(u), None) => format!("{u}@"),
+            (None, None) => String::new(),
+        };
+        write!(f, "{scheme}://{auth}{}/{}", self.addr, self.db)
+    }
 }
 
 impl std::fmt::Debug for Target {
@@ -27,7 +56,19 @@ impl std::fmt::Debug for Target {
                 let scheme = if *tls { "etcds" } else { "etcd" };
                 write!(f, "{scheme}://{}", endpoints.join(","))
             }
-            Target::Other { scheme } => write!(f, "{scheme}://…"),
+            Target::Zk { hosts, chroot } => {
+                write!(
+                    f,
+                    "zk://{}{}",
+                    hosts.join(","),
+                    chroot.as_deref().unwrap_or("")
+                )
+            }
+            Target::Redis(node) => write!(f, "{node:?}"),
+            Target::Redlock { nodes } => {
+                let addrs: Vec<&str> = nodes.iter().map(|n| n.addr.as_str()).collect();
+                write!(f, "redlock://{}", addrs.join(","))
+            }
         }
     }
 }
@@ -63,9 +104,10 @@ pub(crate) fn parse(url: &str) -> Result<Target> {
         "mem" => parse_mem(url, rest),
         "etcd" => parse_etcd(url, rest, false),
         "etcds" => parse_etcd(url, rest, true),
-        s @ ("zk" | "redis" | "rediss" | "redlock") => Ok(Target::Other {
-            scheme: s.to_string(),
-        }),
+        "zk" => parse_zk(url, rest),
+        "redis" => parse_redis(url, rest, false).map(Target::Redis),
+        "rediss" => parse_redis(url, rest, true).map(Target::Redis),
+        "redlock" => parse_redlock(url, rest),
         "" => Err(invalid(url, "empty scheme")),
         other => Err(invalid(url, format!("unknown scheme {other:?}"))),
     }
@@ -97,6 +139,87 @@ fn parse_etcd(url: &str, rest: &str, tls: bool) -> Result<Target> {
         .map(|hp| parse_host_port(url, hp.trim(), 2379))
         .collect::<Result<Vec<_>>>()?;
     Ok(Target::Etcd { endpoints, tls })
+}
+
+fn parse_zk(url: &str, rest: &str) -> Result<Target> {
+    let (hosts, chroot) = match rest.find('/') {
+        Some(i) => (&rest[..i], Some(&rest[i..])),
+        None => (rest, None),
+    };
+    if hosts.contains(['?', '#', '@']) {
+        return Err(invalid(url, "zk URLs take no query or credentials"));
+    }
+    let hosts = hosts
+        .split(',')
+        .map(|hp| parse_host_port(url, hp.trim(), 2181))
+        .collect::<Result<Vec<_>>>()?;
+    let chroot = match chroot.map(|c| c.trim_end_matches('/')) {
+        None | Some("") => None,
+        Some(c)
+            if c.split('/')
+                .skip(1)
+                .any(|seg| seg.is_empty() || seg == "." || seg == "..") =>
+        {
+            return Err(invalid(url, format!("bad chroot path {c:?}")));
+        }
+        Some(c) => Some(c.to_string()),
+    };
+    Ok(Target::Zk { hosts, chroot })
+}
+
+fn parse_redis(url: &str, rest: &str, tls: bool) -> Result<RedisNode> {
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((u, r)) => (Some(u), r),
+        None => (None, rest),
+    };
+    let (user, password) = match userinfo.map(|u| u.split_once(':').unwrap_or((u, ""))) {
+        None => (None, None),
+        Some((u, p)) => (
+            Some(u.to_string()).filter(|u| !u.is_empty()),
+            Some(p.to_string()).filter(|p| !p.is_empty()),
+        ),
+    };
+    let (addr, db) = match rest.split_once('/') {
+        Some((a, d)) => (a, d.trim_end_matches('/')),
+        None => (rest, ""),
+    };
+    if addr.contains([',', '?', '#']) {
+        return Err(invalid(
+            url,
+            "a redis URL names one server; use redlock:// for several",
+        ));
+    }
+    let db = match db {
+        "" => 0,
+        d => d
+            .parse::<u32>()
+            .map_err(|_| invalid(url, format!("bad database number {d:?}")))?,
+    };
+    Ok(RedisNode {
+        addr: parse_host_port(url, addr.trim(), 6379)?,
+        db,
+        user,
+        password,
+        tls,
+    })
+}
+
+fn parse_redlock(url: &str, rest: &str) -> Result<Target> {
+    let nodes = rest
+        .trim_end_matches('/')
+        .split(',')
+        .map(|n| parse_redis(url, n.trim(), false))
+        .collect::<Result<Vec<_>>>()?;
+    if nodes.len() < 3 || nodes.len() % 2 == 0 {
+        return Err(invalid(
+            url,
+            format!(
+                "Redlock needs an odd number of independent masters, at least 3 (got {})",
+                nodes.len()
+            ),
+        ));
+    }
+    Ok(Target::Redlock { nodes })
 }
 
 /// Validates `host[:port]` (or `[v6]:port`), filling in `default_port`.
@@ -181,6 +304,43 @@ mod tests {
             let err = parse(bad).unwrap_err();
             assert!(matches!(err, Error::InvalidUrl { .. }), "{bad}: {err}");
             assert!(err.to_string().contains("etcd://HOST:PORT"), "{err}");
+        }
+    }
+
+    #[test]
+    fn parses_zk_and_redis() {
+        assert_eq!(
+            parse("zk://a:1,b/app/x").unwrap(),
+            Target::Zk {
+                hosts: vec!["a:1".into(), "b:2181".into()],
+                chroot: Some("/app/x".into())
+            }
+        );
+        let Target::Redis(n) = parse("redis://u:pw@h:7/3").unwrap() else {
+            panic!("not redis")
+        };
+        assert_eq!(
+            (
+                n.addr.as_str(),
+                n.db,
+                n.user.as_deref(),
+                n.password.as_deref()
+            ),
+            ("h:7", 3, Some("u"), Some("pw"))
+        );
+        assert!(!format!("{n:?}").contains("pw"));
+        assert!(
+            matches!(parse("redlock://a,b,c").unwrap(), Target::Redlock { nodes } if nodes.len() == 3)
+        );
+        for bad in [
+            "zk://a//b",
+            "zk://a/..",
+            "redis://h/x",
+            "redis://a,b",
+            "redlock://a,b",
+            "rediss://h:0",
+        ] {
+            assert!(matches!(parse(bad), Err(Error::InvalidUrl { .. })), "{bad}");
         }
     }
 

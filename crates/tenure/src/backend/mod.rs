@@ -21,6 +21,10 @@ pub(crate) mod etcd;
 pub(crate) mod lease;
 pub(crate) mod observe;
 pub(crate) mod queue;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
+#[cfg(feature = "zookeeper")]
+pub(crate) mod zookeeper;
 
 /// A store, as reached through one URL.
 #[async_trait]

@@ -140,6 +140,10 @@ impl Tenure {
         &self.url
     }
 
+    pub(crate) fn backend_ref(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
     /// The backend's short name: `"etcd"` or `"mem"`.
     pub fn backend(&self) -> &'static str {
         self.backend.kind()

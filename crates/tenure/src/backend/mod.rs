@@ -41,6 +41,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn write(&self, ops: &[Write]) -> Result<()>;
     /// The entries under `prefix` now.
     async fn entries(&self, prefix: &str) -> Result<Vec<observe::Kv>>;
+    /// The remaining TTL of a lease, `None` if it is gone or the store cannot say.
+    async fn lease_ttl(&self, _lease: u64) -> Result<Option<Duration>> {
+        Ok(None)
+    }
     /// The entries under `prefix` now, and every change after, in revision order.
     async fn watch_prefix(&self, prefix: &str) -> Result<observe::PrefixWatch>;
 }

@@ -10,6 +10,8 @@ pub(crate) struct Kv {
     pub key: String,
     pub value: Vec<u8>,
     pub create_rev: i64,
+    /// The lease (etcd) or session (ZooKeeper) the entry lives under; 0: none.
+    pub lease: u64,
 }
 
 /// One change under a watched prefix.

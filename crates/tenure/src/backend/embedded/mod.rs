@@ -145,6 +145,10 @@ impl Backend for MemBackend {
         Ok(self.store.with(|st| st.entries(prefix)))
     }
 
+    async fn lease_ttl(&self, lease: u64) -> Result<Option<Duration>> {
+        Ok(self.store.with(|st| st.remaining(lease, Instant::now())))
+    }
+
     async fn watch_prefix(&self, prefix: &str) -> Result<PrefixWatch> {
         let (initial, changes) = self.store.with(|st| st.watch_prefix(prefix));
         Ok(PrefixWatch { initial, changes })

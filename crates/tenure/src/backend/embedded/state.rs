@@ -38,6 +38,7 @@ fn entry(key: &str, kv: &Kv) -> Entry {
         key: key.to_string(),
         value: kv.value.clone(),
         create_rev: kv.create_rev,
+        lease: kv.lease,
     }
 }
 
@@ -81,6 +82,12 @@ impl State {
         let lease = self.leases.get_mut(&id)?;
         lease.expires = now + lease.ttl;
         Some(lease.ttl)
+    }
+
+    pub(super) fn remaining(&self, id: u64, now: Instant) -> Option<Duration> {
+        self.leases
+            .get(&id)
+            .map(|l| l.expires.saturating_duration_since(now))
     }
 
     pub(super) fn check_lease(&self, id: u64) -> Result<()> {

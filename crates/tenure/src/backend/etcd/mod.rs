@@ -165,6 +165,12 @@ impl Backend for EtcdBackend {
             .map(|(kvs, _)| kvs)
     }
 
+    async fn lease_ttl(&self, lease: u64) -> Result<Option<Duration>> {
+        let mut leases = self.client.lease_client();
+        let resp = call("lease ttl", leases.time_to_live(lease as i64, None)).await?;
+        Ok(u64::try_from(resp.ttl()).ok().map(Duration::from_secs))
+    }
+
     async fn watch_prefix(&self, prefix: &str) -> Result<super::observe::PrefixWatch> {
         observe::watch_prefix(&self.client, prefix).await
     }

@@ -12,6 +12,7 @@ fn kv_of(kv: &etcd_client::KeyValue) -> Kv {
         key: String::from_utf8_lossy(kv.key()).into_owned(),
         value: kv.value().to_vec(),
         create_rev: kv.create_revision(),
+        lease: kv.lease() as u64,
     }
 }
 

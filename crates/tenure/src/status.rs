@@ -1,0 +1,99 @@
+//! What is held and awaited under a prefix, for operators (`tenure status`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::backend::observe::{first, Kv};
+use crate::{Leader, Result, Tenure};
+
+/// One lock or election as the store shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockStatus {
+    /// The lock or election name (the key prefix without its trailing `/`).
+    pub name: String,
+    /// The holder (for a mutex) or leader (for an election), with its value and token.
+    pub holder: Leader,
+    /// How many sessions wait behind the holder.
+    pub waiters: usize,
+    /// The holder's lease TTL left, where the store reports it.
+    pub holder_ttl: Option<Duration>,
+}
+
+/// Groups queue entries (keys held under a lease) by name: the key up to its last `/`.
+fn by_name(entries: Vec<Kv>) -> BTreeMap<String, Vec<Kv>> {
+    let mut names: BTreeMap<String, Vec<Kv>> = BTreeMap::new();
+    for kv in entries.into_iter().filter(|kv| kv.lease != 0) {
+        if let Some((name, _)) = kv.key.rsplit_once('/') {
+            names.entry(name.to_string()).or_default().push(kv);
+        }
+    }
+    names
+}
+
+impl Tenure {
+    /// Every lock and election whose name starts with `prefix` (empty: all), with holder,
+    /// waiters and the holder lease's remaining TTL.
+    pub async fn status(&self, prefix: &str) -> Result<Vec<LockStatus>> {
+        let entries = self.backend_ref().entries(prefix).await?;
+        let mut out = Vec::new();
+        for (name, kvs) in by_name(entries) {
+            let Some(holder) = first(&kvs) else { continue };
+            let holder_ttl = self.backend_ref().lease_ttl(holder.lease).await?;
+            out.push(LockStatus {
+                holder: Leader::from(holder),
+                waiters: kvs.len() - 1,
+                name,
+                holder_ttl,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn shows_holders_and_waiters() {
+        let t = Tenure::connect("mem://status-test").await.unwrap();
+        let a = t.session().await.unwrap();
+        let g = a.mutex("app/jobs").unwrap().lock().await.unwrap();
+        let b = t.session().await.unwrap();
+        let waiter =
+            tokio::spawn(async move { b.mutex("app/jobs").unwrap().lock().await.map(|_| ()) });
+        let l = a
+            .election("app/primary")
+            .unwrap()
+            .campaign("me")
+            .await
+            .unwrap();
+        t.write([crate::Write::put("app/plain", "not a lock")])
+            .await
+            .unwrap();
+        let queued = async {
+            loop {
+                let st = t.status("app/").await.unwrap();
+                if st.iter().any(|s| s.waiters == 1) {
+                    return st;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        let st = tokio::time::timeout(std::time::Duration::from_secs(30), queued)
+            .await
+            .expect("waiter queued");
+        assert_eq!(st.len(), 2);
+        assert_eq!((st[0].name.as_str(), st[0].waiters), ("app/jobs", 1));
+        assert_eq!(st[0].holder.key, g.key());
+        assert_eq!(
+            (st[1].name.as_str(), st[1].holder.value.as_slice()),
+            ("app/primary", &b"me"[..])
+        );
+        assert!(st[1]
+            .holder_ttl
+            .is_some_and(|ttl| ttl <= crate::DEFAULT_TTL));
+        drop((g, l));
+        waiter.await.unwrap().unwrap();
+    }
+}

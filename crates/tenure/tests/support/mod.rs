@@ -99,6 +99,12 @@ pub fn env_or_skip(test: &str, var: &str) -> Option<String> {
     }
 }
 
+/// Prints a measured figure straight to the terminal (past the harness's capture), so that
+/// `scripts/test` shows it: `MEASURED <test>: <what>`.
+pub fn report(test: &str, what: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr(), "MEASURED {test}: {what}");
+}
+
 /// A lock name unique to this run: `tenure-it/<what>-<random>`.
 pub fn unique(what: &str) -> String {
     format!("tenure-it/{what}-{:08x}", fastrand::u32(..))
@@ -207,12 +213,10 @@ impl Admin {
 
     /// The entries under `<name>/`, oldest first (the queue order of Go's Mutex).
     pub async fn queue(&self, name: &str) -> Vec<Entry> {
-        let opts = etcd_client::GetOptions::new()
-            .with_prefix()
-            .with_sort(
-                etcd_client::SortTarget::Create,
-                etcd_client::SortOrder::Ascend,
-            );
+        let opts = etcd_client::GetOptions::new().with_prefix().with_sort(
+            etcd_client::SortTarget::Create,
+            etcd_client::SortOrder::Ascend,
+        );
         let resp = within(
             "admin get",
             PATIENCE,
@@ -344,9 +348,7 @@ impl Process {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
         let (tx, lines) = mpsc::channel();
         let stdout = child.stdout.take().expect("piped stdout");
         std::thread::spawn(move || {

@@ -1,0 +1,1 @@
+//! Runnable examples of Tenure; see the `[[example]]` entries of this package.

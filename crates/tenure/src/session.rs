@@ -88,6 +88,7 @@ impl Session {
     /// `etcdctl elect leader`.
     pub fn election(&self, name: &str) -> Result<Election> {
         crate::name::validate(name)?;
+        self.inner.store.elections()?;
         Ok(Election::new(self.clone(), name))
     }
 

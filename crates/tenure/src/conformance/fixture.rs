@@ -29,6 +29,10 @@ pub(crate) enum Admin {
     Mem(Arc<crate::backend::embedded::MemStore>),
     #[cfg(feature = "etcd")]
     Etcd(Box<etcd_client::Client>),
+    #[cfg(feature = "zookeeper")]
+    Zk(Box<zk_fixture::ZkAdmin>),
+    #[cfg(feature = "redis")]
+    Redis(redis_fixture::RedisAdmin),
 }
 
 impl Admin {
@@ -37,6 +41,10 @@ impl Admin {
         match self {
             #[cfg(feature = "embedded")]
             Admin::Mem(store) => store.keys(prefix),
+            #[cfg(feature = "zookeeper")]
+            Admin::Zk(admin) => admin.keys(prefix).await,
+            #[cfg(feature = "redis")]
+            Admin::Redis(admin) => admin.keys(prefix).await,
             #[cfg(feature = "etcd")]
             Admin::Etcd(c) => {
                 let opts = etcd_client::GetOptions::new()
@@ -62,6 +70,10 @@ impl Admin {
             Admin::Mem(store) => {
                 store.admin_delete(key);
             }
+            #[cfg(feature = "zookeeper")]
+            Admin::Zk(admin) => admin.delete(key).await,
+            #[cfg(feature = "redis")]
+            Admin::Redis(admin) => admin.delete(key).await,
             #[cfg(feature = "etcd")]
             Admin::Etcd(c) => {
                 c.kv_client().delete(key, None).await.expect("admin delete");
@@ -74,6 +86,10 @@ impl Admin {
         match self {
             #[cfg(feature = "embedded")]
             Admin::Mem(store) => store.admin_revoke(lease),
+            #[cfg(feature = "zookeeper")]
+            Admin::Zk(admin) => admin.revoke(lease).await,
+            #[cfg(feature = "redis")]
+            Admin::Redis(admin) => admin.revoke(lease).await,
             #[cfg(feature = "etcd")]
             Admin::Etcd(c) => {
                 c.lease_client()
@@ -84,6 +100,18 @@ impl Admin {
         }
     }
 }
+
+#[cfg(feature = "redis")]
+#[path = "fixture_redis.rs"]
+pub(crate) mod redis_fixture;
+#[cfg(feature = "redis")]
+pub(crate) use redis_fixture::redis;
+
+#[cfg(feature = "zookeeper")]
+#[path = "fixture_zk.rs"]
+pub(crate) mod zk_fixture;
+#[cfg(feature = "zookeeper")]
+pub(crate) use zk_fixture::zk;
 
 fn namespace(test: &str) -> String {
     format!("tenure-test/{test}-{:08x}", fastrand::u32(..))

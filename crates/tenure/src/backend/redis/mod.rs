@@ -1,21 +1,207 @@
-//! The Redis backend (`redis://`, `rediss://`, `redlock://`). Not implemented yet.
+//! The Redis backend: one instance (`redis://[user:password@]host:port[/db]`) or Redlock over
+//! independent masters (`redlock://h1:p1,h2:p2,h3:p3`).
+//!
+//! **Layout** (see [`scripts`] for the exact scripts): the lock name `N` *is* the Redis key,
+//! as in the redis.io single-instance pattern, so redis-py's `Lock(N)` and redsync exclude us
+//! and we exclude them. Acquire = `SET N <random> NX PX <ttl>` plus `INCR N:fence` in one
+//! script; release = compare-and-delete that publishes on `tenure:released:N`; renewal =
+//! compare-and-extend, every TTL/3, for all locks of a session at once (see [`session`]).
+//!
+//! **Fencing tokens (C2)** come from `INCR N:fence`, a key without expiry. On one primary they
+//! strictly increase across *our* holders of `N` (holders using redis-py or redsync get none,
+//! and do not advance it). They survive restarts only with persistence (`appendonly yes`), and
+//! not a fail-over to a replica that had not received the last `INCR` — Redis replication is
+//! asynchronous, so a promoted replica can also have lost the lock itself. Under Redlock see
+//! [`redlock`]: the token is the largest counter of the granting majority, written back to it.
+//!
+//! **Where Redis is weaker than etcd, plainly:** waiting is not FIFO (C3 is exempt; see
+//! [`waiting`]); a lock deleted by someone else is noticed at the next renewal (within TTL/3),
+//! not at once; guarded writes (C10) are a script on one instance (not available on Redlock);
+//! and the lost signal can only be as truthful as Redis's own expiry clock.
+//!
+//! **Elections are not offered** ([`Error::Unsupported`]). A leader key with `SET NX` and
+//! renewal would give "at most one leader" as well as our mutex does, but not the rest of the
+//! election contract: Redis has no revision-ordered watch, so `observe()` could only be built
+//! on pub/sub, which drops messages across reconnects silently (it could neither promise "never
+//! out of order" nor end with an error instead of silence), and `leader()` read from one
+//! instance can be stale after an asynchronous fail-over. Use etcd or ZooKeeper for elections.
+
+mod node;
+mod redlock;
+pub(crate) mod scripts;
+mod session;
+mod waiting;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Backend;
-use crate::url::RedisNode;
-use crate::{Error, Result};
+use async_trait::async_trait;
+use tokio::time::Instant;
 
-/// Connects to one Redis server, or to independent masters for Redlock.
-pub(crate) async fn connect(
-    _nodes: &[RedisNode],
-    _redlock: bool,
-    _timeout: Duration,
-) -> Result<Arc<dyn Backend>> {
-    Err(Error::Unsupported {
+use self::node::Node;
+use self::redlock::{drift, Nodes};
+use self::scripts::{session_key, WRITE};
+use self::session::{RedisSession, Registry, SessionRenewer};
+use super::lease::spawn_keep_alive;
+use super::{observe, Backend, SessionBackend};
+use crate::liveness::Liveness;
+use crate::url::RedisNode;
+use crate::{Error, Result, Write};
+
+/// Longest one request to a single instance may take before it counts as a transient fault.
+const OP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Per-master request timeout under Redlock: short, so a dead master costs little.
+const REDLOCK_NODE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Why elections (and anything built on them) are refused.
+pub(crate) fn elections_unsupported() -> Error {
+    Error::Unsupported {
         backend: "redis",
-        what: "Redis",
-        advice: "the Redis backend is not available in this version yet; use etcd://",
-    })
+        what: "leader election",
+        advice: "Redis has no ordered watch and replicates asynchronously, so leader() and observe() could report a stale or out-of-order leader; use etcd:// or zk:// for elections (a Redis mutex is fine for mutual exclusion)",
+    }
+}
+
+/// Connects to one Redis server, or to independent masters for Redlock, and checks that
+/// enough of them answer (all of one; a majority of Redlock's).
+pub(crate) async fn connect(
+    specs: &[RedisNode],
+    redlock: bool,
+    timeout: Duration,
+) -> Result<Arc<dyn Backend>> {
+    let per_node = if redlock {
+        timeout.min(REDLOCK_NODE_TIMEOUT)
+    } else {
+        timeout.min(OP_TIMEOUT).max(timeout)
+    };
+    let nodes = specs
+        .iter()
+        .map(|s| Node::new(s, per_node))
+        .collect::<Result<Vec<_>>>()?;
+    if nodes.is_empty() {
+        return Err(Error::InvalidUrl {
+            url: "redis://".into(),
+            reason: "no Redis server given".into(),
+        });
+    }
+    let nodes = Arc::new(Nodes { nodes });
+    let ping = redis::cmd("PING").clone();
+    match nodes.majority::<String>("connect", &ping).await {
+        Ok(_) => {}
+        Err(Error::Transient { message, .. }) => {
+            return Err(Error::Unreachable {
+                endpoint: specs
+                    .iter()
+                    .map(|s| s.addr.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                reason: message,
+            })
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(Arc::new(RedisBackend { nodes, redlock }))
+}
+
+/// `redis://` or `redlock://` as a [`Backend`].
+pub(crate) struct RedisBackend {
+    nodes: Arc<Nodes>,
+    redlock: bool,
+}
+
+fn ops_args(ops: &[Write]) -> redis::ScriptInvocation<'static> {
+    let mut inv = WRITE.prepare_invoke();
+    for op in ops {
+        match op {
+            Write::Put { key, value } => inv.key(key).arg("P").arg(value.as_slice()),
+            Write::Delete { key } => inv.key(key).arg("D").arg(""),
+        };
+    }
+    inv
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    fn kind(&self) -> &'static str {
+        if self.redlock {
+            "redlock"
+        } else {
+            "redis"
+        }
+    }
+
+    fn ttl_range(&self) -> (Duration, Duration) {
+        (Duration::from_secs(1), Duration::from_secs(24 * 3600))
+    }
+
+    fn elections(&self) -> Result<()> {
+        Err(elections_unsupported())
+    }
+
+    async fn open_session(&self, ttl: Duration) -> Result<Arc<dyn SessionBackend>> {
+        let id = fastrand::u64(1..);
+        let sent = Instant::now();
+        let set = redis::cmd("SET")
+            .arg(session_key(id))
+            .arg(format!("{id:016x}"))
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .clone();
+        self.nodes.majority::<String>("session", &set).await?;
+        let liveness = Liveness::new();
+        let registry = Arc::new(Registry::default());
+        let renewer = SessionRenewer {
+            nodes: self.nodes.clone(),
+            id,
+            ttl,
+            registry: registry.clone(),
+        };
+        let valid = ttl.saturating_sub(drift(ttl));
+        let keep_alive = spawn_keep_alive(renewer, liveness.clone(), valid, sent);
+        Ok(Arc::new(RedisSession {
+            id,
+            nodes: self.nodes.clone(),
+            ttl,
+            liveness,
+            registry,
+            keep_alive,
+        }))
+    }
+
+    async fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let get = redis::cmd("GET").arg(key).clone();
+        let answers = self.nodes.majority::<Option<Vec<u8>>>("get", &get).await?;
+        // One instance: its answer. Redlock: the value a majority of masters agree on.
+        let quorum = self.nodes.quorum();
+        for a in &answers {
+            if answers.iter().filter(|b| *b == a).count() >= quorum {
+                return Ok(a.clone());
+            }
+        }
+        Err(Error::Store {
+            op: "get",
+            message: format!("no majority of Redlock masters agree on the value of {key:?}"),
+        })
+    }
+
+    async fn write(&self, ops: &[Write]) -> Result<()> {
+        let inv = ops_args(ops);
+        let results = self.nodes.all(|n| n.script::<i64>("write", &inv)).await;
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        if ok >= self.nodes.quorum() {
+            return Ok(());
+        }
+        match results.into_iter().find_map(|r| r.err()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    async fn entries(&self, _prefix: &str) -> Result<Vec<observe::Kv>> {
+        Err(elections_unsupported())
+    }
+
+    async fn watch_prefix(&self, _prefix: &str) -> Result<observe::PrefixWatch> {
+        Err(elections_unsupported())
+    }
 }

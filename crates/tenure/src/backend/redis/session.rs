@@ -1,0 +1,332 @@
+//! A Redis session: client-side, since Redis has no leases.
+//!
+//! A session is a heartbeat key `tenure:session:<id hex>` (`PX` = TTL) plus the locks it holds,
+//! each with `PX` = TTL. One renewal script per session every TTL/3 extends the heartbeat and
+//! every lock whose value is still ours (compare-and-extend), so the cost is one round trip per
+//! session whatever it holds. A confirmed renewal moves the local deadline to its send instant
+//! + TTL − drift − safety margin (C7b); a lock found deleted or taken over fires that grant's
+//! `lost()` (C7a, at the next renewal at the latest). Deleting the heartbeat key is this
+//! backend's "revoke": the next renewal releases every lock of the session and reports the
+//! session lost.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::OwnedMutexGuard;
+use tokio::task::AbortHandle;
+
+use super::redlock::{drift, Attempt, Nodes};
+use super::scripts::{session_key, GUARDED_WRITE};
+use super::waiting::Waiter;
+use crate::backend::lease::Renewer;
+use crate::backend::{Grant, SessionBackend};
+use crate::liveness::{Liveness, LostReason};
+use crate::retry::with_backoff;
+use crate::{Error, Result, Write};
+
+/// Retries per store call before a transient fault is reported.
+const ATTEMPTS: u32 = 8;
+
+/// A held lock, as the session's renewal sees it.
+struct Held {
+    token: u64,
+    value: String,
+    liveness: Liveness,
+}
+
+/// The locks a session holds, by key.
+#[derive(Default)]
+pub(crate) struct Registry(StdMutex<HashMap<String, Held>>);
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn value_of(&self, key: &str, token: u64) -> Option<String> {
+        self.lock()
+            .get(key)
+            .filter(|h| h.token == token)
+            .map(|h| h.value.clone())
+    }
+
+    fn remove(&self, key: &str, token: u64) {
+        let mut map = self.lock();
+        if map.get(key).is_some_and(|h| h.token == token) {
+            map.remove(key);
+        }
+    }
+
+    fn snapshot(&self) -> Vec<(String, String, u64, Liveness)> {
+        self.lock()
+            .iter()
+            .map(|(k, h)| (k.clone(), h.value.clone(), h.token, h.liveness.clone()))
+            .collect()
+    }
+}
+
+/// One renewal round for a whole session.
+pub(crate) struct SessionRenewer {
+    pub(crate) nodes: Arc<Nodes>,
+    pub(crate) id: u64,
+    pub(crate) ttl: Duration,
+    pub(crate) registry: Arc<Registry>,
+}
+
+#[async_trait]
+impl Renewer for SessionRenewer {
+    async fn renew(&mut self) -> Result<Option<Duration>> {
+        let held = self.registry.snapshot();
+        let pairs: Vec<(String, String)> = held
+            .iter()
+            .map(|(k, v, _, _)| (k.clone(), v.clone()))
+            .collect();
+        let r = self
+            .nodes
+            .renew(&session_key(self.id), &pairs, self.ttl)
+            .await?;
+        match r.session {
+            Some(true) => {}
+            Some(false) => return Ok(None),
+            None => return Err(undecided()),
+        }
+        let mut unknown = false;
+        for ((key, _, token, liveness), verdict) in held.iter().zip(r.grants) {
+            match verdict {
+                Some(true) => {}
+                Some(false) => {
+                    liveness.lose(LostReason::EntryDeleted);
+                    self.registry.remove(key, *token);
+                }
+                None => unknown = true,
+            }
+        }
+        if unknown {
+            return Err(undecided());
+        }
+        Ok(Some(self.ttl.saturating_sub(drift(self.ttl))))
+    }
+}
+
+fn undecided() -> Error {
+    Error::Transient {
+        op: "renew",
+        message: "no majority of Redlock masters confirmed or denied the renewal".into(),
+    }
+}
+
+/// A random value for one acquisition: the session id, then 64 random bits, in hex.
+fn new_value(session: u64) -> String {
+    format!("{session:016x}{:016x}", fastrand::u64(..))
+}
+
+/// The session as a [`SessionBackend`].
+pub(crate) struct RedisSession {
+    pub(crate) id: u64,
+    pub(crate) nodes: Arc<Nodes>,
+    pub(crate) ttl: Duration,
+    pub(crate) liveness: Liveness,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) keep_alive: AbortHandle,
+}
+
+impl Drop for RedisSession {
+    fn drop(&mut self) {
+        self.keep_alive.abort();
+    }
+}
+
+/// Deletes a possibly-written lock in the background unless disarmed (C5: a `lock()` dropped
+/// while its SET was in flight), then lets the next local waiter in.
+struct Pending {
+    nodes: Arc<Nodes>,
+    name: String,
+    value: String,
+    armed: bool,
+    permit: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (nodes, name, value) = (self.nodes.clone(), self.name.clone(), self.value.clone());
+        let permit = self.permit.take();
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(%name, "no runtime to clean up an interrupted lock; its TTL will");
+            return;
+        };
+        rt.spawn(async move {
+            if let Err(e) = with_backoff(ATTEMPTS, || nodes.release(&name, &value)).await {
+                tracing::warn!(%name, error = %e, "could not clean up an interrupted lock; its TTL will");
+            }
+            drop(permit);
+        });
+    }
+}
+
+impl RedisSession {
+    fn grant(&self, name: &str, value: String, token: u64, pending: &mut Pending) -> Grant {
+        pending.armed = false;
+        let liveness = self.liveness.child();
+        self.registry.lock().insert(
+            name.to_string(),
+            Held {
+                token,
+                value,
+                liveness: liveness.clone(),
+            },
+        );
+        Grant {
+            key: name.to_string(),
+            token,
+            liveness,
+            watch: None,
+            _permit: pending.permit.take(),
+        }
+    }
+
+    fn locked(name: &str) -> Error {
+        Error::Locked {
+            name: name.to_string(),
+            holder: Some(name.to_string()),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionBackend for RedisSession {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn liveness(&self) -> &Liveness {
+        &self.liveness
+    }
+
+    async fn acquire(
+        &self,
+        name: &str,
+        _value: &[u8],
+        wait: bool,
+        permit: OwnedMutexGuard<()>,
+    ) -> Result<Grant> {
+        if let Some(reason) = self.liveness.reason() {
+            return Err(Error::SessionLost { reason });
+        }
+        let value = new_value(self.id);
+        let mut pending = Pending {
+            nodes: self.nodes.clone(),
+            name: name.to_string(),
+            value: value.clone(),
+            armed: false,
+            permit: Some(permit),
+        };
+        let mut waiter = match wait {
+            true => Some(Waiter::subscribe(&self.nodes.nodes, name).await),
+            false => None,
+        };
+        loop {
+            pending.armed = true;
+            let attempt =
+                with_backoff(ATTEMPTS, || self.nodes.acquire(name, &value, self.ttl)).await?;
+            let (retry_in, clean) = match attempt {
+                Attempt::Granted(token) => return Ok(self.grant(name, value, token, &mut pending)),
+                Attempt::Held { retry_in, clean } => (retry_in, clean),
+            };
+            pending.armed = !clean;
+            let Some(waiter) = &mut waiter else {
+                return Err(Self::locked(name));
+            };
+            tokio::select! {
+                () = waiter.wait(retry_in) => {}
+                reason = self.liveness.lost() => return Err(Error::SessionLost { reason }),
+            }
+        }
+    }
+
+    async fn release(&self, grant: &Grant) -> Result<()> {
+        let lost = grant.liveness.reason();
+        let Some(value) = self.registry.value_of(&grant.key, grant.token) else {
+            return Err(Error::LockLost {
+                key: grant.key.clone(),
+                reason: lost.unwrap_or(LostReason::EntryDeleted),
+            });
+        };
+        let removed = with_backoff(ATTEMPTS, || self.nodes.release(&grant.key, &value)).await?;
+        self.registry.remove(&grant.key, grant.token);
+        match (lost, removed) {
+            (Some(reason), _) => Err(Error::LockLost {
+                key: grant.key.clone(),
+                reason,
+            }),
+            (None, false) => {
+                grant.liveness.lose(LostReason::EntryDeleted);
+                Err(Error::LockLost {
+                    key: grant.key.clone(),
+                    reason: LostReason::EntryDeleted,
+                })
+            }
+            (None, true) => Ok(()),
+        }
+    }
+
+    async fn guarded_write(&self, grant: &Grant, ops: &[Write]) -> Result<bool> {
+        if grant.liveness.is_lost() {
+            return Ok(false);
+        }
+        let Some(value) = self.registry.value_of(&grant.key, grant.token) else {
+            return Ok(false);
+        };
+        let [node] = self.nodes.nodes.as_slice() else {
+            return Err(Error::Unsupported {
+                backend: "redlock",
+                what: "guarded writes",
+                advice: "Redlock's masters are independent stores with no atomic write across them; pass the fencing token to the resource you protect, or use redis:// or etcd://",
+            });
+        };
+        let mut inv = GUARDED_WRITE.prepare_invoke();
+        inv.key(&grant.key).arg(&value);
+        for op in ops {
+            match op {
+                Write::Put { key, value } => inv.key(key).arg("P").arg(value.as_slice()),
+                Write::Delete { key } => inv.key(key).arg("D").arg(""),
+            };
+        }
+        let applied =
+            with_backoff(ATTEMPTS, || node.script::<i64>("guarded write", &inv)).await? == 1;
+        if !applied {
+            grant.liveness.lose(LostReason::EntryDeleted);
+        }
+        Ok(applied)
+    }
+
+    async fn proclaim(&self, _grant: &Grant, _value: &[u8]) -> Result<bool> {
+        Err(super::elections_unsupported())
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.keep_alive.abort();
+        self.liveness.lose(LostReason::SessionClosed);
+        let key = session_key(self.id);
+        let del = redis::cmd("DEL").arg(&key).clone();
+        self.nodes.majority::<i64>("close", &del).await?;
+        // With the heartbeat gone, one renewal round releases (and publishes) every lock.
+        let pairs: Vec<(String, String)> = self
+            .registry
+            .snapshot()
+            .into_iter()
+            .map(|(k, v, _, _)| (k, v))
+            .collect();
+        self.nodes.renew(&key, &pairs, self.ttl).await?;
+        self.registry.lock().clear();
+        Ok(())
+    }
+
+    fn abandon(&self) {
+        self.keep_alive.abort();
+    }
+}

@@ -1,0 +1,150 @@
+//! Redis-only clauses: what replaces C3 (no starvation instead of FIFO), the exact key layout
+//! other clients meet us on, C4's and C5's Redis-specific traps, and elections being refused.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use super::fixture::redis_fixture::RedisAdmin;
+use super::fixture::{eventually, Admin, Fixture};
+use super::{read_u64, within};
+use crate::{Error, LostReason, Write};
+
+fn admin(f: &Fixture) -> &RedisAdmin {
+    match &f.admin {
+        Admin::Redis(a) => a,
+        #[allow(unreachable_patterns)]
+        _ => panic!("not a Redis fixture"),
+    }
+}
+
+/// Instead of C3: 20 contenders, 5 rounds each, all behind a holder at the start; every one
+/// of them gets the lock every time (none starves), exclusion holds, tokens increase.
+pub(crate) async fn r3_no_starvation_20_contenders(f: Fixture) {
+    let (contenders, rounds) = (20, 5);
+    let name = f.name("starve");
+    let value_key = f.name("starve-count");
+    let gate = f.tenure.session().await.unwrap();
+    let gate = gate.mutex(&name).unwrap().lock().await.unwrap();
+    let inside = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..contenders {
+        let (tenure, name, value_key, inside) = (
+            f.tenure.clone(),
+            name.clone(),
+            value_key.clone(),
+            inside.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let session = tenure.session().await.unwrap();
+            let m = session.mutex(&name).unwrap();
+            let mut got = 0;
+            let mut last = 0;
+            for _ in 0..rounds {
+                let g = m.lock().await.unwrap();
+                assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                assert!(g.token().get() > last, "token did not increase");
+                last = g.token().get();
+                let n = read_u64(tenure.read(&value_key).await.unwrap());
+                g.write([Write::put(value_key.clone(), (n + 1).to_string())])
+                    .await
+                    .unwrap();
+                inside.fetch_sub(1, Ordering::SeqCst);
+                g.unlock().await.unwrap();
+                got += 1;
+            }
+            got
+        }));
+    }
+    eventually("all contenders waiting", || async {
+        admin(&f).waiters(&name).await == contenders
+    })
+    .await;
+    gate.unlock().await.unwrap();
+    for t in tasks {
+        assert_eq!(within("contender", t).await.unwrap(), rounds);
+    }
+    let total = read_u64(f.tenure.read(&value_key).await.unwrap());
+    assert_eq!(total, (contenders * rounds) as u64);
+}
+
+/// The layout redis-py and redsync meet us on: the lock name is the key, its value is our
+/// random token (prefixed by the session id), and the fencing token is `INCR <name>:fence`.
+pub(crate) async fn r2_layout_and_fence_key(f: Fixture) {
+    let name = f.name("layout");
+    let s = f.tenure.session().await.unwrap();
+    let g = s.mutex(&name).unwrap().lock().await.unwrap();
+    assert_eq!(g.key(), name);
+    let value = admin(&f).get(&name).await.expect("lock key");
+    assert!(value.starts_with(&format!("{:016x}", s.id())), "{value}");
+    assert_eq!(admin(&f).fence(&name).await, g.token().get());
+    g.unlock().await.unwrap();
+    assert_eq!(admin(&f).get(&name).await, None);
+    // The counter outlives the lock, so the next holder's token is larger.
+    let g2 = s.mutex(&name).unwrap().lock().await.unwrap();
+    assert_eq!(admin(&f).fence(&name).await, g2.token().get());
+}
+
+/// C4 on Redis: a failed try_lock neither writes the key nor advances the fencing counter,
+/// and subscribes to nothing.
+pub(crate) async fn r4_failed_try_lock_leaves_no_trace(f: Fixture) {
+    let name = f.name("trace");
+    let a = f.tenure.session().await.unwrap();
+    let b = f.tenure.session().await.unwrap();
+    let g = a.mutex(&name).unwrap().lock().await.unwrap();
+    let (value, fence) = (admin(&f).get(&name).await, admin(&f).fence(&name).await);
+    for _ in 0..5 {
+        let err = b.mutex(&name).unwrap().try_lock().await.unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }), "{err}");
+    }
+    assert_eq!(admin(&f).get(&name).await, value);
+    assert_eq!(admin(&f).fence(&name).await, fence);
+    assert_eq!(admin(&f).waiters(&name).await, 0);
+    g.unlock().await.unwrap();
+}
+
+/// C5 on Redis: a lock() cancelled at any point — even with its SET in flight or just
+/// applied — leaves no key behind: the interrupted acquire is compare-and-deleted.
+pub(crate) async fn r5_cancelled_mid_set_leaves_nothing(f: Fixture) {
+    let name = f.name("midset");
+    for i in 0..40 {
+        let s = f.tenure.session().await.unwrap();
+        let m = s.mutex(&name).unwrap();
+        let task = tokio::spawn(async move { m.lock().await.map(|g| std::mem::forget(g)) });
+        for _ in 0..(i % 8) {
+            tokio::task::yield_now().await;
+        }
+        task.abort();
+        let _ = task.await;
+        eventually("interrupted acquire cleaned up", || async {
+            admin(&f).keys(&format!("{name}/")).await.is_empty()
+        })
+        .await;
+        s.close().await.unwrap();
+    }
+}
+
+/// C7a on Redis: a lock taken over (overwritten) by someone else fires lost().
+pub(crate) async fn r7_taken_over_is_lost(f: Fixture) {
+    let name = f.name("takeover");
+    let s = f.tenure.session().await.unwrap();
+    let g = s.mutex(&name).unwrap().lock().await.unwrap();
+    f.tenure
+        .write([Write::put(name.clone(), "someone-else")])
+        .await
+        .unwrap();
+    assert_eq!(
+        within("lost on takeover", g.lost()).await,
+        LostReason::EntryDeleted
+    );
+    assert!(matches!(g.unlock().await, Err(Error::LockLost { .. })));
+    assert_eq!(admin(&f).get(&name).await.as_deref(), Some("someone-else"));
+}
+
+/// Elections are refused with a clear error (see the backend's docs for why).
+pub(crate) async fn r_elections_unsupported(f: Fixture) {
+    let s = f.tenure.session().await.unwrap();
+    match s.election(&f.name("elect")) {
+        Err(Error::Unsupported { advice, .. }) => assert!(advice.contains("etcd"), "{advice}"),
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+}

@@ -286,3 +286,50 @@ impl QueueStore for MemSession {
         &self.liveness
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Tenure;
+
+    /// C3, herd-free: with 20 waiters queued, every key is watched by at most its successor
+    /// (plus, for the holder, its own lost-signal watch), so a release wakes one waiter.
+    #[tokio::test]
+    async fn each_waiter_watches_only_its_predecessor() {
+        let name = format!("herd-{}", fastrand::u32(..));
+        let tenure = Tenure::connect(&format!("mem://{name}")).await.unwrap();
+        let store = MemStore::named(&name);
+        let holder = tenure.session().await.unwrap();
+        let guard = holder.mutex("q").unwrap().lock().await.unwrap();
+        let mut waiters = Vec::new();
+        for _ in 0..20 {
+            let m = tenure.session().await.unwrap().mutex("q").unwrap();
+            waiters.push(tokio::spawn(
+                async move { m.lock().await.map(|g| g.token()) },
+            ));
+        }
+        let settled = async {
+            loop {
+                let watched = store.with(|st| st.delete_watchers());
+                if watched.iter().map(|(_, n)| n).sum::<usize>() == 21 {
+                    return watched;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        let watched = tokio::time::timeout(Duration::from_secs(30), settled)
+            .await
+            .expect("20 predecessor watches and the holder's own");
+        assert_eq!(watched.len(), 20, "{watched:?}");
+        for (key, n) in watched {
+            assert!(
+                n <= 2 && (n == 1 || key == guard.key()),
+                "{key}: {n} watchers"
+            );
+        }
+        guard.unlock().await.unwrap();
+        for w in waiters {
+            w.await.unwrap().unwrap();
+        }
+    }
+}

@@ -239,6 +239,16 @@ impl State {
     /// Watches for the deletion of `key` as it was at revision `rev`: a key created later
     /// under the same name is another entry (the same session re-enqueued), so it counts as
     /// gone, exactly as an etcd watch from `rev + 1` would report the delete.
+    /// How many deletion watchers each key has (herd-freedom checks).
+    #[cfg(test)]
+    pub(super) fn delete_watchers(&self) -> Vec<(String, usize)> {
+        self.on_delete
+            .iter()
+            .map(|(k, w)| (k.clone(), w.iter().filter(|w| !w.is_closed()).count()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
     pub(super) fn watch_delete(&mut self, key: &str, rev: i64) -> Lookup {
         let Some(kv) = self.keys.get(key).filter(|kv| kv.create_rev <= rev) else {
             return Lookup::Gone;

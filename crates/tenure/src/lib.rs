@@ -58,3 +58,8 @@ pub use session::{Session, DEFAULT_TTL};
 pub use status::LockStatus;
 pub use token::FencingToken;
 pub use write::Write;
+
+/// The README's examples, compiled as doc tests so they cannot rot.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -18,9 +18,9 @@ pub(crate) mod fixture;
 #[cfg(feature = "redis")]
 pub(crate) mod redis_only;
 use election::*;
+use fixture::{eventually, Fixture};
 #[cfg(feature = "redis")]
 use redis_only::*;
-use fixture::{eventually, Fixture};
 
 /// Bounds every wait for an outcome; far above any expected time, so it only stops a hang.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -443,11 +443,9 @@ macro_rules! redis_clauses {
 }
 
 all_clauses!(mem, super::fixture::mem);
-#[cfg(feature = "redis")]
-redis_clauses!(redis, super::fixture::redis);
 #[cfg(feature = "etcd")]
 all_clauses!(etcd34, super::fixture::etcd34);
 #[cfg(feature = "etcd")]
 all_clauses!(etcd35, super::fixture::etcd35);
-#[cfg(feature = "zookeeper")]
-all_clauses!(zk, super::fixture::zk);
+#[cfg(feature = "redis")]
+redis_clauses!(redis, super::fixture::redis);

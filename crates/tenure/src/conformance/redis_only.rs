@@ -109,7 +109,7 @@ pub(crate) async fn r5_cancelled_mid_set_leaves_nothing(f: Fixture) {
     for i in 0..40 {
         let s = f.tenure.session().await.unwrap();
         let m = s.mutex(&name).unwrap();
-        let task = tokio::spawn(async move { m.lock().await.map(|g| std::mem::forget(g)) });
+        let task = tokio::spawn(async move { m.lock().await.map(drop) });
         for _ in 0..(i % 8) {
             tokio::task::yield_now().await;
         }

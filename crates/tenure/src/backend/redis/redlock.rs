@@ -140,10 +140,9 @@ impl Nodes {
             return Err(self.no_majority("lock", answers.len(), &errors));
         }
         let token = granted.iter().copied().max().unwrap_or(0);
-        if granted.len() >= self.quorum() && started.elapsed() + drift(ttl) < ttl {
-            if self.nodes.len() == 1 || self.raise_fence(name, value, token).await {
-                return Ok(Attempt::Granted(token));
-            }
+        let in_time = granted.len() >= self.quorum() && started.elapsed() + drift(ttl) < ttl;
+        if in_time && (self.nodes.len() == 1 || self.raise_fence(name, value, token).await) {
+            return Ok(Attempt::Granted(token));
         }
         if granted.is_empty() && errors.is_empty() {
             let retry_in = match pttl {

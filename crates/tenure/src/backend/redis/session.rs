@@ -4,8 +4,8 @@
 //! each with `PX` = TTL. One renewal script per session every TTL/3 extends the heartbeat and
 //! every lock whose value is still ours (compare-and-extend), so the cost is one round trip per
 //! session whatever it holds. A confirmed renewal moves the local deadline to its send instant
-//! + TTL − drift − safety margin (C7b); a lock found deleted or taken over fires that grant's
-//! `lost()` (C7a, at the next renewal at the latest). Deleting the heartbeat key is this
+//! plus TTL − drift − safety margin (C7b); a lock found deleted or taken over fires that
+//! grant's `lost()` (C7a, at the next renewal at the latest). Deleting the heartbeat key is this
 //! backend's "revoke": the next renewal releases every lock of the session and reports the
 //! session lost.
 

@@ -21,7 +21,7 @@ use crate::cli::options::GlobalOpts;
 /// Distributed locks with leases: run a command while holding a lock, demo, benchmark.
 #[derive(Debug, Parser)]
 #[command(name = "tenure", version, propagate_version = true)]
-#[command(after_help = cli::options::GLOBAL_HELP)]
+#[command(after_help = cli::options::global_help())]
 struct Cli {
     #[command(flatten)]
     global: GlobalOpts,

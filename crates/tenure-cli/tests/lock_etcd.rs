@@ -24,10 +24,11 @@ per_version!(
     bad_names_are_usage_errors,
 );
 
-/// A script that appends `start TOKEN` and `end TOKEN` to `$LOG`, taking the token from the
-/// variable `var`, with a pause between for any other holder to (wrongly) get in.
-fn log_token(var: &str) -> String {
-    format!(r#"echo "start ${var}" >> "$LOG"; sleep 0.1; echo "end ${var}" >> "$LOG""#)
+/// A script that appends `start WHO TOKEN` and `end WHO TOKEN` to `$LOG`, taking the token
+/// from the variable `var`, with a pause between for any other holder to (wrongly) get in.
+fn log_token(who: &str, var: &str) -> String {
+    let line = |what| format!(r#"echo "{what} {who} ${var}" >> "$LOG""#);
+    format!("{}; sleep 0.1; {}", line("start"), line("end"))
 }
 
 /// `tenure lock OPTS NAME -- sh -c SCRIPT`.
@@ -46,7 +47,12 @@ fn two_processes_exclude_each_other(tag: &str, test: &str) {
     let log = dir.path("log");
     let procs: Vec<_> = (0..4)
         .map(|_| {
-            let mut cmd = lock_sh(&etcd, &[], &name, &log_token("TENURE_FENCING_TOKEN"));
+            let mut cmd = lock_sh(
+                &etcd,
+                &[],
+                &name,
+                &log_token("tenure", "TENURE_FENCING_TOKEN"),
+            );
             spawn(cmd.env("LOG", &log))
         })
         .collect();
@@ -274,13 +280,18 @@ fn tenure_and_etcdctl_lock_exclude_each_other(tag: &str, test: &str) {
     std::fs::write(&release, "").expect("release");
     assert!(etcdctl_holder.finish().status.success());
     // A mixed crowd of both takes turns, with increasing revisions.
-    // etcdctl exports ETCD_LOCK_REV; tenure sets it too on etcd.
-    let script = log_token("ETCD_LOCK_REV");
+    // Both export ETCD_LOCK_REV, but etcdctl's is the store revision when it was granted
+    // while ours is the key's create revision (the fencing token), so each increases only
+    // among its own kind.
+    let (ours_sh, theirs_sh) = (
+        log_token("tenure", "ETCD_LOCK_REV"),
+        log_token("etcdctl", "ETCD_LOCK_REV"),
+    );
     let procs: Vec<_> = (0..3)
         .flat_map(|_| {
-            let mut ours = lock_sh(&etcd, &[], &name, &script);
+            let mut ours = lock_sh(&etcd, &[], &name, &ours_sh);
             let mut theirs = etcd.etcdctl();
-            theirs.args(["lock", &name, "--", "sh", "-c", &script]);
+            theirs.args(["lock", &name, "--", "sh", "-c", &theirs_sh]);
             [spawn(ours.env("LOG", &log)), spawn(theirs.env("LOG", &log))]
         })
         .collect();

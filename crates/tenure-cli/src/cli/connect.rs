@@ -28,7 +28,8 @@ pub async fn coordinating(global: &GlobalOpts, command: &str) -> Result<Tenure> 
             exit::USAGE,
             format!(
                 "`tenure {command}` cannot use {url}: the in-process store lives inside this one \
-                 process, so it cannot coordinate separate processes; use etcd://HOST:PORT"
+                 process, so it cannot coordinate separate processes; use a shared store such as \
+                 etcd://HOST:PORT"
             ),
         )
         .into());

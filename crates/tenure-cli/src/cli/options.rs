@@ -4,15 +4,22 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args};
 
-/// Shown under every `--help`: where the URL comes from and what it looks like.
-pub const GLOBAL_HELP: &str = "\
-URLs: mem://[NAME] (in-process, demo and bench only), etcd://HOST:PORT[,HOST:PORT...], \
-etcds://HOST:PORT[,...] (TLS). Durations: 500ms, 10s, 2m, 1h30m.";
+/// Shown under `tenure --help`: the URL forms (from the library, so they stay in step) and
+/// what a duration looks like.
+pub fn global_help() -> String {
+    format!(
+        "URL forms: {}.\n`lock` needs a shared store; mem:// is for demo and bench.\n\
+         Durations: 500ms, 10s, 2m, 1h30m.\n\
+         Examples:\n  tenure lock --url etcd://127.0.0.1:2379 backups -- ./backup.sh\n  \
+         tenure demo all\n  tenure bench --url etcd://127.0.0.1:2379",
+        tenure::url::VALID_FORMS
+    )
+}
 
 /// Options every subcommand accepts.
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
-    /// Store URL, e.g. etcd://127.0.0.1:2379 (see URLs below)
+    /// Store: etcd://HOST:PORT[,HOST:PORT...], etcds://... (TLS), mem://[NAME] (demo, bench)
     #[arg(long, global = true, env = "TENURE_URL", value_name = "URL")]
     pub url: Option<String>,
 

@@ -23,12 +23,13 @@ The command runs in its own process group with the lock's details in its environ
   and on etcd also ETCD_LOCK_KEY and ETCD_LOCK_REV (= the token), as `etcdctl lock` sets them.
 SIGINT, SIGTERM and SIGHUP are forwarded to the command's process group. If the lock is lost
 while the command runs, the group gets SIGTERM, then SIGKILL after --grace, and tenure exits 75.
-Without a command: prints the key and fencing token, holds until SIGINT/SIGTERM, releases.
+Without a command: prints the key and fencing token, holds until SIGINT, SIGTERM or SIGHUP,
+then releases.
 Interrupted while still waiting: leaves the queue (no key left behind) and exits 128+N.
 
 Exit codes:
   (command's)  the command's own exit code; 128+N if it died of signal N
-  0            without a command: released after SIGINT/SIGTERM
+  0            without a command: released after a signal
   1            the lock is held (-n) or --wait ran out (change it with -E)
   2            usage: bad option, URL, name or duration; no --url; mem:// given
   69           the store is unreachable or failing

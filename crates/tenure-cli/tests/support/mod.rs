@@ -9,6 +9,7 @@
 #![allow(dead_code, unused_macros, unused_imports)]
 
 use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::io::{BufRead, BufReader, Write as _};
 use std::os::unix::process::ExitStatusExt;
@@ -282,28 +283,36 @@ pub fn process_gone(pid: i32) -> bool {
     }
 }
 
-/// Checks a log of `start N` / `end N` lines: each start is followed by its own end before any
-/// other start (no two holders at once), and tokens strictly increase.
+/// Checks a log of `start WHO N` / `end WHO N` lines: each start is followed by its own end
+/// before any other start (no two holders at once), and each WHO's numbers strictly increase.
 pub fn assert_serial(log: &str, holders: usize) {
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 2 * holders, "log:\n{log}");
-    let mut last: Option<u64> = None;
+    let mut last: HashMap<&str, u64> = HashMap::new();
     for pair in lines.chunks(2) {
-        let token = |line: &str, what: &str| -> u64 {
-            let rest = line
-                .strip_prefix(what)
-                .unwrap_or_else(|| panic!("log:\n{log}"));
-            rest.trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("log:\n{log}"))
-        };
-        let (start, end) = (token(pair[0], "start "), token(pair[1], "end "));
-        assert_eq!(start, end, "interleaved holders; log:\n{log}");
-        assert!(
-            last.map_or(true, |l| l < start),
-            "tokens not increasing; log:\n{log}"
+        let start = log_entry(pair[0], "start", log);
+        assert_eq!(
+            start,
+            log_entry(pair[1], "end", log),
+            "interleaved holders; log:\n{log}"
         );
-        last = Some(start);
+        let (who, n) = start;
+        let previous = last.insert(who, n);
+        assert!(
+            previous.map_or(true, |p| p < n),
+            "{who}'s numbers do not increase; log:\n{log}"
+        );
+    }
+}
+
+/// Parses `WHAT WHO N`.
+fn log_entry<'a>(line: &'a str, what: &str, log: &str) -> (&'a str, u64) {
+    match line.split_whitespace().collect::<Vec<_>>()[..] {
+        [w, who, n] if w == what => match n.parse() {
+            Ok(n) => (who, n),
+            Err(_) => panic!("bad number in {line:?}; log:\n{log}"),
+        },
+        _ => panic!("unexpected line {line:?}; log:\n{log}"),
     }
 }
 

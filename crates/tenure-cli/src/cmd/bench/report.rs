@@ -31,6 +31,7 @@ struct Row<'a> {
     p50_ms: f64,
     p99_ms: f64,
     handoff_p50_ms: f64,
+    handoff_p99_ms: f64,
     floor_p50_ms: f64,
     floor_p99_ms: f64,
     uncontended_p50_ms: f64,
@@ -68,7 +69,7 @@ impl Report {
             self.base.uncontended.per_s
         ))?;
         output::line(format!(
-            "{:>7} {:>7} {:>10} {:>9} {:>12} {:>12} {:>12} {:>9}",
+            "{:>7} {:>7} {:>10} {:>9} {:>12} {:>12} {:>12} {:>9} {:>12}",
             "workers",
             "cycles",
             "cycles/s",
@@ -76,7 +77,8 @@ impl Report {
             "acquire p50",
             "acquire p99",
             "handoff p50",
-            "vs floor"
+            "vs floor",
+            "handoff p99"
         ))
     }
 
@@ -86,7 +88,7 @@ impl Report {
             return output::json(&self.json_row(c, per_s));
         }
         output::line(format!(
-            "{:>7} {:>7} {:>10.0} {:>8.2}x {:>9.3} ms {:>9.3} ms {:>9.3} ms {:>8.2}x",
+            "{:>7} {:>7} {:>10.0} {:>8.2}x {:>9.3} ms {:>9.3} ms {:>9.3} ms {:>8.2}x {:>9.3} ms",
             c.workers,
             c.cycles,
             per_s,
@@ -95,6 +97,7 @@ impl Report {
             ms(c.acquire.p99),
             ms(c.handoff.p50),
             ratio(ms(c.handoff.p50), ms(self.base.floor.latency.p50)),
+            ms(c.handoff.p99),
         ))
     }
 
@@ -109,6 +112,7 @@ impl Report {
             p50_ms: ms(c.acquire.p50),
             p99_ms: ms(c.acquire.p99),
             handoff_p50_ms: ms(c.handoff.p50),
+            handoff_p99_ms: ms(c.handoff.p99),
             floor_p50_ms: ms(f.p50),
             floor_p99_ms: ms(f.p99),
             uncontended_p50_ms: ms(u.p50),

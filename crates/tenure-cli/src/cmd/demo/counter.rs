@@ -46,42 +46,26 @@ pub async fn run(tenure: &Tenure, workers: usize, json: bool, prefix: &str) -> R
         lock,
     };
     let unlocked_job = job("unlocked-count", None);
-    let unlocked = phase(&sessions, &unlocked_job, "without the lock").await?;
-    report(
-        json,
-        "without the lock (read, pause, write back)",
-        unlocked,
-        workers,
-        start,
-    )?;
-    let locked_start = Instant::now();
+    let unlocked = phase(&sessions, &unlocked_job, json).await?;
     let locked_job = job("locked-count", Some(format!("{prefix}/counter-lock")));
-    let locked = phase(&sessions, &locked_job, "with the lock").await?;
-    report(
-        json,
-        "with the lock    (lock, read, pause, write, unlock)",
-        locked,
-        workers,
-        locked_start,
-    )?;
+    let locked = phase(&sessions, &locked_job, json).await?;
     let seconds = start.elapsed().as_secs_f64();
-    tenure
-        .write([
-            Write::delete(unlocked_job.key),
-            Write::delete(locked_job.key),
-        ])
-        .await?;
+    let cleanup = [
+        Write::delete(unlocked_job.key),
+        Write::delete(locked_job.key),
+    ];
+    tenure.write(cleanup).await?;
     crate::cmd::close_sessions(sessions, std::time::Duration::from_secs(5)).await;
-    if json {
-        return output::json(&CounterJson {
-            workers,
-            expected: workers,
-            locked_count: locked,
-            unlocked_count: unlocked,
-            seconds,
-        });
+    if !json {
+        return output::line(format!("  total {seconds:.2}s"));
     }
-    output::line(format!("total {seconds:.2}s"))
+    output::json(&CounterJson {
+        workers,
+        expected: workers,
+        locked_count: locked,
+        unlocked_count: unlocked,
+        seconds,
+    })
 }
 
 fn report(json: bool, what: &str, count: u64, expected: usize, since: Instant) -> Result<()> {
@@ -94,14 +78,21 @@ fn report(json: bool, what: &str, count: u64, expected: usize, since: Instant) -
         n => format!("{n} updates lost"),
     };
     output::line(format!(
-        "  {what}: {count} of {expected} ({note}) in {:.2}s",
+        "  {:<50} {:>12}  {note:<18} {:.2}s",
+        format!("{what}:"),
+        format!("{count} of {expected}"),
         since.elapsed().as_secs_f64()
     ))
 }
 
-/// Every worker does `job` once, all starting together; returns the counter's final value.
-async fn phase(sessions: &[Session], job: &Job, label: &str) -> Result<u64> {
-    let progress = Progress::start(label, sessions.len());
+/// Every worker does `job` once, all starting together; reports and returns the final count.
+async fn phase(sessions: &[Session], job: &Job, json: bool) -> Result<u64> {
+    let what = match job.lock {
+        Some(_) => "with the lock (lock, read, pause, write, unlock)",
+        None => "without the lock (read, pause, write)",
+    };
+    let start = Instant::now();
+    let progress = Progress::start(what, sessions.len());
     let barrier = Arc::new(Barrier::new(sessions.len()));
     let mut set = JoinSet::new();
     for session in sessions {
@@ -126,7 +117,9 @@ async fn phase(sessions: &[Session], job: &Job, label: &str) -> Result<u64> {
     }
     progress.finish();
     outcome?;
-    read_count(&job.tenure, &job.key).await
+    let count = read_count(&job.tenure, &job.key).await?;
+    report(json, what, count, sessions.len(), start)?;
+    Ok(count)
 }
 
 async fn increment(session: &Session, job: &Job) -> Result<()> {

@@ -40,14 +40,18 @@ pub async fn run(tenure: &Tenure, ttl: Option<Duration>, json: bool, prefix: &st
         "holder_crashed",
         "holder A crashes: its lease is no longer renewed and it never unlocks",
     )?;
-    let progress = Progress::start("waiting for A's lease to run out", 0);
+    // Finish each progress line before printing, so events never land on it.
+    let progress = Progress::start("waiting for A's renewals to be overdue", 0);
     let reason = guard.lost().await;
+    progress.finish();
     tl.event(
         "holder_lost",
         &format!("A's guard fires lost() ({reason}): A must stop touching what the lock protects"),
     )?;
-    let (at, token) = waiter.await.context("waiter task")??;
+    let progress = Progress::start("waiting for the store to expire A's lease", 0);
+    let waited = waiter.await;
     progress.finish();
+    let (at, token) = waited.context("waiter task")??;
     tl.event_at(
         at,
         "waiter_locked",

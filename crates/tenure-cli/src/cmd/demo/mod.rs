@@ -22,6 +22,7 @@ Runs on the in-process store (mem://) unless --url or TENURE_URL names another.
            gets the lock when the lease runs out (--ttl sets the holder's lease;
            default 2s on etcd, 500ms in-process).
   trylock  a second client's try_lock fails at once while the lock is held.
+  failover primary and standby with leader election: not available in this version yet.
   all      counter, expiry and trylock in turn.
 Examples:
   tenure demo
@@ -45,7 +46,6 @@ pub enum Scenario {
     Counter,
     Expiry,
     Trylock,
-    /// Primary and standby with leader election (not available yet)
     Failover,
     All,
 }
@@ -68,15 +68,34 @@ pub async fn run(global: &GlobalOpts, args: DemoArgs) -> Result<u8> {
     let run_id = format!("{:016x}", RandomState::new().hash_one(std::process::id()));
     let prefix = format!("tenure-demo/{run_id}");
     let json = global.json;
-    let all = args.scenario == Scenario::All;
-    if all || args.scenario == Scenario::Counter {
+    let chosen = |s: Scenario| args.scenario == s || args.scenario == Scenario::All;
+    let mut sep = Separator { json, first: true };
+    if chosen(Scenario::Counter) {
+        sep.next()?;
         counter::run(&tenure, args.workers as usize, json, &prefix).await?;
     }
-    if all || args.scenario == Scenario::Expiry {
+    if chosen(Scenario::Expiry) {
+        sep.next()?;
         expiry::run(&tenure, global.ttl, json, &prefix).await?;
     }
-    if all || args.scenario == Scenario::Trylock {
+    if chosen(Scenario::Trylock) {
+        sep.next()?;
         trylock::run(&tenure, url, json, &prefix).await?;
     }
     Ok(0)
+}
+
+/// A blank line between scenarios, for people only.
+struct Separator {
+    json: bool,
+    first: bool,
+}
+
+impl Separator {
+    fn next(&mut self) -> Result<()> {
+        if !std::mem::replace(&mut self.first, false) && !self.json {
+            crate::output::line("")?;
+        }
+        Ok(())
+    }
 }

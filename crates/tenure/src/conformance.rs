@@ -447,5 +447,30 @@ all_clauses!(mem, super::fixture::mem);
 all_clauses!(etcd34, super::fixture::etcd34);
 #[cfg(feature = "etcd")]
 all_clauses!(etcd35, super::fixture::etcd35);
+// ZooKeeper: every clause, except that exact observation (e2) becomes the ordered-subsequence
+// form `e2_observe_in_order_zk`: one-shot watches can miss a leader or value that lasted only
+// between two re-lists (see backend/zookeeper/observe.rs).
+#[cfg(feature = "zookeeper")]
+use fixture::zk_fixture::e2_observe_in_order_zk;
+#[cfg(feature = "zookeeper")]
+suite!(zk, super::fixture::zk;
+    c1_exclusion_many_contenders,
+    c2_tokens_increase_across_holders,
+    c3_fifo_order,
+    c4_try_lock,
+    c5_cancellation_leaves_nothing,
+    c6_crash_releases_after_ttl,
+    c7_lost_on_delete_and_revoke,
+    c7_lost_at_local_deadline_before_store_expiry,
+    c8_owner_only_release,
+    c9_in_process_exclusion,
+    c10_guarded_writes,
+    c12_bad_input,
+    e1_single_leader_among_many,
+    e2_observe_in_order_zk,
+    e3_failover_on_crash,
+    e4_cancelled_campaigns_leave_nothing,
+    e5_proclaim_and_resign_conditional,
+);
 #[cfg(feature = "redis")]
 redis_clauses!(redis, super::fixture::redis);

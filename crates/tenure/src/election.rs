@@ -73,7 +73,7 @@ impl Election {
         let value = value.into();
         let permit = self.session.local_queue(&self.name).lock_owned().await;
         let backend = self.session.inner.backend.clone();
-        let grant = backend.acquire(&self.name, &value, true, permit).await?;
+        let grant = backend.campaign(&self.name, &value, permit).await?;
         Ok(Leadership {
             held: Held::new(backend, grant),
             name: self.name.clone(),
@@ -210,6 +210,14 @@ impl Leadership {
     /// Why leadership was lost, if it was.
     pub fn lost_reason(&self) -> Option<LostReason> {
         self.held.lost_reason()
+    }
+
+    /// Whether the store connection is down while the session may still be alive (ZooKeeper's
+    /// Disconnected): the leadership is not lost yet, but cannot be confirmed either; it becomes
+    /// lost at the local deadline unless the connection comes back first. Cheap: no I/O.
+    /// Always `false` on stores without such a state, and once lost.
+    pub fn is_suspended(&self) -> bool {
+        self.held.is_suspended()
     }
 
     /// Resolves when leadership is lost (C7). Stop leading work when it fires.

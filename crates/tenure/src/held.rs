@@ -40,6 +40,10 @@ impl Held {
         self.grant().liveness.reason()
     }
 
+    pub(crate) fn is_suspended(&self) -> bool {
+        self.grant().liveness.is_suspended()
+    }
+
     pub(crate) async fn lost(&self) -> LostReason {
         self.grant().liveness.lost().await
     }

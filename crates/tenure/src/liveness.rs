@@ -39,6 +39,9 @@ impl fmt::Display for LostReason {
 struct State {
     lost: Option<LostReason>,
     deadline: Option<Instant>,
+    /// The store connection is down but the lease may still be alive (ZooKeeper's
+    /// Disconnected): not lost yet, but nothing can be confirmed until it comes back.
+    suspended: bool,
 }
 
 /// A latch, optionally chained to a parent (a grant's latch is chained to its session's).
@@ -120,6 +123,22 @@ impl Liveness {
     /// Moves the local deadline; `None` clears it (stores that report loss themselves).
     pub(crate) fn set_deadline(&self, deadline: Instant) {
         self.own.send_modify(|s| s.deadline = Some(deadline));
+    }
+
+    /// Marks the connection down (`true`) or back (`false`); see [`Liveness::is_suspended`].
+    pub(crate) fn set_suspended(&self, suspended: bool) {
+        self.own.send_if_modified(|s| {
+            let changed = s.suspended != suspended;
+            s.suspended = suspended;
+            changed
+        });
+    }
+
+    /// Whether the store connection is down while the lease may still live (ZooKeeper's
+    /// Disconnected); `false` once lost. Stores without such a state never report it.
+    pub(crate) fn is_suspended(&self) -> bool {
+        let suspended = |tx: &watch::Sender<State>| tx.borrow().suspended;
+        !self.is_lost() && (suspended(&self.own) || self.parent.as_deref().is_some_and(suspended))
     }
 
     /// The reason, if lost; a passed deadline counts as lost.

@@ -125,6 +125,14 @@ impl MutexGuard {
         self.held.lost_reason()
     }
 
+    /// Whether the store connection is down while the session may still be alive (ZooKeeper's
+    /// Disconnected): the lock is not lost yet, but cannot be confirmed either; it becomes
+    /// lost at the local deadline unless the connection comes back first. Cheap: no I/O.
+    /// Always `false` on stores without such a state, and once lost.
+    pub fn is_suspended(&self) -> bool {
+        self.held.is_suspended()
+    }
+
     /// Resolves when the lock is lost (C7): the store reported the lease or the holder entry
     /// gone, or renewals stopped being confirmed and the local safety deadline passed.
     /// Cancellation-safe; race it against the work the lock protects.

@@ -68,6 +68,17 @@ pub(crate) trait SessionBackend: Send + Sync + 'static {
         wait: bool,
         permit: OwnedMutexGuard<()>,
     ) -> Result<Grant>;
+    /// Enters the queue of election `name` as a candidate proposing `value`, and waits to
+    /// lead. Stores whose layout tells candidates from lock waiters (ZooKeeper: Curator's
+    /// `-latch-` versus `-lock-` nodes) override it; the others queue candidates like waiters.
+    async fn campaign(
+        &self,
+        name: &str,
+        value: &[u8],
+        permit: OwnedMutexGuard<()>,
+    ) -> Result<Grant> {
+        self.acquire(name, value, true, permit).await
+    }
     /// Deletes the grant's entry if it is still this grant's (C8).
     async fn release(&self, grant: &Grant) -> Result<()>;
     /// Applies `ops` atomically, only while `grant` still holds (C10). `Ok(false)`: not held.

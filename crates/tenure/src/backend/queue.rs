@@ -53,12 +53,27 @@ pub(crate) enum Ahead {
     Entry { key: String, rev: i64 },
 }
 
+/// What an entry is queued for. Most stores lay both out alike; ZooKeeper names Curator's
+/// InterProcessMutex nodes `-lock-` and LeaderLatch nodes `-latch-`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// A mutex waiter or holder.
+    Lock,
+    /// An election candidate or leader.
+    Candidate,
+}
+
 /// A store's own idioms for the recipe. `prefix` is `<name>/`.
 #[async_trait]
 pub(crate) trait QueueStore: Send + Sync + 'static {
     /// Creates this session's entry under `prefix` (or finds it), learning atomically whether
     /// it is first.
     async fn enqueue(&self, prefix: &str, value: &[u8]) -> Result<Enqueued>;
+    /// [`QueueStore::enqueue`] for an entry of `role`; stores whose layout does not depend on
+    /// the role keep this default.
+    async fn enqueue_as(&self, prefix: &str, value: &[u8], _role: Role) -> Result<Enqueued> {
+        self.enqueue(prefix, value).await
+    }
     /// In one round trip: creates the entry only if the queue is empty; else names the holder.
     async fn enqueue_if_empty(
         &self,
@@ -108,7 +123,16 @@ impl<S: QueueStore> SessionBackend for QueueSession<S> {
         wait: bool,
         permit: OwnedMutexGuard<()>,
     ) -> Result<Grant> {
-        acquire(&self.0, name, value, wait, permit).await
+        acquire(&self.0, name, value, wait, permit, Role::Lock).await
+    }
+
+    async fn campaign(
+        &self,
+        name: &str,
+        value: &[u8],
+        permit: OwnedMutexGuard<()>,
+    ) -> Result<Grant> {
+        acquire(&self.0, name, value, true, permit, Role::Candidate).await
     }
 
     async fn release(&self, grant: &Grant) -> Result<()> {
@@ -194,6 +218,7 @@ async fn acquire<S: QueueStore>(
     value: &[u8],
     wait: bool,
     permit: OwnedMutexGuard<()>,
+    role: Role,
 ) -> Result<Grant> {
     let session = store.liveness().clone();
     if let Some(reason) = session.reason() {
@@ -207,7 +232,7 @@ async fn acquire<S: QueueStore>(
         permit: Some(permit),
     };
     let enq = if wait {
-        let enq = with_backoff(ATTEMPTS, || store.enqueue(&prefix, value)).await?;
+        let enq = with_backoff(ATTEMPTS, || store.enqueue_as(&prefix, value, role)).await?;
         pending.entry = Some(enq.mine.clone());
         enq
     } else {

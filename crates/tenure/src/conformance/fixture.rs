@@ -29,6 +29,8 @@ pub(crate) enum Admin {
     Mem(Arc<crate::backend::embedded::MemStore>),
     #[cfg(feature = "etcd")]
     Etcd(Box<etcd_client::Client>),
+    #[cfg(feature = "zookeeper")]
+    Zk(Box<zk_fixture::ZkAdmin>),
     #[cfg(feature = "redis")]
     Redis(redis_fixture::RedisAdmin),
 }
@@ -39,6 +41,8 @@ impl Admin {
         match self {
             #[cfg(feature = "embedded")]
             Admin::Mem(store) => store.keys(prefix),
+            #[cfg(feature = "zookeeper")]
+            Admin::Zk(admin) => admin.keys(prefix).await,
             #[cfg(feature = "redis")]
             Admin::Redis(admin) => admin.keys(prefix).await,
             #[cfg(feature = "etcd")]
@@ -66,6 +70,8 @@ impl Admin {
             Admin::Mem(store) => {
                 store.admin_delete(key);
             }
+            #[cfg(feature = "zookeeper")]
+            Admin::Zk(admin) => admin.delete(key).await,
             #[cfg(feature = "redis")]
             Admin::Redis(admin) => admin.delete(key).await,
             #[cfg(feature = "etcd")]
@@ -80,6 +86,8 @@ impl Admin {
         match self {
             #[cfg(feature = "embedded")]
             Admin::Mem(store) => store.admin_revoke(lease),
+            #[cfg(feature = "zookeeper")]
+            Admin::Zk(admin) => admin.revoke(lease).await,
             #[cfg(feature = "redis")]
             Admin::Redis(admin) => admin.revoke(lease).await,
             #[cfg(feature = "etcd")]
@@ -98,6 +106,12 @@ impl Admin {
 pub(crate) mod redis_fixture;
 #[cfg(feature = "redis")]
 pub(crate) use redis_fixture::redis;
+
+#[cfg(feature = "zookeeper")]
+#[path = "fixture_zk.rs"]
+pub(crate) mod zk_fixture;
+#[cfg(feature = "zookeeper")]
+pub(crate) use zk_fixture::zk;
 
 fn namespace(test: &str) -> String {
     format!("tenure-test/{test}-{:08x}", fastrand::u32(..))

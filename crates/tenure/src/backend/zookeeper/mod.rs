@@ -1,20 +1,313 @@
-//! The ZooKeeper backend (`zk://`), Curator-compatible. Not implemented yet.
+//! The ZooKeeper backend (`zk://host:port[,host:port…][/chroot]`), laid out as Apache Curator
+//! lays out its recipes, so that Curator services and we share one lock or election:
+//!
+//! - a name maps to the znode `/<name>` under the chroot (`jobs/nightly` = `/jobs/nightly`);
+//! - a mutex is an InterProcessMutex: EPHEMERAL_SEQUENTIAL children `_c_<uuid>-lock-<seq>`
+//!   under CONTAINER parents; the owner is the lowest sequence; each waiter watches only its
+//!   predecessor; a create whose answer was lost is recovered by its `_c_<uuid>` prefix;
+//! - an election is a LeaderLatch: children `_c_<uuid>-latch-<seq>`, node data = value;
+//! - the fencing token is the holder node's czxid (C2); guarded writes are a multi-op whose
+//!   first operation checks that the holder node still exists (C10);
+//! - the session lease is the ZooKeeper session; its negotiated timeout is the TTL. A
+//!   Disconnected session is *suspended*; Expired, or the local deadline passing unconfirmed,
+//!   is lost; a new session is never opened under a held guard (C7).
+//!
+//! Known limit: `observe()` re-lists after each (one-shot) child or data watch fires, so a
+//! leader or value that lasted only between two re-lists can be missed; what it reports is
+//! still never stale and in order.
+
+mod layout;
+mod observe;
+mod ops;
+mod session;
+mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Backend;
-use crate::{Error, Result};
+use async_trait::async_trait;
+use zookeeper_client as zk;
 
-/// Connects to a ZooKeeper ensemble.
-pub(crate) async fn connect(
-    _hosts: &[String],
-    _chroot: Option<&str>,
-    _timeout: Duration,
-) -> Result<Arc<dyn Backend>> {
-    Err(Error::Unsupported {
-        backend: "zk",
-        what: "ZooKeeper",
-        advice: "the ZooKeeper backend is not available in this version yet; use etcd://",
+use self::session::ZkSession;
+use super::queue::QueueSession;
+use super::{Backend, SessionBackend};
+use crate::liveness::LostReason;
+use crate::{Error, Result, Write};
+
+/// Longest we wait for one request before calling it a transient fault (C11).
+const OP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Session timeout of the backend's own client (reads, plain writes, observers).
+const SHARED_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Maps a ZooKeeper client error to ours, keeping retryable faults apart (C11).
+pub(super) fn map_err(op: &'static str, e: zk::Error) -> Error {
+    use zk::Error as E;
+    match e {
+        E::ConnectionLoss | E::Timeout | E::Throttled | E::NoHosts | E::SessionMoved => {
+            Error::Transient {
+                op,
+                message: e.to_string(),
+            }
+        }
+        E::SessionExpired => Error::SessionLost {
+            reason: LostReason::LeaseExpired,
+        },
+        E::ClientClosed => Error::SessionLost {
+            reason: LostReason::SessionClosed,
+        },
+        E::NoAuth | E::AuthFailed => Error::PermissionDenied {
+            message: format!("{op}: {e}"),
+        },
+        other => Error::Store {
+            op,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// The error for a watch ended by a terminal session state.
+pub(super) fn state_err(state: zk::SessionState) -> Error {
+    match state {
+        zk::SessionState::Expired => Error::SessionLost {
+            reason: LostReason::LeaseExpired,
+        },
+        zk::SessionState::AuthFailed => Error::PermissionDenied {
+            message: "ZooKeeper authentication failed".into(),
+        },
+        zk::SessionState::Closed => Error::SessionLost {
+            reason: LostReason::SessionClosed,
+        },
+        other => Error::Transient {
+            op: "watch",
+            message: format!("session {other}"),
+        },
+    }
+}
+
+/// Runs one request with [`OP_TIMEOUT`], mapping errors.
+pub(super) async fn call<T>(
+    op: &'static str,
+    fut: impl std::future::Future<Output = std::result::Result<T, zk::Error>>,
+) -> Result<T> {
+    match tokio::time::timeout(OP_TIMEOUT, fut).await {
+        Ok(r) => r.map_err(|e| map_err(op, e)),
+        Err(_) => Err(Error::Transient {
+            op,
+            message: format!("no answer within {OP_TIMEOUT:?}"),
+        }),
+    }
+}
+
+/// Like [`call`], with ZooKeeper's NoNode as `None`.
+pub(super) async fn call_node<T>(
+    op: &'static str,
+    fut: impl std::future::Future<Output = std::result::Result<T, zk::Error>>,
+) -> Result<Option<T>> {
+    call(op, async {
+        match fut.await {
+            Ok(v) => Ok(Some(v)),
+            Err(zk::Error::NoNode) => Ok(None),
+            Err(e) => Err(e),
+        }
     })
+    .await
+}
+
+/// Where the ensemble is: the connect string without chroot, and the chroot.
+#[derive(Clone, Debug)]
+pub(super) struct Ensemble {
+    hosts: String,
+    chroot: Option<String>,
+}
+
+impl Ensemble {
+    /// Opens a session of `timeout` (detached: dropping the client does not close it).
+    pub(super) async fn connect(&self, timeout: Duration, wait: Duration) -> Result<zk::Client> {
+        let connector = zk::Client::connector()
+            .with_session_timeout(timeout)
+            .with_detached();
+        self.connect_with(connector, wait).await
+    }
+
+    async fn connect_with(&self, connector: zk::Connector, wait: Duration) -> Result<zk::Client> {
+        let unreachable = |reason: String| Error::Unreachable {
+            endpoint: format!("zk://{}", self.hosts),
+            reason,
+        };
+        let client = match tokio::time::timeout(wait, connector.connect(&self.hosts)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => return Err(unreachable(format!("no session within {wait:?}"))),
+        };
+        match &self.chroot {
+            None => Ok(client),
+            Some(root) => client.chroot(root.as_str()).map_err(|_| Error::InvalidUrl {
+                url: format!("zk://{}{root}", self.hosts),
+                reason: format!("bad chroot path {root:?}"),
+            }),
+        }
+    }
+
+    /// Closes a (detached) session from a second client attached to it: the only way to send
+    /// CloseSession for it, which deletes its ephemeral nodes at once.
+    pub(super) async fn close_session(&self, session: zk::SessionInfo, timeout: Duration) {
+        let connector = zk::Client::connector()
+            .with_session(session)
+            .with_session_timeout(timeout);
+        let Ok(client) = self.connect_with(connector, OP_TIMEOUT).await else {
+            return; // Already expired or unreachable: the server ends it on its own.
+        };
+        let mut states = client.state_watcher();
+        drop(client);
+        let _ = tokio::time::timeout(OP_TIMEOUT, async {
+            while !states.changed().await.is_terminated() {}
+        })
+        .await;
+    }
+}
+
+/// `zk://` as a [`Backend`].
+pub(crate) struct ZkBackend {
+    ensemble: Ensemble,
+    client: zk::Client,
+}
+
+/// Connects to a ZooKeeper ensemble, creating the chroot node if it is missing.
+pub(crate) async fn connect(
+    hosts: &[String],
+    chroot: Option<&str>,
+    timeout: Duration,
+) -> Result<Arc<dyn Backend>> {
+    let plain = Ensemble {
+        hosts: hosts.join(","),
+        chroot: None,
+    };
+    let root = plain.connect(SHARED_SESSION_TIMEOUT, timeout).await?;
+    if let Some(path) = chroot.filter(|c| *c != "/") {
+        let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        match call("create chroot", root.mkdir(path, &options)).await {
+            Ok(()) => {}
+            Err(Error::Store { message, .. }) => {
+                return Err(Error::InvalidUrl {
+                    url: format!("zk://{}{path}", plain.hosts),
+                    reason: format!("cannot create the chroot node {path:?}: {message}"),
+                })
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let ensemble = Ensemble {
+        hosts: plain.hosts,
+        chroot: chroot.filter(|c| *c != "/").map(str::to_string),
+    };
+    // The chroot is in place: close the probe session, open the one we keep.
+    drop(root);
+    let client = ensemble.connect(SHARED_SESSION_TIMEOUT, timeout).await?;
+    Ok(Arc::new(ZkBackend { ensemble, client }))
+}
+
+#[async_trait]
+impl Backend for ZkBackend {
+    fn kind(&self) -> &'static str {
+        "zk"
+    }
+
+    fn ttl_range(&self) -> (Duration, Duration) {
+        // The server narrows it further (minSessionTimeout, maxSessionTimeout); the negotiated
+        // timeout is the TTL the session then uses.
+        (Duration::from_secs(1), Duration::from_secs(24 * 3600))
+    }
+
+    async fn open_session(&self, ttl: Duration) -> Result<Arc<dyn SessionBackend>> {
+        let session = ZkSession::open(self.ensemble.clone(), ttl).await?;
+        Ok(Arc::new(QueueSession(session)))
+    }
+
+    async fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let path = layout::path_of(key)?;
+        let got = call_node("get", self.client.get_data(&path)).await?;
+        Ok(got.map(|(data, _)| data))
+    }
+
+    async fn write(&self, ops: &[Write]) -> Result<()> {
+        ops::commit(&self.client, None, ops).await.map(|_| ())
+    }
+
+    async fn entries(&self, prefix: &str) -> Result<Vec<super::observe::Kv>> {
+        let dir = layout::dir_of(prefix)?;
+        observe::entries(&self.client, &dir).await
+    }
+
+    async fn watch_prefix(&self, prefix: &str) -> Result<super::observe::PrefixWatch> {
+        let dir = layout::dir_of(prefix)?;
+        observe::watch_prefix(self.client.clone(), dir).await
+    }
+}
+
+/// What the conformance suite's administrator needs: the layout, and a way to end any session
+/// of this process from outside (ZooKeeper has no "revoke": one attaches to the session with
+/// its id and password and closes it, as Curator's `KillSession` does).
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::Duration;
+
+    use zookeeper_client as zk;
+
+    use super::{layout, Ensemble};
+
+    use crate::liveness::Liveness;
+
+    type Registry = Mutex<HashMap<u64, (Ensemble, zk::SessionInfo, Duration, Liveness)>>;
+
+    fn registry() -> &'static Registry {
+        static SESSIONS: OnceLock<Registry> = OnceLock::new();
+        SESSIONS.get_or_init(Registry::default)
+    }
+
+    /// Remembers a session so that [`kill_session`] can end it.
+    pub(super) fn register(
+        ensemble: &Ensemble,
+        info: &zk::SessionInfo,
+        timeout: Duration,
+        liveness: &Liveness,
+    ) {
+        let mut map = registry().lock().unwrap_or_else(|e| e.into_inner());
+        let entry = (ensemble.clone(), info.clone(), timeout, liveness.clone());
+        map.insert(info.id().0 as u64, entry);
+    }
+
+    /// Closes session `id` from a second connection, until its owner hears that it expired.
+    /// (The owner's client reconnects to its session when the second connection takes it
+    /// over; if that happens before the close lands, the close is repeated.)
+    pub(crate) async fn kill_session(id: u64) {
+        let found = registry()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        let (ensemble, info, timeout, liveness) = found.expect("a session of this process");
+        for _ in 0..20 {
+            ensemble.close_session(info.clone(), timeout).await;
+            let heard = tokio::time::timeout(Duration::from_secs(2), liveness.lost()).await;
+            if heard.is_ok() {
+                return;
+            }
+        }
+        panic!("session {id:x} could not be killed");
+    }
+
+    /// The queue directory of a `<name>/` prefix.
+    pub(crate) fn dir(prefix: &str) -> String {
+        layout::dir_of(prefix).expect("a valid test name")
+    }
+
+    /// `children` of `dir` as full paths in queue order.
+    pub(crate) fn ordered(dir: &str, children: Vec<String>) -> Vec<String> {
+        layout::queue_order(children)
+            .iter()
+            .map(|c| layout::child(dir, c))
+            .collect()
+    }
 }

@@ -1,0 +1,305 @@
+//! One ZooKeeper session and the queue operations made under it (Curator's recipes).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use zookeeper_client as zk;
+
+use super::state::{spawn_state_follower, Slot, ZkRenewer};
+use super::{call, call_node, layout, ops, Ensemble, OP_TIMEOUT};
+use crate::backend::lease::spawn_keep_alive;
+use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore, Role};
+use crate::liveness::{Liveness, LostReason};
+use crate::{Error, Result, Write};
+
+/// Tries of one protected create before a transient fault goes back to the recipe.
+const CREATE_TRIES: u32 = 5;
+
+pub(super) struct ZkSession {
+    ensemble: Ensemble,
+    slot: Slot,
+    info: zk::SessionInfo,
+    timeout: Duration,
+    liveness: Liveness,
+    tasks: [AbortHandle; 2],
+    /// The `_c_<uuid>` prefixes this session created nodes with, per queue directory, until
+    /// the node is removed: how `remove_unknown` finds an entry whose create answer was lost.
+    uuids: Mutex<HashMap<String, Vec<String>>>,
+}
+
+impl Drop for ZkSession {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(AbortHandle::abort);
+    }
+}
+
+fn ephemeral_sequential() -> zk::CreateOptions<'static> {
+    zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all())
+}
+
+fn container() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Container.with_acls(zk::Acls::anyone_all())
+}
+
+impl ZkSession {
+    /// Opens a session asking for `ttl` as its timeout; the server's answer is the TTL used.
+    pub(super) async fn open(ensemble: Ensemble, ttl: Duration) -> Result<Arc<Self>> {
+        let started = Instant::now();
+        let client = ensemble.connect(ttl, ttl.max(OP_TIMEOUT)).await?;
+        let timeout = client.session_timeout();
+        let liveness = Liveness::new();
+        let follower = spawn_state_follower(client.state_watcher(), liveness.clone());
+        let renewer = ZkRenewer::new(client.clone(), timeout);
+        let keep_alive = spawn_keep_alive(renewer, liveness.clone(), timeout, started);
+        #[cfg(test)]
+        super::test_support::register(&ensemble, client.session(), timeout, &liveness);
+        Ok(Arc::new(ZkSession {
+            ensemble,
+            info: client.session().clone(),
+            slot: Slot::new(client),
+            timeout,
+            liveness,
+            tasks: [follower, keep_alive],
+            uuids: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    fn client(&self) -> Result<zk::Client> {
+        self.slot.get(&self.liveness)
+    }
+
+    fn remember(&self, dir: &str, uuid: &str, keep: bool) {
+        let mut map = self.uuids.lock().unwrap_or_else(|e| e.into_inner());
+        let list = map.entry(dir.to_string()).or_default();
+        list.retain(|u| u != uuid);
+        if keep {
+            list.push(uuid.to_string());
+        }
+        if list.is_empty() {
+            map.remove(dir);
+        }
+    }
+
+    fn remembered(&self, dir: &str) -> Vec<String> {
+        let map = self.uuids.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(dir).cloned().unwrap_or_default()
+    }
+
+    /// Creates our node for `role` under `dir` (Curator's protected mode): parents are made as
+    /// containers when missing, and a create whose answer was lost is found by its uuid.
+    async fn create_node(&self, dir: &str, value: &[u8], role: Role) -> Result<Entry> {
+        let client = self.client()?;
+        let uuid = layout::new_uuid();
+        self.remember(dir, &uuid, true);
+        let base = layout::child(dir, &layout::node_base(&uuid, role));
+        let mut last = None;
+        for _ in 0..CREATE_TRIES {
+            let created = tokio::time::timeout(
+                OP_TIMEOUT,
+                client.create(&base, value, &ephemeral_sequential()),
+            )
+            .await;
+            let e = match created {
+                Ok(Ok((stat, seq))) => return Ok(entry(format!("{base}{seq}"), &stat)),
+                Ok(Err(zk::Error::NoNode)) => {
+                    // Missing parents, or an empty container the server just reaped.
+                    call("create parents", client.mkdir(dir, &container())).await?;
+                    continue;
+                }
+                Ok(Err(e)) => super::map_err("lock", e),
+                Err(_) => Error::Transient {
+                    op: "lock",
+                    message: format!("no answer within {OP_TIMEOUT:?}"),
+                },
+            };
+            if !e.is_transient() {
+                return Err(e);
+            }
+            // Protected mode: the node may exist although the answer was lost.
+            if let Some(found) = self.find_own(&client, dir, &uuid).await? {
+                return Ok(found);
+            }
+            last = Some(e);
+        }
+        Err(last.unwrap_or(Error::Transient {
+            op: "lock",
+            message: "the lock's parent node kept vanishing".into(),
+        }))
+    }
+
+    /// Our node among `dir`'s children, by its uuid (after a lost create answer).
+    async fn find_own(&self, client: &zk::Client, dir: &str, uuid: &str) -> Result<Option<Entry>> {
+        let children = self.children(client, dir).await?;
+        let Some(node) = children.iter().find(|c| layout::uuid_of(c) == Some(uuid)) else {
+            return Ok(None);
+        };
+        let path = layout::child(dir, node);
+        let stat = call_node("exists", client.check_stat(&path))
+            .await?
+            .flatten();
+        Ok(stat.map(|s| entry(path, &s)))
+    }
+
+    /// `dir`'s children in queue order (none when `dir` does not exist).
+    async fn children(&self, client: &zk::Client, dir: &str) -> Result<Vec<String>> {
+        let children = call_node("list", client.list_children(dir)).await?;
+        Ok(layout::queue_order(children.unwrap_or_default()))
+    }
+
+    async fn enqueue_role(&self, prefix: &str, value: &[u8], role: Role) -> Result<Enqueued> {
+        let dir = layout::dir_of(prefix)?;
+        let mine = self.create_node(&dir, value, role).await?;
+        let client = self.client()?;
+        let children = self.children(&client, &dir).await?;
+        let first = children.first().map(|c| layout::child(&dir, c)) == Some(mine.key.clone());
+        Ok(Enqueued {
+            rev: mine.token as i64,
+            mine,
+            first,
+        })
+    }
+}
+
+/// An entry: the node's path, and its czxid as the fencing token (C2).
+fn entry(path: String, stat: &zk::Stat) -> Entry {
+    Entry {
+        key: path,
+        token: stat.czxid as u64,
+    }
+}
+
+#[async_trait]
+impl QueueStore for ZkSession {
+    async fn enqueue(&self, prefix: &str, value: &[u8]) -> Result<Enqueued> {
+        self.enqueue_role(prefix, value, Role::Lock).await
+    }
+
+    async fn enqueue_as(&self, prefix: &str, value: &[u8], role: Role) -> Result<Enqueued> {
+        self.enqueue_role(prefix, value, role).await
+    }
+
+    /// ZooKeeper cannot create "only if no sibling exists" in one request, so this lists the
+    /// children first (one round trip; nothing written when the lock is held), and only when
+    /// there are none creates a node and checks it came first; a racing loser deletes its
+    /// node at once and reports the winner.
+    async fn enqueue_if_empty(
+        &self,
+        prefix: &str,
+        value: &[u8],
+    ) -> Result<Result<Enqueued, Option<String>>> {
+        let dir = layout::dir_of(prefix)?;
+        let client = self.client()?;
+        if let Some(holder) = self.children(&client, &dir).await?.first() {
+            return Ok(Err(Some(layout::child(&dir, holder))));
+        }
+        let enq = self.enqueue_role(prefix, value, Role::Lock).await?;
+        if enq.first {
+            return Ok(Ok(enq));
+        }
+        self.remove(&enq.mine).await?;
+        let holder = self.children(&client, &dir).await?.first().cloned();
+        Ok(Err(holder.map(|h| layout::child(&dir, &h))))
+    }
+
+    async fn ahead(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+        let dir = layout::dir_of(prefix)?;
+        let client = self.client()?;
+        let children = self.children(&client, &dir).await?;
+        let me = layout::node_name(&mine.key);
+        let Some(pos) = children.iter().position(|c| c == me) else {
+            let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
+            return Err(Error::SessionLost { reason });
+        };
+        Ok(match pos.checked_sub(1) {
+            Some(i) => Ahead::Entry {
+                key: layout::child(&dir, &children[i]),
+                rev: 0,
+            },
+            None => Ahead::Nobody { rev: 0 },
+        })
+    }
+
+    /// Watches `key` alone (Curator's predecessor watch): one watcher per waiter.
+    async fn wait_deleted(&self, key: &str, _rev: i64) -> Result<()> {
+        loop {
+            let client = self.client()?;
+            let (stat, watcher) = call("watch", client.check_and_watch_stat(key)).await?;
+            drop(client);
+            if stat.is_none() {
+                return Ok(());
+            }
+            let event = watcher.changed().await;
+            match event.event_type {
+                zk::EventType::NodeDeleted => return Ok(()),
+                zk::EventType::Session => return Err(super::state_err(event.session_state)),
+                _ => {}
+            }
+        }
+    }
+
+    async fn remove(&self, mine: &Entry) -> Result<bool> {
+        let client = self.client()?;
+        let removed = call_node("unlock", client.delete(&mine.key, None)).await?;
+        let node = layout::node_name(&mine.key);
+        if let Some(uuid) = layout::uuid_of(node) {
+            self.remember(layout::parent(&mine.key), uuid, false);
+        }
+        Ok(removed.is_some())
+    }
+
+    async fn remove_unknown(&self, prefix: &str) -> Result<()> {
+        let dir = layout::dir_of(prefix)?;
+        let client = self.client()?;
+        let uuids = self.remembered(&dir);
+        for node in self.children(&client, &dir).await? {
+            if let Some(uuid) = layout::uuid_of(&node).filter(|u| uuids.iter().any(|m| m == u)) {
+                let path = layout::child(&dir, &node);
+                call_node("withdraw", client.delete(&path, None)).await?;
+                self.remember(&dir, uuid, false);
+            }
+        }
+        Ok(())
+    }
+
+    async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool> {
+        let client = self.client()?;
+        ops::commit(&client, Some(&mine.key), ops).await
+    }
+
+    async fn proclaim(&self, mine: &Entry, value: &[u8]) -> Result<bool> {
+        let client = self.client()?;
+        let set = call_node("proclaim", client.set_data(&mine.key, value, None)).await?;
+        Ok(set.is_some())
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.tasks.iter().for_each(AbortHandle::abort);
+        self.liveness.lose(LostReason::SessionClosed);
+        if self.slot.take().is_some() {
+            self.ensemble
+                .close_session(self.info.clone(), self.timeout)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Stops the session's pings without closing it, as a crashed process would: the client
+    /// handle is dropped (it is detached, so no CloseSession is sent) and the server expires
+    /// the session after its timeout.
+    fn abandon(&self) {
+        self.tasks.iter().for_each(AbortHandle::abort);
+        drop(self.slot.take());
+    }
+
+    fn lease_id(&self) -> u64 {
+        self.info.id().0 as u64
+    }
+
+    fn liveness(&self) -> &Liveness {
+        &self.liveness
+    }
+}

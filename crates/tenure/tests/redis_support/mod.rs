@@ -1,0 +1,142 @@
+//! Helpers for the Redis tests: which servers the environment provides (and the SKIPPED line
+//! when it provides none), private `redis-server` processes on free loopback ports that are
+//! killed on drop, a tiny RESP client for an operator's view, and waiting for an outcome.
+
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Bounds every wait for an outcome; far above any expected time, so it only stops a hang.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Says on the terminal (past the harness's capture) that a test was skipped, or fails when
+/// `TENURE_REQUIRE_SERVERS=1`. Returns `None` so callers can `let Some(..) = .. else { return }`.
+pub fn skip<T>(what: &str, test: &str) -> Option<T> {
+    if std::env::var_os("TENURE_REQUIRE_SERVERS").is_some_and(|v| v == "1") {
+        panic!("{what} but TENURE_REQUIRE_SERVERS=1; run scripts/test");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {what} (scripts/test provides it)"
+    );
+    None
+}
+
+/// Waits until `cond` holds, checking every 10 ms; fails after [`PATIENCE`].
+pub async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    while !cond().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not reached in {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Sends one inline command (space-separated words without spaces inside) to a Redis server
+/// at `127.0.0.1:port` and returns the first reply line, or `None` if nobody answers.
+pub fn resp(port: u16, command: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("{command}\r\n").as_bytes()).ok()?;
+    let mut line = String::new();
+    let mut r = BufReader::new(s);
+    r.read_line(&mut line).ok()?;
+    if line.starts_with('$') && line.trim() != "$-1" {
+        line.clear();
+        r.read_line(&mut line).ok()?;
+    }
+    Some(line.trim_end().to_string())
+}
+
+/// Whether `key` exists on the server at `port`.
+pub fn exists(port: u16, key: &str) -> bool {
+    resp(port, &format!("EXISTS {key}")).as_deref() == Some(":1")
+}
+
+/// A `redis-server` this test started; killed (and reaped) on drop.
+pub struct RedisProcess {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisProcess {
+    /// Kills the server now, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `redis-server` binary: `TENURE_TEST_REDIS_BIN`, else the one on `PATH`.
+pub fn redis_bin() -> Option<String> {
+    if let Ok(b) = std::env::var("TENURE_TEST_REDIS_BIN") {
+        return Some(b);
+    }
+    let out = Command::new("sh")
+        .args(["-c", "command -v redis-server"])
+        .output()
+        .ok()?;
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !path.is_empty()).then_some(path)
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Starts `n` Redis servers on free loopback ports and waits until each answers PING.
+pub async fn start_servers(bin: &str, n: usize) -> Vec<RedisProcess> {
+    let mut servers = Vec::new();
+    while servers.len() < n {
+        let port = free_port();
+        let child = Command::new(bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let mut p = RedisProcess {
+            port,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let up = loop {
+            if resp(port, "PING").as_deref() == Some("+PONG") {
+                break true;
+            }
+            if Instant::now() > deadline {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if up {
+            servers.push(p);
+        } else {
+            p.kill(); // lost the port race; try another
+        }
+    }
+    servers
+}

@@ -1,0 +1,152 @@
+//! Redlock over 3 and 5 `redis-server` processes this test starts on free loopback ports:
+//! with a minority of masters killed the lock still works (acquire, exclusion, renewal,
+//! release); with a majority killed, acquiring fails with a clear error and leaves nothing held
+//! on the survivors, and a holder's `lost()` fires.
+
+mod redis_support;
+
+use std::time::Duration;
+
+use redis_support::{eventually, exists, redis_bin, resp, skip, start_servers, RedisProcess};
+use tenure::{Error, Tenure};
+
+fn url(servers: &[RedisProcess]) -> String {
+    let hosts: Vec<String> = servers
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port))
+        .collect();
+    format!("redlock://{}", hosts.join(","))
+}
+
+fn pttl(port: u16, key: &str) -> i64 {
+    resp(port, &format!("PTTL {key}"))
+        .and_then(|l| l.trim_start_matches(':').parse().ok())
+        .unwrap_or(-3)
+}
+
+async fn setup(n: usize, test: &str) -> Option<(Vec<RedisProcess>, Tenure)> {
+    let Some(bin) = redis_bin() else {
+        return skip(
+            "no redis-server (TENURE_TEST_REDIS_BIN unset, none on PATH)",
+            test,
+        );
+    };
+    let servers = start_servers(&bin, n).await;
+    let tenure = Tenure::builder(&url(&servers))
+        .ttl(Duration::from_secs(2))
+        .connect()
+        .await
+        .expect("connect to Redlock masters");
+    assert_eq!(tenure.backend(), "redlock");
+    Some((servers, tenure))
+}
+
+/// Kills `kill` of `n` masters (a minority): lock, exclusion, renewal and release still work.
+async fn survives_minority(n: usize, kill: usize, test: &str) {
+    let Some((mut servers, tenure)) = setup(n, test).await else {
+        return;
+    };
+    let name = "redlock-minority";
+    let a = tenure.session().await.unwrap();
+    let b = tenure.session().await.unwrap();
+    let g = a.mutex(name).unwrap().lock().await.unwrap();
+    assert!(servers.iter().all(|s| exists(s.port, name)));
+    let t1 = g.token();
+    g.unlock().await.unwrap();
+    assert!(servers.iter().all(|s| !exists(s.port, name)));
+
+    for s in servers.iter_mut().take(kill) {
+        s.kill();
+    }
+    let alive: Vec<u16> = servers.iter().skip(kill).map(|s| s.port).collect();
+    let g = a.mutex(name).unwrap().lock().await.unwrap();
+    assert!(g.token() > t1, "token must grow across holders");
+    assert!(alive.iter().all(|p| exists(*p, name)));
+    assert!(matches!(
+        b.mutex(name).unwrap().try_lock().await,
+        Err(Error::Locked { .. })
+    ));
+    // Renewal by majority: between renewals a key's PTTL only falls, so a rise is a renewal.
+    for round in 0..2 {
+        let mut last = pttl(alive[0], name);
+        eventually(&format!("renewal {round} seen on a survivor"), || {
+            let now = pttl(alive[0], name);
+            let rose = now > last;
+            last = now;
+            async move { rose }
+        })
+        .await;
+    }
+    assert!(!g.is_lost() && !a.is_lost());
+    let waiter = tokio::spawn({
+        let m = b.mutex(name).unwrap();
+        async move { m.lock().await.map(|g| g.token()) }
+    });
+    let t2 = g.token();
+    g.unlock().await.unwrap();
+    let t3 = tokio::time::timeout(redis_support::PATIENCE, waiter)
+        .await
+        .expect("waiter gets the lock")
+        .unwrap()
+        .unwrap();
+    assert!(t3 > t2);
+}
+
+/// Kills a majority: acquiring fails with a clear error and leaves nothing on the survivors;
+/// a lock held when the majority died reports itself lost; connecting is refused.
+async fn fails_cleanly_without_majority(n: usize, test: &str) {
+    let Some((mut servers, tenure)) = setup(n, test).await else {
+        return;
+    };
+    let (held, name) = ("redlock-held", "redlock-majority");
+    let s = tenure.session().await.unwrap();
+    let s2 = tenure
+        .session_with_ttl(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let s3 = tenure
+        .session_with_ttl(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let g = s.mutex(held).unwrap().lock().await.unwrap();
+    let majority = n / 2 + 1;
+    for p in servers.iter_mut().take(majority) {
+        p.kill();
+    }
+    let alive: Vec<u16> = servers.iter().skip(majority).map(|s| s.port).collect();
+
+    let err = s2.mutex(name).unwrap().lock().await.unwrap_err();
+    assert!(matches!(err, Error::Unreachable { .. }), "{err}");
+    assert!(err.to_string().contains("majority"), "{err}");
+    assert!(alive.iter().all(|p| !exists(*p, name)), "left a key behind");
+    // (Another session: s2's cleanup of its failed attempt still holds s2's local permit.)
+    let err = s3.mutex(name).unwrap().try_lock().await.unwrap_err();
+    assert!(matches!(err, Error::Unreachable { .. }), "{err}");
+    assert!(alive.iter().all(|p| !exists(*p, name)), "left a key behind");
+
+    tokio::time::timeout(redis_support::PATIENCE, g.lost())
+        .await
+        .expect("holder told it lost the lock");
+    let refused = Tenure::connect(&url(&servers)).await.unwrap_err();
+    assert!(matches!(refused, Error::Unreachable { .. }), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_masters_one_killed_still_works() {
+    survives_minority(3, 1, "three_masters_one_killed_still_works").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_masters_two_killed_still_works() {
+    survives_minority(5, 2, "five_masters_two_killed_still_works").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_masters_majority_killed_fails_cleanly() {
+    fails_cleanly_without_majority(3, "three_masters_majority_killed_fails_cleanly").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_masters_majority_killed_fails_cleanly() {
+    fails_cleanly_without_majority(5, "five_masters_majority_killed_fails_cleanly").await;
+}

@@ -4,7 +4,9 @@
 //! The separate process group is what lets us stop everything the command started when the
 //! lock is lost (etcdctl lets the child run on; consul orphans it). The price: the command is
 //! not in the terminal's foreground group, so terminal Ctrl-C reaches it only through us (we
-//! forward it to the whole group, as the terminal would have) and it cannot read the terminal.
+//! forward it to the whole group, as the terminal would have) and it cannot read the terminal
+//! (reading stops it with SIGTTIN; a forwarded signal is followed by SIGCONT so Ctrl-C still
+//! ends it).
 
 use std::ffi::OsString;
 use std::future::Future;
@@ -92,7 +94,14 @@ impl Child {
 
     fn forward(&self, sig: i32) {
         tracing::info!("forwarding {} to the command", signals::name(sig));
+        self.signal_and_continue(sig);
+    }
+
+    /// Sends `sig`, then SIGCONT (as systemd does), so that a command that is stopped — e.g.
+    /// by SIGTTIN after reading the terminal from its background group — acts on it at once.
+    fn signal_and_continue(&self, sig: i32) {
         self.signal_group(sig);
+        self.signal_group(libc::SIGCONT);
     }
 }
 
@@ -127,7 +136,7 @@ pub async fn supervise(
 
 /// SIGTERM to the group; SIGKILL to whatever of it is left when `grace` runs out.
 async fn stop(child: &mut Child, signals: &mut Signals, grace: Duration) -> Result<()> {
-    child.signal_group(libc::SIGTERM);
+    child.signal_and_continue(libc::SIGTERM);
     let deadline = Instant::now() + grace;
     if child.wait_until(signals, deadline).await?.is_some() {
         // The leader is gone; processes it started may still run in its group. There is no

@@ -9,6 +9,7 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 use tenure::{Error, Mutex, MutexGuard, Session, Tenure};
+use tokio::time::Instant;
 
 use crate::cli::connect;
 use crate::cli::options::{parse_duration, GlobalOpts};
@@ -44,7 +45,8 @@ Examples:
   tenure lock -n -E 0 --url etcd://127.0.0.1:2379 cron/hourly -- ./hourly.sh
   tenure lock -w 30s --url etcd://127.0.0.1:2379 deploy -- sh -c 'deploy --fence $TENURE_FENCING_TOKEN'";
 
-/// How long releasing may take at exit before we leave it to the lease's TTL.
+/// How long releasing (unlock, then closing the session) may take in all at exit before we
+/// leave it to the lease's TTL.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Args)]
@@ -94,7 +96,7 @@ pub async fn run(global: &GlobalOpts, args: LockArgs) -> Result<u8> {
     let guard = match acquire(&session, &args, &mut signals).await {
         Ok(guard) => guard,
         Err(stop) => {
-            close(session).await;
+            cmd::close_session(session, CLOSE_TIMEOUT).await;
             return stop.into_result();
         }
     };
@@ -104,8 +106,9 @@ pub async fn run(global: &GlobalOpts, args: LockArgs) -> Result<u8> {
     } else {
         run_command(&tenure, &guard, &mut signals, &args).await
     };
-    let lost_at_release = release(guard).await;
-    close(session).await;
+    let deadline = Instant::now() + CLOSE_TIMEOUT;
+    let lost_at_release = release(guard, deadline).await;
+    cmd::close_session(session, deadline.saturating_duration_since(Instant::now())).await;
     match held? {
         Held::Lost => Ok(exit::LOST),
         Held::Finished(code) => match lost_at_release {
@@ -242,18 +245,19 @@ async fn run_command(
 }
 
 /// Releases the lock; returns the error if it turned out to be lost before release. Other
-/// failures only warn: closing the session (or, failing that, the TTL) frees the lock.
-async fn release(guard: MutexGuard) -> Option<Error> {
-    match guard.unlock().await {
-        Ok(()) => None,
-        Err(e @ Error::LockLost { .. }) => Some(e),
-        Err(e) => {
+/// failures only warn: closing the session (or, failing that, the TTL) frees the lock. Bounded,
+/// since a store that stopped answering must not keep us from exiting.
+async fn release(guard: MutexGuard, deadline: Instant) -> Option<Error> {
+    match tokio::time::timeout_at(deadline, guard.unlock()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e @ Error::LockLost { .. })) => Some(e),
+        Ok(Err(e)) => {
             tracing::warn!("could not release the lock ({e}); it is freed when the lease ends");
             None
         }
+        Err(_) => {
+            tracing::warn!("releasing the lock timed out; it is freed when the lease ends");
+            None
+        }
     }
-}
-
-async fn close(session: Session) {
-    cmd::close_session(session, CLOSE_TIMEOUT).await;
 }

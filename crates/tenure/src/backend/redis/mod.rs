@@ -72,7 +72,7 @@ pub(crate) async fn connect(
     let per_node = if redlock {
         timeout.min(REDLOCK_NODE_TIMEOUT)
     } else {
-        timeout.min(OP_TIMEOUT).max(timeout)
+        timeout.min(OP_TIMEOUT)
     };
     let nodes = specs
         .iter()

@@ -53,7 +53,7 @@ pub(crate) struct Node {
     pub(crate) db: u32,
     conn: Mutex<Option<MultiplexedConnection>>,
     /// Bound on one request (and on connecting).
-    timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 fn host_port(node: &RedisNode) -> Result<(String, u16)> {

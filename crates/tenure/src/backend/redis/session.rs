@@ -225,10 +225,10 @@ impl SessionBackend for RedisSession {
             armed: false,
             permit: Some(permit),
         };
-        let mut waiter = match wait {
-            true => Some(Waiter::subscribe(&self.nodes.nodes, name).await),
-            false => None,
-        };
+        // Subscribed only once the lock turns out to be held, then tried again at once, so a
+        // release between the first attempt and the subscription is not missed, and an
+        // uncontended lock() costs one round trip.
+        let mut waiter: Option<Waiter> = None;
         loop {
             pending.armed = true;
             let attempt =
@@ -238,8 +238,12 @@ impl SessionBackend for RedisSession {
                 Attempt::Held { retry_in, clean } => (retry_in, clean),
             };
             pending.armed = !clean;
-            let Some(waiter) = &mut waiter else {
+            if !wait {
                 return Err(Self::locked(name));
+            }
+            let Some(waiter) = &mut waiter else {
+                waiter = Some(Waiter::subscribe(&self.nodes.nodes, name).await);
+                continue;
             };
             tokio::select! {
                 () = waiter.wait(retry_in) => {}

@@ -1,7 +1,7 @@
 //! Waiting for a held lock without polling (DESIGN §4).
 //!
-//! A waiter subscribes, *before* its first attempt, to the lock's release channel (our release
-//! script publishes there) and to its keyspace channel `__keyspace@<db>__:<name>` (which
+//! A waiter whose first attempt finds the lock held subscribes, *before* its next attempt, to
+//! the lock's release channel (our release script publishes there) and to its keyspace channel `__keyspace@<db>__:<name>` (which
 //! delivers `del`/`expired` events only if the server has `notify-keyspace-events` enabled —
 //! then foreign releases, e.g. by redis-py, and expiries wake us at once too). Messages that
 //! arrive during an attempt stay buffered, so no release is missed between an attempt and the
@@ -88,9 +88,12 @@ async fn subscribe_on(node: &Node, name: &str) -> crate::Result<PubSubStream> {
         release_channel(name),
         format!("__keyspace@{}__:{name}", node.db),
     ];
-    pubsub
-        .subscribe(&channels)
-        .await
-        .map_err(|e| super::node::map_err("subscribe", &e))?;
-    Ok(pubsub.into_on_message())
+    match tokio::time::timeout(node.timeout, pubsub.subscribe(&channels)).await {
+        Ok(Ok(())) => Ok(pubsub.into_on_message()),
+        Ok(Err(e)) => Err(super::node::map_err("subscribe", &e)),
+        Err(_) => Err(crate::Error::Transient {
+            op: "subscribe",
+            message: format!("{} gave no answer within {:?}", node.addr, node.timeout),
+        }),
+    }
 }

@@ -59,13 +59,27 @@ impl fmt::Debug for Liveness {
     }
 }
 
+/// The latch's reason, latching a passed deadline so that loss is one-way: a renewal
+/// answered after the deadline (a thawed server) must not make a lost grant valid again.
 fn current(tx: &watch::Sender<State>) -> Option<LostReason> {
     let s = *tx.borrow();
-    s.lost.or_else(|| {
-        s.deadline
-            .filter(|d| Instant::now() >= *d)
-            .map(|_| LostReason::RenewalDeadline)
-    })
+    if s.lost.is_some() {
+        return s.lost;
+    }
+    if !s.deadline.is_some_and(|d| Instant::now() >= d) {
+        return None;
+    }
+    tx.send_if_modified(|s| latch(s, LostReason::RenewalDeadline));
+    tx.borrow().lost
+}
+
+/// Sets `reason` unless a reason is already set; reports whether it changed.
+fn latch(s: &mut State, reason: LostReason) -> bool {
+    if s.lost.is_some() {
+        return false;
+    }
+    s.lost = Some(reason);
+    true
 }
 
 async fn wait(tx: &watch::Sender<State>) -> LostReason {
@@ -76,7 +90,9 @@ async fn wait(tx: &watch::Sender<State>) -> LostReason {
             return r;
         }
         match s.deadline {
-            Some(d) if Instant::now() >= d => return LostReason::RenewalDeadline,
+            Some(d) if Instant::now() >= d => {
+                return current(tx).unwrap_or(LostReason::RenewalDeadline)
+            }
             Some(d) => {
                 tokio::select! {
                     changed = rx.changed() => if changed.is_err() { std::future::pending::<()>().await },
@@ -110,19 +126,19 @@ impl Liveness {
 
     /// Fires the latch (first reason wins).
     pub(crate) fn lose(&self, reason: LostReason) {
-        self.own.send_if_modified(|s| {
-            if s.lost.is_none() {
-                s.lost = Some(reason);
-                true
-            } else {
-                false
-            }
-        });
+        self.own.send_if_modified(|s| latch(s, reason));
     }
 
-    /// Moves the local deadline; `None` clears it (stores that report loss themselves).
+    /// Moves the local deadline forward — unless it has passed already: then the latch fires
+    /// instead, since the store may have expired the lease in between.
     pub(crate) fn set_deadline(&self, deadline: Instant) {
-        self.own.send_modify(|s| s.deadline = Some(deadline));
+        self.own.send_if_modified(|s| {
+            if s.deadline.is_some_and(|d| Instant::now() >= d) {
+                return latch(s, LostReason::RenewalDeadline);
+            }
+            s.deadline = Some(deadline);
+            s.lost.is_none()
+        });
     }
 
     /// Marks the connection down (`true`) or back (`false`); see [`Liveness::is_suspended`].
@@ -157,10 +173,14 @@ impl Liveness {
     pub(crate) async fn lost(&self) -> LostReason {
         match &self.parent {
             None => wait(&self.own).await,
-            Some(p) => tokio::select! {
-                r = wait(p) => r,
-                r = wait(&self.own) => r,
-            },
+            Some(p) => {
+                let woke = tokio::select! {
+                    r = wait(p) => r,
+                    r = wait(&self.own) => r,
+                };
+                // Both may have fired; report the root cause, as `reason()` does.
+                self.reason().unwrap_or(woke)
+            }
         }
     }
 }
@@ -192,6 +212,17 @@ mod tests {
         });
         l.lost().await;
         assert!(Instant::now() >= start + Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_passed_deadline_stays_passed() {
+        let l = Liveness::new();
+        l.set_deadline(Instant::now() + Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // A late renewal answer (e.g. from a thawed server) cannot revive it.
+        l.set_deadline(Instant::now() + Duration::from_secs(10));
+        assert_eq!(l.reason(), Some(LostReason::RenewalDeadline));
+        assert_eq!(l.lost().await, LostReason::RenewalDeadline);
     }
 
     #[tokio::test]

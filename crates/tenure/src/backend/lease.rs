@@ -16,6 +16,9 @@ pub(crate) trait Renewer: Send + 'static {
     /// Sends one renewal and waits for its answer: the TTL granted from now, or `None` when the
     /// store says the lease is gone.
     async fn renew(&mut self) -> Result<Option<Duration>>;
+    /// Forgets any request in flight, so that a late answer is never taken for the answer to
+    /// the next request (which would date the deadline from a request never confirmed).
+    fn reset(&mut self) {}
 }
 
 /// How long before the store could expire the lease we stop trusting it: a tenth of the TTL
@@ -46,7 +49,11 @@ pub(crate) fn spawn_keep_alive<R: Renewer>(
                 _ = liveness.lost() => return,
             }
             let sent = Instant::now();
-            match tokio::time::timeout(ttl / 3, renewer.renew()).await {
+            let answer = tokio::time::timeout(ttl / 3, renewer.renew()).await;
+            if liveness.is_lost() {
+                return;
+            }
+            match answer {
                 Ok(Ok(Some(granted))) => {
                     liveness.set_deadline(deadline_after(sent, granted));
                     next = sent + granted / 3;
@@ -61,6 +68,7 @@ pub(crate) fn spawn_keep_alive<R: Renewer>(
                 }
                 Err(_) => {
                     tracing::warn!("lease renewal unanswered; retrying");
+                    renewer.reset();
                     next = Instant::now();
                 }
             }

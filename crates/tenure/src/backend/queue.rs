@@ -93,6 +93,11 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool>;
     /// Sets `mine`'s value (keeping its lease) only if it is still there.
     async fn proclaim(&self, mine: &Entry, value: &[u8]) -> Result<bool>;
+    /// Asks the store whether the session's lease still exists (after an entry vanished:
+    /// was it deleted by someone, or did the lease go?).
+    async fn lease_alive(&self) -> Result<bool> {
+        Ok(true)
+    }
     /// Revokes the session's lease.
     async fn close(&self) -> Result<()>;
     /// Stops renewing without revoking.
@@ -303,12 +308,12 @@ fn spawn_entry_watch<S: QueueStore>(
     tokio::spawn(async move {
         loop {
             match store.wait_deleted(&mine.key, rev).await {
-                Ok(()) => return liveness.lose(LostReason::EntryDeleted),
+                Ok(()) => return entry_gone(store.as_ref(), &liveness).await,
                 Err(e) if e.is_transient() => {
                     tokio::time::sleep(jitter(Duration::from_millis(200))).await;
                     // The watch broke; if the entry vanished meanwhile, say so.
                     if let Ok(false) = store.guarded_write(&mine, &[]).await {
-                        return liveness.lose(LostReason::EntryDeleted);
+                        return entry_gone(store.as_ref(), &liveness).await;
                     }
                 }
                 Err(_) => return,
@@ -316,4 +321,13 @@ fn spawn_entry_watch<S: QueueStore>(
         }
     })
     .abort_handle()
+}
+
+/// Fires a grant's latch for a vanished entry, with the true reason: if the lease went with
+/// it, the session is lost too (and the grant reports `LeaseExpired`, from its parent).
+async fn entry_gone<S: QueueStore>(store: &S, grant: &Liveness) {
+    if let Ok(false) = store.lease_alive().await {
+        store.liveness().lose(LostReason::LeaseExpired);
+    }
+    grant.lose(LostReason::EntryDeleted);
 }

@@ -267,6 +267,10 @@ impl QueueStore for MemSession {
         }))
     }
 
+    async fn lease_alive(&self) -> Result<bool> {
+        Ok(self.store.with(|st| st.check_lease(self.lease).is_ok()))
+    }
+
     async fn close(&self) -> Result<()> {
         self.keep_alive.abort();
         self.liveness.lose(LostReason::SessionClosed);

@@ -51,10 +51,25 @@ impl EtcdSession {
         format!("{prefix}{:x}", self.lease)
     }
 
+    /// One transaction. A put under a lease etcd no longer has means the session is gone:
+    /// say so (and fire the session's latch) rather than pass on etcd's raw error.
     async fn txn(&self, op: &'static str, txn: Txn) -> Result<TxnResponse> {
         let mut kv = self.client.kv_client();
-        call(op, kv.txn(txn)).await
+        match call(op, kv.txn(txn)).await {
+            Err(Error::Store { message, .. }) if is_lease_not_found(&message) => {
+                self.liveness.lose(LostReason::LeaseExpired);
+                Err(Error::SessionLost {
+                    reason: LostReason::LeaseExpired,
+                })
+            }
+            other => other,
+        }
     }
+}
+
+/// etcd's words for a lease it does not have ("requested lease not found", "lease not found").
+fn is_lease_not_found(message: &str) -> bool {
+    message.contains("lease not found")
 }
 
 /// The owner query of Go's Mutex: the entry with the lowest create revision.
@@ -234,6 +249,16 @@ impl QueueStore for EtcdSession {
         Ok(self.txn("proclaim", txn).await?.succeeded())
     }
 
+    async fn lease_alive(&self) -> Result<bool> {
+        let mut leases = self.client.lease_client();
+        // etcd 3.5 answers TTL -1 for a lease it no longer has; 3.4 answers an error.
+        match call("lease ttl", leases.time_to_live(self.lease, None)).await {
+            Ok(resp) => Ok(resp.ttl() > 0),
+            Err(Error::Store { message, .. }) if is_lease_not_found(&message) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn close(&self) -> Result<()> {
         self.keep_alive.abort();
         self.liveness.lose(LostReason::SessionClosed);
@@ -276,12 +301,12 @@ impl EtcdRenewer {
     async fn renew_on_stream(&mut self) -> Result<Option<Duration>> {
         if self.stream.is_none() {
             let mut leases = self.client.lease_client();
-            self.stream = Some(
-                leases
-                    .keep_alive(self.lease)
-                    .await
-                    .map_err(|e| map_err("keep-alive", e))?,
-            );
+            match leases.keep_alive(self.lease).await {
+                Ok(stream) => self.stream = Some(stream),
+                // Opening the stream for a revoked lease is etcd saying it is gone.
+                Err(e) if is_lease_not_found(&e.to_string()) => return Ok(None),
+                Err(e) => return Err(map_err("keep-alive", e)),
+            }
         }
         let Some((keeper, stream)) = &mut self.stream else {
             return Ok(None);
@@ -313,5 +338,9 @@ impl Renewer for EtcdRenewer {
             self.stream = None;
         }
         res
+    }
+
+    fn reset(&mut self) {
+        self.stream = None;
     }
 }

@@ -1,7 +1,7 @@
 //! One ZooKeeper session and the queue operations made under it (Curator's recipes).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,7 +25,7 @@ pub(super) struct ZkSession {
     info: zk::SessionInfo,
     timeout: Duration,
     liveness: Liveness,
-    tasks: [AbortHandle; 2],
+    tasks: [AbortHandle; 3],
     /// The `_c_<uuid>` prefixes this session created nodes with, per queue directory, until
     /// the node is removed: how `remove_unknown` finds an entry whose create answer was lost.
     uuids: Mutex<HashMap<String, Vec<String>>>,
@@ -57,15 +57,29 @@ impl ZkSession {
         let keep_alive = spawn_keep_alive(renewer, liveness.clone(), timeout, started);
         #[cfg(test)]
         super::test_support::register(&ensemble, client.session(), timeout, &liveness);
-        Ok(Arc::new(ZkSession {
+        Ok(Arc::new_cyclic(|me| ZkSession {
             ensemble,
             info: client.session().clone(),
             slot: Slot::new(client),
             timeout,
+            tasks: [
+                follower,
+                keep_alive,
+                spawn_end_on_loss(me.clone(), liveness.clone()),
+            ],
             liveness,
-            tasks: [follower, keep_alive],
             uuids: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// Ends the ZooKeeper session: drops our client (no more pings) and closes the session
+    /// from a second connection, so that its nodes go at once rather than at expiry.
+    async fn end(&self) {
+        if self.slot.take().is_some() {
+            self.ensemble
+                .close_session(self.info.clone(), self.timeout)
+                .await;
+        }
     }
 
     fn client(&self) -> Result<zk::Client> {
@@ -162,6 +176,20 @@ impl ZkSession {
             first,
         })
     }
+}
+
+/// Once the session is lost locally (the deadline passed while cut off, or the server said
+/// Expired), makes sure it is gone on the server too: without this, a client that reconnects
+/// after a freeze would keep alive a session whose holders were already told they lost it.
+fn spawn_end_on_loss(me: Weak<ZkSession>, liveness: Liveness) -> AbortHandle {
+    tokio::spawn(async move {
+        let reason = liveness.lost().await;
+        tracing::debug!(%reason, "ZooKeeper session lost; ending it");
+        if let Some(session) = me.upgrade() {
+            session.end().await;
+        }
+    })
+    .abort_handle()
 }
 
 /// An entry: the node's path, and its czxid as the fencing token (C2).
@@ -279,11 +307,7 @@ impl QueueStore for ZkSession {
     async fn close(&self) -> Result<()> {
         self.tasks.iter().for_each(AbortHandle::abort);
         self.liveness.lose(LostReason::SessionClosed);
-        if self.slot.take().is_some() {
-            self.ensemble
-                .close_session(self.info.clone(), self.timeout)
-                .await;
-        }
+        self.end().await;
         Ok(())
     }
 

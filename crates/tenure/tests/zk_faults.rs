@@ -1,0 +1,220 @@
+//! ZooKeeper faults (issue 5 item 7): a server frozen with SIGSTOP (a private server started by
+//! the test, never the shared one), a holder process killed with SIGKILL, and a holder node
+//! deleted by an administrator.
+//!
+//! Outcomes are asserted; the delays are only reported (`MEASURED` lines).
+
+#![cfg(all(feature = "zookeeper", feature = "etcd"))]
+
+#[allow(unused_macros, unused_imports)]
+mod support;
+mod zk_support;
+
+use std::time::Duration;
+
+use support::{report, signal, unique, wait_for, within, Process, PATIENCE};
+use tenure::{Error, LostReason, Tenure, Write};
+use tokio::time::Instant;
+use zk_support::{Admin, PrivateZk};
+
+/// Session TTL of the frozen-server test (the negotiated timeout: the server allows 1–60 s).
+const FROZEN_TTL: Duration = Duration::from_secs(4);
+
+/// C7 on ZooKeeper: the server frozen → the guard reports *suspended* (Disconnected), then
+/// *lost* at the local deadline, while the server is still frozen (it could not have told
+/// us); after the server resumes the guard stays lost (no new session opened under it) and
+/// the lock goes to another session once the server expires the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_server_suspends_then_loses_at_the_negotiated_timeout() {
+    const TEST: &str = "frozen_server_suspends_then_loses";
+    let Some(classpath) = zk_support::classpath_from_env(TEST) else {
+        return;
+    };
+    let zk = PrivateZk::start(&classpath).await;
+    let tenure = Tenure::builder(&zk.url)
+        .ttl(FROZEN_TTL)
+        .connect()
+        .await
+        .expect("connect");
+    let session = tenure.session().await.expect("session");
+    assert_eq!(session.ttl(), FROZEN_TTL, "negotiated timeout");
+    let name = unique("frozen");
+    let guard = session.mutex(&name).unwrap().lock().await.expect("lock");
+    let token = guard.token();
+    assert!(!guard.is_suspended());
+
+    let frozen = Instant::now();
+    signal(zk.pid(), "STOP");
+    wait_for("suspended", PATIENCE, || async {
+        (guard.is_suspended() || guard.is_lost()).then_some(())
+    })
+    .await;
+    let suspended_after = frozen.elapsed();
+    assert!(
+        !guard.is_lost(),
+        "lost before suspended was observable ({suspended_after:?})"
+    );
+    let reason = within("lost while frozen", PATIENCE, guard.lost()).await;
+    let lost_after = frozen.elapsed();
+    assert_eq!(reason, LostReason::RenewalDeadline);
+    assert!(!guard.is_suspended(), "lost is not suspended");
+    report(
+        TEST,
+        format_args!(
+            "SIGSTOP → suspended after {suspended_after:?}, lost after {lost_after:?} \
+             (negotiated timeout {FROZEN_TTL:?})"
+        ),
+    );
+
+    signal(zk.pid(), "CONT");
+    let other = Tenure::connect(&zk.url).await.expect("connect");
+    let other = other.session().await.expect("session");
+    let next = within("next holder", PATIENCE, other.mutex(&name).unwrap().lock())
+        .await
+        .expect("lock after expiry");
+    assert!(next.token() > token);
+    assert!(guard.is_lost(), "the old guard stays lost");
+    let err = guard
+        .write([Write::put(unique("x"), "y")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotHeld { .. }), "{err}");
+}
+
+/// Environment of the holder process of `killed_holder_process_is_released_after_timeout`.
+const CHILD_ROLE: &str = "TENURE_ZK_CHILD_ROLE";
+const CHILD_URL: &str = "TENURE_ZK_CHILD_URL";
+const CHILD_NAME: &str = "TENURE_ZK_CHILD_NAME";
+/// The line the holder process prints once it holds: `<marker> <key> <token>`.
+const CHILD_HOLDS: &str = "TENURE_ZK_CHILD_HOLDS";
+/// The holder process's session timeout.
+const CHILD_TTL: Duration = Duration::from_secs(2);
+
+/// Not a test of its own: the body of the holder *process* of
+/// `killed_holder_process_is_released_after_timeout`, which re-runs this test binary with
+/// `TENURE_ZK_CHILD_ROLE=hold`. There it locks with a 2 s session, prints
+/// `TENURE_ZK_CHILD_HOLDS <key> <token>` and holds until killed. Without the variable it
+/// returns at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zk_child_process_entry_point() {
+    let Ok(role) = std::env::var(CHILD_ROLE) else {
+        return;
+    };
+    assert_eq!(role, "hold", "the only child role");
+    let url = std::env::var(CHILD_URL).expect("child URL");
+    let name = std::env::var(CHILD_NAME).expect("child lock name");
+    let tenure = Tenure::builder(&url).ttl(CHILD_TTL).connect().await;
+    let session = tenure.expect("child connect").session().await;
+    let session = session.expect("child session");
+    let guard = session
+        .mutex(&name)
+        .unwrap()
+        .lock()
+        .await
+        .expect("child lock");
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{CHILD_HOLDS} {} {}", guard.key(), guard.token()).expect("print");
+        out.flush().expect("flush");
+    }
+    let _keep = (guard, session);
+    std::future::pending::<()>().await;
+}
+
+/// C6 on ZooKeeper: the holder process dies (SIGKILL: no unlock, no CloseSession) → a waiter
+/// in this process gets the lock once the server expires the holder's session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_holder_process_is_released_after_timeout() {
+    const TEST: &str = "killed_holder_process_is_released_after_timeout";
+    let Some(url) = zk_support::url_from_env(TEST) else {
+        return;
+    };
+    let admin = Admin::connect(&url).await;
+    let name = unique("killed-holder");
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args(["zk_child_process_entry_point", "--exact", "--nocapture"])
+        .args(["--test-threads=1"])
+        .env(CHILD_ROLE, "hold")
+        .env(CHILD_URL, &url)
+        .env(CHILD_NAME, &name);
+    let mut child = Process::spawn("holder process", cmd);
+    let line = child
+        .line_where(PATIENCE, |l| l.contains(CHILD_HOLDS))
+        .await;
+    let at = line.find(CHILD_HOLDS).expect("marker");
+    let mut parts = line[at..].split_whitespace().skip(1);
+    let child_key = parts.next().expect("key").to_string();
+    let child_token: u64 = parts.next().expect("token").parse().expect("token");
+    assert_eq!(admin.czxid(&child_key).await, child_token);
+
+    let tenure = Tenure::connect(&url).await.expect("connect");
+    let session = tenure.session().await.expect("session");
+    let waiter = tokio::spawn({
+        let mutex = session.mutex(&name).expect("mutex");
+        async move { mutex.lock().await }
+    });
+    admin.wait_children(&name, 2).await;
+    assert!(!waiter.is_finished(), "waits while the child holds");
+
+    let killed = Instant::now();
+    child.signal("KILL");
+    child.wait(PATIENCE).await;
+    let guard = within("lock after the holder died", PATIENCE, waiter)
+        .await
+        .expect("waiter task")
+        .expect("lock");
+    let took = killed.elapsed();
+    assert!(guard.token().0 > child_token);
+    assert!(!admin.exists(&child_key).await);
+    report(
+        TEST,
+        format_args!(
+            "kill -9 of the holder (session timeout {CHILD_TTL:?}) → granted after {took:?}"
+        ),
+    );
+    guard.unlock().await.expect("unlock");
+}
+
+/// C7(a) on ZooKeeper: an administrator deletes the holder node → lost (EntryDeleted); guarded
+/// writes are refused by the store; unlock reports the loss and deletes nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_deleted_by_an_administrator_is_lost() {
+    const TEST: &str = "node_deleted_by_an_administrator_is_lost";
+    let Some(url) = zk_support::url_from_env(TEST) else {
+        return;
+    };
+    let admin = Admin::connect(&url).await;
+    let tenure = Tenure::connect(&url).await.expect("connect");
+    let name = unique("deleted");
+    let a = tenure.session().await.expect("session");
+    let guard = a.mutex(&name).unwrap().lock().await.expect("lock");
+    let deleted = Instant::now();
+    admin.delete(guard.key()).await;
+    let reason = within("lost", PATIENCE, guard.lost()).await;
+    report(
+        TEST,
+        format_args!("delete → lost after {:?}", deleted.elapsed()),
+    );
+    assert_eq!(reason, LostReason::EntryDeleted);
+    let value_key = unique("deleted-value");
+    let err = guard
+        .write([Write::put(value_key.clone(), "x")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotHeld { .. }), "{err}");
+    assert_eq!(tenure.read(&value_key).await.expect("read"), None);
+
+    let b = tenure.session().await.expect("session");
+    let next = within("next holder", PATIENCE, b.mutex(&name).unwrap().lock())
+        .await
+        .expect("lock");
+    let err = guard.unlock().await.unwrap_err();
+    assert!(matches!(err, Error::LockLost { .. }), "{err}");
+    assert_eq!(
+        admin.children(&name).await.len(),
+        1,
+        "the next holder's node is intact"
+    );
+    assert!(admin.exists(next.key()).await);
+}

@@ -12,6 +12,10 @@ use crate::{Error, FencingToken, LostReason, Result, Session, Write};
 /// share a session queue locally first (C9). Every acquiring method is cancellation-safe: a
 /// future that is dropped, timed out or aborted withdraws its queue entry (C5).
 ///
+/// On Redis (`redis://`, `redlock://`) waiting is *not* FIFO: waiters wake on a release
+/// message and race for the key (as with redis-py and redsync), so arrival order is not kept,
+/// though no waiter starves in practice.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
 /// let tenure = tenure::Tenure::connect("mem://").await?;

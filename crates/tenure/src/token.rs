@@ -7,7 +7,10 @@ use std::fmt;
 /// smaller token than the largest it has seen: that is what makes a lock safe against a
 /// holder that was paused past its lease.
 ///
-/// etcd: the holder key's create revision. Embedded: the store's revision counter.
+/// etcd: the holder key's create revision. Embedded: the store's revision counter. Redis:
+/// `INCR <name>:fence` in the acquire script — strictly increasing on one primary, but not
+/// across a fail-over to a replica that missed the last `INCR`, nor across a restart without
+/// persistence; under Redlock, the granting majority's largest counter, written back to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FencingToken(pub u64);
 

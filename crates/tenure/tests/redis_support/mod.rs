@@ -108,12 +108,18 @@ fn free_port() -> u16 {
 
 /// Starts `n` Redis servers on free loopback ports and waits until each answers PING.
 pub async fn start_servers(bin: &str, n: usize) -> Vec<RedisProcess> {
+    start_servers_with(bin, n, &[]).await
+}
+
+/// Like [`start_servers`], with extra `redis-server` arguments (e.g. `--requirepass`).
+pub async fn start_servers_with(bin: &str, n: usize, extra: &[&str]) -> Vec<RedisProcess> {
     let mut servers = Vec::new();
     while servers.len() < n {
         let port = free_port();
         let child = Command::new(bin)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -124,7 +130,8 @@ pub async fn start_servers(bin: &str, n: usize) -> Vec<RedisProcess> {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         let up = loop {
-            if resp(port, "PING").as_deref() == Some("+PONG") {
+            // A password-protected server answers PING with -NOAUTH: up all the same.
+            if resp(port, "PING").is_some_and(|l| l == "+PONG" || l.starts_with("-NOAUTH")) {
                 break true;
             }
             if Instant::now() > deadline {

@@ -16,7 +16,7 @@ pub const UNAVAILABLE: u8 = 69;
 pub const SOFTWARE: u8 = 70;
 /// The lock was lost while held (EX_TEMPFAIL): whatever it protected may be touched by others.
 pub const LOST: u8 = 75;
-/// The store refused our credentials (EX_NOPERM).
+/// The store refused our credentials, a key (roles/ACLs) or a certificate (EX_NOPERM).
 pub const NO_PERMISSION: u8 = 77;
 /// The command exists but could not be executed.
 pub const NOT_EXECUTABLE: u8 = 126;
@@ -64,13 +64,18 @@ pub fn code_of(err: &anyhow::Error) -> u8 {
 pub fn for_error(err: &tenure::Error, conflict: u8) -> u8 {
     use tenure::Error as E;
     match err {
+        // Authentication or permission, in either direction (credentials, key ACLs, certificates).
+        _ if err.is_permission() => NO_PERMISSION,
         E::Locked { .. } | E::Timeout { .. } => conflict,
         E::InvalidUrl { .. }
         | E::InvalidName { .. }
         | E::InvalidDuration { .. }
         | E::BackendDisabled { .. }
+        | E::InvalidOption { .. }
         | E::Unsupported { .. } => USAGE,
-        E::Unreachable { .. } | E::Transient { .. } | E::Store { .. } => UNAVAILABLE,
+        E::Unreachable { .. } | E::Transient { .. } | E::Store { .. } | E::Tls { .. } => {
+            UNAVAILABLE
+        }
         E::SessionLost { .. } | E::LockLost { .. } | E::NotHeld { .. } => LOST,
         E::PermissionDenied { .. } => NO_PERMISSION,
         _ => SOFTWARE,
@@ -112,6 +117,37 @@ mod tests {
         let usage: anyhow::Error = Failure::new(USAGE, "m").into();
         assert_eq!(code_of(&usage.context("outer")), USAGE);
         assert_eq!(code_of(&anyhow::anyhow!("other")), SOFTWARE);
+    }
+
+    #[test]
+    fn authentication_and_permission_failures_exit_77() {
+        let tls = |problem| tenure::Error::Tls {
+            endpoint: "e".into(),
+            problem,
+            detail: "d".into(),
+        };
+        let refused = [
+            tenure::Error::AuthFailed {
+                message: "m".into(),
+            },
+            tenure::Error::PermissionDenied {
+                message: "m".into(),
+            },
+            tls(tenure::TlsProblem::UntrustedServerCertificate),
+            tls(tenure::TlsProblem::ClientCertificateRequired),
+        ];
+        for e in refused {
+            assert_eq!(for_error(&e, CONFLICT), NO_PERMISSION, "{e}");
+        }
+        assert_eq!(
+            for_error(&tls(tenure::TlsProblem::Handshake), CONFLICT),
+            UNAVAILABLE
+        );
+        let option = tenure::Error::InvalidOption {
+            option: "ca_file",
+            reason: "r".into(),
+        };
+        assert_eq!(for_error(&option, CONFLICT), USAGE);
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The entry point: a connection to one store, chosen by URL.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::Backend;
+use crate::security::{PasswordSource, Security};
 use crate::session::{check_ttl, DEFAULT_TTL};
 use crate::url::{parse, redact, Target};
-use crate::{Error, Result, Session};
+use crate::{Error, Result, Secret, Session};
 
 /// How long [`Tenure::connect`] waits for the store before [`Error::Unreachable`].
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,11 +42,38 @@ impl std::fmt::Debug for Tenure {
 }
 
 /// Options for [`Tenure`]; start with [`Tenure::builder`].
-#[derive(Debug, Clone)]
+///
+/// TLS and credentials are backend-agnostic options; each backend uses what its store supports
+/// and refuses, with [`Error::InvalidOption`], what it cannot honour (never ignores it).
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// let tenure = tenure::Tenure::builder("etcds://etcd1:2379,etcd2:2379")
+///     .ca_file("/etc/tenure/ca.pem")
+///     .client_cert("/etc/tenure/client.pem", "/etc/tenure/client-key.pem")
+///     .user("app1")
+///     .password_file("/run/secrets/etcd-password")
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
 pub struct Builder {
     url: String,
     ttl: Duration,
     connect_timeout: Duration,
+    security: Security,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("url", &redact(&self.url))
+            .field("ttl", &self.ttl)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("security", &self.security)
+            .finish()
+    }
 }
 
 impl Builder {
@@ -60,10 +89,87 @@ impl Builder {
         self
     }
 
-    /// Connects, checking that the store answers.
+    /// PEM file of the CA(s) that signed the server's certificate (TLS URLs such as
+    /// `etcds://`). Without it the system's CA bundle is used.
+    ///
+    /// ```
+    /// let b = tenure::Tenure::builder("etcds://127.0.0.1:2379").ca_file("ca.pem");
+    /// assert!(format!("{b:?}").contains("ca.pem"));
+    /// ```
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.security.ca_file = Some(path.into());
+        self
+    }
+
+    /// PEM files of the client certificate and its private key, for servers that require
+    /// client certificates (mutual TLS, etcd's `--client-cert-auth`).
+    ///
+    /// ```
+    /// let b = tenure::Tenure::builder("etcds://127.0.0.1:2379")
+    ///     .client_cert("client.pem", "client-key.pem");
+    /// assert!(format!("{b:?}").contains("client-key.pem"));
+    /// ```
+    pub fn client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.security.client_cert = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// The name the server's certificate must carry, when it differs from the URL's host
+    /// (connecting by IP address to a server whose certificate names its DNS name).
+    ///
+    /// ```
+    /// let b = tenure::Tenure::builder("etcds://10.0.0.7:2379").tls_server_name("etcd.internal");
+    /// assert!(format!("{b:?}").contains("etcd.internal"));
+    /// ```
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.security.server_name = Some(name.into());
+        self
+    }
+
+    /// User name and password for the store's authentication. The password is kept in a
+    /// [`Secret`] and never printed.
+    ///
+    /// ```
+    /// let b = tenure::Tenure::builder("etcd://127.0.0.1:2379").credentials("app1", "s3cret");
+    /// let shown = format!("{b:?}");
+    /// assert!(shown.contains("app1") && !shown.contains("s3cret"));
+    /// ```
+    pub fn credentials(self, user: impl Into<String>, password: impl Into<Secret>) -> Self {
+        self.user(user).password(password)
+    }
+
+    /// User name for the store's authentication; pair it with [`Builder::password`] or
+    /// [`Builder::password_file`].
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.security.user = Some(user.into());
+        self
+    }
+
+    /// Password for the store's authentication, kept in a [`Secret`].
+    pub fn password(mut self, password: impl Into<Secret>) -> Self {
+        self.security.password = Some(PasswordSource::Value(password.into()));
+        self
+    }
+
+    /// Reads the password from the first line of `path` (line ending removed) when
+    /// connecting, so it never has to appear on a command line. A missing or empty file is
+    /// [`Error::InvalidOption`] from [`Builder::connect`].
+    ///
+    /// ```
+    /// let b = tenure::Tenure::builder("etcd://127.0.0.1:2379")
+    ///     .user("app1")
+    ///     .password_file("/run/secrets/etcd-password");
+    /// assert!(format!("{b:?}").contains("/run/secrets/etcd-password"));
+    /// ```
+    pub fn password_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.security.password = Some(PasswordSource::File(path.into()));
+        self
+    }
+
+    /// Connects, checking that the store answers (and, with credentials, that it accepts them).
     pub async fn connect(self) -> Result<Tenure> {
         let target = parse(&self.url)?;
-        let backend = open(target, self.connect_timeout).await?;
+        let backend = open(target, &self.security, self.connect_timeout).await?;
         check_ttl(self.ttl, backend.ttl_range())?;
         Ok(Tenure {
             backend,
@@ -73,7 +179,21 @@ impl Builder {
     }
 }
 
-async fn open(target: Target, timeout: Duration) -> Result<Arc<dyn Backend>> {
+/// Refuses security options a backend's connector does not take yet, rather than ignore them.
+#[allow(dead_code)] // unused when only etcd and mem are compiled in
+fn no_security(security: &Security, backend: &str) -> Result<()> {
+    if security.wants_tls() || security.user.is_some() || security.password.is_some() {
+        return Err(crate::security::invalid(
+            "tls/credentials",
+            format!(
+                "the {backend} backend does not take TLS or credential options in this version"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn open(target: Target, security: &Security, timeout: Duration) -> Result<Arc<dyn Backend>> {
     if timeout.is_zero() {
         return Err(Error::InvalidDuration {
             what: "connect timeout",
@@ -84,7 +204,10 @@ async fn open(target: Target, timeout: Duration) -> Result<Arc<dyn Backend>> {
     }
     match target {
         #[cfg(feature = "embedded")]
-        Target::Mem { name } => Ok(Arc::new(crate::backend::embedded::MemBackend::new(&name))),
+        Target::Mem { name } => {
+            no_security(security, "mem")?;
+            Ok(Arc::new(crate::backend::embedded::MemBackend::new(&name)))
+        }
         #[cfg(not(feature = "embedded"))]
         Target::Mem { .. } => Err(Error::BackendDisabled {
             scheme: "mem".into(),
@@ -92,7 +215,7 @@ async fn open(target: Target, timeout: Duration) -> Result<Arc<dyn Backend>> {
         }),
         #[cfg(feature = "etcd")]
         Target::Etcd { endpoints, tls } => Ok(Arc::new(
-            crate::backend::etcd::EtcdBackend::connect(&endpoints, tls, timeout).await?,
+            crate::backend::etcd::EtcdBackend::connect(&endpoints, tls, security, timeout).await?,
         )),
         #[cfg(not(feature = "etcd"))]
         Target::Etcd { .. } => Err(Error::BackendDisabled {
@@ -101,6 +224,7 @@ async fn open(target: Target, timeout: Duration) -> Result<Arc<dyn Backend>> {
         }),
         #[cfg(feature = "zookeeper")]
         Target::Zk { hosts, chroot } => {
+            no_security(security, "zookeeper")?;
             crate::backend::zookeeper::connect(&hosts, chroot.as_deref(), timeout).await
         }
         #[cfg(not(feature = "zookeeper"))]
@@ -109,9 +233,15 @@ async fn open(target: Target, timeout: Duration) -> Result<Arc<dyn Backend>> {
             feature: "zookeeper",
         }),
         #[cfg(feature = "redis")]
-        Target::Redis(node) => crate::backend::redis::connect(&[node], false, timeout).await,
+        Target::Redis(node) => {
+            no_security(security, "redis")?;
+            crate::backend::redis::connect(&[node], false, timeout).await
+        }
         #[cfg(feature = "redis")]
-        Target::Redlock { nodes } => crate::backend::redis::connect(&nodes, true, timeout).await,
+        Target::Redlock { nodes } => {
+            no_security(security, "redis")?;
+            crate::backend::redis::connect(&nodes, true, timeout).await
+        }
         #[cfg(not(feature = "redis"))]
         Target::Redis(_) | Target::Redlock { .. } => Err(Error::BackendDisabled {
             scheme: "redis".into(),
@@ -132,6 +262,7 @@ impl Tenure {
             url: url.to_string(),
             ttl: DEFAULT_TTL,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            security: Security::default(),
         }
     }
 

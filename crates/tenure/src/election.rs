@@ -124,7 +124,9 @@ impl std::fmt::Debug for Observer {
 
 impl Observer {
     /// The next leader change: `Some(Ok(Some(leader)))`, `Some(Ok(None))` when nobody leads,
-    /// `Some(Err(_))` once when the watch breaks, then `None`. Cancellation-safe.
+    /// `Some(Err(_))` once when the watch breaks (or, as [`Error::PermissionDenied`] /
+    /// [`Error::AuthFailed`], when the store refuses to show the election), then `None`.
+    /// Cancellation-safe.
     pub async fn next(&mut self) -> Option<Result<Option<Leader>>> {
         loop {
             match &mut self.state {
@@ -139,6 +141,11 @@ impl Observer {
                                 last: leader.clone(),
                             };
                             return Some(Ok(leader));
+                        }
+                        Err(e) if e.is_permission() => {
+                            // Refused, not broken: say so, so the caller fixes its roles.
+                            self.state = ObserveState::Ended;
+                            return Some(Err(e));
                         }
                         Err(e) => return Some(Err(self.end(e.to_string()))),
                     }

@@ -127,6 +127,36 @@ pub enum Error {
         message: String,
     },
 
+    /// The store refused our credentials: wrong user name or password, none given to a store
+    /// that requires them, or an expired token that could not be renewed. Authorization
+    /// failures of a known user (a key outside its roles/ACLs) are [`Error::PermissionDenied`].
+    #[error("authentication failed: {message}; check the user name and password")]
+    AuthFailed {
+        /// What the store (or the connector) said; never contains the password.
+        message: String,
+    },
+
+    /// TLS with the store could not be set up; `problem` says which side is at fault.
+    #[error("TLS with {endpoint} failed: {problem} ({detail})")]
+    Tls {
+        /// Endpoint(s) tried.
+        endpoint: String,
+        /// Which problem it is.
+        problem: TlsProblem,
+        /// What the TLS library said.
+        detail: String,
+    },
+
+    /// A connection option cannot be used: an unreadable certificate, key or password file,
+    /// a password without a user name, TLS options on a plaintext URL.
+    #[error("invalid option {option}: {reason}")]
+    InvalidOption {
+        /// The option (`ca_file`, `client_cert`, `password_file`, `credentials`, ...).
+        option: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// This backend cannot do what was asked.
     #[error("{what} is not supported by the {backend} backend: {advice}")]
     Unsupported {
@@ -159,10 +189,58 @@ pub enum Error {
     },
 }
 
+/// Which side of a failed TLS handshake is at fault, so the fix is obvious.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsProblem {
+    /// The server's certificate is not signed by a CA we trust.
+    UntrustedServerCertificate,
+    /// The server's certificate does not name the host we connect to.
+    ServerNameMismatch,
+    /// The server requires a client certificate and we sent none.
+    ClientCertificateRequired,
+    /// The server refused the client certificate we sent.
+    ClientCertificateRejected,
+    /// Anything else (not TLS on that port, no common protocol version, ...).
+    Handshake,
+}
+
+impl std::fmt::Display for TlsProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TlsProblem::UntrustedServerCertificate => {
+                "untrusted server certificate: it is not signed by the CA in ca_file"
+            }
+            TlsProblem::ServerNameMismatch => {
+                "the server certificate does not name this host; set tls_server_name to a name it carries"
+            }
+            TlsProblem::ClientCertificateRequired => {
+                "the server requires a client certificate; set client_cert(cert, key)"
+            }
+            TlsProblem::ClientCertificateRejected => {
+                "the server rejected our client certificate; is it signed by the CA the server trusts?"
+            }
+            TlsProblem::Handshake => "TLS handshake failed; does this port speak TLS?",
+        })
+    }
+}
+
 impl Error {
     /// Whether retrying the same request may succeed (C11).
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Transient { .. } | Error::Unreachable { .. })
+    }
+
+    /// Whether this is an authentication or permission failure, in either direction: the
+    /// store refused our credentials ([`Error::AuthFailed`]) or a key ([`Error::PermissionDenied`]),
+    /// or a certificate was refused ([`Error::Tls`] other than [`TlsProblem::Handshake`]).
+    /// Never transient; the CLI exits 77 (EX_NOPERM) for these.
+    pub fn is_permission(&self) -> bool {
+        match self {
+            Error::AuthFailed { .. } | Error::PermissionDenied { .. } => true,
+            Error::Tls { problem, .. } => *problem != TlsProblem::Handshake,
+            _ => false,
+        }
     }
 }
 

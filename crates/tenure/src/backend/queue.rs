@@ -237,7 +237,16 @@ async fn acquire<S: QueueStore>(
         permit: Some(permit),
     };
     let enq = if wait {
-        let enq = with_backoff(ATTEMPTS, || store.enqueue_as(&prefix, value, role)).await?;
+        let enq = match with_backoff(ATTEMPTS, || store.enqueue_as(&prefix, value, role)).await {
+            Ok(enq) => enq,
+            Err(e) if e.is_permission() => {
+                // Refused outright: nothing was written, so there is nothing to withdraw and
+                // no reason to keep siblings out while a cleanup runs.
+                pending.permit = None;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         pending.entry = Some(enq.mine.clone());
         enq
     } else {

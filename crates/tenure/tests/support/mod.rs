@@ -535,12 +535,171 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Certificates for a TLS etcd, made with the `openssl` CLI in a directory of the test's own:
+/// a CA, a server certificate for 127.0.0.1 and localhost, a client certificate, and a second
+/// CA that signed none of them (for "untrusted server certificate").
+#[derive(Debug, Clone)]
+pub struct TestCerts {
+    pub dir: PathBuf,
+}
+
+impl TestCerts {
+    /// Generates everything under `dir` (which must exist).
+    pub fn generate(dir: &Path) -> TestCerts {
+        let certs = TestCerts {
+            dir: dir.to_path_buf(),
+        };
+        certs.make_ca("ca");
+        certs.make_ca("other-ca");
+        certs.make_leaf(
+            "server",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth",
+        );
+        certs.make_leaf("client", "extendedKeyUsage=clientAuth");
+        certs
+    }
+
+    /// `<dir>/<name>.pem`
+    pub fn pem(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.pem"))
+    }
+
+    /// `<dir>/<name>-key.pem`
+    pub fn key(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}-key.pem"))
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("run openssl (scripts/servers install provides it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn make_ca(&self, name: &str) {
+        let (cert, key) = (format!("{name}.pem"), format!("{name}-key.pem"));
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=tenure test {name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+        ]);
+    }
+
+    fn make_leaf(&self, name: &str, extensions: &str) {
+        let (cert, key, csr, ext) = (
+            format!("{name}.pem"),
+            format!("{name}-key.pem"),
+            format!("{name}.csr"),
+            format!("{name}.ext"),
+        );
+        std::fs::write(self.dir.join(&ext), extensions).expect("write ext");
+        self.openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN=tenure test {name}"),
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+            "-out",
+            &cert,
+        ]);
+    }
+}
+
+/// How a private etcd is started beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct EtcdConfig {
+    /// Serve clients over TLS with these certificates, requiring client certificates
+    /// (`--client-cert-auth`).
+    pub tls: Option<TestCerts>,
+    /// Further command-line flags.
+    pub args: Vec<String>,
+}
+
+impl EtcdConfig {
+    /// Connect options that reach this server for readiness probes (TLS with the client cert).
+    fn probe_options(&self) -> Option<etcd_client::ConnectOptions> {
+        let certs = self.tls.as_ref()?;
+        let read =
+            |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read(certs.pem("ca"))))
+            .identity(etcd_client::Identity::from_pem(
+                read(certs.pem("client")),
+                read(certs.key("client")),
+            ));
+        Some(etcd_client::ConnectOptions::new().with_tls(tls))
+    }
+
+    fn flags(&self) -> Vec<String> {
+        let mut flags = self.args.clone();
+        if let Some(c) = &self.tls {
+            flags.extend([
+                format!("--cert-file={}", c.pem("server").display()),
+                format!("--key-file={}", c.key("server").display()),
+                format!("--trusted-ca-file={}", c.pem("ca").display()),
+                "--client-cert-auth".to_string(),
+            ]);
+        }
+        flags
+    }
+}
+
 impl PrivateEtcd {
     /// Starts `bin` and waits until it answers. Retries with new ports if it exits early (a
     /// port taken between choosing and binding it).
     pub async fn start(bin: &str) -> PrivateEtcd {
+        Self::start_with(bin, &EtcdConfig::default()).await
+    }
+
+    /// [`PrivateEtcd::start`] with TLS and/or extra flags.
+    pub async fn start_with(bin: &str, config: &EtcdConfig) -> PrivateEtcd {
         for attempt in 0..3 {
-            if let Some(etcd) = Self::try_start(bin).await {
+            if let Some(etcd) = Self::try_start(bin, config).await {
                 return etcd;
             }
             eprintln!("private etcd did not start (attempt {attempt}); retrying on new ports");
@@ -548,7 +707,7 @@ impl PrivateEtcd {
         panic!("private etcd {bin} did not start in 3 attempts");
     }
 
-    async fn try_start(bin: &str) -> Option<PrivateEtcd> {
+    async fn try_start(bin: &str, config: &EtcdConfig) -> Option<PrivateEtcd> {
         let dir = std::env::temp_dir().join(format!(
             "tenure-test-etcd-{}-{:08x}",
             std::process::id(),
@@ -556,7 +715,12 @@ impl PrivateEtcd {
         ));
         std::fs::create_dir_all(&dir).expect("create temp dir");
         let (client, peer) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{client}");
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let client_url = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let log = std::fs::File::create(dir.join("etcd.log")).expect("create log");
         let child = Command::new(bin)
@@ -567,6 +731,7 @@ impl PrivateEtcd {
             .arg(format!("--listen-peer-urls={peer_url}"))
             .arg(format!("--initial-advertise-peer-urls={peer_url}"))
             .arg(format!("--initial-cluster=private={peer_url}"))
+            .args(config.flags())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -577,7 +742,14 @@ impl PrivateEtcd {
             child,
             signaller,
             dir,
-            url: format!("etcd://127.0.0.1:{client}"),
+            url: format!(
+                "{}://127.0.0.1:{client}",
+                if config.tls.is_some() {
+                    "etcds"
+                } else {
+                    "etcd"
+                }
+            ),
             endpoint: client_url,
         };
         let deadline = Instant::now() + PATIENCE;
@@ -587,7 +759,8 @@ impl PrivateEtcd {
                 return None;
             }
             let probe = tokio::time::timeout(Duration::from_secs(2), async {
-                let mut c = etcd_client::Client::connect([etcd.endpoint.as_str()], None).await?;
+                let opts = config.probe_options();
+                let mut c = etcd_client::Client::connect([etcd.endpoint.as_str()], opts).await?;
                 c.get("health-probe", None).await
             });
             if let Ok(Ok(_)) = probe.await {

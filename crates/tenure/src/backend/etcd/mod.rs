@@ -4,6 +4,7 @@
 
 mod observe;
 mod session;
+mod tls;
 mod watch;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use super::lease::spawn_keep_alive;
 use super::queue::QueueSession;
 use super::{Backend, SessionBackend};
 use crate::liveness::Liveness;
+use crate::security::Security;
 use crate::{Error, Result, Write};
 
 /// Longest we wait for one request before calling it a transient fault (C11).
@@ -36,12 +38,16 @@ pub(super) fn map_err(op: &'static str, e: etcd_client::Error) -> Error {
     const UNAVAILABLE: i32 = 14;
     const UNAUTHENTICATED: i32 = 16;
     let message = e.to_string();
+    if let Some(auth) = auth_error(&message) {
+        return auth;
+    }
     match &e {
         E::GRpcStatus(s) => match i32::from(s.code()) {
             CANCELLED | DEADLINE_EXCEEDED | RESOURCE_EXHAUSTED | ABORTED | UNAVAILABLE => {
                 Error::Transient { op, message }
             }
-            PERMISSION_DENIED | UNAUTHENTICATED => Error::PermissionDenied { message },
+            PERMISSION_DENIED => Error::PermissionDenied { message },
+            UNAUTHENTICATED => Error::AuthFailed { message },
             _ if message.contains("leader changed") || message.contains("no leader") => {
                 Error::Transient { op, message }
             }
@@ -52,6 +58,32 @@ pub(super) fn map_err(op: &'static str, e: etcd_client::Error) -> Error {
         }
         _ => Error::Store { op, message },
     }
+}
+
+/// etcd's authentication refusals, told by their (stable) messages because they share gRPC
+/// codes with other errors: a wrong user or password, no user on a server with auth enabled,
+/// or a token that expired and could not be renewed.
+fn auth_error(message: &str) -> Option<Error> {
+    const REFUSALS: [(&str, &str); 3] = [
+        (
+            "authentication failed",
+            "etcd refused the user name or password",
+        ),
+        (
+            "user name is empty",
+            "etcd has authentication enabled and no credentials were given",
+        ),
+        (
+            "invalid auth token",
+            "etcd no longer accepts our auth token",
+        ),
+    ];
+    REFUSALS
+        .iter()
+        .find(|(needle, _)| message.contains(needle))
+        .map(|(_, what)| Error::AuthFailed {
+            message: format!("{what} ({message})"),
+        })
 }
 
 /// Runs one request with [`OP_TIMEOUT`], mapping errors.
@@ -75,46 +107,88 @@ pub(crate) struct EtcdBackend {
 }
 
 impl EtcdBackend {
+    /// Connects to `endpoints` (over TLS if `tls`) with the options of `security`, and
+    /// proves with one cheap read that the store answers and accepts us.
     pub(crate) async fn connect(
         endpoints: &[String],
         tls: bool,
+        security: &Security,
         timeout: Duration,
     ) -> Result<Self> {
-        if tls {
-            return Err(Error::Unsupported {
-                backend: "etcd",
-                what: "TLS (etcds://)",
-                advice:
-                    "TLS is not available in this version yet; use etcd:// on a trusted network",
-            });
-        }
-        let urls: Vec<String> = endpoints.iter().map(|e| format!("http://{e}")).collect();
-        let unreachable = |reason: String| Error::Unreachable {
-            endpoint: endpoints.join(","),
-            reason,
-        };
-        let opts = ConnectOptions::new()
+        let mut opts = ConnectOptions::new()
             .with_connect_timeout(timeout)
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5));
-        let connecting = Client::connect(&urls, Some(opts));
-        let client = match tokio::time::timeout(timeout, connecting).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(unreachable(e.to_string())),
-            Err(_) => return Err(unreachable(format!("no answer within {timeout:?}"))),
+        if let Some((user, password)) = security.user_and_password()? {
+            // Simple tokens expire (`--auth-token-ttl`, 5 min); renew them on refusal.
+            opts = opts
+                .with_user(user, password.expose())
+                .with_auto_token_refresh(true);
+        }
+        let scheme = if tls {
+            opts = opts.with_tls(tls::options(security, timeout)?);
+            "https"
+        } else if security.wants_tls() {
+            return Err(crate::security::invalid(
+                "tls",
+                "TLS options were given for a plaintext etcd:// URL; use etcds://",
+            ));
+        } else {
+            "http"
         };
-        // The channel connects lazily; one cheap read proves someone answers.
+        let urls: Vec<String> = endpoints
+            .iter()
+            .map(|e| format!("{scheme}://{e}"))
+            .collect();
+        let failed = |e| connect_error(endpoints, tls, security, e);
+        let client = within(endpoints, timeout, Client::connect(&urls, Some(opts)))
+            .await?
+            .map_err(failed)?;
+        // The channel connects lazily; one cheap read proves someone answers. A user whose
+        // roles do not cover the key is refused it, yet was authenticated: that is an answer.
         let mut kv = client.kv_client();
         let probe = kv.get("\0", Some(GetOptions::new().with_count_only()));
-        match tokio::time::timeout(timeout, probe).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => match map_err("connect", e) {
-                Error::Transient { message, .. } => return Err(unreachable(message)),
-                other => return Err(other),
-            },
-            Err(_) => return Err(unreachable(format!("no answer within {timeout:?}"))),
+        match within(endpoints, timeout, probe).await?.map_err(failed) {
+            Ok(_) | Err(Error::PermissionDenied { .. }) => {}
+            Err(e) => return Err(e),
         }
         let watch = WatchHub::spawn(client.clone());
         Ok(EtcdBackend { client, watch })
+    }
+}
+
+/// Awaits `fut` for at most `timeout`, else [`Error::Unreachable`].
+async fn within<T>(
+    endpoints: &[String],
+    timeout: Duration,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T> {
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| Error::Unreachable {
+            endpoint: endpoints.join(","),
+            reason: format!("no answer within {timeout:?}"),
+        })
+}
+
+/// A failed connect or first read: a TLS problem, an auth refusal, or unreachable.
+fn connect_error(
+    endpoints: &[String],
+    tls: bool,
+    security: &Security,
+    e: etcd_client::Error,
+) -> Error {
+    let endpoint = endpoints.join(",");
+    if tls {
+        if let Some(err) = tls::diagnose(&endpoint, security, &e) {
+            return err;
+        }
+    }
+    match map_err("connect", e) {
+        Error::Transient { message, .. } => Error::Unreachable {
+            endpoint,
+            reason: message,
+        },
+        other => other,
     }
 }
 

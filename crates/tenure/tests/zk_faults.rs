@@ -81,6 +81,47 @@ async fn frozen_server_suspends_then_loses_at_the_negotiated_timeout() {
     assert!(matches!(err, Error::NotHeld { .. }), "{err}");
 }
 
+/// A short freeze: the guard is suspended while the connection is down, and once the server
+/// resumes (well before the deadline) the same session reconnects and the guard is neither
+/// suspended nor lost; guarded writes go through again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_freeze_suspends_then_resumes() {
+    const TEST: &str = "short_freeze_suspends_then_resumes";
+    let Some(classpath) = zk_support::classpath_from_env(TEST) else {
+        return;
+    };
+    let zk = PrivateZk::start(&classpath).await;
+    // 10 s: suspended after about 4 s (the client's connection timeout, 2/5 of the session
+    // timeout), lost only after about 9 s: a wide window to resume in.
+    let tenure = Tenure::builder(&zk.url)
+        .ttl(Duration::from_secs(10))
+        .connect()
+        .await
+        .expect("connect");
+    let session = tenure.session().await.expect("session");
+    let guard = session.mutex(&unique("short-freeze")).unwrap().lock().await;
+    let guard = guard.expect("lock");
+    signal(zk.pid(), "STOP");
+    wait_for("suspended", PATIENCE, || async {
+        (guard.is_suspended() || guard.is_lost()).then_some(())
+    })
+    .await;
+    signal(zk.pid(), "CONT");
+    assert!(!guard.is_lost(), "suspended, not lost");
+    wait_for("resumed", PATIENCE, || async {
+        (!guard.is_suspended()).then_some(())
+    })
+    .await;
+    assert!(!guard.is_lost(), "the same session came back");
+    let key = unique("short-freeze-value");
+    guard
+        .write([Write::put(key.clone(), "1")])
+        .await
+        .expect("guarded write");
+    assert_eq!(tenure.read(&key).await.expect("read"), Some(b"1".to_vec()));
+    guard.unlock().await.expect("unlock");
+}
+
 /// Environment of the holder process of `killed_holder_process_is_released_after_timeout`.
 const CHILD_ROLE: &str = "TENURE_ZK_CHILD_ROLE";
 const CHILD_URL: &str = "TENURE_ZK_CHILD_URL";

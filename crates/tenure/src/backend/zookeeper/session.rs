@@ -75,11 +75,18 @@ impl ZkSession {
     /// Ends the ZooKeeper session: drops our client (no more pings) and closes the session
     /// from a second connection, so that its nodes go at once rather than at expiry.
     async fn end(&self) {
-        if self.slot.take().is_some() {
-            self.ensemble
-                .close_session(self.info.clone(), self.timeout)
-                .await;
-        }
+        let Some(client) = self.slot.take() else {
+            return;
+        };
+        // Let our connection close first, so that the session never holds two at once (the
+        // server caps connections per client address: maxClientCnxns).
+        let mut states = client.state_watcher();
+        drop(client);
+        let closed = async { while !states.changed().await.is_terminated() {} };
+        let _ = tokio::time::timeout(OP_TIMEOUT, closed).await;
+        self.ensemble
+            .close_session(self.info.clone(), self.timeout)
+            .await;
     }
 
     fn client(&self) -> Result<zk::Client> {

@@ -245,6 +245,53 @@ impl Backend for ZkBackend {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_typed_variants() {
+        for transient in [
+            zk::Error::ConnectionLoss,
+            zk::Error::Timeout,
+            zk::Error::Throttled,
+        ] {
+            assert!(map_err("op", transient).is_transient());
+        }
+        assert!(matches!(
+            map_err("op", zk::Error::SessionExpired),
+            Error::SessionLost {
+                reason: LostReason::LeaseExpired
+            }
+        ));
+        for denied in [zk::Error::NoAuth, zk::Error::AuthFailed] {
+            assert!(matches!(
+                map_err("op", denied),
+                Error::PermissionDenied { .. }
+            ));
+        }
+        assert!(matches!(
+            map_err("op", zk::Error::NotEmpty),
+            Error::Store { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn unreachable_ensemble_is_a_typed_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(1);
+        let res = connect(
+            &[format!("127.0.0.1:{port}")],
+            None,
+            Duration::from_millis(500),
+        )
+        .await;
+        assert!(matches!(res, Err(Error::Unreachable { .. })), "{res:?}");
+    }
+}
+
 /// What the conformance suite's administrator needs: the layout, and a way to end any session
 /// of this process from outside (ZooKeeper has no "revoke": one attaches to the session with
 /// its id and password and closes it, as Curator's `KillSession` does).

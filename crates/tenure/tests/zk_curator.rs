@@ -168,3 +168,38 @@ async fn leader_latch_and_our_election_agree() {
     next.resign().await.expect("resign");
     peer.wait(PATIENCE).await;
 }
+
+/// `zk://host:port/CHROOT`: names live under the chroot (created when missing), where a
+/// Curator client connected with the same chroot meets them; outside it they do not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chroot_is_shared_with_curator() {
+    let Some((_, admin, _)) = setup("chroot_is_shared_with_curator").await else {
+        return;
+    };
+    // Both are set: `setup` returned.
+    let url = std::env::var("TENURE_TEST_ZK_URL").expect("ZooKeeper URL");
+    let classpath = std::env::var("TENURE_TEST_ZK_CLASSPATH").expect("classpath");
+    let chroot = format!("/{}", unique("chroot"));
+    let chrooted = format!("{url}{chroot}");
+    let tenure = Tenure::connect(&chrooted)
+        .await
+        .expect("connect with chroot");
+    let session = tenure.session().await.expect("session");
+    let guard = session
+        .mutex("jobs/nightly")
+        .unwrap()
+        .lock()
+        .await
+        .expect("lock");
+    assert!(
+        guard.key().starts_with("/jobs/nightly/_c_"),
+        "{}",
+        guard.key()
+    );
+    assert!(admin.exists(&format!("{chroot}{}", guard.key())).await);
+
+    let mut peer = Curator::new(&classpath, &chrooted).spawn("try", "/jobs/nightly", &["300"]);
+    assert_eq!(peer.line(PATIENCE).await, "TIMEOUT");
+    peer.wait(PATIENCE).await;
+    guard.unlock().await.expect("unlock");
+}

@@ -168,6 +168,19 @@ async fn auth_with_prefix_roles(v: Version, test: &'static str) {
         ctl: Etcdctl::new(v, &ctl_bin, &etcd.endpoint),
     };
     root.ctl.run(&["user", "add", "root:root-pw"]).await;
+    // Credentials for a server without auth are a misconfiguration, said plainly.
+    let early = Tenure::builder(&etcd.url).credentials("root", "root-pw");
+    let early = within("connect", PATIENCE, early.connect()).await;
+    assert!(
+        matches!(
+            early,
+            Err(Error::InvalidOption {
+                option: "credentials",
+                ..
+            })
+        ),
+        "{early:?}"
+    );
     root.ctl.run(&["auth", "enable"]).await;
     root.add_app_user("app1", "app1-pw").await;
     root.add_app_user("app2", "app2-pw").await;
@@ -253,6 +266,31 @@ async fn auth_with_prefix_roles(v: Version, test: &'static str) {
 
     // The owner still releases normally.
     held.unlock().await.expect("app2 unlocks");
+
+    // Tokens die (simple tokens expire after --auth-token-ttl idle; etcd also drops a user's
+    // tokens when its password is set): the client re-authenticates on the refusal and goes on.
+    let opts = etcd_client::ConnectOptions::new().with_user("root", "root-pw");
+    let mut root_client = within(
+        "root client",
+        PATIENCE,
+        etcd_client::Client::connect([etcd.endpoint.as_str()], Some(opts)),
+    )
+    .await
+    .expect("root client");
+    within(
+        "passwd",
+        PATIENCE,
+        root_client.user_change_password("app1", "app1-pw"),
+    )
+    .await
+    .expect("set app1's password");
+    let again = s1.mutex("app1/after-token").expect("name");
+    let again = within("lock after token loss", REFUSAL_BOUND, again.lock()).await;
+    again
+        .expect("app1 locks again with a renewed token")
+        .unlock()
+        .await
+        .expect("unlock");
 
     // Wrong password and no credentials are authentication failures, and say so.
     let wrong = as_user("app1", "not-the-password").await;

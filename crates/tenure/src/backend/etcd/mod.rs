@@ -183,6 +183,12 @@ fn connect_error(
             return err;
         }
     }
+    if e.to_string().contains("authentication is not enabled") {
+        return crate::security::invalid(
+            "credentials",
+            "credentials were given but etcd has authentication disabled; drop them or enable auth",
+        );
+    }
     match map_err("connect", e) {
         Error::Transient { message, .. } => Error::Unreachable {
             endpoint,

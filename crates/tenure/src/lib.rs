@@ -54,7 +54,7 @@ pub use election::{Election, Leader, Leadership, Observer};
 pub use error::{Error, Result, TlsProblem};
 pub use liveness::LostReason;
 pub use mutex::{Mutex, MutexGuard};
-pub use name::MAX_NAME_LEN;
+pub use name::{validate as validate_name, MAX_NAME_LEN};
 pub use security::Secret;
 pub use session::{Session, DEFAULT_TTL};
 pub use status::LockStatus;

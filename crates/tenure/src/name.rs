@@ -5,9 +5,15 @@ use crate::{Error, Result};
 /// Longest accepted name in bytes: keys stay well inside every store's limits.
 pub const MAX_NAME_LEN: usize = 512;
 
-/// Checks a lock or election name: non-empty, at most [`MAX_NAME_LEN`] bytes, no control
-/// characters (NUL included).
-pub(crate) fn validate(name: &str) -> Result<()> {
+/// Checks a lock or election name against the rules every backend shares: non-empty, at
+/// most [`MAX_NAME_LEN`] bytes, no control characters (NUL included). Lets a program reject a
+/// bad name before connecting; a backend may add rules of its own (ZooKeeper paths).
+///
+/// ```
+/// assert!(tenure::validate_name("jobs/nightly").is_ok());
+/// assert!(matches!(tenure::validate_name(""), Err(tenure::Error::InvalidName { .. })));
+/// ```
+pub fn validate(name: &str) -> Result<()> {
     let reason = if name.is_empty() {
         "a name must not be empty".to_string()
     } else if name.len() > MAX_NAME_LEN {

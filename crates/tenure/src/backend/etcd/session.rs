@@ -9,7 +9,7 @@ use etcd_client::{
 };
 use tokio::task::AbortHandle;
 
-use super::watch::{WatchEnd, WatchHub};
+use super::watch::WatchHub;
 use super::{call, map_err};
 use crate::backend::lease::Renewer;
 use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore};
@@ -206,13 +206,33 @@ impl QueueStore for EtcdSession {
     }
 
     async fn wait_deleted(&self, key: &str, rev: i64) -> Result<()> {
-        match self.watch.deleted(key, rev + 1).await {
-            WatchEnd::Deleted => Ok(()),
-            WatchEnd::Broken(message) => Err(Error::Transient {
-                op: "watch",
-                message,
-            }),
+        let broken = |message| Error::Transient {
+            op: "watch",
+            message,
+        };
+        let mut watch = self.watch.watch_delete(key, None);
+        watch.created().await.map_err(broken)?;
+        // From here the watch sees every delete; one read covers the time before it.
+        let mut kv = self.client.kv_client();
+        let now = call("wait", kv.get(key, None)).await?;
+        let same_entry = now
+            .kvs()
+            .first()
+            .is_some_and(|kv| kv.create_revision() <= rev);
+        if !same_entry {
+            return Ok(());
         }
+        watch.deleted().await.map_err(broken)
+    }
+
+    async fn watch_own(&self, mine: &Entry, rev: i64) -> Result<()> {
+        // No extra read on the uncontended path: a delete right after `rev` reaches this
+        // watch at etcd's next catch-up (within 100 ms), soon enough for the lost signal.
+        let mut watch = self.watch.watch_delete(&mine.key, Some(rev + 1));
+        watch.deleted().await.map_err(|message| Error::Transient {
+            op: "watch",
+            message,
+        })
     }
 
     async fn remove(&self, mine: &Entry) -> Result<bool> {

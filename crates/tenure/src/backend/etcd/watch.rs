@@ -1,19 +1,25 @@
 //! One watch stream per client, shared by every waiter and holder in the process (§4).
 //!
-//! Each waiter registers a deletion watch under its own id on the shared stream, starting at
-//! the revision *after* the read that found its predecessor, so etcd keeps it in the synced
-//! group and delivers the delete at once (no 100 ms unsynced catch-up).
+//! etcd puts a watch that starts at or below its current revision in the *unsynced* group and
+//! catches it up only every 100 ms — the delay that makes Go's Mutex slow to hand over. A
+//! start revision of "header + 1" is not enough under contention: any write between the read
+//! and the watch's creation makes that revision old. So every watch here starts at the
+//! current revision (always synced), and the caller re-reads once after etcd confirms the
+//! watch: a deletion before that read is seen by the read, one after it by the watch.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 use etcd_client::{
     Client, EventType, WatchFilterType, WatchOptions, WatchRequestSender, WatchResponseStream,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-/// How a deletion watch ended.
+/// What a deletion watch reports, in order: `Created`, then `Deleted` or `Broken`.
 #[derive(Debug)]
-pub(super) enum WatchEnd {
+pub(super) enum WatchEvent {
+    Created,
     Deleted,
     Broken(String),
 }
@@ -22,8 +28,8 @@ enum Cmd {
     Watch {
         id: i64,
         key: String,
-        start_rev: i64,
-        done: oneshot::Sender<WatchEnd>,
+        from: Option<i64>,
+        events: mpsc::UnboundedSender<WatchEvent>,
     },
     Cancel {
         id: i64,
@@ -34,18 +40,48 @@ enum Cmd {
 #[derive(Clone)]
 pub(super) struct WatchHub {
     tx: mpsc::UnboundedSender<Cmd>,
-    next_id: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    next_id: Arc<AtomicI64>,
 }
 
-/// Cancels its watch when dropped (a waiter that gives up stops watching).
-struct Registration {
+/// One registered deletion watch; cancels itself on the stream when dropped.
+pub(super) struct DeleteWatch {
     hub: WatchHub,
     id: i64,
+    events: mpsc::UnboundedReceiver<WatchEvent>,
 }
 
-impl Drop for Registration {
+impl Drop for DeleteWatch {
     fn drop(&mut self) {
         let _ = self.hub.tx.send(Cmd::Cancel { id: self.id });
+    }
+}
+
+impl DeleteWatch {
+    async fn next(&mut self) -> WatchEvent {
+        self.events
+            .recv()
+            .await
+            .unwrap_or_else(|| WatchEvent::Broken("watch driver stopped".into()))
+    }
+
+    /// Waits until etcd confirms the watch; `Err` with the reason if it broke instead.
+    pub(super) async fn created(&mut self) -> Result<(), String> {
+        match self.next().await {
+            WatchEvent::Created => Ok(()),
+            WatchEvent::Deleted => Ok(()),
+            WatchEvent::Broken(why) => Err(why),
+        }
+    }
+
+    /// Waits for the deletion; `Err` with the reason if the watch broke instead.
+    pub(super) async fn deleted(&mut self) -> Result<(), String> {
+        loop {
+            match self.next().await {
+                WatchEvent::Created => continue,
+                WatchEvent::Deleted => return Ok(()),
+                WatchEvent::Broken(why) => return Err(why),
+            }
+        }
     }
 }
 
@@ -59,34 +95,33 @@ impl WatchHub {
         }
     }
 
-    /// Resolves when `key` is deleted at `start_rev` or later.
-    pub(super) async fn deleted(&self, key: &str, start_rev: i64) -> WatchEnd {
-        let id = 1 + self
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (done, rx) = oneshot::channel();
+    /// Registers a watch for the deletion of `key`: from etcd's current revision on (`None`;
+    /// synced, prompt), or from a given revision (may be caught up only every 100 ms, which
+    /// suits the holder's own lost-signal watch, not hand-offs).
+    pub(super) fn watch_delete(&self, key: &str, from: Option<i64>) -> DeleteWatch {
+        let id = 1 + self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (events_tx, events) = mpsc::unbounded_channel();
         let cmd = Cmd::Watch {
             id,
             key: key.to_string(),
-            start_rev,
-            done,
+            from,
+            events: events_tx,
         };
-        if self.tx.send(cmd).is_err() {
-            return WatchEnd::Broken("watch driver stopped".into());
+        if let Err(mpsc::error::SendError(Cmd::Watch { events, .. })) = self.tx.send(cmd) {
+            let _ = events.send(WatchEvent::Broken("watch driver stopped".into()));
         }
-        let _registration = Registration {
+        DeleteWatch {
             hub: self.clone(),
             id,
-        };
-        rx.await
-            .unwrap_or_else(|_| WatchEnd::Broken("watch driver stopped".into()))
+            events,
+        }
     }
 }
 
 #[derive(Default)]
 struct Driver {
     stream: Option<(WatchRequestSender, WatchResponseStream)>,
-    waiting: HashMap<i64, oneshot::Sender<WatchEnd>>,
+    watching: HashMap<i64, mpsc::UnboundedSender<WatchEvent>>,
 }
 
 impl Driver {
@@ -95,12 +130,14 @@ impl Driver {
         client: &Client,
         id: i64,
         key: String,
-        start_rev: i64,
+        from: Option<i64>,
     ) -> Result<(), String> {
-        let opts = WatchOptions::new()
-            .with_start_revision(start_rev)
+        let mut opts = WatchOptions::new()
             .with_filters([WatchFilterType::NoPut])
             .with_watch_id(id);
+        if let Some(rev) = from {
+            opts = opts.with_start_revision(rev);
+        }
         match &mut self.stream {
             Some((sender, _)) => sender
                 .watch(key, Some(opts))
@@ -118,25 +155,47 @@ impl Driver {
         }
     }
 
-    fn finish(&mut self, id: i64, end: WatchEnd) {
-        if let Some(done) = self.waiting.remove(&id) {
-            let _ = done.send(end);
+    fn tell(&mut self, id: i64, event: WatchEvent) {
+        if let Some(events) = self.watching.get(&id) {
+            let _ = events.send(event);
         }
     }
 
     fn break_all(&mut self, why: &str) {
         self.stream = None;
-        for (_, done) in self.waiting.drain() {
-            let _ = done.send(WatchEnd::Broken(why.to_string()));
+        for (_, events) in self.watching.drain() {
+            let _ = events.send(WatchEvent::Broken(why.to_string()));
         }
     }
 
     async fn cancel(&mut self, id: i64) {
-        if self.waiting.remove(&id).is_some() {
+        if self.watching.remove(&id).is_some() {
             if let Some((sender, _)) = &mut self.stream {
                 let _ = sender.cancel(id).await;
             }
         }
+    }
+
+    fn on_response(&mut self, resp: etcd_client::WatchResponse) -> Option<i64> {
+        let id = resp.watch_id();
+        if resp.created() {
+            self.tell(id, WatchEvent::Created);
+        }
+        if resp.canceled() {
+            let why = format!("watch canceled by etcd: {}", resp.cancel_reason());
+            self.tell(id, WatchEvent::Broken(why));
+            self.watching.remove(&id);
+            return None;
+        }
+        let deleted = resp
+            .events()
+            .iter()
+            .any(|e| e.event_type() == EventType::Delete);
+        if deleted {
+            self.tell(id, WatchEvent::Deleted);
+            return Some(id);
+        }
+        None
     }
 }
 
@@ -155,9 +214,9 @@ async fn drive(client: Client, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         tokio::select! {
             cmd = rx.recv() => match cmd {
                 None => return,
-                Some(Cmd::Watch { id, key, start_rev, done }) => {
-                    d.waiting.insert(id, done);
-                    if let Err(e) = d.watch(&client, id, key, start_rev).await {
+                Some(Cmd::Watch { id, key, from, events }) => {
+                    d.watching.insert(id, events);
+                    if let Err(e) = d.watch(&client, id, key, from).await {
                         d.break_all(&e);
                     }
                 }
@@ -165,26 +224,13 @@ async fn drive(client: Client, mut rx: mpsc::UnboundedReceiver<Cmd>) {
             },
             msg = next_message(&mut d.stream) => match msg {
                 Ok(Some(resp)) => {
-                    let id = resp.watch_id();
-                    if resp.canceled() {
-                        let why = format!("watch canceled by etcd: {}", resp.cancel_reason());
-                        d.finish(id, WatchEnd::Broken(why));
-                    } else if resp.events().iter().any(|e| e.event_type() == EventType::Delete) {
-                        d.finish(id, WatchEnd::Deleted);
-                        d.cancel_on_stream(id).await;
+                    if let Some(done) = d.on_response(resp) {
+                        d.cancel(done).await;
                     }
                 }
                 Ok(None) => d.break_all("watch stream closed"),
                 Err(e) => d.break_all(&e.to_string()),
             },
-        }
-    }
-}
-
-impl Driver {
-    async fn cancel_on_stream(&mut self, id: i64) {
-        if let Some((sender, _)) = &mut self.stream {
-            let _ = sender.cancel(id).await;
         }
     }
 }

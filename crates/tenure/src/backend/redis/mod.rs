@@ -198,7 +198,11 @@ impl Backend for RedisBackend {
     }
 
     async fn entries(&self, _prefix: &str) -> Result<Vec<observe::Kv>> {
-        Err(elections_unsupported())
+        Err(Error::Unsupported {
+            backend: "redis",
+            what: "listing holders and waiters under a prefix",
+            advice: "Redis keeps one key per held lock and nothing for waiters; inspect a lock with `redis-cli GET <name>` and `redis-cli PTTL <name>`",
+        })
     }
 
     async fn watch_prefix(&self, _prefix: &str) -> Result<observe::PrefixWatch> {

@@ -189,15 +189,7 @@ pub struct Leadership {
 }
 
 impl Leadership {
-    /// The fencing token (C2).
-    pub fn token(&self) -> FencingToken {
-        self.held.token()
-    }
-
-    /// The leader key in the store.
-    pub fn key(&self) -> &str {
-        self.held.key()
-    }
+    crate::held::grant_accessors!("leadership");
 
     /// The election's name.
     pub fn name(&self) -> &str {
@@ -207,29 +199,6 @@ impl Leadership {
     /// The value the store last confirmed for this leader.
     pub fn value(&self) -> Vec<u8> {
         self.value.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Whether leadership can no longer be trusted. Cheap: no I/O.
-    pub fn is_lost(&self) -> bool {
-        self.held.lost_reason().is_some()
-    }
-
-    /// Why leadership was lost, if it was.
-    pub fn lost_reason(&self) -> Option<LostReason> {
-        self.held.lost_reason()
-    }
-
-    /// Whether the store connection is down while the session may still be alive (ZooKeeper's
-    /// Disconnected): the leadership is not lost yet, but cannot be confirmed either; it becomes
-    /// lost at the local deadline unless the connection comes back first. Cheap: no I/O.
-    /// Always `false` on stores without such a state, and once lost.
-    pub fn is_suspended(&self) -> bool {
-        self.held.is_suspended()
-    }
-
-    /// Resolves when leadership is lost (C7). Stop leading work when it fires.
-    pub async fn lost(&self) -> LostReason {
-        self.held.lost().await
     }
 
     /// Replaces the leader's value, only while still leading. On [`Error::NotLeader`] the

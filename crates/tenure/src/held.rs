@@ -117,3 +117,46 @@ impl Drop for Held {
         }
     }
 }
+
+/// The accessors every kind of grant shares, written once: `$what` names the grant in the docs
+/// ("the lock", "leadership"). The type must have a `held: Held` field.
+macro_rules! grant_accessors {
+    ($what:literal) => {
+        /// The fencing token (C2): strictly increasing across successive holders of this name,
+        /// never changing for one holder.
+        pub fn token(&self) -> $crate::FencingToken {
+            self.held.token()
+        }
+
+        /// The holder key in the store (on etcd `<name>/<lease id hex>`).
+        pub fn key(&self) -> &str {
+            self.held.key()
+        }
+
+        #[doc = concat!("Whether ", $what, " can no longer be trusted. Cheap: no I/O.")]
+        pub fn is_lost(&self) -> bool {
+            self.held.lost_reason().is_some()
+        }
+
+        #[doc = concat!("Why ", $what, " was lost, if it was.")]
+        pub fn lost_reason(&self) -> Option<$crate::LostReason> {
+            self.held.lost_reason()
+        }
+
+        /// Whether the store connection is down while the session may still be alive
+        /// (ZooKeeper's Disconnected): not lost yet, but not confirmed either; it becomes lost
+        /// at the local deadline unless the connection comes back first. Cheap: no I/O. Always
+        /// `false` on stores without such a state, and once lost.
+        pub fn is_suspended(&self) -> bool {
+            self.held.is_suspended()
+        }
+
+        #[doc = concat!("Resolves when ", $what, " is lost (C7): the store reported the lease or")]
+        /// the holder entry gone, or renewals stopped being confirmed and the local safety
+        /// deadline passed. Cancellation-safe; race it against the work it protects.
+        pub async fn lost(&self) -> $crate::LostReason {
+            self.held.lost().await
+        }
+    };
+}
+pub(crate) use grant_accessors;

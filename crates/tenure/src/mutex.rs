@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::backend::Grant;
 use crate::held::Held;
-use crate::{Error, FencingToken, LostReason, Result, Session, Write};
+use crate::{Error, Result, Session, Write};
 
 /// A named lock on a [`Session`]; create it with [`Session::mutex`].
 ///
@@ -104,44 +104,11 @@ pub struct MutexGuard {
 }
 
 impl MutexGuard {
-    /// The fencing token (C2): strictly increasing across successive holders of this name.
-    pub fn token(&self) -> FencingToken {
-        self.held.token()
-    }
-
-    /// The holder key in the store (on etcd `<name>/<lease id hex>`).
-    pub fn key(&self) -> &str {
-        self.held.key()
-    }
+    crate::held::grant_accessors!("the lock");
 
     /// The lock's name.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// Whether the lock can no longer be trusted. Cheap: no I/O.
-    pub fn is_lost(&self) -> bool {
-        self.held.lost_reason().is_some()
-    }
-
-    /// Why the lock was lost, if it was.
-    pub fn lost_reason(&self) -> Option<LostReason> {
-        self.held.lost_reason()
-    }
-
-    /// Whether the store connection is down while the session may still be alive (ZooKeeper's
-    /// Disconnected): the lock is not lost yet, but cannot be confirmed either; it becomes
-    /// lost at the local deadline unless the connection comes back first. Cheap: no I/O.
-    /// Always `false` on stores without such a state, and once lost.
-    pub fn is_suspended(&self) -> bool {
-        self.held.is_suspended()
-    }
-
-    /// Resolves when the lock is lost (C7): the store reported the lease or the holder entry
-    /// gone, or renewals stopped being confirmed and the local safety deadline passed.
-    /// Cancellation-safe; race it against the work the lock protects.
-    pub async fn lost(&self) -> LostReason {
-        self.held.lost().await
     }
 
     /// Applies `ops` atomically, only if this guard still holds the lock (C10); otherwise

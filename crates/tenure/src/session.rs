@@ -62,9 +62,10 @@ impl Session {
         self.inner.backend.id()
     }
 
-    /// The TTL the lease was granted with.
+    /// The TTL the lease was granted with (on ZooKeeper, the session timeout the server
+    /// negotiated, which its `minSessionTimeout`/`maxSessionTimeout` may have changed).
     pub fn ttl(&self) -> Duration {
-        self.inner.ttl
+        self.inner.backend.granted_ttl().unwrap_or(self.inner.ttl)
     }
 
     /// Whether the lease is gone or can no longer be trusted. Cheap: no I/O.

@@ -81,6 +81,21 @@ async fn frozen_server_suspends_then_loses_at_the_negotiated_timeout() {
     assert!(matches!(err, Error::NotHeld { .. }), "{err}");
 }
 
+/// The session TTL is the timeout the server negotiated: asking for more than its
+/// `maxSessionTimeout` (60 s on the private server) gives 60 s, and `Session::ttl` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_ttl_is_the_negotiated_timeout() {
+    const TEST: &str = "session_ttl_is_the_negotiated_timeout";
+    let Some(classpath) = zk_support::classpath_from_env(TEST) else {
+        return;
+    };
+    let zk = PrivateZk::start(&classpath).await;
+    let tenure = Tenure::connect(&zk.url).await.expect("connect");
+    let asked = Duration::from_secs(120);
+    let session = tenure.session_with_ttl(asked).await.expect("session");
+    assert_eq!(session.ttl(), Duration::from_secs(60));
+}
+
 /// A short freeze: the guard is suspended while the connection is down, and once the server
 /// resumes (well before the deadline) the same session reconnects and the guard is neither
 /// suspended nor lost; guarded writes go through again.

@@ -60,6 +60,11 @@ pub(crate) trait SessionBackend: Send + Sync + 'static {
     fn id(&self) -> u64;
     /// Fires when the lease is lost.
     fn liveness(&self) -> &Liveness;
+    /// The TTL the store granted, where it may differ from the one asked for (ZooKeeper
+    /// negotiates the session timeout within the server's bounds); `None`: as asked.
+    fn granted_ttl(&self) -> Option<Duration> {
+        None
+    }
     /// Enters the queue of `name` and waits to be first (`wait`), or takes it only if free.
     async fn acquire(
         &self,

@@ -112,6 +112,10 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     fn lease_id(&self) -> u64;
     /// Fires when the lease is lost.
     fn liveness(&self) -> &Liveness;
+    /// See [`SessionBackend::granted_ttl`].
+    fn granted_ttl(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Any [`QueueStore`] is a [`SessionBackend`] through the recipe.
@@ -125,6 +129,10 @@ impl<S: QueueStore> SessionBackend for QueueSession<S> {
 
     fn liveness(&self) -> &Liveness {
         self.0.liveness()
+    }
+
+    fn granted_ttl(&self) -> Option<Duration> {
+        self.0.granted_ttl()
     }
 
     async fn acquire(

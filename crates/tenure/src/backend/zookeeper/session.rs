@@ -333,4 +333,8 @@ impl QueueStore for ZkSession {
     fn liveness(&self) -> &Liveness {
         &self.liveness
     }
+
+    fn granted_ttl(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
 }

@@ -89,7 +89,7 @@ impl Admin {
     }
 }
 
-/// The Curator peer, compiled once per test binary into a temporary directory.
+/// The Curator peer, compiled once per test run.
 pub struct Curator {
     classpath: String,
     connect: String,
@@ -119,12 +119,10 @@ impl Curator {
     }
 }
 
+/// Compiles the peer into the target directory's scratch space (reused, not leaked, across
+/// runs; javac overwrites it).
 fn compile(classpath: &str) -> PathBuf {
-    let out = std::env::temp_dir().join(format!(
-        "tenure-curator-peer-{}-{:08x}",
-        std::process::id(),
-        fastrand::u32(..)
-    ));
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("curator-peer");
     std::fs::create_dir_all(&out).expect("create class dir");
     let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/java/CuratorPeer.java");
     let status = Command::new("javac")

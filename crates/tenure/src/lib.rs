@@ -5,8 +5,18 @@
 //! that keeps itself alive and dies with its holder), carries a [`FencingToken`], and tells its
 //! holder the moment it can no longer be sure it holds it ([`MutexGuard::lost`]).
 //!
-//! Backends are chosen by URL: `mem://` (in-process, no server) and `etcd://host:port[,...]`
-//! (wire-compatible with Go's `clientv3/concurrency` and `etcdctl lock`).
+//! Backends are chosen by URL (see [`url::VALID_FORMS`]), each a cargo feature, all on by default:
+//!
+//! | URL | backend | shares locks with |
+//! |---|---|---|
+//! | `mem://[NAME]` | in-process, no server (`embedded`) | tasks of this process |
+//! | `etcd://h:p[,…]`, `etcds://…` | etcd v3 (`etcd`) | Go `clientv3/concurrency`, `etcdctl lock/elect` |
+//! | `zk://h:p[,…][/chroot]` | ZooKeeper (`zookeeper`) | Curator `InterProcessMutex`, `LeaderLatch` |
+//! | `redis://…`, `redlock://h1,h2,h3` | Redis, Redlock (`redis`) | redis-py `Lock`, redsync (same key) |
+//!
+//! Redis is weaker than the others and says so: waiting is not FIFO, elections are refused
+//! with [`Error::Unsupported`], and a lock taken over by someone else is noticed at the next
+//! renewal rather than at once.
 //!
 //! ```
 //! use tenure::{Tenure, Write};

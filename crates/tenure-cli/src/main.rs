@@ -5,6 +5,7 @@
 mod cli;
 mod cmd;
 mod exit;
+mod holding;
 mod logging;
 mod output;
 mod progress;
@@ -18,7 +19,8 @@ use clap::{Parser, Subcommand};
 
 use crate::cli::options::GlobalOpts;
 
-/// Distributed locks with leases: run a command while holding a lock, demo, benchmark.
+/// Distributed locks with leases: run a command while holding a lock or while leader, inspect,
+/// demo, benchmark.
 #[derive(Debug, Parser)]
 #[command(name = "tenure", version, propagate_version = true)]
 #[command(after_help = cli::options::global_help())]
@@ -34,6 +36,15 @@ enum Command {
     /// Hold a lock while a command runs (or until interrupted)
     #[command(after_help = cmd::lock::AFTER_HELP)]
     Lock(cmd::lock::LockArgs),
+    /// Run a command while leader of an election (or lead until interrupted); --observe follows
+    #[command(after_help = cmd::elect::AFTER_HELP)]
+    Elect(cmd::elect::ElectArgs),
+    /// Print an election's current leader once (exit 1 if none)
+    #[command(after_help = cmd::elect::LEADER_AFTER_HELP)]
+    Leader(cmd::elect::LeaderArgs),
+    /// List locks and elections under a prefix: holder, token, value, waiters, TTL left
+    #[command(after_help = cmd::status::AFTER_HELP)]
+    Status(cmd::status::StatusArgs),
     /// Run the classic scenarios: lost updates, expiry of a crashed holder, try-lock
     #[command(after_help = cmd::demo::AFTER_HELP)]
     Demo(cmd::demo::DemoArgs),
@@ -49,6 +60,9 @@ async fn main() -> ExitCode {
     logging::init(cli.global.verbose);
     let result = match cli.command {
         Command::Lock(args) => cmd::lock::run(&cli.global, args).await,
+        Command::Elect(args) => cmd::elect::run(&cli.global, args).await,
+        Command::Leader(args) => cmd::elect::leader(&cli.global, args).await,
+        Command::Status(args) => cmd::status::run(&cli.global, args).await,
         Command::Demo(args) => cmd::demo::run(&cli.global, args).await,
         Command::Bench(args) => cmd::bench::run(&cli.global, args).await,
     };

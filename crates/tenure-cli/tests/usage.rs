@@ -83,8 +83,115 @@ fn bench_needs_a_url() {
 }
 
 #[test]
-fn failover_demo_says_it_is_not_available_yet() {
-    usage_error(&["demo", "failover"], "not");
+fn failover_demo_hands_over_in_process() {
+    let out = run(tenure().args(["--json", "demo", "failover"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let events: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let names: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    let at = |event: &str| {
+        names
+            .iter()
+            .position(|n| *n == event)
+            .unwrap_or_else(|| panic!("no {event} in {names:?}"))
+    };
+    // The standby leads only after the primary froze, and the primary was told it lost before
+    // its late write was refused.
+    assert!(at("primary_leads") < at("primary_frozen"), "{names:?}");
+    assert!(at("primary_frozen") < at("standby_leads"), "{names:?}");
+    assert!(at("primary_lost") < at("stale_write_refused"), "{names:?}");
+    assert!(at("standby_leads") < at("primary_stopped"), "{names:?}");
+    let token = |event: &str| -> u64 {
+        let message = events[at(event)]["message"].as_str().expect("message");
+        let (_, rest) = message.split_once("fencing token ").expect("a token");
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().expect("token")
+    };
+    assert!(
+        token("standby_leads") > token("primary_leads"),
+        "{events:?}"
+    );
+    assert!(events
+        .iter()
+        .all(|e| e["t"].as_f64().is_some() && e["demo"] == "failover"));
+}
+
+#[test]
+fn bad_names_exit_2_before_connecting() {
+    // Port 1 on loopback: nothing listens; the name is refused before anything connects.
+    let url = "etcd://127.0.0.1:1";
+    for args in [
+        &["lock", ""][..],
+        &["lock", "", "--", "true"],
+        &["elect", ""],
+        &["elect", "a\nb", "--", "true"],
+        &["elect", "--observe", ""],
+        &["leader", ""],
+    ] {
+        let out = run(tenure_at(url).args(args));
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("invalid name"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn elect_leader_and_status_need_a_shared_store() {
+    for args in [
+        &["elect", "primary"][..],
+        &["elect", "--observe", "primary"],
+        &["leader", "primary"],
+        &["status"],
+    ] {
+        usage_error(args, "--url");
+        let mut with_mem = vec!["--url", "mem://"];
+        with_mem.extend(args);
+        usage_error(&with_mem, "cannot coordinate separate processes");
+    }
+    usage_error(
+        &["elect", "--observe", "x", "--", "true"],
+        "cannot be used with",
+    );
+    usage_error(
+        &["elect", "--observe", "--value", "v", "x"],
+        "cannot be used with",
+    );
+}
+
+#[test]
+fn passwords_come_from_one_place_and_are_never_printed() {
+    const PASSWORD: &str = "s3cr3t-xyz";
+    usage_error(&["--password", "x", "status"], "unexpected argument");
+    let out = run(tenure_at("etcd://127.0.0.1:1")
+        .args(["--password-file", "/nonexistent", "status"])
+        .env("TENURE_PASSWORD", PASSWORD));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("TENURE_PASSWORD"), "{}", stderr(&out));
+    usage_error(&["--client-cert", "c.pem", "status"], "--client-key");
+    // A password inside the URL: unreachable (69), bad (2), and under -vvv logging.
+    for (url, expected) in [
+        (format!("redis://u:{PASSWORD}@127.0.0.1:1"), 69),
+        (format!("redis://u:{PASSWORD}@127.0.0.1:1/not-a-db"), 2),
+    ] {
+        for args in [
+            &["-vvv", "status"][..],
+            &["lock", "-n", "jobs", "--", "true"],
+            &["elect", "jobs"],
+        ] {
+            let out = run(tenure_at(&url).args(args));
+            let text = format!("{}{}", stdout(&out), stderr(&out));
+            assert_eq!(code(&out), expected, "{url} {args:?}: {text}");
+            assert!(
+                !text.contains(PASSWORD),
+                "{args:?} printed the password:\n{text}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -93,6 +200,37 @@ fn unreachable_store_exits_69() {
     let out = run(tenure_at("etcd://127.0.0.1:1").args(["lock", "jobs", "--", "true"]));
     assert_eq!(code(&out), 69, "{}", stderr(&out));
     assert!(stderr(&out).contains("cannot reach"), "{}", stderr(&out));
+}
+
+#[test]
+fn elect_help_documents_the_exit_codes_and_variables() {
+    let out = run(tenure().args(["elect", "--help"]));
+    assert_eq!(code(&out), 0);
+    let help = stdout(&out);
+    for needle in [
+        "75",
+        "77",
+        "69",
+        "130",
+        "TENURE_LEADER_KEY",
+        "TENURE_FENCING_TOKEN",
+    ] {
+        assert!(
+            help.contains(needle),
+            "elect --help lacks {needle}:\n{help}"
+        );
+    }
+    let out = run(tenure().arg("--help"));
+    for needle in [
+        "--ca-file",
+        "--client-cert",
+        "--tls-server-name",
+        "--user",
+        "--password-file",
+        "TENURE_PASSWORD",
+    ] {
+        assert!(stdout(&out).contains(needle), "--help lacks {needle}");
+    }
 }
 
 #[test]
@@ -142,6 +280,7 @@ fn every_demo_runs_in_process() {
         "fires lost()",
         "gets the lock",
         "locked by another session",
+        "takes over",
     ] {
         assert!(text.contains(needle), "demo all lacks {needle:?}:\n{text}");
     }

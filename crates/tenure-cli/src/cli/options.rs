@@ -1,5 +1,6 @@
 //! Global options (accepted before or after the subcommand) and value parsers.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args};
@@ -8,10 +9,17 @@ use clap::{ArgAction, Args};
 /// what a duration looks like.
 pub fn global_help() -> String {
     format!(
-        "URL forms: {}.\n`lock` needs a shared store; mem:// is for demo and bench.\n\
+        "URL forms: {}.\n`lock`, `elect`, `leader` and `status` need a shared store; mem:// is for \
+         demo and bench.\n\
+         Password: from the environment variable TENURE_PASSWORD or --password-file, never a \
+         flag.\n\
          Durations: 500ms, 10s, 2m, 1h30m.\n\
          Examples:\n  tenure lock --url etcd://127.0.0.1:2379 backups -- ./backup.sh\n  \
-         tenure demo all\n  tenure bench --url etcd://127.0.0.1:2379",
+         tenure elect --url etcd://127.0.0.1:2379 scheduler -- ./scheduler\n  \
+         tenure status --url etcd://127.0.0.1:2379\n  \
+         tenure demo all\n  tenure bench --url etcd://127.0.0.1:2379\n\
+         Exit codes: see `tenure lock --help` and `tenure elect --help`; 77 means the store \
+         refused our credentials, certificate or permissions.",
         tenure::url::VALID_FORMS
     )
 }
@@ -34,6 +42,57 @@ pub struct GlobalOpts {
     /// Log to stderr: -v info, -vv debug, -vvv trace [default: warnings only]
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
+
+    #[command(flatten)]
+    pub security: SecurityOpts,
+}
+
+/// TLS and authentication. The password comes only from the environment (`TENURE_PASSWORD`)
+/// or a file, never from the command line, where `ps` and shell history would show it.
+#[derive(Debug, Args)]
+pub struct SecurityOpts {
+    /// PEM file of the CA(s) that signed the server's certificate (etcds://, rediss://)
+    #[arg(long, global = true, value_name = "PATH", help_heading = "Security")]
+    pub ca_file: Option<PathBuf>,
+
+    /// PEM client certificate, for servers that require one (mutual TLS); needs --client-key
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        requires = "client_key",
+        help_heading = "Security"
+    )]
+    pub client_cert: Option<PathBuf>,
+
+    /// PEM private key of --client-cert
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        requires = "client_cert",
+        help_heading = "Security"
+    )]
+    pub client_key: Option<PathBuf>,
+
+    /// Name the server's certificate must carry, when it differs from the URL's host
+    #[arg(long, global = true, value_name = "NAME", help_heading = "Security")]
+    pub tls_server_name: Option<String>,
+
+    /// User for the store's authentication; the password comes from TENURE_PASSWORD or
+    /// --password-file
+    #[arg(
+        long,
+        global = true,
+        env = "TENURE_USER",
+        value_name = "NAME",
+        help_heading = "Security"
+    )]
+    pub user: Option<String>,
+
+    /// Read the password from the first line of this file (instead of TENURE_PASSWORD)
+    #[arg(long, global = true, value_name = "PATH", help_heading = "Security")]
+    pub password_file: Option<PathBuf>,
 }
 
 /// Parses a human duration (`500ms`, `10s`, `2m`); clap turns an error into exit 2.

@@ -2,21 +2,19 @@
 //! interrupted. flock(1)'s options and exit codes, etcdctl's environment variables.
 
 use std::ffi::OsString;
-use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use serde::Serialize;
-use tenure::{Error, Mutex, MutexGuard, Session, Tenure};
+use tenure::{Mutex, MutexGuard, Session, Tenure};
 use tokio::time::Instant;
 
 use crate::cli::connect;
 use crate::cli::options::{parse_duration, GlobalOpts};
+use crate::cmd;
 use crate::exit::{self, Failure};
-use crate::signals::{self, Signals};
-use crate::supervise::{self, Ending};
-use crate::{cmd, output};
+use crate::holding::{self, Holding, CLOSE_TIMEOUT};
+use crate::signals::Signals;
 
 pub const AFTER_HELP: &str = "\
 The command runs in its own process group with the lock's details in its environment:
@@ -36,7 +34,7 @@ Exit codes:
   69           the store is unreachable or failing
   70           internal error
   75           the lock was lost while held
-  77           the store denied permission
+  77           the store refused our credentials, certificate or permission
   126 / 127    the command could not be executed / was not found
   130 / 143    interrupted by SIGINT / SIGTERM while waiting for the lock
 
@@ -44,10 +42,6 @@ Examples:
   tenure lock --url etcd://127.0.0.1:2379 backups -- ./backup.sh
   tenure lock -n -E 0 --url etcd://127.0.0.1:2379 cron/hourly -- ./hourly.sh
   tenure lock -w 30s --url etcd://127.0.0.1:2379 deploy -- sh -c 'deploy --fence $TENURE_FENCING_TOKEN'";
-
-/// How long releasing (unlock, then closing the session) may take in all at exit before we
-/// leave it to the lease's TTL.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Args)]
 pub struct LockArgs {
@@ -75,23 +69,17 @@ pub struct LockArgs {
     pub command: Vec<OsString>,
 }
 
-/// What came of holding the lock.
-enum Held {
-    /// Done with this exit code, the lock still held until release.
-    Finished(u8),
-    /// The lock was lost; already reported on stderr.
-    Lost,
-}
-
 pub async fn run(global: &GlobalOpts, args: LockArgs) -> Result<u8> {
+    holding::check_name(&args.name)?;
     let mut signals = Signals::install()?;
+    let waiting = format!("{:?}", args.name);
     let tenure = match signals.race(connect::coordinating(global, "lock")).await {
         Ok(tenure) => tenure?,
-        Err(sig) => return Ok(interrupted(sig, &args.name)),
+        Err(sig) => return Ok(holding::interrupted(sig, &waiting)),
     };
     let session = match signals.race(tenure.session()).await {
         Ok(session) => session?,
-        Err(sig) => return Ok(interrupted(sig, &args.name)),
+        Err(sig) => return Ok(holding::interrupted(sig, &waiting)),
     };
     let guard = match acquire(&session, &args, &mut signals).await {
         Ok(guard) => guard,
@@ -101,24 +89,24 @@ pub async fn run(global: &GlobalOpts, args: LockArgs) -> Result<u8> {
         }
     };
     tracing::info!(key = guard.key(), token = %guard.token(), "acquired");
+    let what = format!("lock {:?}", args.name);
     let held = if args.command.is_empty() {
-        hold(&guard, &mut signals, global.json).await
+        let holding = Holding {
+            name: guard.name(),
+            key: guard.key(),
+            token: guard.token().get(),
+            value: None,
+        };
+        holding::hold(&holding, &what, guard.lost(), &mut signals, global.json).await
     } else {
-        run_command(&tenure, &guard, &mut signals, &args).await
+        let env = command_env(&tenure, &guard, &args.name);
+        let lost = guard.lost();
+        holding::run_command(&args.command, &env, lost, &mut signals, args.grace, &what).await
     };
     let deadline = Instant::now() + CLOSE_TIMEOUT;
-    let lost_at_release = release(guard, deadline).await;
+    let lost_at_release = holding::release(guard.unlock(), deadline, &what).await;
     cmd::close_session(session, deadline.saturating_duration_since(Instant::now())).await;
-    match held? {
-        Held::Lost => Ok(exit::LOST),
-        Held::Finished(code) => match lost_at_release {
-            Some(err) => {
-                eprintln!("tenure: {err}; the exit code of what ran under it was {code}");
-                Ok(exit::LOST)
-            }
-            None => Ok(code),
-        },
-    }
+    holding::outcome(held, lost_at_release)
 }
 
 /// Why no guard came out of waiting.
@@ -154,7 +142,7 @@ async fn acquire(
             ))
         }
         Err(sig) => {
-            interrupted(sig, &args.name);
+            holding::interrupted(sig, &format!("{:?}", args.name));
             Err(NotAcquired::Signalled(sig))
         }
     }
@@ -173,61 +161,12 @@ async fn wait_for(mutex: &Mutex, args: &LockArgs) -> tenure::Result<MutexGuard> 
     }
 }
 
-fn interrupted(sig: i32, name: &str) -> u8 {
-    eprintln!(
-        "tenure: {} while waiting for {name:?}; gave up waiting",
-        signals::name(sig)
-    );
-    exit::signalled(sig)
-}
-
-#[derive(Serialize)]
-struct HoldingJson<'a> {
-    name: &'a str,
-    key: &'a str,
-    token: u64,
-}
-
-/// No command: say what we hold, then hold it until a signal or until it is lost.
-async fn hold(guard: &MutexGuard, signals: &mut Signals, json: bool) -> Result<Held> {
-    if json {
-        output::json(&HoldingJson {
-            name: guard.name(),
-            key: guard.key(),
-            token: guard.token().get(),
-        })?;
-    } else {
-        output::line(format!("key {}\ntoken {}", guard.key(), guard.token()))?;
-    }
-    if std::io::stderr().is_terminal() {
-        eprintln!(
-            "tenure: holding {:?}; Ctrl-C or SIGTERM releases it",
-            guard.name()
-        );
-    }
-    tokio::select! {
-        sig = signals.recv() => {
-            tracing::info!("{} received; releasing", signals::name(sig));
-            Ok(Held::Finished(0))
-        }
-        reason = guard.lost() => {
-            eprintln!("tenure: lock {:?} was lost: {reason}", guard.name());
-            Ok(Held::Lost)
-        }
-    }
-}
-
-/// Runs the command under supervision with the lock's details in its environment.
-async fn run_command(
-    tenure: &Tenure,
-    guard: &MutexGuard,
-    signals: &mut Signals,
-    args: &LockArgs,
-) -> Result<Held> {
+/// The lock's details for the command, as `etcdctl lock` exports them on etcd too.
+fn command_env(tenure: &Tenure, guard: &MutexGuard, name: &str) -> Vec<(&'static str, String)> {
     let key = guard.key().to_string();
     let token = guard.token().to_string();
     let mut env = vec![
-        ("TENURE_LOCK_NAME", args.name.clone()),
+        ("TENURE_LOCK_NAME", name.to_string()),
         ("TENURE_LOCK_KEY", key.clone()),
         ("TENURE_FENCING_TOKEN", token.clone()),
     ];
@@ -235,29 +174,5 @@ async fn run_command(
         // What `etcdctl lock NAME CMD` exports, so scripts written for it keep working.
         env.extend([("ETCD_LOCK_KEY", key), ("ETCD_LOCK_REV", token)]);
     }
-    let mut child = supervise::spawn(&args.command, &env)?;
-    let what = format!("lock {:?}", args.name);
-    let lost = guard.lost();
-    match supervise::supervise(&mut child, signals, lost, args.grace, &what).await? {
-        Ending::Exited(status) => Ok(Held::Finished(exit::of_status(status))),
-        Ending::Stopped => Ok(Held::Lost),
-    }
-}
-
-/// Releases the lock; returns the error if it turned out to be lost before release. Other
-/// failures only warn: closing the session (or, failing that, the TTL) frees the lock. Bounded,
-/// since a store that stopped answering must not keep us from exiting.
-async fn release(guard: MutexGuard, deadline: Instant) -> Option<Error> {
-    match tokio::time::timeout_at(deadline, guard.unlock()).await {
-        Ok(Ok(())) => None,
-        Ok(Err(e @ Error::LockLost { .. })) => Some(e),
-        Ok(Err(e)) => {
-            tracing::warn!("could not release the lock ({e}); it is freed when the lease ends");
-            None
-        }
-        Err(_) => {
-            tracing::warn!("releasing the lock timed out; it is freed when the lease ends");
-            None
-        }
-    }
+    env
 }

@@ -2,7 +2,9 @@
 
 pub mod bench;
 pub mod demo;
+pub mod elect;
 pub mod lock;
+pub mod status;
 
 use std::time::Duration;
 

@@ -232,6 +232,42 @@ impl Proc {
     }
 }
 
+/// The lines a process prints on stdout, read as they come.
+pub struct Lines(mpsc::Receiver<String>);
+
+impl Lines {
+    /// The next line (bounded); panics if the process closed stdout first.
+    pub fn next(&self) -> String {
+        self.0.recv_timeout(PATIENCE).expect("a line on stdout")
+    }
+}
+
+impl Proc {
+    /// Its stdout as lines; call once, instead of [`Proc::first_line`].
+    pub fn lines(&mut self) -> Lines {
+        let stdout = self
+            .child
+            .as_mut()
+            .and_then(|c| c.stdout.take())
+            .expect("stdout piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Lines(rx)
+    }
+}
+
+/// Stdout and stderr together, for looking for what must never be printed.
+pub fn all_output(out: &Output) -> String {
+    format!("{}{}", stdout(out), stderr(out))
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {

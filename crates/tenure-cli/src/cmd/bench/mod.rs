@@ -58,7 +58,7 @@ pub async fn run(global: &GlobalOpts, args: BenchArgs) -> Result<u8> {
         )
         .into());
     };
-    let tenure = connect::connect(url, global.ttl).await?;
+    let tenure = connect::connect(global, url, global.ttl).await?;
     let run_id = RandomState::new().hash_one(std::process::id());
     let prefix = format!("tenure-bench/{run_id:016x}");
     let floor_key = format!("{prefix}/floor");

@@ -2,6 +2,7 @@
 
 mod counter;
 mod expiry;
+mod failover;
 mod timeline;
 mod trylock;
 
@@ -11,7 +12,6 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 
 use crate::cli::{connect, options::GlobalOpts};
-use crate::exit::{self, Failure};
 
 pub const AFTER_HELP: &str = "\
 Runs on the in-process store (mem://) unless --url or TENURE_URL names another.
@@ -22,12 +22,18 @@ Runs on the in-process store (mem://) unless --url or TENURE_URL names another.
            gets the lock when the lease runs out (--ttl sets the holder's lease;
            default 2s on etcd, 500ms in-process).
   trylock  a second client's try_lock fails at once while the lock is held.
-  failover primary and standby with leader election: not available in this version yet.
-  all      counter, expiry and trylock in turn.
+  failover a primary leads an election and heartbeats with guarded writes, a standby waits;
+           the primary freezes past its lease (--ttl; default 2s on etcd, 500ms
+           in-process), its lost() fires, the standby takes over with a larger fencing
+           token, and the old primary's late write is refused.
+  all      counter, expiry, trylock and failover in turn.
+expiry, trylock and failover print one line per event, stamped with the time since the
+scenario started; --json prints them as {\"demo\",\"t\",\"event\",\"message\"} lines.
 Examples:
   tenure demo
   tenure demo expiry --url etcd://127.0.0.1:2379
-  tenure demo counter --workers 20 --json";
+  tenure demo counter --workers 20 --json
+  tenure demo failover --url etcd://127.0.0.1:2379";
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -54,17 +60,10 @@ pub enum Scenario {
 const DEFAULT_URL: &str = "mem://";
 
 pub async fn run(global: &GlobalOpts, args: DemoArgs) -> Result<u8> {
-    if args.scenario == Scenario::Failover {
-        return Err(Failure::new(
-            exit::USAGE,
-            "the failover demo needs leader election, which this version of tenure does not \
-             offer yet; try counter, expiry, trylock or all",
-        )
-        .into());
-    }
     let url = global.url.as_deref().unwrap_or(DEFAULT_URL);
-    // The global --ttl is the expiry demo's crashing holder's TTL; the others use the default.
-    let tenure = connect::connect(url, None).await?;
+    // The global --ttl is the crashing holder's (expiry) or frozen primary's (failover) TTL;
+    // the others use the default.
+    let tenure = connect::connect(global, url, None).await?;
     let run_id = format!("{:016x}", RandomState::new().hash_one(std::process::id()));
     let prefix = format!("tenure-demo/{run_id}");
     let json = global.json;
@@ -80,7 +79,11 @@ pub async fn run(global: &GlobalOpts, args: DemoArgs) -> Result<u8> {
     }
     if chosen(Scenario::Trylock) {
         sep.next()?;
-        trylock::run(&tenure, url, json, &prefix).await?;
+        trylock::run(global, &tenure, url, json, &prefix).await?;
+    }
+    if chosen(Scenario::Failover) {
+        sep.next()?;
+        failover::run(&tenure, global.ttl, json, &prefix).await?;
     }
     Ok(0)
 }

@@ -6,9 +6,15 @@ use tenure::{Error, Tenure};
 use tokio::time::Instant;
 
 use super::timeline::Timeline;
-use crate::cli::connect;
+use crate::cli::{connect, options::GlobalOpts};
 
-pub async fn run(tenure: &Tenure, url: &str, json: bool, prefix: &str) -> Result<()> {
+pub async fn run(
+    global: &GlobalOpts,
+    tenure: &Tenure,
+    url: &str,
+    json: bool,
+    prefix: &str,
+) -> Result<()> {
     let name = format!("{prefix}/trylock");
     let tl = Timeline::start("trylock", json);
     tl.heading("a second client tries a held lock")?;
@@ -19,7 +25,7 @@ pub async fn run(tenure: &Tenure, url: &str, json: bool, prefix: &str) -> Result
         &format!("client A locked {name:?} (fencing token {})", guard.token()),
     )?;
     // A separate connection, as another process would have.
-    let other = connect::connect(url, None).await?;
+    let other = connect::connect(global, url, None).await?;
     let b = other.session().await?;
     let asked = Instant::now();
     match b.mutex(&name)?.try_lock().await {

@@ -17,6 +17,7 @@ per_version!(
     elect_without_a_command_is_shown_by_leader,
     observe_prints_every_change_of_leader,
     interrupt_while_campaigning_leaves_no_key,
+    lost_leadership_stops_the_command_and_exits_75,
     tenure_elect_waits_for_etcdctl_elect,
     status_shows_holder_and_waiters,
     passwords_never_show_in_output,
@@ -192,6 +193,34 @@ fn interrupt_while_campaigning_leaves_no_key(tag: &str, test: &str) {
     leader.signal(libc::SIGTERM);
     assert_eq!(code(&leader.finish()), 0);
     assert!(etcd.keys(&prefix).is_empty());
+}
+
+fn lost_leadership_stops_the_command_and_exits_75(tag: &str, test: &str) {
+    let Some(etcd) = etcd(tag, test) else { return };
+    let (dir, name) = (TempDir::new(), unique("elect-lost"));
+    let stopped = dir.path("stopped");
+    let script = r#"echo "$TENURE_LEADER_KEY" > "$OUT"; trap 'touch "$STOPPED"; exit 0' TERM; touch "$READY"; while :; do sleep 0.02; done"#;
+    let p = spawn(
+        etcd.tenure()
+            .args(["elect", &name, "--", "sh", "-c", script])
+            .env("OUT", dir.path("key"))
+            .env("READY", dir.path("ready"))
+            .env("STOPPED", &stopped),
+    );
+    wait_for_file(&dir.path("ready"));
+    let key = std::fs::read_to_string(dir.path("key")).expect("key file");
+    etcd.revoke_lease_of(key.trim());
+    let out = p.finish();
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(stderr(&out).contains("leadership"), "{}", stderr(&out));
+    assert!(stopped.exists(), "the command got no SIGTERM");
+    // Without a command, too.
+    let mut leader = spawn(etcd.tenure().args(["--json", "elect", &name]));
+    let led = json(&leader.first_line());
+    etcd.revoke_lease_of(led["key"].as_str().expect("key"));
+    let out = leader.finish();
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(etcd.keys(&format!("{name}/")).is_empty());
 }
 
 fn tenure_elect_waits_for_etcdctl_elect(tag: &str, test: &str) {

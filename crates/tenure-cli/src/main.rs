@@ -45,7 +45,7 @@ enum Command {
     /// List locks and elections under a prefix: holder, token, value, waiters, TTL left
     #[command(after_help = cmd::status::AFTER_HELP)]
     Status(cmd::status::StatusArgs),
-    /// Run the classic scenarios: lost updates, expiry of a crashed holder, try-lock
+    /// Run the classic scenarios: lost updates, expiry of a crashed holder, try-lock, fail-over
     #[command(after_help = cmd::demo::AFTER_HELP)]
     Demo(cmd::demo::DemoArgs),
     /// Measure the store's floor, lock latency, contended throughput and hand-off

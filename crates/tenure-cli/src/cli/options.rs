@@ -27,7 +27,7 @@ pub fn global_help() -> String {
 /// Options every subcommand accepts.
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
-    /// Store: etcd://HOST:PORT[,HOST:PORT...], etcds://... (TLS), mem://[NAME] (demo, bench)
+    /// Store: etcd://HOST:PORT[,...], etcds://... (TLS), zk://..., redis://..., mem:// (demo, bench)
     #[arg(long, global = true, env = "TENURE_URL", value_name = "URL")]
     pub url: Option<String>,
 

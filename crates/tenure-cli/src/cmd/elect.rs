@@ -47,7 +47,7 @@ Exit codes:
   130 / 143    interrupted by SIGINT / SIGTERM while campaigning
 
 Examples:
-  tenure elect --url etcd://127.0.0.1:2379 scheduler -- ./scheduler --fence-token-from-env
+  tenure elect --url etcd://127.0.0.1:2379 scheduler -- sh -c 'exec ./scheduler --token \"$TENURE_FENCING_TOKEN\"'
   tenure elect --url etcd://127.0.0.1:2379 --value \"$(hostname):8080\" primary
   tenure elect --url etcd://127.0.0.1:2379 --observe primary --json";
 

@@ -224,8 +224,7 @@ async fn open(target: Target, security: &Security, timeout: Duration) -> Result<
         }),
         #[cfg(feature = "zookeeper")]
         Target::Zk { hosts, chroot } => {
-            no_security(security, "zookeeper")?;
-            crate::backend::zookeeper::connect(&hosts, chroot.as_deref(), timeout).await
+            crate::backend::zookeeper::connect(&hosts, chroot.as_deref(), security, timeout).await
         }
         #[cfg(not(feature = "zookeeper"))]
         Target::Zk { .. } => Err(Error::BackendDisabled {

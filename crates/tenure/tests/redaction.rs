@@ -4,7 +4,9 @@
 //!
 //! Runs without servers: connection attempts go to a closed loopback port, and with
 //! `TENURE_TEST_ETCD35_URL` set (under `scripts/test`) also to a real etcd, which answers a
-//! login attempt on a server without authentication.
+//! login attempt on a server without authentication, and with `TENURE_TEST_ZK_URL` to a real
+//! ZooKeeper, which takes the digest credentials (`tests/zk_security.rs` also searches the
+//! output of refused ZooKeeper operations).
 
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
@@ -92,7 +94,13 @@ async fn passwords_never_appear_in_logs_errors_or_debug_output() {
         Tenure::builder(&format!("rediss://:{PASSWORD}@127.0.0.1:{}", closed_port())),
         Tenure::builder(&format!("redis://app1:{PASSWORD}@127.0.0.1:1/x")),
         Tenure::builder(&format!("bogus://app1:{PASSWORD}@h")),
+        Tenure::builder(&format!("zk://127.0.0.1:{}", closed_port())).credentials("app1", PASSWORD),
+        Tenure::builder(&format!("zk://127.0.0.1:{}", closed_port()))
+            .credentials("app:1", PASSWORD),
     ];
+    if let Ok(url) = std::env::var("TENURE_TEST_ZK_URL") {
+        builders.push(Tenure::builder(&url).credentials("app1", PASSWORD));
+    }
     if let Ok(url) = std::env::var("TENURE_TEST_ETCD35_URL") {
         builders.push(Tenure::builder(&url).credentials("app1", PASSWORD));
     }

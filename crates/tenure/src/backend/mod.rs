@@ -26,6 +26,24 @@ pub(crate) mod redis;
 #[cfg(feature = "zookeeper")]
 pub(crate) mod zookeeper;
 
+/// Runs one store request, bounded by `timeout`: a request that does not answer in time is a
+/// [`crate::Error::Transient`] fault (C11); a store error goes through the backend's `map_err`.
+#[cfg(any(feature = "etcd", feature = "zookeeper"))]
+pub(crate) async fn call_with<T, E>(
+    op: &'static str,
+    timeout: Duration,
+    fut: impl std::future::Future<Output = std::result::Result<T, E>>,
+    map_err: impl FnOnce(&'static str, E) -> crate::Error,
+) -> Result<T> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r.map_err(|e| map_err(op, e)),
+        Err(_) => Err(crate::Error::Transient {
+            op,
+            message: format!("no answer within {timeout:?}"),
+        }),
+    }
+}
+
 /// A store, as reached through one URL.
 #[async_trait]
 pub(crate) trait Backend: Send + Sync + 'static {

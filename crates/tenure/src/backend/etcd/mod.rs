@@ -91,13 +91,7 @@ pub(super) async fn call<T>(
     op: &'static str,
     fut: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
 ) -> Result<T> {
-    match tokio::time::timeout(OP_TIMEOUT, fut).await {
-        Ok(r) => r.map_err(|e| map_err(op, e)),
-        Err(_) => Err(Error::Transient {
-            op,
-            message: format!("no answer within {OP_TIMEOUT:?}"),
-        }),
-    }
+    super::call_with(op, OP_TIMEOUT, fut, map_err).await
 }
 
 /// `etcd://` as a [`Backend`].

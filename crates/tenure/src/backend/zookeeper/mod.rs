@@ -12,6 +12,18 @@
 //!   Disconnected session is *suspended*; Expired, or the local deadline passing unconfirmed,
 //!   is lost; a new session is never opened under a held guard (C7).
 //!
+//! With credentials ([`crate::Builder::credentials`]) every session authenticates with
+//! ZooKeeper's digest scheme (`addAuth digest user:password`) and every node we create — the
+//! chroot, the CONTAINER parents of a queue, the lock and election nodes, keys written — carries
+//! the ACL *creator ALL, world READ*: anyone can list a queue and observe its leader, only
+//! sessions with our identity can change it. ZooKeeper checks the permission to delete a node on
+//! its *parent*, so "only the creator may delete this entry" can only be had by owning the
+//! parent: queue parents are owned too, and a lock or election is therefore shared by the
+//! sessions of one identity (the instances of one service) and refused, with
+//! [`Error::PermissionDenied`], to other identities while its queue exists (Curator with a
+//! creator-only `ACLProvider` behaves the same way; it applies that provider to parents).
+//! Without credentials, nodes are open (`world:anyone ALL`), as before.
+//!
 //! Known limit: `observe()` re-lists after each (one-shot) child or data watch fires, so a
 //! leader or value that lasted only between two re-lists can be missed; what it reports is
 //! still never stale and in order.
@@ -32,7 +44,8 @@ use self::session::ZkSession;
 use super::queue::QueueSession;
 use super::{Backend, SessionBackend};
 use crate::liveness::LostReason;
-use crate::{Error, Result, Write};
+use crate::security::{invalid, Security};
+use crate::{Error, Result, Secret, Write};
 
 /// Longest we wait for one request before calling it a transient fault (C11).
 const OP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,8 +69,15 @@ pub(super) fn map_err(op: &'static str, e: zk::Error) -> Error {
         E::ClientClosed => Error::SessionLost {
             reason: LostReason::SessionClosed,
         },
-        E::NoAuth | E::AuthFailed => Error::PermissionDenied {
-            message: format!("{op}: {e}"),
+        E::NoAuth => Error::PermissionDenied {
+            message: format!(
+                "ZooKeeper refused {op} (NoAuth): the node's ACL does not grant it to this \
+                 session's identity; the node belongs to another user, or the password is wrong \
+                 (ZooKeeper accepts any digest password and only fails the ACL checks after)"
+            ),
+        },
+        E::AuthFailed => Error::AuthFailed {
+            message: format!("ZooKeeper refused the session's authentication during {op}"),
         },
         other => Error::Store {
             op,
@@ -72,8 +92,8 @@ pub(super) fn state_err(state: zk::SessionState) -> Error {
         zk::SessionState::Expired => Error::SessionLost {
             reason: LostReason::LeaseExpired,
         },
-        zk::SessionState::AuthFailed => Error::PermissionDenied {
-            message: "ZooKeeper authentication failed".into(),
+        zk::SessionState::AuthFailed => Error::AuthFailed {
+            message: "ZooKeeper refused the session's authentication".into(),
         },
         zk::SessionState::Closed => Error::SessionLost {
             reason: LostReason::SessionClosed,
@@ -90,13 +110,7 @@ pub(super) async fn call<T>(
     op: &'static str,
     fut: impl std::future::Future<Output = std::result::Result<T, zk::Error>>,
 ) -> Result<T> {
-    match tokio::time::timeout(OP_TIMEOUT, fut).await {
-        Ok(r) => r.map_err(|e| map_err(op, e)),
-        Err(_) => Err(Error::Transient {
-            op,
-            message: format!("no answer within {OP_TIMEOUT:?}"),
-        }),
-    }
+    super::call_with(op, OP_TIMEOUT, fut, map_err).await
 }
 
 /// Like [`call`], with ZooKeeper's NoNode as `None`.
@@ -114,11 +128,49 @@ pub(super) async fn call_node<T>(
     .await
 }
 
-/// Where the ensemble is: the connect string without chroot, and the chroot.
+/// Digest credentials: ZooKeeper's `addAuth digest user:password`.
+#[derive(Clone, Debug)]
+pub(super) struct Digest {
+    user: String,
+    password: Secret,
+}
+
+impl Digest {
+    /// The digest credentials of `security`, if any; TLS options are refused.
+    fn from_security(security: &Security) -> Result<Option<Digest>> {
+        if security.wants_tls() {
+            return Err(invalid(
+                "tls",
+                "ZooKeeper TLS is not supported by this version of tenure; use a plaintext \
+                 zk:// URL (on a trusted network or through a TLS tunnel), or the etcd backend",
+            ));
+        }
+        let Some((user, password)) = security.user_and_password()? else {
+            return Ok(None);
+        };
+        if user.is_empty() || user.contains(':') {
+            return Err(invalid(
+                "credentials",
+                format!("ZooKeeper digest user {user:?} must be non-empty and contain no ':'"),
+            ));
+        }
+        Ok(Some(Digest { user, password }))
+    }
+}
+
+/// Lock and election nodes, their parents and written keys, with credentials: the creator's
+/// identity may do anything, everyone may read (list a queue, observe its leader).
+static OWNED: [zk::Acl; 2] = [
+    zk::Acl::new_const(zk::Permission::ALL, "auth", ""),
+    zk::Acl::new_const(zk::Permission::READ, "world", "anyone"),
+];
+
+/// Where the ensemble is: the connect string without chroot, the chroot, and the credentials.
 #[derive(Clone, Debug)]
 pub(super) struct Ensemble {
     hosts: String,
     chroot: Option<String>,
+    auth: Option<Digest>,
 }
 
 impl Ensemble {
@@ -130,13 +182,40 @@ impl Ensemble {
         self.connect_with(connector, wait).await
     }
 
+    /// The ACLs of the nodes this ensemble's sessions create: owned with credentials, open
+    /// without (an `auth` ACL needs an authenticated session).
+    pub(super) fn acls(&self) -> zk::Acls<'static> {
+        match self.auth {
+            Some(_) => zk::Acls::new(&OWNED),
+            None => zk::Acls::anyone_all(),
+        }
+    }
+
     async fn connect_with(&self, connector: zk::Connector, wait: Duration) -> Result<zk::Client> {
         let unreachable = |reason: String| Error::Unreachable {
             endpoint: format!("zk://{}", self.hosts),
             reason,
         };
+        let connector = match &self.auth {
+            None => connector,
+            Some(d) => {
+                let token = format!("{}:{}", d.user, d.password.expose());
+                connector.with_auth("digest", token.as_bytes())
+            }
+        };
         let client = match tokio::time::timeout(wait, connector.connect(&self.hosts)).await {
             Ok(Ok(c)) => c,
+            Ok(Err(zk::Error::AuthFailed)) => {
+                let user = self.auth.as_ref().map(|d| d.user.as_str()).unwrap_or("");
+                return Err(Error::AuthFailed {
+                    message: format!(
+                        "ZooKeeper at {} refused the session's authentication (digest user \
+                         {user:?}; a server with zookeeper.enforce.auth.enabled also refuses \
+                         sessions without credentials)",
+                        self.hosts
+                    ),
+                });
+            }
             Ok(Err(e)) => return Err(unreachable(e.to_string())),
             Err(_) => return Err(unreachable(format!("no session within {wait:?}"))),
         };
@@ -173,20 +252,30 @@ pub(crate) struct ZkBackend {
     client: zk::Client,
 }
 
-/// Connects to a ZooKeeper ensemble, creating the chroot node if it is missing.
+/// Connects to a ZooKeeper ensemble, creating the chroot node if it is missing. With
+/// credentials in `security`, sessions authenticate with them and the nodes they create are
+/// owned (see the module docs); TLS options are refused.
 pub(crate) async fn connect(
     hosts: &[String],
     chroot: Option<&str>,
+    security: &Security,
     timeout: Duration,
 ) -> Result<Arc<dyn Backend>> {
     let plain = Ensemble {
         hosts: hosts.join(","),
         chroot: None,
+        auth: Digest::from_security(security)?,
     };
     let root = plain.connect(SHARED_SESSION_TIMEOUT, timeout).await?;
     if let Some(path) = chroot.filter(|c| *c != "/") {
-        let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-        match call("create chroot", root.mkdir(path, &options)).await {
+        let options = zk::CreateMode::Persistent.with_acls(plain.acls());
+        // An existing chroot is used as it is (its parent may not let us create anything).
+        let exists = call_node("check chroot", root.check_stat(path)).await?;
+        let made = match exists.flatten() {
+            Some(_) => Ok(()),
+            None => call("create chroot", root.mkdir(path, &options)).await,
+        };
+        match made {
             Ok(()) => {}
             Err(Error::Store { message, .. }) => {
                 return Err(Error::InvalidUrl {
@@ -200,6 +289,7 @@ pub(crate) async fn connect(
     let ensemble = Ensemble {
         hosts: plain.hosts,
         chroot: chroot.filter(|c| *c != "/").map(str::to_string),
+        auth: plain.auth,
     };
     // The chroot is in place: close the probe session, open the one we keep.
     drop(root);
@@ -231,7 +321,8 @@ impl Backend for ZkBackend {
     }
 
     async fn write(&self, ops: &[Write]) -> Result<()> {
-        ops::commit(&self.client, None, ops).await.map(|_| ())
+        let acls = self.ensemble.acls();
+        ops::commit(&self.client, acls, None, ops).await.map(|_| ())
     }
 
     async fn entries(&self, prefix: &str) -> Result<Vec<super::observe::Kv>> {
@@ -264,12 +355,21 @@ mod tests {
                 reason: LostReason::LeaseExpired
             }
         ));
-        for denied in [zk::Error::NoAuth, zk::Error::AuthFailed] {
-            assert!(matches!(
-                map_err("op", denied),
-                Error::PermissionDenied { .. }
-            ));
-        }
+        let denied = map_err("unlock", zk::Error::NoAuth);
+        assert!(
+            matches!(denied, Error::PermissionDenied { .. }),
+            "{denied:?}"
+        );
+        assert!(denied.to_string().contains("password is wrong"), "{denied}");
+        assert!(matches!(
+            map_err("op", zk::Error::AuthFailed),
+            Error::AuthFailed { .. }
+        ));
+        assert!(matches!(
+            state_err(zk::SessionState::AuthFailed),
+            Error::AuthFailed { .. }
+        ));
+        assert!(!denied.is_transient() && denied.is_permission());
         assert!(matches!(
             map_err("op", zk::Error::NotEmpty),
             Error::Store { .. }
@@ -285,10 +385,32 @@ mod tests {
         let res = connect(
             &[format!("127.0.0.1:{port}")],
             None,
+            &Security::default(),
             Duration::from_millis(500),
         )
         .await;
         assert!(matches!(res, Err(Error::Unreachable { .. })), "{res:?}");
+    }
+
+    #[tokio::test]
+    async fn unusable_security_options_are_refused_before_connecting() {
+        use crate::security::PasswordSource;
+        let tls = Security {
+            ca_file: Some("ca.pem".into()),
+            ..Default::default()
+        };
+        let colon = Security {
+            user: Some("a:b".into()),
+            password: Some(PasswordSource::Value("pw".into())),
+            ..Default::default()
+        };
+        for (security, option) in [(tls, "tls"), (colon, "credentials")] {
+            let res = connect(&["127.0.0.1:1".into()], None, &security, OP_TIMEOUT).await;
+            assert!(
+                matches!(&res, Err(Error::InvalidOption { option: o, .. }) if *o == option),
+                "{res:?}"
+            );
+        }
     }
 }
 

@@ -133,7 +133,11 @@ async fn follow(
     }
 }
 
+/// Why an observation ended; a refusal (NoAuth) keeps its own type, so that it is not retried.
 fn ended(e: Error) -> Error {
+    if e.is_permission() {
+        return e;
+    }
     Error::Transient {
         op: "observe",
         message: e.to_string(),

@@ -31,10 +31,6 @@ enum Step {
     },
 }
 
-fn persistent() -> zk::CreateOptions<'static> {
-    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
-}
-
 /// The version of `path`, or `None` when it does not exist.
 async fn version(client: &zk::Client, path: &str) -> Result<Option<i32>> {
     Ok(call_node("exists", client.check_stat(path))
@@ -44,15 +40,16 @@ async fn version(client: &zk::Client, path: &str) -> Result<Option<i32>> {
 }
 
 /// Creates the parents of `path` that are missing.
-async fn ensure_parent(client: &zk::Client, path: &str) -> Result<()> {
+async fn ensure_parent(client: &zk::Client, acls: zk::Acls<'_>, path: &str) -> Result<()> {
     let parent = layout::parent(path);
     if parent == "/" || version(client, parent).await?.is_some() {
         return Ok(());
     }
-    call("create parents", client.mkdir(parent, &persistent())).await
+    let persistent = zk::CreateMode::Persistent.with_acls(acls);
+    call("create parents", client.mkdir(parent, &persistent)).await
 }
 
-async fn plan(client: &zk::Client, ops: &[Write]) -> Result<Vec<Step>> {
+async fn plan(client: &zk::Client, acls: zk::Acls<'_>, ops: &[Write]) -> Result<Vec<Step>> {
     let mut steps = Vec::with_capacity(ops.len());
     for op in ops {
         match op {
@@ -66,7 +63,7 @@ async fn plan(client: &zk::Client, ops: &[Write]) -> Result<Vec<Step>> {
                         version,
                     }),
                     None => {
-                        ensure_parent(client, &path).await?;
+                        ensure_parent(client, acls, &path).await?;
                         steps.push(Step::Create { path, data });
                     }
                 }
@@ -82,27 +79,33 @@ async fn plan(client: &zk::Client, ops: &[Write]) -> Result<Vec<Step>> {
     Ok(steps)
 }
 
-fn add(writer: &mut zk::MultiWriter<'_>, step: &Step) -> std::result::Result<(), zk::Error> {
+fn add(
+    writer: &mut zk::MultiWriter<'_>,
+    persistent: &zk::CreateOptions<'_>,
+    step: &Step,
+) -> std::result::Result<(), zk::Error> {
     match step {
         Step::Set {
             path,
             data,
             version,
         } => writer.add_set_data(path, data, Some(*version)),
-        Step::Create { path, data } => writer.add_create(path, data, &persistent()),
+        Step::Create { path, data } => writer.add_create(path, data, persistent),
         Step::Delete { path, version } => writer.add_delete(path, Some(*version)),
     }
 }
 
 /// Applies `ops` atomically; when `guard` is a holder node's path, only while it exists.
-/// `Ok(false)`: the guard node is gone and nothing was written.
+/// Nodes created get `acls`. `Ok(false)`: the guard node is gone and nothing was written.
 pub(super) async fn commit(
     client: &zk::Client,
+    acls: zk::Acls<'_>,
     guard: Option<&str>,
     ops: &[Write],
 ) -> Result<bool> {
+    let persistent = zk::CreateMode::Persistent.with_acls(acls);
     for _ in 0..ATTEMPTS {
-        let steps = plan(client, ops).await?;
+        let steps = plan(client, acls, ops).await?;
         if guard.is_none() && steps.is_empty() {
             return Ok(true);
         }
@@ -111,7 +114,9 @@ pub(super) async fn commit(
             if let Some(holder) = guard {
                 writer.add_check_version(holder, -1)?;
             }
-            steps.iter().try_for_each(|s| add(&mut writer, s))
+            steps
+                .iter()
+                .try_for_each(|s| add(&mut writer, &persistent, s))
         };
         build().map_err(|e| super::map_err("write", e))?;
         let Ok(committed) = tokio::time::timeout(OP_TIMEOUT, writer.commit()).await else {

@@ -37,14 +37,6 @@ impl Drop for ZkSession {
     }
 }
 
-fn ephemeral_sequential() -> zk::CreateOptions<'static> {
-    zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all())
-}
-
-fn container() -> zk::CreateOptions<'static> {
-    zk::CreateMode::Container.with_acls(zk::Acls::anyone_all())
-}
-
 impl ZkSession {
     /// Opens a session asking for `ttl` as its timeout; the server's answer is the TTL used.
     pub(super) async fn open(ensemble: Ensemble, ttl: Duration) -> Result<Arc<Self>> {
@@ -114,6 +106,11 @@ impl ZkSession {
     /// containers when missing, and a create whose answer was lost is found by its uuid.
     async fn create_node(&self, dir: &str, value: &[u8], role: Role) -> Result<Entry> {
         let client = self.client()?;
+        // Owned by our identity with credentials (parents too: ZooKeeper checks the right to
+        // delete a node on its parent), open without; see the module docs of `zookeeper`.
+        let acls = self.ensemble.acls();
+        let ephemeral_sequential = zk::CreateMode::EphemeralSequential.with_acls(acls);
+        let container = zk::CreateMode::Container.with_acls(acls);
         let uuid = layout::new_uuid();
         self.remember(dir, &uuid, true);
         let base = layout::child(dir, &layout::node_base(&uuid, role));
@@ -121,14 +118,14 @@ impl ZkSession {
         for _ in 0..CREATE_TRIES {
             let created = tokio::time::timeout(
                 OP_TIMEOUT,
-                client.create(&base, value, &ephemeral_sequential()),
+                client.create(&base, value, &ephemeral_sequential),
             )
             .await;
             let e = match created {
                 Ok(Ok((stat, seq))) => return Ok(entry(format!("{base}{seq}"), &stat)),
                 Ok(Err(zk::Error::NoNode)) => {
                     // Missing parents, or an empty container the server just reaped.
-                    call("create parents", client.mkdir(dir, &container())).await?;
+                    call("create parents", client.mkdir(dir, &container)).await?;
                     continue;
                 }
                 Ok(Err(e)) => super::map_err("lock", e),
@@ -302,7 +299,7 @@ impl QueueStore for ZkSession {
 
     async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool> {
         let client = self.client()?;
-        ops::commit(&client, Some(&mine.key), ops).await
+        ops::commit(&client, self.ensemble.acls(), Some(&mine.key), ops).await
     }
 
     async fn proclaim(&self, mine: &Entry, value: &[u8]) -> Result<bool> {

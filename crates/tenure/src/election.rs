@@ -1,10 +1,11 @@
 //! Leader election: campaign, proclaim, resign, leader, observe.
 
-use std::sync::Mutex as StdMutex;
+use std::sync::{Arc, Mutex as StdMutex};
 
 use crate::backend::observe::{apply, first, Kv, PrefixWatch};
+use crate::backend::Backend;
 use crate::held::Held;
-use crate::{Error, FencingToken, LostReason, Result, Session, Write};
+use crate::{Error, FencingToken, LostReason, Result, Session, Tenure, Write};
 
 /// A named election on a [`Session`]; create it with [`Session::election`].
 ///
@@ -63,10 +64,6 @@ impl Election {
         &self.name
     }
 
-    fn prefix(&self) -> String {
-        format!("{}/", self.name)
-    }
-
     /// Waits until this session leads, proposing `value`. Cancellation-safe: a campaign that
     /// is dropped or fails leaves no candidate key behind (etcd#21128).
     pub async fn campaign(&self, value: impl Into<Vec<u8>>) -> Result<Leadership> {
@@ -82,20 +79,49 @@ impl Election {
         })
     }
 
-    /// The current leader, or `None` when nobody campaigns.
+    /// The current leader, or `None` when nobody campaigns. [`Tenure::leader`] does the same
+    /// without a session.
     pub async fn leader(&self) -> Result<Option<Leader>> {
-        let entries = self.session.inner.store.entries(&self.prefix()).await?;
-        Ok(first(&entries).map(Leader::from))
+        leader_of(self.session.inner.store.as_ref(), &self.name).await
     }
 
     /// A stream of leaders: first the current one (or `None`), then every change of leader or
     /// of its value, in the store's order — never a stale or out-of-order one. It ends with
     /// [`Error::ObserveEnded`] (then `None`) when the store's watch breaks.
+    /// [`Tenure::observe`] does the same without a session.
     pub fn observe(&self) -> Observer {
-        Observer {
-            election: self.clone(),
-            state: ObserveState::Start,
-        }
+        Observer::new(self.session.inner.store.clone(), &self.name)
+    }
+}
+
+/// The leader of election `name`: the entry with the lowest create revision.
+async fn leader_of(store: &dyn Backend, name: &str) -> Result<Option<Leader>> {
+    let entries = store.entries(&format!("{name}/")).await?;
+    Ok(first(&entries).map(Leader::from))
+}
+
+impl Tenure {
+    /// The current leader of election `name`, read without a session (no lease is granted).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// let tenure = tenure::Tenure::connect("mem://leader-doc").await?;
+    /// assert!(tenure.leader("primary").await?.is_none());
+    /// let _l = tenure.session().await?.election("primary")?.campaign("a").await?;
+    /// assert_eq!(tenure.leader("primary").await?.map(|l| l.value), Some(b"a".to_vec()));
+    /// # Ok(()) }
+    /// ```
+    pub async fn leader(&self, name: &str) -> Result<Option<Leader>> {
+        crate::name::validate(name)?;
+        self.backend_ref().elections()?;
+        leader_of(self.backend_ref().as_ref(), name).await
+    }
+
+    /// Observes election `name` without a session; see [`Election::observe`].
+    pub fn observe(&self, name: &str) -> Result<Observer> {
+        crate::name::validate(name)?;
+        self.backend_ref().elections()?;
+        Ok(Observer::new(self.backend_ref().clone(), name))
     }
 }
 
@@ -110,19 +136,28 @@ enum ObserveState {
 
 /// The stream [`Election::observe`] returns; call [`Observer::next`].
 pub struct Observer {
-    election: Election,
+    store: Arc<dyn Backend>,
+    name: String,
     state: ObserveState,
 }
 
 impl std::fmt::Debug for Observer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Observer")
-            .field("election", &self.election.name)
+            .field("election", &self.name)
             .finish()
     }
 }
 
 impl Observer {
+    fn new(store: Arc<dyn Backend>, name: &str) -> Self {
+        Observer {
+            store,
+            name: name.to_string(),
+            state: ObserveState::Start,
+        }
+    }
+
     /// The next leader change: `Some(Ok(Some(leader)))`, `Some(Ok(None))` when nobody leads,
     /// `Some(Err(_))` once when the watch breaks (or, as [`Error::PermissionDenied`] /
     /// [`Error::AuthFailed`], when the store refuses to show the election), then `None`.
@@ -132,8 +167,7 @@ impl Observer {
             match &mut self.state {
                 ObserveState::Ended => return None,
                 ObserveState::Start => {
-                    let store = &self.election.session.inner.store;
-                    match store.watch_prefix(&self.election.prefix()).await {
+                    match self.store.watch_prefix(&format!("{}/", self.name)).await {
                         Ok(watch) => {
                             let leader = first(&watch.initial).map(Leader::from);
                             self.state = ObserveState::Watching {
@@ -170,7 +204,7 @@ impl Observer {
     fn end(&mut self, reason: String) -> Error {
         self.state = ObserveState::Ended;
         Error::ObserveEnded {
-            name: self.election.name.clone(),
+            name: self.name.clone(),
             reason,
         }
     }

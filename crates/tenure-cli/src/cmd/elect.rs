@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
-use tenure::{Election, Leader, Leadership, Session};
+use tenure::{Leader, Leadership, Session};
 use tokio::time::Instant;
 
 use crate::cli::connect;
@@ -212,21 +212,12 @@ fn print_leader(name: &str, leader: Option<&Leader>, json: bool) -> Result<()> {
     }
 }
 
-/// A session and the election, for reading: leader and observe campaign for nothing.
-async fn election(global: &GlobalOpts, command: &str, name: &str) -> Result<(Session, Election)> {
-    let tenure = connect::coordinating(global, command).await?;
-    let session = tenure.session().await?;
-    let election = session.election(name)?;
-    Ok((session, election))
-}
-
 /// `tenure leader NAME`.
 pub async fn leader(global: &GlobalOpts, args: LeaderArgs) -> Result<u8> {
     holding::check_name(&args.name)?;
-    let (session, election) = election(global, "leader", &args.name).await?;
-    let leader = election.leader().await;
-    cmd::close_session(session, CLOSE_TIMEOUT).await;
-    let leader = leader?;
+    // A read: no session, so no lease is granted just to look.
+    let tenure = connect::coordinating(global, "leader").await?;
+    let leader = tenure.leader(&args.name).await?;
     print_leader(&args.name, leader.as_ref(), global.json)?;
     Ok(if leader.is_some() { 0 } else { exit::CONFLICT })
 }
@@ -234,12 +225,12 @@ pub async fn leader(global: &GlobalOpts, args: LeaderArgs) -> Result<u8> {
 /// `tenure elect --observe NAME`: every change until a signal (0) or the watch ends (69).
 async fn observe(global: &GlobalOpts, name: &str) -> Result<u8> {
     let mut signals = Signals::install()?;
-    let (session, election) = match signals.race(election(global, "elect", name)).await {
-        Ok(opened) => opened?,
+    let tenure = match signals.race(connect::coordinating(global, "elect")).await {
+        Ok(connected) => connected?,
         Err(_) => return Ok(0),
     };
-    let mut observer = election.observe();
-    let code = loop {
+    let mut observer = tenure.observe(name)?;
+    loop {
         match signals.race(observer.next()).await {
             Ok(Some(Ok(leader))) => print_leader(name, leader.as_ref(), global.json)?,
             Ok(Some(Err(e))) => {
@@ -248,11 +239,9 @@ async fn observe(global: &GlobalOpts, name: &str) -> Result<u8> {
                 } else {
                     exit::UNAVAILABLE
                 };
-                cmd::close_session(session, CLOSE_TIMEOUT).await;
                 return Err(Failure::new(code, e.to_string()).into());
             }
             Ok(None) => {
-                cmd::close_session(session, CLOSE_TIMEOUT).await;
                 return Err(Failure::new(
                     exit::UNAVAILABLE,
                     format!("observing {name:?} ended: the store's watch closed"),
@@ -261,10 +250,8 @@ async fn observe(global: &GlobalOpts, name: &str) -> Result<u8> {
             }
             Err(sig) => {
                 tracing::info!("{} received; no longer observing", signals::name(sig));
-                break 0;
+                return Ok(0);
             }
         }
-    };
-    cmd::close_session(session, CLOSE_TIMEOUT).await;
-    Ok(code)
+    }
 }

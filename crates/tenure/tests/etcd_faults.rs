@@ -11,8 +11,9 @@
 //! contract: a revoked lease is reported to the holder within one second. The other delays
 //! are measured and printed (`MEASURED …` lines) for the record.
 //!
-//! Tests whose documentation starts with "Library bug" reproduce defects found while writing
-//! this suite; they state the expected behaviour and fail until the library is fixed.
+//! Tests whose documentation starts with "Regression" reproduce defects this suite found (all
+//! fixed in commit 00aa91f); each states the expected behaviour and the defect it guards
+//! against.
 
 mod support;
 
@@ -99,7 +100,7 @@ async fn lease_revoked_by_etcdctl_fires_lost_within_a_second(v: Version, test: &
     assert_eq!(admin.queue(&name).await, vec![]);
 }
 
-/// Library bug (see `lease_revoked_by_etcdctl_fires_lost_within_a_second`, which passes): the
+/// Regression (see `lease_revoked_by_etcdctl_fires_lost_within_a_second`): the defect was that the
 /// holder key vanished *because the lease did*, yet the guard's reason says someone deleted
 /// the entry (`EntryDeleted`: "deleted by someone else"), sending an operator to look for a
 /// `del` nobody ran; and the session whose lease it is goes on believing itself alive until
@@ -146,7 +147,7 @@ async fn lease_revoked_while_holding_is_reported_as_lease_expired(v: Version, te
     );
 }
 
-/// Library bug: a session whose lease was revoked before its first renewal opens its
+/// Regression; the defect was: a session whose lease was revoked before its first renewal opens its
 /// keep-alive stream lazily, and etcd-client's `LeaseClient::keep_alive` then fails with
 /// `LeaseKeepAliveError("lease not found")`, which the etcd backend maps to a *transient*
 /// error; the renewer retries it until the local deadline, so the session is lost only at
@@ -185,7 +186,7 @@ async fn lease_revoked_before_first_renewal_is_reported_at_the_next_renewal(
     );
 }
 
-/// Library bug: `lock()` and `try_lock()` on a session whose lease is gone (revoked; the
+/// Regression; the defect was: `lock()` and `try_lock()` on a session whose lease is gone (revoked; the
 /// session has not renewed since) fail with a generic `Error::Store` carrying etcd's raw
 /// "requested lease not found", instead of `Error::SessionLost` ("open a new session"), and
 /// leave the session's latch unfired. etcd's answer to the enqueue is proof the lease is gone.
@@ -371,7 +372,7 @@ async fn frozen_server_fires_lost_at_local_deadline_before_server_expiry(
     assert!(lease_ttl >= 0, "the lease was still alive on the server");
 }
 
-/// Library bug: the lost latch reopens. After `lost()` fired with `RenewalDeadline`, the
+/// Regression; the defect was: the lost latch reopened. After `lost()` fired with `RenewalDeadline`, the
 /// renewal that was in flight when the server froze is answered once it resumes; the
 /// keep-alive task then moves the deadline forward (`Liveness::set_deadline` after the
 /// deadline passed), so `is_lost()` turns false again, `unlock()` succeeds as if nothing had

@@ -233,13 +233,11 @@ async fn open(target: Target, security: &Security, timeout: Duration) -> Result<
         }),
         #[cfg(feature = "redis")]
         Target::Redis(node) => {
-            no_security(security, "redis")?;
-            crate::backend::redis::connect(&[node], false, timeout).await
+            crate::backend::redis::connect(&[node], false, security, timeout).await
         }
         #[cfg(feature = "redis")]
         Target::Redlock { nodes } => {
-            no_security(security, "redis")?;
-            crate::backend::redis::connect(&nodes, true, timeout).await
+            crate::backend::redis::connect(&nodes, true, security, timeout).await
         }
         #[cfg(not(feature = "redis"))]
         Target::Redis(_) | Target::Redlock { .. } => Err(Error::BackendDisabled {

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::TlsProblem;
 use crate::{Error, Result};
 
 /// A password or other secret. Its `Debug` and `Display` print `***`, so it cannot leak into
@@ -184,6 +185,54 @@ fn read_password_file(path: &Path) -> Result<Secret> {
     Ok(Secret::new(line))
 }
 
+#[cfg_attr(not(any(feature = "etcd", feature = "redis")), allow(dead_code))]
+/// Which side of a failed TLS handshake is at fault, from rustls's messages (the error and
+/// its causes as one line); `None` when `detail` is not about TLS. Shared by every backend on
+/// rustls (etcd, Redis). Reads rustls's messages: "invalid peer certificate: ..." is about the server's
+/// certificate; "received fatal alert: ..." is the server refusing ours (or the handshake).
+pub(crate) fn classify_tls(detail: &str, sent_cert: bool) -> Option<TlsProblem> {
+    if detail.contains("invalid peer certificate") {
+        let wrong_name =
+            detail.contains("NotValidForName") || detail.contains("not valid for name");
+        return Some(if wrong_name {
+            TlsProblem::ServerNameMismatch
+        } else {
+            TlsProblem::UntrustedServerCertificate
+        });
+    }
+    const CERT_ALERTS: [&str; 5] = [
+        "CertificateRequired",
+        "BadCertificate",
+        "UnknownCA",
+        "CertificateUnknown",
+        "UnsupportedCertificate",
+    ];
+    let alert = detail.contains("received fatal alert");
+    if alert && CERT_ALERTS.iter().any(|a| detail.contains(a)) {
+        return Some(if sent_cert {
+            TlsProblem::ClientCertificateRejected
+        } else {
+            TlsProblem::ClientCertificateRequired
+        });
+    }
+    // Under TLS 1.3 the client finishes its side of the handshake before the server checks
+    // the client's certificate; a server that refuses may close before its alert is read.
+    let closed = detail.contains("connection closed") || detail.contains("reset by peer");
+    if closed && !sent_cert {
+        return Some(TlsProblem::ClientCertificateRequired);
+    }
+    const HANDSHAKE: [&str; 4] = [
+        "received fatal alert",
+        "InvalidContentType",
+        "CorruptMessage",
+        "peer is incompatible",
+    ];
+    HANDSHAKE
+        .iter()
+        .any(|h| detail.contains(h))
+        .then_some(TlsProblem::Handshake)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +300,50 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn tls_failures_tell_the_side_at_fault() {
+        let cases = [
+            (
+                "invalid peer certificate: UnknownIssuer",
+                false,
+                Some(TlsProblem::UntrustedServerCertificate),
+            ),
+            (
+                "invalid peer certificate: certificate not valid for name \"x\"",
+                false,
+                Some(TlsProblem::ServerNameMismatch),
+            ),
+            (
+                "received fatal alert: CertificateRequired",
+                false,
+                Some(TlsProblem::ClientCertificateRequired),
+            ),
+            (
+                "received fatal alert: BadCertificate",
+                false,
+                Some(TlsProblem::ClientCertificateRequired),
+            ),
+            (
+                "received fatal alert: UnknownCA",
+                true,
+                Some(TlsProblem::ClientCertificateRejected),
+            ),
+            (
+                "received fatal alert: ProtocolVersion",
+                true,
+                Some(TlsProblem::Handshake),
+            ),
+            (
+                "hyper::Error(Canceled, \"connection closed\")",
+                false,
+                Some(TlsProblem::ClientCertificateRequired),
+            ),
+            ("tcp connect error: Connection refused", false, None),
+        ];
+        for (detail, sent, want) in cases {
+            assert_eq!(classify_tls(detail, sent), want, "{detail}");
+        }
     }
 }

@@ -93,6 +93,16 @@ async fn passwords_never_appear_in_logs_errors_or_debug_output() {
         )),
         Tenure::builder(&format!("rediss://:{PASSWORD}@127.0.0.1:{}", closed_port())),
         Tenure::builder(&format!("redis://app1:{PASSWORD}@127.0.0.1:1/x")),
+        Tenure::builder(&format!("redis://127.0.0.1:{}", closed_port()))
+            .credentials("app1", PASSWORD),
+        Tenure::builder(&format!("rediss://127.0.0.1:{}", closed_port()))
+            .user("app1")
+            .password_file(&pw_file),
+        Tenure::builder(&format!(
+            "redis://app1:{PASSWORD}@127.0.0.1:{}",
+            closed_port()
+        ))
+        .password(PASSWORD),
         Tenure::builder(&format!("bogus://app1:{PASSWORD}@h")),
         Tenure::builder(&format!("zk://127.0.0.1:{}", closed_port())).credentials("app1", PASSWORD),
         Tenure::builder(&format!("zk://127.0.0.1:{}", closed_port()))
@@ -100,6 +110,10 @@ async fn passwords_never_appear_in_logs_errors_or_debug_output() {
     ];
     if let Ok(url) = std::env::var("TENURE_TEST_ZK_URL") {
         builders.push(Tenure::builder(&url).credentials("app1", PASSWORD));
+    }
+    if let Ok(url) = std::env::var("TENURE_TEST_REDIS_URL") {
+        builders.push(Tenure::builder(&url).credentials("app1", PASSWORD));
+        builders.push(Tenure::builder(&url).password(PASSWORD));
     }
     if let Ok(url) = std::env::var("TENURE_TEST_ETCD35_URL") {
         builders.push(Tenure::builder(&url).credentials("app1", PASSWORD));

@@ -1,6 +1,7 @@
 //! Typed errors from the Redis backend (C11, C12), against a private `redis-server` with a
 //! password that this test starts on a free loopback port: wrong or missing credentials →
-//! `PermissionDenied`; nobody listening → `Unreachable`; `rediss://` → a clear `Unsupported`.
+//! `AuthFailed`; nobody listening → `Unreachable`; `rediss://` to a plaintext server →
+//! `Unreachable` (its handshake is never answered). (TLS and ACL users proper: `tests/redis_security.rs`.)
 
 mod redis_support;
 
@@ -33,10 +34,8 @@ async fn credentials_are_checked() {
         format!("redis://default:wrong@127.0.0.1:{port}"),
     ] {
         let err = Tenure::connect(&url).await.unwrap_err();
-        assert!(
-            matches!(err, Error::PermissionDenied { .. }),
-            "{url}: {err}"
-        );
+        assert!(matches!(err, Error::AuthFailed { .. }), "{url}: {err}");
+        assert!(err.is_permission() && !err.is_transient(), "{err}");
         assert!(!err.to_string().contains("wrong"), "password leaked: {err}");
     }
     let ok = Tenure::connect(&format!("redis://:s3cret@127.0.0.1:{port}/2"))
@@ -73,11 +72,32 @@ async fn nobody_listening_is_unreachable() {
     assert!(matches!(err, Error::Unreachable { .. }), "{err}");
 }
 
+/// A plaintext Redis takes the TLS ClientHello for the start of an inline command and waits
+/// for its end, so the handshake gets no answer: `Unreachable` (or, should the server answer,
+/// a TLS handshake error), never a hang or a panic, and never the password.
 #[tokio::test]
-async fn tls_is_refused_clearly() {
-    let err = Tenure::connect("rediss://127.0.0.1:6380")
+async fn tls_to_a_plaintext_server_is_a_typed_error() {
+    let Some(server) = with_password("tls_to_a_plaintext_server_is_a_typed_error").await else {
+        return;
+    };
+    let err = Tenure::builder(&format!("rediss://:s3cret@127.0.0.1:{}", server.port))
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .connect()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
-    assert!(err.to_string().contains("TLS"), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Unreachable { .. }
+                | Error::Tls {
+                    problem: tenure::TlsProblem::Handshake,
+                    ..
+                }
+        ),
+        "{err}"
+    );
+    assert!(
+        !err.to_string().contains("s3cret"),
+        "password leaked: {err}"
+    );
 }

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use etcd_client::{Certificate, Identity, TlsOptions};
 
-use crate::error::TlsProblem;
-use crate::security::Security;
+use crate::security::{classify_tls, Security};
 use crate::{Error, Result};
 
 /// The TLS options of `security`: CA bundle, client identity, server name.
@@ -43,105 +42,10 @@ pub(super) fn diagnose(
     e: &etcd_client::Error,
 ) -> Option<Error> {
     let detail = chain(e);
-    let problem = classify(&detail, security.client_cert.is_some())?;
+    let problem = classify_tls(&detail, security.client_cert.is_some())?;
     Some(Error::Tls {
         endpoint: endpoint.to_string(),
         problem,
         detail,
     })
-}
-
-/// Reads rustls's messages: "invalid peer certificate: ..." is about the server's
-/// certificate; "received fatal alert: ..." is the server refusing ours (or the handshake).
-fn classify(detail: &str, sent_cert: bool) -> Option<TlsProblem> {
-    if detail.contains("invalid peer certificate") {
-        let wrong_name =
-            detail.contains("NotValidForName") || detail.contains("not valid for name");
-        return Some(if wrong_name {
-            TlsProblem::ServerNameMismatch
-        } else {
-            TlsProblem::UntrustedServerCertificate
-        });
-    }
-    const CERT_ALERTS: [&str; 5] = [
-        "CertificateRequired",
-        "BadCertificate",
-        "UnknownCA",
-        "CertificateUnknown",
-        "UnsupportedCertificate",
-    ];
-    let alert = detail.contains("received fatal alert");
-    if alert && CERT_ALERTS.iter().any(|a| detail.contains(a)) {
-        return Some(if sent_cert {
-            TlsProblem::ClientCertificateRejected
-        } else {
-            TlsProblem::ClientCertificateRequired
-        });
-    }
-    // Under TLS 1.3 the client finishes its side of the handshake before the server checks
-    // the client's certificate; a server that refuses may close before its alert is read.
-    let closed = detail.contains("connection closed") || detail.contains("reset by peer");
-    if closed && !sent_cert {
-        return Some(TlsProblem::ClientCertificateRequired);
-    }
-    const HANDSHAKE: [&str; 4] = [
-        "received fatal alert",
-        "InvalidContentType",
-        "CorruptMessage",
-        "peer is incompatible",
-    ];
-    HANDSHAKE
-        .iter()
-        .any(|h| detail.contains(h))
-        .then_some(TlsProblem::Handshake)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tells_the_side_at_fault() {
-        let cases = [
-            (
-                "invalid peer certificate: UnknownIssuer",
-                false,
-                Some(TlsProblem::UntrustedServerCertificate),
-            ),
-            (
-                "invalid peer certificate: certificate not valid for name \"x\"",
-                false,
-                Some(TlsProblem::ServerNameMismatch),
-            ),
-            (
-                "received fatal alert: CertificateRequired",
-                false,
-                Some(TlsProblem::ClientCertificateRequired),
-            ),
-            (
-                "received fatal alert: BadCertificate",
-                false,
-                Some(TlsProblem::ClientCertificateRequired),
-            ),
-            (
-                "received fatal alert: UnknownCA",
-                true,
-                Some(TlsProblem::ClientCertificateRejected),
-            ),
-            (
-                "received fatal alert: ProtocolVersion",
-                true,
-                Some(TlsProblem::Handshake),
-            ),
-            (
-                "hyper::Error(Canceled, \"connection closed\")",
-                false,
-                Some(TlsProblem::ClientCertificateRequired),
-            ),
-            ("tcp connect error: Connection refused", false, None),
-        ];
-        for (detail, sent, want) in cases {
-            assert_eq!(classify(detail, sent), want, "{detail}");
-        }
-    }
 }

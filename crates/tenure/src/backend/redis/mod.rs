@@ -1,5 +1,40 @@
-//! The Redis backend: one instance (`redis://[user:password@]host:port[/db]`) or Redlock over
-//! independent masters (`redlock://h1:p1,h2:p2,h3:p3`).
+//! The Redis backend: one instance (`redis://[user:password@]host:port[/db]`, or
+//! `rediss://…` over TLS) or Redlock over independent masters (`redlock://h1:p1,h2:p2,h3:p3`).
+//!
+//! **TLS** (`rediss://`, for `redis-server --tls-port`): rustls with the *ring* provider, the
+//! same one `etcds://` uses (no second crypto provider, no OpenSSL). The server certificate is
+//! verified against [`crate::Builder::ca_file`] (default: the system's CA bundle) and must name
+//! the URL's host, or [`crate::Builder::tls_server_name`] when connecting by address to a
+//! certificate that carries a DNS name. [`crate::Builder::client_cert`] presents a client
+//! certificate, for servers with `tls-auth-clients yes`. Failures are [`Error::Tls`] with a
+//! [`crate::TlsProblem`]: `UntrustedServerCertificate`, `ServerNameMismatch`,
+//! `ClientCertificateRequired` (under TLS 1.3 the server's refusal arrives with the first
+//! reply, and is diagnosed there), `ClientCertificateRejected` or `Handshake`. TLS options on
+//! a plaintext `redis://` URL are refused ([`Error::InvalidOption`]), never ignored; Redlock
+//! speaks plaintext in this version. With `tls_server_name`, waiters wake by polling rather
+//! than pub/sub (the redis crate's subscriber connection cannot be pointed at another host).
+//!
+//! **Authentication** (`AUTH`, Redis 6 ACLs): a user and password from the URL
+//! (`redis://app1:pw@host`; a password alone, `redis://:pw@host`, is the `default` user's, as
+//! with `requirepass`) or from the Builder ([`crate::Builder::credentials`],
+//! [`crate::Builder::password_file`], which keeps it off command lines) — one or the other:
+//! both is [`Error::InvalidOption`]. A wrong password, an unknown or disabled user, or none
+//! given to a server that requires one is [`Error::AuthFailed`] from `connect`; a command or
+//! key outside the user's ACL (`NOPERM`) is [`Error::PermissionDenied`], surfaced at once and
+//! never retried. Passwords live in [`crate::Secret`]s and redacted URLs; Redis never echoes
+//! them. A user confined to a prefix needs, beside its keys (`~app1:*`, which covers each
+//! lock's `:fence` counter), the session heartbeat keys and its release channels, and these
+//! commands (scripts' inner commands are checked too):
+//!
+//! ```text
+//! ACL SETUSER app1 on >pw resetkeys ~app1:* ~tenure:session:* resetchannels &tenure:released:app1:*
+//!     -@all +ping +select +get +set +del +incr +pttl +pexpire +publish
+//!     +subscribe +unsubscribe +psubscribe +punsubscribe +eval +evalsha +script|load
+//! ```
+//!
+//! Such a user cannot take, release or extend a lock outside its prefix. It can touch other
+//! sessions' heartbeat keys (random 64-bit ids it is not told); deleting one makes that
+//! session's next renewal give up its locks, as a revoked lease would.
 //!
 //! **Layout** (see [`scripts`] for the exact scripts): the lock name `N` *is* the Redis key,
 //! as in the redis.io single-instance pattern, so redis-py's `Lock(N)` and redsync exclude us
@@ -38,13 +73,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use self::node::Node;
+use self::node::{Access, Node};
 use self::redlock::{drift, Nodes};
 use self::scripts::{session_key, WRITE};
 use self::session::{RedisSession, Registry, SessionRenewer};
 use super::lease::spawn_keep_alive;
 use super::{observe, Backend, SessionBackend};
 use crate::liveness::Liveness;
+use crate::security::{invalid, Security};
 use crate::url::RedisNode;
 use crate::{Error, Result, Write};
 
@@ -63,10 +99,11 @@ pub(crate) fn elections_unsupported() -> Error {
 }
 
 /// Connects to one Redis server, or to independent masters for Redlock, and checks that
-/// enough of them answer (all of one; a majority of Redlock's).
+/// enough of them answer (all of one; a majority of Redlock's) and accept our credentials.
 pub(crate) async fn connect(
     specs: &[RedisNode],
     redlock: bool,
+    security: &Security,
     timeout: Duration,
 ) -> Result<Arc<dyn Backend>> {
     let per_node = if redlock {
@@ -74,9 +111,49 @@ pub(crate) async fn connect(
     } else {
         timeout.min(OP_TIMEOUT)
     };
+    let password = security.password()?;
+    let from_builder = security.user.is_some() || password.is_some();
+    if from_builder
+        && specs
+            .iter()
+            .any(|s| s.user.is_some() || s.password.is_some())
+    {
+        return Err(invalid(
+            "credentials",
+            "credentials were given both in the URL and to the Builder; give them in one place (the Builder's password_file keeps them off the command line)",
+        ));
+    }
+    if security.user.is_some() && password.is_none() {
+        return Err(invalid(
+            "credentials",
+            "a user name was given without a password",
+        ));
+    }
+    let tls = specs.iter().any(|s| s.tls);
+    if security.wants_tls() && !tls {
+        return Err(invalid(
+            "tls",
+            if redlock {
+                "TLS options were given for redlock://, which speaks plaintext to every master in this version"
+            } else {
+                "TLS options were given for a plaintext redis:// URL; use rediss://"
+            },
+        ));
+    }
+    let files = if tls {
+        Some(security.tls_files()?)
+    } else {
+        None
+    };
+    let access = Access {
+        user: security.user.as_deref(),
+        password: password.as_ref(),
+        tls: files.as_ref(),
+        server_name: security.server_name.as_deref(),
+    };
     let nodes = specs
         .iter()
-        .map(|s| Node::new(s, per_node))
+        .map(|s| Node::new(s, &access, per_node))
         .collect::<Result<Vec<_>>>()?;
     if nodes.is_empty() {
         return Err(Error::InvalidUrl {

@@ -1,27 +1,34 @@
-//! One Redis server: a lazily (re)opened multiplexed connection, per-request timeouts, and the
-//! mapping of Redis errors to ours (C11).
+//! One Redis server: a lazily (re)opened multiplexed connection (plain TCP, or TLS over rustls
+//! for `rediss://`), per-request timeouts, and the mapping of Redis errors to ours (C11).
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::aio::{MultiplexedConnection, PubSub};
 use redis::{
-    AsyncConnectionConfig, Client, ConnectionAddr, ErrorKind, FromRedisValue, IntoConnectionInfo,
-    RedisConnectionInfo, RedisError, ServerErrorKind,
+    AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ErrorKind, FromRedisValue,
+    IntoConnectionInfo, RedisConnectionInfo, RedisError, ServerErrorKind, TlsCertificates,
 };
 use tokio::sync::Mutex;
 
+use crate::security::{classify_tls, TlsFiles};
 use crate::url::RedisNode;
-use crate::{Error, Result};
+use crate::{Error, Result, Secret};
 
 /// Maps a Redis client error: connection trouble → [`Error::Transient`], refused credentials
-/// or ACLs → [`Error::PermissionDenied`], anything else → [`Error::Store`].
+/// (`WRONGPASS`, `NOAUTH`) → [`Error::AuthFailed`], a command or key outside the user's ACL
+/// (`NOPERM`) → [`Error::PermissionDenied`], anything else → [`Error::Store`]. Neither of the
+/// last three is retried. Redis never echoes the password, so the message is safe to show.
 pub(crate) fn map_err(op: &'static str, e: &RedisError) -> Error {
     let message = e.to_string();
     let code = e.code().unwrap_or_default();
-    if matches!(e.kind(), ErrorKind::AuthenticationFailed)
-        || matches!(code, "NOAUTH" | "WRONGPASS" | "NOPERM")
-    {
+    if code == "NOPERM" {
         return Error::PermissionDenied { message };
+    }
+    if matches!(e.kind(), ErrorKind::AuthenticationFailed) || matches!(code, "NOAUTH" | "WRONGPASS")
+    {
+        return Error::AuthFailed { message };
     }
     let transient = e.is_io_error()
         || e.is_timeout()
@@ -44,6 +51,55 @@ pub(crate) fn map_err(op: &'static str, e: &RedisError) -> Error {
     }
 }
 
+/// The error and all its causes as one line (rustls's words are deep inside).
+fn chain(e: &RedisError) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// How one server is reached: credentials and, for `rediss://`, TLS.
+pub(crate) struct Access<'a> {
+    /// ACL user (`None`: the `default` user, as with `requirepass`).
+    pub(crate) user: Option<&'a str>,
+    /// Password for `AUTH`.
+    pub(crate) password: Option<&'a Secret>,
+    /// CA bundle and client identity, for `rediss://`.
+    pub(crate) tls: Option<&'a TlsFiles>,
+    /// The name the server's certificate must carry, if not the URL's host.
+    pub(crate) server_name: Option<&'a str>,
+}
+
+/// Resolves every host to one fixed address: with [`crate::Builder::tls_server_name`], the
+/// client is told to connect to that name (so rustls verifies it) and this sends the TCP
+/// connection to the URL's host instead.
+#[derive(Clone)]
+struct FixedAddr {
+    host: String,
+    port: u16,
+}
+
+impl redis::io::AsyncDNSResolver for FixedAddr {
+    fn resolve<'a, 'b: 'a>(
+        &'a self,
+        _host: &'b str,
+        _port: u16,
+    ) -> redis::RedisFuture<'a, Box<dyn Iterator<Item = SocketAddr> + Send + 'a>> {
+        Box::pin(async move {
+            let addrs = tokio::net::lookup_host((self.host.as_str(), self.port)).await?;
+            Ok(Box::new(addrs) as Box<dyn Iterator<Item = SocketAddr> + Send>)
+        })
+    }
+}
+
 /// One server and its shared connection.
 pub(crate) struct Node {
     client: Client,
@@ -52,6 +108,16 @@ pub(crate) struct Node {
     /// The database number, for keyspace notification channels.
     pub(crate) db: u32,
     conn: Mutex<Option<MultiplexedConnection>>,
+    /// Whether the current connection has answered a request: until then, a failure over TLS
+    /// may be the handshake's (under TLS 1.3 a refused client certificate shows up only at the
+    /// first read), and is diagnosed as [`Error::Tls`].
+    proven: AtomicBool,
+    /// `rediss://`.
+    tls: bool,
+    /// Whether we present a client certificate (mutual TLS).
+    sent_cert: bool,
+    /// Where TCP connects when the TLS server name differs from the URL's host.
+    fixed: Option<FixedAddr>,
     /// Bound on one request (and on connecting).
     pub(crate) timeout: Duration,
 }
@@ -68,35 +134,110 @@ fn host_port(node: &RedisNode) -> Result<(String, u16)> {
 }
 
 impl Node {
-    /// A node for `spec`; connects on first use.
-    pub(crate) fn new(spec: &RedisNode, timeout: Duration) -> Result<Self> {
-        if spec.tls {
-            return Err(Error::Unsupported {
-                backend: "redis",
-                what: "TLS (rediss://)",
-                advice: "TLS for Redis is not available in this version yet; use redis:// on a trusted network or a local TLS tunnel",
-            });
-        }
+    /// A node for `spec`, reached with `access`; connects on first use.
+    pub(crate) fn new(spec: &RedisNode, access: &Access<'_>, timeout: Duration) -> Result<Self> {
         let (host, port) = host_port(spec)?;
         let mut redis = RedisConnectionInfo::default().set_db(i64::from(spec.db));
-        if let Some(user) = &spec.user {
+        let user = access.user.or(spec.user.as_deref());
+        if let Some(user) = user {
             redis = redis.set_username(user);
         }
-        if let Some(password) = &spec.password {
-            redis = redis.set_password(password);
+        match (access.password, &spec.password) {
+            (Some(p), _) => redis = redis.set_password(p.expose()),
+            (None, Some(p)) => redis = redis.set_password(p),
+            (None, None) => {}
         }
-        let info = ConnectionAddr::Tcp(host, port)
-            .into_connection_info()
-            .map_err(|e| map_err("connect", &e))?
-            .set_redis_settings(redis);
-        let client = Client::open(info).map_err(|e| map_err("connect", &e))?;
+        let tls = match (spec.tls, access.tls) {
+            (false, _) => None,
+            (true, Some(files)) => Some(files),
+            (true, None) => {
+                return Err(crate::security::invalid(
+                    "tls",
+                    "rediss:// needs a CA bundle (internal: TLS files were not loaded)",
+                ))
+            }
+        };
+        let mut fixed = None;
+        let client = match tls {
+            None => {
+                let info = ConnectionAddr::Tcp(host, port)
+                    .into_connection_info()
+                    .map_err(|e| map_err("connect", &e))?
+                    .set_redis_settings(redis);
+                Client::open(info).map_err(|e| map_err("connect", &e))?
+            }
+            Some(files) => {
+                let name = match access.server_name {
+                    Some(name) => {
+                        fixed = Some(FixedAddr {
+                            host: host.clone(),
+                            port,
+                        });
+                        name.to_string()
+                    }
+                    None => host,
+                };
+                let info = ConnectionAddr::TcpTls {
+                    host: name,
+                    port,
+                    insecure: false,
+                    tls_params: None,
+                }
+                .into_connection_info()
+                .map_err(|e| map_err("connect", &e))?
+                .set_redis_settings(redis);
+                let certs = TlsCertificates {
+                    client_tls: files.identity.as_ref().map(|(cert, key)| ClientTlsConfig {
+                        client_cert: cert.clone(),
+                        client_key: key.clone(),
+                    }),
+                    root_cert: Some(files.ca.clone()),
+                };
+                Client::build_with_tls(info, certs).map_err(|e| {
+                    crate::security::invalid(
+                        "tls",
+                        format!("unusable CA bundle, client certificate or key: {e}"),
+                    )
+                })?
+            }
+        };
         Ok(Node {
             client,
             addr: spec.addr.clone(),
             db: spec.db,
             conn: Mutex::new(None),
+            proven: AtomicBool::new(false),
+            tls: spec.tls,
+            sent_cert: tls.is_some_and(|f| f.identity.is_some()),
+            fixed,
             timeout,
         })
+    }
+
+    /// Maps `e` as [`map_err`] does, but as [`Error::Tls`] when it is a TLS failure on a
+    /// connection that has not answered yet.
+    fn map(&self, op: &'static str, e: &RedisError) -> Error {
+        if self.tls && !self.proven.load(Ordering::Relaxed) {
+            let detail = chain(e);
+            if let Some(problem) = classify_tls(&detail, self.sent_cert) {
+                return Error::Tls {
+                    endpoint: self.addr.clone(),
+                    problem,
+                    detail,
+                };
+            }
+        }
+        map_err(op, e)
+    }
+
+    fn config(&self) -> AsyncConnectionConfig {
+        let cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        match &self.fixed {
+            Some(fixed) => cfg.set_dns_resolver(fixed.clone()),
+            None => cfg,
+        }
     }
 
     async fn conn(&self) -> Result<MultiplexedConnection> {
@@ -104,17 +245,16 @@ impl Node {
         if let Some(c) = &*slot {
             return Ok(c.clone());
         }
-        let cfg = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout));
+        let cfg = self.config();
         let connecting = self
             .client
             .get_multiplexed_async_connection_with_config(&cfg);
         let c = match tokio::time::timeout(self.timeout, connecting).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(self.unreachable_if_io(map_err("connect", &e))),
+            Ok(Err(e)) => return Err(self.unreachable_if_io(self.map("connect", &e))),
             Err(_) => return Err(self.no_answer("connect")),
         };
+        self.proven.store(false, Ordering::Relaxed);
         *slot = Some(c.clone());
         Ok(c)
     }
@@ -149,10 +289,13 @@ impl Node {
     ) -> Result<T> {
         let mut c = self.conn().await?;
         match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut c)).await {
-            Ok(Ok(v)) => Ok(v),
+            Ok(Ok(v)) => {
+                self.proven.store(true, Ordering::Relaxed);
+                Ok(v)
+            }
             Ok(Err(e)) => {
-                let err = map_err(op, &e);
-                if err.is_transient() {
+                let err = self.map(op, &e);
+                if err.is_transient() || matches!(err, Error::Tls { .. }) {
                     self.reset().await;
                 }
                 Err(err)
@@ -172,10 +315,13 @@ impl Node {
     ) -> Result<T> {
         let mut c = self.conn().await?;
         match tokio::time::timeout(self.timeout, inv.invoke_async::<T>(&mut c)).await {
-            Ok(Ok(v)) => Ok(v),
+            Ok(Ok(v)) => {
+                self.proven.store(true, Ordering::Relaxed);
+                Ok(v)
+            }
             Ok(Err(e)) => {
-                let err = map_err(op, &e);
-                if err.is_transient() {
+                let err = self.map(op, &e);
+                if err.is_transient() || matches!(err, Error::Tls { .. }) {
                     self.reset().await;
                 }
                 Err(err)
@@ -187,11 +333,20 @@ impl Node {
         }
     }
 
-    /// A dedicated subscriber connection.
+    /// A dedicated subscriber connection. With a TLS server name other than the URL's host
+    /// there is none (the redis crate resolves a subscriber's host itself, which would not
+    /// reach the server): waiters then wake by polling, as on any subscribe failure.
     pub(crate) async fn pubsub(&self) -> Result<PubSub> {
+        if self.fixed.is_some() {
+            return Err(Error::Unsupported {
+                backend: "redis",
+                what: "pub/sub wake-ups with tls_server_name",
+                advice: "waiters poll instead; connect by the name the certificate carries to get pub/sub wake-ups",
+            });
+        }
         match tokio::time::timeout(self.timeout, self.client.get_async_pubsub()).await {
             Ok(Ok(p)) => Ok(p),
-            Ok(Err(e)) => Err(map_err("subscribe", &e)),
+            Ok(Err(e)) => Err(self.map("subscribe", &e)),
             Err(_) => Err(self.no_answer("subscribe")),
         }
     }

@@ -232,7 +232,18 @@ impl SessionBackend for RedisSession {
         loop {
             pending.armed = true;
             let attempt =
-                with_backoff(ATTEMPTS, || self.nodes.acquire(name, &value, self.ttl)).await?;
+                match with_backoff(ATTEMPTS, || self.nodes.acquire(name, &value, self.ttl)).await {
+                    Ok(attempt) => attempt,
+                    Err(e) => {
+                        // Refused by the ACL (NOPERM on the declared keys) or the credentials:
+                        // the script never ran, so there is nothing to clean up, and the local
+                        // queue is free at once for the next caller.
+                        if e.is_permission() {
+                            pending.armed = false;
+                        }
+                        return Err(e);
+                    }
+                };
             let (retry_in, clean) = match attempt {
                 Attempt::Granted(token) => return Ok(self.grant(name, value, token, &mut pending)),
                 Attempt::Held { retry_in, clean } => (retry_in, clean),

@@ -217,7 +217,11 @@ pub(crate) fn classify_tls(detail: &str, sent_cert: bool) -> Option<TlsProblem> 
     }
     // Under TLS 1.3 the client finishes its side of the handshake before the server checks
     // the client's certificate; a server that refuses may close before its alert is read.
-    let closed = detail.contains("connection closed") || detail.contains("reset by peer");
+    // Which of these the client sees depends on timing: reading (closed, reset) or writing
+    // its first request (broken pipe) when the server hangs up.
+    let closed = ["connection closed", "reset by peer", "broken pipe"]
+        .iter()
+        .any(|c| detail.contains(c));
     if closed && !sent_cert {
         return Some(TlsProblem::ClientCertificateRequired);
     }
@@ -337,6 +341,11 @@ mod tests {
             ),
             (
                 "hyper::Error(Canceled, \"connection closed\")",
+                false,
+                Some(TlsProblem::ClientCertificateRequired),
+            ),
+            (
+                "hyper::Error(Io, Custom { kind: BrokenPipe, error: \"stream closed because of a broken pipe\" })",
                 false,
                 Some(TlsProblem::ClientCertificateRequired),
             ),

@@ -142,6 +142,7 @@ impl Liveness {
     }
 
     /// Marks the connection down (`true`) or back (`false`); see [`Liveness::is_suspended`].
+    #[cfg_attr(not(feature = "zookeeper"), allow(dead_code))]
     pub(crate) fn set_suspended(&self, suspended: bool) {
         self.own.send_if_modified(|s| {
             let changed = s.suspended != suspended;

@@ -54,6 +54,10 @@ impl From<&str> for Secret {
 }
 
 /// Where the password comes from: given, or read from a file when connecting.
+#[cfg_attr(
+    not(any(feature = "etcd", feature = "zookeeper", feature = "redis")),
+    allow(dead_code)
+)]
 #[derive(Debug, Clone)]
 pub(crate) enum PasswordSource {
     Value(Secret),
@@ -77,6 +81,7 @@ pub(crate) struct Security {
 }
 
 /// PEM contents read from the files of [`Security`], ready for a TLS client.
+#[cfg_attr(not(any(feature = "etcd", feature = "redis")), allow(dead_code))]
 #[derive(Debug, Clone)]
 pub(crate) struct TlsFiles {
     /// The CA bundle (PEM).
@@ -86,6 +91,7 @@ pub(crate) struct TlsFiles {
 }
 
 /// System CA bundles tried, in order, when no CA file is given.
+#[cfg_attr(not(any(feature = "etcd", feature = "redis")), allow(dead_code))]
 const SYSTEM_CA_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
@@ -99,6 +105,10 @@ impl Security {
     }
 
     /// The password, read from its file if it comes from one.
+    #[cfg_attr(
+        not(any(feature = "etcd", feature = "zookeeper", feature = "redis")),
+        allow(dead_code)
+    )]
     pub(crate) fn password(&self) -> Result<Option<Secret>> {
         match &self.password {
             None => Ok(None),
@@ -109,6 +119,7 @@ impl Security {
 
     /// User and password, both or neither; a password without a user is refused, for stores
     /// whose authentication needs a user (etcd, ZooKeeper digest).
+    #[cfg_attr(not(any(feature = "etcd", feature = "zookeeper")), allow(dead_code))]
     pub(crate) fn user_and_password(&self) -> Result<Option<(String, Secret)>> {
         match (&self.user, self.password()?) {
             (None, None) => Ok(None),
@@ -125,6 +136,7 @@ impl Security {
     }
 
     /// Reads the CA bundle (or the system's) and the client certificate and key.
+    #[cfg_attr(not(any(feature = "etcd", feature = "redis")), allow(dead_code))]
     pub(crate) fn tls_files(&self) -> Result<TlsFiles> {
         let ca = match &self.ca_file {
             Some(path) => read_file("ca_file", path)?,
@@ -148,10 +160,12 @@ pub(crate) fn invalid(option: &'static str, reason: impl Into<String>) -> Error 
     }
 }
 
+#[cfg_attr(not(any(feature = "etcd", feature = "redis")), allow(dead_code))]
 fn read_file(option: &'static str, path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| invalid(option, format!("cannot read {}: {e}", path.display())))
 }
 
+#[cfg_attr(not(any(feature = "etcd", feature = "redis")), allow(dead_code))]
 fn system_ca() -> Result<Vec<u8>> {
     SYSTEM_CA_BUNDLES
         .iter()
@@ -165,6 +179,10 @@ fn system_ca() -> Result<Vec<u8>> {
 }
 
 /// The first line of `path`, without its line ending: the usual shape of a password file.
+#[cfg_attr(
+    not(any(feature = "etcd", feature = "zookeeper", feature = "redis")),
+    allow(dead_code)
+)]
 fn read_password_file(path: &Path) -> Result<Secret> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         invalid(

@@ -20,6 +20,10 @@ pub(crate) mod embedded;
 pub(crate) mod etcd;
 pub(crate) mod lease;
 pub(crate) mod observe;
+#[cfg_attr(
+    not(any(feature = "etcd", feature = "embedded", feature = "zookeeper")),
+    allow(dead_code)
+)]
 pub(crate) mod queue;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;

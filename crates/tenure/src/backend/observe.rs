@@ -15,6 +15,10 @@ pub(crate) struct Kv {
 }
 
 /// One change under a watched prefix.
+#[cfg_attr(
+    not(any(feature = "etcd", feature = "embedded", feature = "zookeeper")),
+    allow(dead_code)
+)]
 #[derive(Debug, Clone)]
 pub(crate) enum Change {
     Put(Kv),

@@ -61,12 +61,7 @@ async fn lease_revoked_by_etcdctl_fires_lost_within_a_second(v: Version, test: &
     let name = unique("revoked");
     let tenure = etcd.tenure().await;
     let session = tenure.session().await.expect("session");
-    let guard = session
-        .mutex(&name)
-        .expect("mutex")
-        .lock()
-        .await
-        .expect("lock");
+    let guard = support::locked(&session, &name).await;
     let key = guard.key().to_string();
     assert!(!guard.is_lost());
     let lost = watch_lost(guard);
@@ -113,12 +108,7 @@ async fn lease_revoked_while_holding_is_reported_as_lease_expired(v: Version, te
     let name = unique("revoked-reason");
     let tenure = etcd.tenure().await;
     let session = tenure.session().await.expect("session");
-    let guard = session
-        .mutex(&name)
-        .expect("mutex")
-        .lock()
-        .await
-        .expect("lock");
+    let guard = support::locked(&session, &name).await;
     let lost = watch_lost(guard);
     etcd.etcdctl
         .run(&["lease", "revoke", &format!("{:x}", session.id())])
@@ -309,12 +299,7 @@ async fn freeze_until_lost(bin: &str) -> FrozenUntilLost {
         .expect("connect");
     let admin = Admin::connect(&etcd.endpoint).await;
     let session = tenure.session().await.expect("session");
-    let guard = session
-        .mutex(&unique("frozen"))
-        .expect("mutex")
-        .lock()
-        .await
-        .expect("lock");
+    let guard = support::locked(&session, &unique("frozen")).await;
     // Renewals, not the grant, set the deadline: held past a whole TTL, it is still valid.
     tokio::time::sleep(FROZEN_TTL + FROZEN_TTL / 2).await;
     assert!(!guard.is_lost(), "renewals keep the lock past one TTL");
@@ -445,12 +430,7 @@ async fn child_process_entry_point() {
         .await
         .expect("child connect");
     let session = tenure.session().await.expect("child session");
-    let guard = session
-        .mutex(&name)
-        .expect("mutex")
-        .lock()
-        .await
-        .expect("child lock");
+    let guard = support::locked(&session, &name).await;
     {
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();
@@ -547,18 +527,8 @@ async fn short_freeze_is_ridden_out_without_loss(v: Version, test: &'static str)
     let admin = Admin::connect(&etcd.endpoint).await;
     let (name, kept_name) = (unique("freeze"), unique("freeze-kept"));
     let holder = tenure.session().await.expect("session");
-    let guard = holder
-        .mutex(&name)
-        .expect("mutex")
-        .lock()
-        .await
-        .expect("lock");
-    let kept = holder
-        .mutex(&kept_name)
-        .expect("mutex")
-        .lock()
-        .await
-        .expect("lock");
+    let guard = support::locked(&holder, &name).await;
+    let kept = support::locked(&holder, &kept_name).await;
     let first_token = guard.token();
     let other = tenure.session().await.expect("session");
     let waiter = tokio::spawn({
@@ -615,12 +585,7 @@ async fn waiter_whose_lease_is_revoked_gets_session_lost(v: Version, test: &'sta
     let name = unique("waiter-revoked");
     let tenure = etcd.tenure().await;
     let holder = tenure.session().await.expect("session");
-    let guard = holder
-        .mutex(&name)
-        .expect("mutex")
-        .lock()
-        .await
-        .expect("lock");
+    let guard = support::locked(&holder, &name).await;
     let waiting = tenure.session().await.expect("session");
     let waiter = tokio::spawn({
         let mutex = waiting.mutex(&name).expect("mutex");

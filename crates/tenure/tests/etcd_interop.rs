@@ -193,12 +193,7 @@ async fn we_hold_etcdctl_waits_then_runs_its_command(v: Version, test: &'static 
     let name = unique("we-hold");
     let tenure = etcd.tenure().await;
     let session = tenure.session().await.expect("session");
-    let guard = session
-        .mutex(&name)
-        .expect("mutex")
-        .lock()
-        .await
-        .expect("lock");
+    let guard = support::locked(&session, &name).await;
     assert_eq!(guard.key(), format!("{name}/{:x}", session.id()));
 
     let mut waiter = etcd
@@ -243,12 +238,7 @@ async fn mixed_queue_is_served_in_arrival_order(v: Version, test: &'static str) 
 
     let tenure = etcd.tenure().await;
     let holder_session = tenure.session().await.expect("session");
-    let holder = holder_session
-        .mutex(&name)
-        .expect("mutex")
-        .lock()
-        .await
-        .expect("lock");
+    let holder = support::locked(&holder_session, &name).await;
 
     let order = ["A-etcdctl", "B-tenure", "C-etcdctl", "D-tenure"];
     let mut etcdctls = Vec::new();

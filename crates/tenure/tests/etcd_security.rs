@@ -78,12 +78,7 @@ async fn tls_with_client_cert_auth(v: Version, test: &'static str) {
         .await
         .expect("mTLS connect");
     let session = tenure.session().await.expect("session");
-    let guard = session
-        .mutex("tls/job")
-        .expect("name")
-        .lock()
-        .await
-        .expect("lock");
+    let guard = support::locked(&session, "tls/job").await;
     assert!(guard.token().get() > 0);
     guard.unlock().await.expect("unlock");
     session.close().await.expect("close");
@@ -193,19 +188,9 @@ async fn auth_with_prefix_roles(v: Version, test: &'static str) {
     let s2 = app2.session().await.expect("app2 session");
 
     // Each user locks under its own prefix.
-    let own = s1
-        .mutex("app1/job")
-        .expect("name")
-        .lock()
-        .await
-        .expect("app1 locks app1/");
+    let own = support::locked(&s1, "app1/job").await;
     own.unlock().await.expect("app1 unlocks app1/");
-    let held = s2
-        .mutex("app2/job")
-        .expect("name")
-        .lock()
-        .await
-        .expect("app2 locks app2/");
+    let held = support::locked(&s2, "app2/job").await;
 
     // app1 under app2/: refused at once, whether it would wait (lock) or not (try_lock).
     let theirs = s1.mutex("app2/job").expect("name");

@@ -8,35 +8,14 @@
 //! ZooKeeper, which takes the digest credentials (`tests/zk_security.rs` also searches the
 //! output of refused ZooKeeper operations).
 
-use std::io::Write as _;
-use std::sync::{Arc, Mutex};
+mod support;
 
+use std::io::Write as _;
+
+use support::Capture;
 use tenure::{Secret, Tenure};
 
 const PASSWORD: &str = "Pa55-w0rd-never-shown";
-
-/// Everything written to it is kept, for searching afterwards.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Capture {
-    fn text(&self) -> String {
-        let bytes = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-}
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut bytes = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        bytes.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// A closed loopback port: bound, then released.
 fn closed_port() -> u16 {

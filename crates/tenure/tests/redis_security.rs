@@ -320,12 +320,7 @@ async fn acl_users_confined_to_their_prefix() {
     // app2 holds app2:x; app1 is refused on it at once, whether it would wait or not, and
     // cannot release it by any means it has.
     let app2_session = app2.session().await.expect("app2 session");
-    let held = app2_session
-        .mutex("app2:x")
-        .expect("name")
-        .lock()
-        .await
-        .expect("app2 locks app2:x");
+    let held = support::locked(&app2_session, "app2:x").await;
     let app1_session = app1.session().await.expect("app1 session");
     let theirs = app1_session.mutex("app2:x").expect("name");
     for (what, refused) in [
@@ -420,12 +415,7 @@ async fn rediss_and_etcds_in_one_process() {
         .expect("then rediss://");
     lock_unlock(&over_redis, "both-redis").await;
     let session = over_etcd.session().await.expect("etcd session");
-    let guard = session
-        .mutex("both-etcd")
-        .expect("name")
-        .lock()
-        .await
-        .expect("etcd lock");
+    let guard = support::locked(&session, "both-etcd").await;
     guard.unlock().await.expect("etcd unlock");
     let again = connect(builder(&etcd.url)).await.expect("etcds:// again");
     assert_eq!(again.backend(), "etcd");

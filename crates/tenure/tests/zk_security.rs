@@ -21,10 +21,9 @@ mod support;
 mod zk_support;
 
 use std::io::Write as _;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{within, PATIENCE};
+use support::{within, Capture, PATIENCE};
 use tenure::{Error, Tenure};
 use zk_support::{hosts, Admin};
 use zookeeper_client as zk;
@@ -32,29 +31,6 @@ use zookeeper_client as zk;
 const A: (&str, &str) = ("a", "pa");
 const B_PASSWORD: &str = "pb-Secret-never-shown";
 const B: (&str, &str) = ("b", B_PASSWORD);
-
-/// Everything written to it is kept, for searching afterwards.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Capture {
-    fn text(&self) -> String {
-        let bytes = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-}
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut bytes = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        bytes.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn unique(what: &str) -> String {
     format!("tenure-sec-{what}-{:08x}", fastrand::u32(..))
@@ -129,12 +105,7 @@ async fn only_the_owner_identity_changes_a_queue_everyone_can_read_it() {
     let dir = format!("/{name}");
     let a = connect_as(&url, A).await;
     let a_session = a.session().await.expect("A's session");
-    let guard = a_session
-        .mutex(&name)
-        .expect("name")
-        .lock()
-        .await
-        .expect("A locks");
+    let guard = support::locked(&a_session, &name).await;
     let holder = guard.key().to_string();
     assert!(holder.starts_with(&format!("{dir}/_c_")), "{holder}");
 

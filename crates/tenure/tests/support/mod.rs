@@ -16,7 +16,7 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use tenure::Tenure;
+use tenure::{MutexGuard, Session, Tenure};
 use tokio::time::Instant;
 
 /// Bounds every wait for an outcome; far above any expected time, so it only stops a hang.
@@ -54,6 +54,7 @@ impl Version {
 
 /// Defines, for each listed `async fn scenario(v: Version, test: &'static str)`, one test per
 /// etcd version: `etcd34::scenario` and `etcd35::scenario`.
+#[allow(unused_macros)] // not every test file runs per-version scenarios
 macro_rules! per_version {
     ($($scenario:ident),* $(,)?) => {
         mod etcd34 {
@@ -82,6 +83,7 @@ macro_rules! per_version {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use per_version;
 
 /// The value of `var`, or `None` after saying on the terminal (past the test harness's
@@ -103,6 +105,42 @@ pub fn env_or_skip(test: &str, var: &str) -> Option<String> {
 /// `scripts/test` shows it: `MEASURED <test>: <what>`.
 pub fn report(test: &str, what: impl std::fmt::Display) {
     let _ = writeln!(std::io::stderr(), "MEASURED {test}: {what}");
+}
+
+/// Locks `name` on `session`, panicking with the name and the error if that fails: the
+/// preamble of most scenarios, which are about what happens once the lock is held.
+pub async fn locked(session: &Session, name: &str) -> MutexGuard {
+    match session.mutex(name) {
+        Ok(m) => m
+            .lock()
+            .await
+            .unwrap_or_else(|e| panic!("lock {name:?}: {e}")),
+        Err(e) => panic!("mutex {name:?}: {e}"),
+    }
+}
+
+/// Everything written to it is kept, for searching afterwards (e.g. captured `tracing`
+/// output that must not contain a password).
+#[derive(Clone, Default)]
+pub struct Capture(Arc<StdMutex<Vec<u8>>>);
+
+impl Capture {
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut bytes = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A lock name unique to this run: `tenure-it/<what>-<random>`.
@@ -787,12 +825,39 @@ impl PrivateEtcd {
     /// SIGSTOP: the server stops answering, as if its machine hung; connections stay open.
     pub fn freeze(&mut self) {
         assert!(self.signaller.send("STOP"), "SIGSTOP private etcd");
+        // SIGSTOP lands asynchronously: until every thread has stopped, a busy server can
+        // still answer a request sent "after" the freeze.
+        let pid = self.child.id();
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while !all_threads_stopped(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "etcd {pid} did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// SIGCONT, through a shell started beforehand (no fork on the way).
     pub fn thaw(&mut self) {
         assert!(self.signaller.send("CONT"), "SIGCONT private etcd");
     }
+}
+
+/// Whether every thread of `pid` is in the stopped state (`T`) per /proc.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|stat| {
+                let (_, after_name) = stat.rsplit_once(')')?;
+                after_name.trim_start().chars().next()
+            })
+            .is_some_and(|state| state == 'T' || state == 't')
+    })
 }
 
 impl Drop for PrivateEtcd {

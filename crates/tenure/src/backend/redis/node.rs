@@ -288,23 +288,8 @@ impl Node {
         cmd: &redis::Cmd,
     ) -> Result<T> {
         let mut c = self.conn().await?;
-        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut c)).await {
-            Ok(Ok(v)) => {
-                self.proven.store(true, Ordering::Relaxed);
-                Ok(v)
-            }
-            Ok(Err(e)) => {
-                let err = self.map(op, &e);
-                if err.is_transient() || matches!(err, Error::Tls { .. }) {
-                    self.reset().await;
-                }
-                Err(err)
-            }
-            Err(_) => {
-                self.reset().await;
-                Err(self.no_answer(op))
-            }
-        }
+        let answer = tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut c)).await;
+        self.settle(op, answer).await
     }
 
     /// Runs a script (EVALSHA, loading it on NOSCRIPT).
@@ -314,7 +299,18 @@ impl Node {
         inv: &redis::ScriptInvocation<'_>,
     ) -> Result<T> {
         let mut c = self.conn().await?;
-        match tokio::time::timeout(self.timeout, inv.invoke_async::<T>(&mut c)).await {
+        let answer = tokio::time::timeout(self.timeout, inv.invoke_async::<T>(&mut c)).await;
+        self.settle(op, answer).await
+    }
+
+    /// Maps one answer (or its absence within the timeout); a connection that failed, timed
+    /// out or broke TLS is dropped so that the next request opens a fresh one.
+    async fn settle<T>(
+        &self,
+        op: &'static str,
+        answer: std::result::Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T> {
+        match answer {
             Ok(Ok(v)) => {
                 self.proven.store(true, Ordering::Relaxed);
                 Ok(v)

@@ -20,8 +20,8 @@ mod support;
 use std::time::Duration;
 
 use support::{
-    etcd_bin_from_env, per_version, report, unique, within, Admin, PrivateEtcd, Process,
-    SharedEtcd, Version, PATIENCE,
+    etcd_bin_from_env, per_version, report, unique, within, Admin, PrivateEtcd, SharedEtcd,
+    Version, PATIENCE,
 };
 use tenure::{Error, LostReason, Tenure, Write};
 use tokio::time::Instant;
@@ -400,46 +400,12 @@ async fn lost_stays_lost_after_frozen_server_resumes(v: Version, test: &'static 
     drop((f.tenure, f.etcd));
 }
 
-/// Environment of the holder process started by
-/// `killed_holder_process_waiter_in_another_process_gets_lock`.
-const CHILD_ROLE: &str = "TENURE_CHILD_ROLE";
-const CHILD_URL: &str = "TENURE_CHILD_URL";
-const CHILD_NAME: &str = "TENURE_CHILD_NAME";
-/// The line the holder process prints once it holds: `<marker> <key> <token>`.
-const CHILD_HOLDS: &str = "TENURE_CHILD_HOLDS";
-/// The holder process's session TTL.
-const CHILD_TTL: Duration = Duration::from_secs(2);
-
 /// Not a test of its own: the body of the holder *process* of
-/// `killed_holder_process_waiter_in_another_process_gets_lock`, which re-runs this test
-/// binary with `TENURE_CHILD_ROLE=hold` and the filter `child_process_entry_point --exact`, so
-/// that only this function runs in the child. There it connects, locks with a 2 s session
-/// TTL, prints `TENURE_CHILD_HOLDS <key> <token>` and holds until killed. In an ordinary test
-/// run the variable is absent and it returns at once (it then tests nothing and cannot fail).
+/// `killed_holder_process_waiter_in_another_process_gets_lock` (see
+/// `support::spawn_child_holder`); in an ordinary run it returns at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_process_entry_point() {
-    let Ok(role) = std::env::var(CHILD_ROLE) else {
-        return;
-    };
-    assert_eq!(role, "hold", "the only child role");
-    let url = std::env::var(CHILD_URL).expect("child URL");
-    let name = std::env::var(CHILD_NAME).expect("child lock name");
-    let tenure = Tenure::builder(&url)
-        .ttl(CHILD_TTL)
-        .connect()
-        .await
-        .expect("child connect");
-    let session = tenure.session().await.expect("child session");
-    let guard = support::locked(&session, &name).await;
-    {
-        use std::io::Write as _;
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{CHILD_HOLDS} {} {}", guard.key(), guard.token()).expect("print");
-        out.flush().expect("flush");
-    }
-    // Hold until killed; the parent kills this process with SIGKILL.
-    let _keep = (guard, session);
-    std::future::pending::<()>().await;
+    support::child_holder_entry().await;
 }
 
 /// C6: a holder in another process dies (SIGKILL, no unlock, no revoke) → a waiter in this
@@ -450,26 +416,8 @@ async fn killed_holder_process_waiter_in_another_process_gets_lock(v: Version, t
     };
     let admin = Admin::connect(&endpoint).await;
     let name = unique("killed-holder");
-    let exe = std::env::current_exe().expect("current test binary");
-    let mut cmd = std::process::Command::new(exe);
-    cmd.args([
-        "child_process_entry_point",
-        "--exact",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(CHILD_ROLE, "hold")
-    .env(CHILD_URL, &url)
-    .env(CHILD_NAME, &name);
-    let mut child = Process::spawn("holder process", cmd);
-    let line = child
-        .line_where(PATIENCE, |l| l.contains(CHILD_HOLDS))
-        .await;
-    // libtest prints "test child_process_entry_point ... " on the same line, before it.
-    let at = line.find(CHILD_HOLDS).expect("marker");
-    let mut parts = line[at..].split_whitespace().skip(1);
-    let child_key = parts.next().expect("key").to_string();
-    let child_token: u64 = parts.next().expect("token").parse().expect("token");
+    let (mut child, child_key, child_token) =
+        support::spawn_child_holder("child_process_entry_point", &url, &name).await;
     let queue = admin.queue(&name).await;
     assert_eq!(queue.len(), 1, "{queue:?}");
     assert_eq!(queue[0].key, child_key);
@@ -496,7 +444,8 @@ async fn killed_holder_process_waiter_in_another_process_gets_lock(v: Version, t
     report(
         test,
         format_args!(
-            "kill -9 of the holder process (TTL {CHILD_TTL:?}) → waiter granted after {took:?}"
+            "kill -9 of the holder process (TTL {:?}) → waiter granted after {took:?}",
+            support::CHILD_TTL
         ),
     );
     assert!(guard.token().get() > child_token, "fencing token increases");

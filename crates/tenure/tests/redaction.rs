@@ -40,16 +40,7 @@ async fn attempt(out: &mut Capture, builder: tenure::Builder) {
 
 #[tokio::test]
 async fn passwords_never_appear_in_logs_errors_or_debug_output() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer({
-            let c = capture.clone();
-            move || c.clone()
-        })
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (capture, _default) = support::capture_tracing();
     let mut out = capture.clone();
 
     let dir = std::env::temp_dir().join(format!("tenure-redact-{:08x}", fastrand::u32(..)));

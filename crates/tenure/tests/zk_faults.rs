@@ -12,7 +12,7 @@ mod zk_support;
 
 use std::time::Duration;
 
-use support::{report, signal, unique, wait_for, within, Process, PATIENCE};
+use support::{report, signal, unique, wait_for, within, PATIENCE};
 use tenure::{Error, LostReason, Tenure, Write};
 use tokio::time::Instant;
 use zk_support::{Admin, PrivateZk};
@@ -137,45 +137,12 @@ async fn short_freeze_suspends_then_resumes() {
     guard.unlock().await.expect("unlock");
 }
 
-/// Environment of the holder process of `killed_holder_process_is_released_after_timeout`.
-const CHILD_ROLE: &str = "TENURE_ZK_CHILD_ROLE";
-const CHILD_URL: &str = "TENURE_ZK_CHILD_URL";
-const CHILD_NAME: &str = "TENURE_ZK_CHILD_NAME";
-/// The line the holder process prints once it holds: `<marker> <key> <token>`.
-const CHILD_HOLDS: &str = "TENURE_ZK_CHILD_HOLDS";
-/// The holder process's session timeout.
-const CHILD_TTL: Duration = Duration::from_secs(2);
-
 /// Not a test of its own: the body of the holder *process* of
-/// `killed_holder_process_is_released_after_timeout`, which re-runs this test binary with
-/// `TENURE_ZK_CHILD_ROLE=hold`. There it locks with a 2 s session, prints
-/// `TENURE_ZK_CHILD_HOLDS <key> <token>` and holds until killed. Without the variable it
-/// returns at once.
+/// `killed_holder_process_is_released_after_timeout` (see `support::spawn_child_holder`); in
+/// an ordinary run it returns at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_child_process_entry_point() {
-    let Ok(role) = std::env::var(CHILD_ROLE) else {
-        return;
-    };
-    assert_eq!(role, "hold", "the only child role");
-    let url = std::env::var(CHILD_URL).expect("child URL");
-    let name = std::env::var(CHILD_NAME).expect("child lock name");
-    let tenure = Tenure::builder(&url).ttl(CHILD_TTL).connect().await;
-    let session = tenure.expect("child connect").session().await;
-    let session = session.expect("child session");
-    let guard = session
-        .mutex(&name)
-        .unwrap()
-        .lock()
-        .await
-        .expect("child lock");
-    {
-        use std::io::Write as _;
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{CHILD_HOLDS} {} {}", guard.key(), guard.token()).expect("print");
-        out.flush().expect("flush");
-    }
-    let _keep = (guard, session);
-    std::future::pending::<()>().await;
+    support::child_holder_entry().await;
 }
 
 /// C6 on ZooKeeper: the holder process dies (SIGKILL: no unlock, no CloseSession) → a waiter
@@ -188,20 +155,8 @@ async fn killed_holder_process_is_released_after_timeout() {
     };
     let admin = Admin::connect(&url).await;
     let name = unique("killed-holder");
-    let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
-    cmd.args(["zk_child_process_entry_point", "--exact", "--nocapture"])
-        .args(["--test-threads=1"])
-        .env(CHILD_ROLE, "hold")
-        .env(CHILD_URL, &url)
-        .env(CHILD_NAME, &name);
-    let mut child = Process::spawn("holder process", cmd);
-    let line = child
-        .line_where(PATIENCE, |l| l.contains(CHILD_HOLDS))
-        .await;
-    let at = line.find(CHILD_HOLDS).expect("marker");
-    let mut parts = line[at..].split_whitespace().skip(1);
-    let child_key = parts.next().expect("key").to_string();
-    let child_token: u64 = parts.next().expect("token").parse().expect("token");
+    let (mut child, child_key, child_token) =
+        support::spawn_child_holder("zk_child_process_entry_point", &url, &name).await;
     assert_eq!(admin.czxid(&child_key).await, child_token);
 
     let tenure = Tenure::connect(&url).await.expect("connect");
@@ -226,7 +181,8 @@ async fn killed_holder_process_is_released_after_timeout() {
     report(
         TEST,
         format_args!(
-            "kill -9 of the holder (session timeout {CHILD_TTL:?}) → granted after {took:?}"
+            "kill -9 of the holder (session timeout {:?}) → granted after {took:?}",
+            support::CHILD_TTL
         ),
     );
     guard.unlock().await.expect("unlock");

@@ -89,16 +89,7 @@ async fn only_the_owner_identity_changes_a_queue_everyone_can_read_it() {
     let Some(url) = zk_support::url_from_env(TEST) else {
         return;
     };
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer({
-            let c = capture.clone();
-            move || c.clone()
-        })
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (capture, _default) = support::capture_tracing();
     let mut out = capture.clone();
 
     let name = unique("lock");

@@ -143,6 +143,81 @@ impl std::io::Write for Capture {
     }
 }
 
+/// Installs a `tracing` subscriber at TRACE level that writes into a new [`Capture`], for
+/// this thread, until the returned guard is dropped.
+pub fn capture_tracing() -> (Capture, tracing::subscriber::DefaultGuard) {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer({
+            let c = capture.clone();
+            move || c.clone()
+        })
+        .finish();
+    (capture, tracing::subscriber::set_default(subscriber))
+}
+
+/// Session TTL of a holder process started by [`spawn_child_holder`].
+pub const CHILD_TTL: Duration = Duration::from_secs(2);
+const CHILD_ROLE: &str = "TENURE_CHILD_ROLE";
+const CHILD_URL: &str = "TENURE_CHILD_URL";
+const CHILD_NAME: &str = "TENURE_CHILD_NAME";
+/// The line a holder process prints once it holds: `<marker> <key> <token>`.
+const CHILD_HOLDS: &str = "TENURE_CHILD_HOLDS";
+
+/// The body of a test binary's child-holder entry point (a `#[tokio::test]` that only calls
+/// this): in a process started by [`spawn_child_holder`] it locks with a [`CHILD_TTL`]
+/// session, prints its key and token and holds until killed; in an ordinary test run the
+/// role variable is absent and it returns at once.
+pub async fn child_holder_entry() {
+    let Ok(role) = std::env::var(CHILD_ROLE) else {
+        return;
+    };
+    assert_eq!(role, "hold", "the only child role");
+    let url = std::env::var(CHILD_URL).expect("child URL");
+    let name = std::env::var(CHILD_NAME).expect("child lock name");
+    let tenure = Tenure::builder(&url)
+        .ttl(CHILD_TTL)
+        .connect()
+        .await
+        .expect("child connect");
+    let session = tenure.session().await.expect("child session");
+    let guard = locked(&session, &name).await;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{CHILD_HOLDS} {} {}", guard.key(), guard.token()).expect("print");
+    out.flush().expect("flush");
+    drop(out);
+    // Hold until the parent kills this process.
+    let _keep = (guard, session);
+    std::future::pending::<()>().await;
+}
+
+/// Re-runs this test binary with only `entry_point` (which calls [`child_holder_entry`]) as a
+/// separate process holding lock `name` on `url`; returns it once it holds, with its holder
+/// key and fencing token.
+pub async fn spawn_child_holder(
+    entry_point: &str,
+    url: &str,
+    name: &str,
+) -> (Process, String, u64) {
+    let mut cmd = Command::new(std::env::current_exe().expect("current test binary"));
+    cmd.args([entry_point, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ROLE, "hold")
+        .env(CHILD_URL, url)
+        .env(CHILD_NAME, name);
+    let mut child = Process::spawn("holder process", cmd);
+    let line = child
+        .line_where(PATIENCE, |l| l.contains(CHILD_HOLDS))
+        .await;
+    // libtest prints "test <entry_point> ... " on the same line, before it.
+    let at = line.find(CHILD_HOLDS).expect("marker");
+    let mut parts = line[at..].split_whitespace().skip(1);
+    let key = parts.next().expect("key").to_string();
+    let token = parts.next().expect("token").parse().expect("token");
+    (child, key, token)
+}
+
 /// A lock name unique to this run: `tenure-it/<what>-<random>`.
 pub fn unique(what: &str) -> String {
     format!("tenure-it/{what}-{:08x}", fastrand::u32(..))

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 
 use super::fixture::{eventually, Fixture};
 use super::within;
-use crate::{Error, Leader, LostReason};
+use crate::{Error, Leader, Leadership, LostReason, Observer};
 
 /// At most one leader among many concurrent candidates, and every candidate leads once.
 pub(crate) async fn e1_single_leader_among_many(f: Fixture) {
@@ -38,73 +38,107 @@ pub(crate) async fn e1_single_leader_among_many(f: Fixture) {
     assert_eq!(led.load(Ordering::SeqCst), 10);
 }
 
+/// The succession scenario both observe tests run: an observer opened first (it has seen
+/// "nobody"), a gate leader, and five candidates queued behind the gate in a known order,
+/// each of which leads, proclaims a second value and resigns once the gate resigns.
+pub(crate) struct Succession {
+    pub observer: Observer,
+    pub gate: Leadership,
+    pub gate_leader: Leader,
+    tasks: Vec<tokio::task::JoinHandle<usize>>,
+    actual: Arc<StdMutex<Vec<Option<Leader>>>>,
+}
+
+impl Succession {
+    /// Opens the observer, takes the gate, and queues the five candidates one by one.
+    pub(crate) async fn queue(f: &Fixture, name: &str) -> Succession {
+        let prefix = format!("{name}/");
+        let watcher = f.tenure.session().await.unwrap().election(name).unwrap();
+        let mut observer = watcher.observe();
+        let first = within("first observation", observer.next()).await;
+        assert_eq!(first.unwrap().unwrap(), None);
+        // The gate holds everyone back until all five have arrived.
+        let gate = f.tenure.session().await.unwrap();
+        let gate = gate.election(name).unwrap().campaign("gate").await.unwrap();
+        let gate_leader = Leader {
+            key: gate.key().to_string(),
+            value: b"gate".to_vec(),
+            token: gate.token(),
+        };
+        let actual = Arc::new(StdMutex::new(vec![None, Some(gate_leader.clone())]));
+        let mut tasks = Vec::new();
+        for i in 0..5 {
+            let session = f.tenure.session().await.unwrap();
+            tasks.push(tokio::spawn(lead_once(
+                session,
+                name.to_string(),
+                i,
+                actual.clone(),
+            )));
+            eventually("candidate queued", || async {
+                f.admin.keys(&prefix).await.len() == i + 2
+            })
+            .await;
+        }
+        Succession {
+            observer,
+            gate,
+            gate_leader,
+            tasks,
+            actual,
+        }
+    }
+
+    /// Resigns the gate, checks the candidates led in arrival order, and returns the observer
+    /// with what actually held, in order: nobody, the gate, each candidate with its first and
+    /// its proclaimed value, nobody.
+    pub(crate) async fn run(self) -> (Observer, Vec<Option<Leader>>) {
+        self.gate.resign().await.unwrap();
+        let mut order = Vec::new();
+        for t in self.tasks {
+            order.push(within("candidate", t).await.unwrap());
+        }
+        assert_eq!(order, vec![0, 1, 2, 3, 4]);
+        let mut actual = self.actual.lock().unwrap().clone();
+        actual.push(None);
+        (self.observer, actual)
+    }
+}
+
+/// Candidate `i`: campaigns, records itself, proclaims a second value, records that, resigns.
+async fn lead_once(
+    session: crate::Session,
+    name: String,
+    i: usize,
+    actual: Arc<StdMutex<Vec<Option<Leader>>>>,
+) -> usize {
+    let l = session
+        .election(&name)
+        .unwrap()
+        .campaign(format!("v{i}"))
+        .await
+        .unwrap();
+    let me = |value: String| Leader {
+        key: l.key().to_string(),
+        value: value.into_bytes(),
+        token: l.token(),
+    };
+    actual.lock().unwrap().push(Some(me(format!("v{i}"))));
+    l.proclaim(format!("v{i}-proclaimed")).await.unwrap();
+    assert_eq!(l.value(), format!("v{i}-proclaimed").into_bytes());
+    actual
+        .lock()
+        .unwrap()
+        .push(Some(me(format!("v{i}-proclaimed"))));
+    l.resign().await.unwrap();
+    i
+}
+
 /// Candidates lead in arrival order; resign hands over at once; observe() reports exactly
 /// the leaders (and values) that actually led, in order, then "nobody".
 pub(crate) async fn e2_succession_and_observe_in_order(f: Fixture) {
     let name = f.name("order");
-    let prefix = format!("{name}/");
-    let watcher = f.tenure.session().await.unwrap().election(&name).unwrap();
-    let mut observer = watcher.observe();
-    assert_eq!(
-        within("first observation", observer.next())
-            .await
-            .unwrap()
-            .unwrap(),
-        None
-    );
-    // A gate leader holds everyone back until all five have arrived.
-    let gate = f.tenure.session().await.unwrap();
-    let gate = gate
-        .election(&name)
-        .unwrap()
-        .campaign("gate")
-        .await
-        .unwrap();
-    let gate_leader = Leader {
-        key: gate.key().to_string(),
-        value: b"gate".to_vec(),
-        token: gate.token(),
-    };
-    let actual = Arc::new(StdMutex::new(vec![None, Some(gate_leader)]));
-    let mut tasks = Vec::new();
-    for i in 0..5 {
-        let session = f.tenure.session().await.unwrap();
-        let (name, actual) = (name.clone(), actual.clone());
-        tasks.push(tokio::spawn(async move {
-            let l = session
-                .election(&name)
-                .unwrap()
-                .campaign(format!("v{i}"))
-                .await
-                .unwrap();
-            let me = |value: &str| Leader {
-                key: l.key().to_string(),
-                value: value.as_bytes().to_vec(),
-                token: l.token(),
-            };
-            actual.lock().unwrap().push(Some(me(&format!("v{i}"))));
-            l.proclaim(format!("v{i}-proclaimed")).await.unwrap();
-            assert_eq!(l.value(), format!("v{i}-proclaimed").into_bytes());
-            actual
-                .lock()
-                .unwrap()
-                .push(Some(me(&format!("v{i}-proclaimed"))));
-            l.resign().await.unwrap();
-            i
-        }));
-        eventually("candidate queued", || async {
-            f.admin.keys(&prefix).await.len() == i + 2
-        })
-        .await;
-    }
-    gate.resign().await.unwrap();
-    let mut order = Vec::new();
-    for t in tasks {
-        order.push(within("candidate", t).await.unwrap());
-    }
-    assert_eq!(order, vec![0, 1, 2, 3, 4]);
-    actual.lock().unwrap().push(None);
-    let expected = actual.lock().unwrap().clone();
+    let (mut observer, expected) = Succession::queue(&f, &name).await.run().await;
     let mut seen = vec![None];
     while seen.len() < expected.len() {
         seen.push(

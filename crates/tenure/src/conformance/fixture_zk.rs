@@ -76,70 +76,18 @@ pub(crate) async fn zk(test: &str) -> Option<Fixture> {
 /// value proclaimed and resigned within one round trip), so what it saw must be an ordered
 /// *subsequence* of what happened, from "nobody" to "nobody", and include the long-held gate.
 pub(crate) async fn e2_observe_in_order_zk(f: Fixture) {
-    use crate::conformance::fixture::eventually;
+    use crate::conformance::election::Succession;
     use crate::conformance::within;
-    use crate::Leader;
-    use std::sync::{Arc, Mutex as StdMutex};
 
     let name = f.name("order");
-    let prefix = format!("{name}/");
-    let watcher = f.tenure.session().await.unwrap().election(&name).unwrap();
-    let mut observer = watcher.observe();
-    let first = within("first observation", observer.next()).await;
-    assert_eq!(first.unwrap().unwrap(), None);
-    let gate = f.tenure.session().await.unwrap();
-    let gate = gate
-        .election(&name)
-        .unwrap()
-        .campaign("gate")
-        .await
-        .unwrap();
-    let gate_leader = Leader {
-        key: gate.key().to_string(),
-        value: b"gate".to_vec(),
-        token: gate.token(),
-    };
-    let actual = Arc::new(StdMutex::new(vec![None, Some(gate_leader.clone())]));
-    let mut tasks = Vec::new();
-    for i in 0..5 {
-        let session = f.tenure.session().await.unwrap();
-        let (name, actual) = (name.clone(), actual.clone());
-        tasks.push(tokio::spawn(async move {
-            let e = session.election(&name).unwrap();
-            let l = e.campaign(format!("v{i}")).await.unwrap();
-            let me = |value: String| Leader {
-                key: l.key().to_string(),
-                value: value.into_bytes(),
-                token: l.token(),
-            };
-            actual.lock().unwrap().push(Some(me(format!("v{i}"))));
-            l.proclaim(format!("v{i}-proclaimed")).await.unwrap();
-            actual
-                .lock()
-                .unwrap()
-                .push(Some(me(format!("v{i}-proclaimed"))));
-            l.resign().await.unwrap();
-            i
-        }));
-        eventually("candidate queued", || async {
-            f.admin.keys(&prefix).await.len() == i + 2
-        })
-        .await;
-    }
+    let mut succession = Succession::queue(&f, &name).await;
     // The gate held while everyone queued: the observer has had every chance to see it.
-    let seen_gate = within("gate observed", observer.next())
+    let seen_gate = within("gate observed", succession.observer.next())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(seen_gate, Some(gate_leader));
-    gate.resign().await.unwrap();
-    let mut order = Vec::new();
-    for t in tasks {
-        order.push(within("candidate", t).await.unwrap());
-    }
-    assert_eq!(order, vec![0, 1, 2, 3, 4]);
-    actual.lock().unwrap().push(None);
-    let expected = actual.lock().unwrap().clone();
+    assert_eq!(seen_gate, Some(succession.gate_leader.clone()));
+    let (mut observer, expected) = succession.run().await;
     let mut seen = vec![None, expected[1].clone()];
     loop {
         let next = within("observation", observer.next())

@@ -94,6 +94,11 @@ pub(super) async fn call<T>(
     super::call_with(op, OP_TIMEOUT, fut, map_err).await
 }
 
+/// The store revision a response was answered at (0 if etcd sent no header).
+pub(super) fn revision(header: Option<&etcd_client::ResponseHeader>) -> i64 {
+    header.map_or(0, |h| h.revision())
+}
+
 /// `etcd://` as a [`Backend`].
 pub(crate) struct EtcdBackend {
     client: Client,

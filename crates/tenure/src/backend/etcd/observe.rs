@@ -3,7 +3,7 @@
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use tokio::sync::mpsc;
 
-use super::{call, map_err};
+use super::{call, map_err, revision};
 use crate::backend::observe::{Change, Kv, PrefixWatch};
 use crate::{Error, Result};
 
@@ -24,7 +24,7 @@ pub(super) async fn entries(client: &Client, prefix: &str) -> Result<(Vec<Kv>, i
         kv.get(prefix, Some(GetOptions::new().with_prefix())),
     )
     .await?;
-    let rev = resp.header().map_or(0, |h| h.revision());
+    let rev = revision(resp.header());
     Ok((resp.kvs().iter().map(kv_of).collect(), rev))
 }
 

@@ -10,7 +10,7 @@ use etcd_client::{
 use tokio::task::AbortHandle;
 
 use super::watch::WatchHub;
-use super::{call, map_err};
+use super::{call, map_err, revision};
 use crate::backend::lease::Renewer;
 use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore};
 use crate::liveness::{Liveness, LostReason};
@@ -81,10 +81,6 @@ fn first_created(prefix: &str) -> TxnOp {
     TxnOp::get(prefix, Some(opts))
 }
 
-fn header_rev(resp: &TxnResponse) -> i64 {
-    resp.header().map_or(0, |h| h.revision())
-}
-
 /// The first key-value of the `i`th response of a transaction, as (key, create revision).
 fn nth_kv(resp: &TxnResponse, i: usize) -> Option<(String, i64)> {
     match resp.op_responses().into_iter().nth(i)? {
@@ -133,7 +129,7 @@ impl QueueStore for EtcdSession {
             .and_then([put, first_created(prefix)])
             .or_else([TxnOp::get(key.as_str(), None), first_created(prefix)]);
         let resp = self.txn("lock", txn).await?;
-        let rev = header_rev(&resp);
+        let rev = revision(resp.header());
         let token = if resp.succeeded() {
             rev
         } else {
@@ -171,7 +167,7 @@ impl QueueStore for EtcdSession {
         if !resp.succeeded() {
             return Ok(Err(nth_kv(&resp, 0).map(|(k, _)| k)));
         }
-        let rev = header_rev(&resp);
+        let rev = revision(resp.header());
         Ok(Ok(Enqueued {
             mine: Entry {
                 key,
@@ -193,7 +189,7 @@ impl QueueStore for EtcdSession {
             TxnOp::get(mine.key.as_str(), None),
         ]);
         let resp = self.txn("wait", txn).await?;
-        let rev = header_rev(&resp);
+        let rev = revision(resp.header());
         if nth_kv(&resp, 1).map(|(_, r)| r as u64) != Some(mine.token) {
             // Go's ErrSessionExpired: our entry vanished while we waited.
             let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
@@ -211,7 +207,7 @@ impl QueueStore for EtcdSession {
             message,
         };
         let mut watch = self.watch.watch_delete(key, None);
-        watch.created().await.map_err(broken)?;
+        let created_rev = watch.created().await.map_err(broken)?;
         // From here the watch sees every delete; one read covers the time before it.
         let mut kv = self.client.kv_client();
         let now = call("wait", kv.get(key, None)).await?;
@@ -222,7 +218,8 @@ impl QueueStore for EtcdSession {
         if !same_entry {
             return Ok(());
         }
-        watch.deleted().await.map_err(broken)
+        let hedge = watch.hedge(key, created_rev, revision(now.header()));
+        watch.deleted_or(hedge).await.map_err(broken)
     }
 
     async fn watch_own(&self, mine: &Entry, rev: i64) -> Result<()> {

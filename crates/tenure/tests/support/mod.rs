@@ -641,6 +641,35 @@ pub struct PrivateEtcd {
     pub endpoint: String,
 }
 
+/// One sample from etcd's Prometheus `/metrics` on `endpoint` (`http://HOST:PORT`), e.g.
+/// `etcd_debugging_mvcc_events_total`: what the server itself counted, not what we think we
+/// sent. Panics if the server does not answer or has no such metric.
+pub async fn etcd_metric(endpoint: &str, name: &str) -> f64 {
+    let addr = endpoint
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("metrics need a plain http endpoint, got {endpoint}"))
+        .to_string();
+    let page = tokio::task::spawn_blocking(move || {
+        use std::io::Read as _;
+        let mut conn = std::net::TcpStream::connect(&addr).expect("connect to /metrics");
+        write!(conn, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("ask /metrics");
+        let mut page = String::new();
+        conn.read_to_string(&mut page).expect("read /metrics");
+        page
+    })
+    .await
+    .expect("metrics reader");
+    page.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("{endpoint}/metrics has no {name}"))
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -57,7 +57,7 @@ fn json(line: &str) -> serde_json::Value {
 
 fn elect_command_fails_over_to_the_next_process(tag: &str, test: &str) {
     let Some(etcd) = etcd(tag, test) else { return };
-    let (dir, name) = (TempDir::new(), unique("failover"));
+    let (dir, name) = (TempDir::new("tenure-cli-it"), unique("failover"));
     let prefix = format!("{name}/");
     // A short lease for the first, so its crash is noticed in seconds.
     let first = spawn(&mut elect_lead(&etcd, &["--ttl", "2s"], &name, &dir, "a"));
@@ -175,7 +175,7 @@ fn observe_prints_every_change_of_leader(tag: &str, test: &str) {
 
 fn interrupt_while_campaigning_leaves_no_key(tag: &str, test: &str) {
     let Some(etcd) = etcd(tag, test) else { return };
-    let (dir, name) = (TempDir::new(), unique("withdraw"));
+    let (dir, name) = (TempDir::new("tenure-cli-it"), unique("withdraw"));
     let prefix = format!("{name}/");
     let leader = spawn(&mut elect_lead(&etcd, &[], &name, &dir, "a"));
     wait_for_file(&dir.path("a.ready"));
@@ -197,7 +197,7 @@ fn interrupt_while_campaigning_leaves_no_key(tag: &str, test: &str) {
 
 fn lost_leadership_stops_the_command_and_exits_75(tag: &str, test: &str) {
     let Some(etcd) = etcd(tag, test) else { return };
-    let (dir, name) = (TempDir::new(), unique("elect-lost"));
+    let (dir, name) = (TempDir::new("tenure-cli-it"), unique("elect-lost"));
     let stopped = dir.path("stopped");
     let script = r#"echo "$TENURE_LEADER_KEY" > "$OUT"; trap 'touch "$STOPPED"; exit 0' TERM; touch "$READY"; while :; do sleep 0.02; done"#;
     let p = spawn(
@@ -225,7 +225,7 @@ fn lost_leadership_stops_the_command_and_exits_75(tag: &str, test: &str) {
 
 fn tenure_elect_waits_for_etcdctl_elect(tag: &str, test: &str) {
     let Some(etcd) = etcd(tag, test) else { return };
-    let (dir, name) = (TempDir::new(), unique("interop-elect"));
+    let (dir, name) = (TempDir::new("tenure-cli-it"), unique("interop-elect"));
     let prefix = format!("{name}/");
     let etcdctl_leader = spawn(etcd.etcdctl().args(["elect", &name, "etcdctl-proposal"]));
     wait_until("etcdctl to lead", || etcd.keys(&prefix).len() == 1);
@@ -251,7 +251,7 @@ fn tenure_elect_waits_for_etcdctl_elect(tag: &str, test: &str) {
 
 fn status_shows_holder_and_waiters(tag: &str, test: &str) {
     let Some(etcd) = etcd(tag, test) else { return };
-    let (dir, name) = (TempDir::new(), unique("status"));
+    let (dir, name) = (TempDir::new("tenure-cli-it"), unique("status"));
     let prefix = format!("{name}/");
     let (keyfile, ready, release) = (dir.path("key"), dir.path("ready"), dir.path("release"));
     let script = format!(
@@ -298,7 +298,7 @@ fn status_shows_holder_and_waiters(tag: &str, test: &str) {
 fn passwords_never_show_in_output(tag: &str, test: &str) {
     let Some(etcd) = etcd(tag, test) else { return };
     const PASSWORD: &str = "s3cr3t-xyz";
-    let (dir, name) = (TempDir::new(), unique("secret"));
+    let (dir, name) = (TempDir::new("tenure-cli-it"), unique("secret"));
     let password_file = dir.path("password");
     std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("password file");
     let commands: [&[&str]; 3] = [

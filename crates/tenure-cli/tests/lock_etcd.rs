@@ -43,7 +43,7 @@ fn lock_sh(etcd: &Etcd, opts: &[&str], name: &str, script: &str) -> Command {
 
 fn two_processes_exclude_each_other(tag: &str, test: &str) {
     let Some(etcd) = etcd(tag, test) else { return };
-    let (dir, name) = (TempDir::new(), unique("exclude"));
+    let (dir, name) = (TempDir::new("tenure-cli-it"), unique("exclude"));
     let log = dir.path("log");
     let procs: Vec<_> = (0..4)
         .map(|_| {
@@ -79,7 +79,7 @@ fn hold(etcd: &Etcd, dir: &TempDir, name: &str) -> (support::Proc, std::path::Pa
 
 fn no_wait_and_wait_timeout_give_the_conflict_code(tag: &str, test: &str) {
     let Some(etcd) = etcd(tag, test) else { return };
-    let (dir, name) = (TempDir::new(), unique("conflict"));
+    let (dir, name) = (TempDir::new("tenure-cli-it"), unique("conflict"));
     let (holder, release) = hold(&etcd, &dir, &name);
     for (opts, expected, says) in [
         (&["-n"][..], 1, "locked by another session"),
@@ -109,7 +109,7 @@ fn no_wait_and_wait_timeout_give_the_conflict_code(tag: &str, test: &str) {
 
 fn exit_codes_pass_through(tag: &str, test: &str) {
     let Some(etcd) = etcd(tag, test) else { return };
-    let dir = TempDir::new();
+    let dir = TempDir::new("tenure-cli-it");
     let name = unique("codes");
     for (script, expected) in [
         ("exit 0", 0),
@@ -148,7 +148,7 @@ fn signals_reach_the_command(tag: &str, test: &str) {
         (libc::SIGINT, "INT"),
         (libc::SIGHUP, "HUP"),
     ] {
-        let (dir, name) = (TempDir::new(), unique("forward"));
+        let (dir, name) = (TempDir::new("tenure-cli-it"), unique("forward"));
         let (ready, trapped) = (dir.path("ready"), dir.path("trapped"));
         let script = format!(
             r#"trap 'echo {sig_name} > "$TRAPPED"; exit 9' {sig_name}; touch "$READY"; while :; do sleep 0.02; done"#
@@ -172,7 +172,7 @@ fn signals_reach_the_command(tag: &str, test: &str) {
 
 fn lost_lock_stops_the_command_and_exits_75(tag: &str, test: &str) {
     let Some(etcd) = etcd(tag, test) else { return };
-    let (dir, name) = (TempDir::new(), unique("lost"));
+    let (dir, name) = (TempDir::new("tenure-cli-it"), unique("lost"));
     let (keyfile, ready, stopped) = (dir.path("key"), dir.path("ready"), dir.path("stopped"));
     let script = r#"echo "$TENURE_LOCK_KEY" > "$KEYFILE"; trap 'touch "$STOPPED"; exit 0' TERM; touch "$READY"; while :; do sleep 0.02; done"#;
     let p = spawn(
@@ -192,7 +192,7 @@ fn lost_lock_stops_the_command_and_exits_75(tag: &str, test: &str) {
 
 fn lost_lock_kills_a_command_that_ignores_sigterm(tag: &str, test: &str) {
     let Some(etcd) = etcd(tag, test) else { return };
-    let (dir, name) = (TempDir::new(), unique("lost-kill"));
+    let (dir, name) = (TempDir::new("tenure-cli-it"), unique("lost-kill"));
     let (keyfile, ready, pids) = (dir.path("key"), dir.path("ready"), dir.path("pids"));
     // The shell and a background child of it both ignore SIGTERM; both must still end.
     let script = r#"trap '' TERM; sleep 1000 & echo "$$ $!" > "$PIDS"; echo "$TENURE_LOCK_KEY" > "$KEYFILE"; touch "$READY"; while :; do sleep 0.02; done"#;
@@ -219,7 +219,7 @@ fn lost_lock_kills_a_command_that_ignores_sigterm(tag: &str, test: &str) {
 
 fn interrupt_while_waiting_leaves_no_key(tag: &str, test: &str) {
     let Some(etcd) = etcd(tag, test) else { return };
-    let (dir, name) = (TempDir::new(), unique("interrupt"));
+    let (dir, name) = (TempDir::new("tenure-cli-it"), unique("interrupt"));
     let (holder, release) = hold(&etcd, &dir, &name);
     let prefix = format!("{name}/");
     let waiter = spawn(&mut lock_sh(
@@ -264,7 +264,7 @@ fn holds_without_a_command_until_signalled(tag: &str, test: &str) {
 
 fn tenure_and_etcdctl_lock_exclude_each_other(tag: &str, test: &str) {
     let Some(etcd) = etcd(tag, test) else { return };
-    let (dir, name) = (TempDir::new(), unique("interop"));
+    let (dir, name) = (TempDir::new("tenure-cli-it"), unique("interop"));
     let log = dir.path("log");
     // etcdctl holds: tenure -n fails; tenure holds: etcdctl waits in the same queue.
     let (ready, release) = (dir.path("ready"), dir.path("release"));

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use support::{
     env_or_skip, etcd_bin_from_env, per_version, report, within, EtcdConfig, Etcdctl, PrivateEtcd,
-    TestCerts, Version, PATIENCE,
+    TempDir, TestCerts, Version, PATIENCE,
 };
 use tenure::{Error, Tenure, TlsProblem, Write};
 use tokio::time::Instant;
@@ -23,23 +23,6 @@ per_version!(tls_with_client_cert_auth, auth_with_prefix_roles);
 /// A bound on how long a refusal may take: one round trip, far below [`PATIENCE`]. A retry
 /// loop (attempts with backoff) or a hang would blow it.
 const REFUSAL_BOUND: Duration = Duration::from_secs(10);
-
-/// A temporary directory, removed on drop (also when the test panics).
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("{what}-{:08x}", fastrand::u32(..)));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 async fn connect_tls(
     etcd: &PrivateEtcd,
@@ -67,7 +50,7 @@ async fn tls_with_client_cert_auth(v: Version, test: &'static str) {
     };
     // etcd rereads its certificate files at each handshake: they live as long as the test.
     let dir = TempDir::new("tenure-certs");
-    let certs = TestCerts::generate(&dir.0);
+    let certs = TestCerts::generate(dir.dir());
     let config = EtcdConfig {
         tls: Some(certs.clone()),
         args: vec![],

@@ -4,17 +4,13 @@
 //! `Unreachable` (its handshake is never answered). (TLS and ACL users proper: `tests/redis_security.rs`.)
 
 mod redis_support;
+mod support;
 
-use redis_support::{redis_bin, skip, RedisProcess};
+use redis_support::{redis_bin_or_skip, RedisProcess};
 use tenure::{Error, Tenure};
 
 async fn with_password(test: &str) -> Option<RedisProcess> {
-    let Some(bin) = redis_bin() else {
-        return skip(
-            "no redis-server (TENURE_TEST_REDIS_BIN unset, none on PATH)",
-            test,
-        );
-    };
+    let bin = redis_bin_or_skip(test)?;
     Some(
         redis_support::start_servers_with(&bin, 1, &["--requirepass", "s3cret"])
             .await

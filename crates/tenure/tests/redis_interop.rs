@@ -7,10 +7,11 @@
 //! that `scripts/servers install` fills); skipped with a visible line otherwise.
 
 mod redis_support;
+mod support;
 
 use std::process::Stdio;
 
-use redis_support::{skip, PATIENCE};
+use support::{skip, PATIENCE};
 use tenure::{Error, Tenure};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -101,7 +102,7 @@ impl Drop for Peer {
 /// The test server and redis-py, or `None` (skipped).
 async fn setup(test: &str) -> Option<(String, Peer)> {
     let Ok(url) = std::env::var("TENURE_TEST_REDIS_URL") else {
-        return skip("TENURE_TEST_REDIS_URL not set", test);
+        return skip(test, "TENURE_TEST_REDIS_URL not set");
     };
     let py_path = std::env::var("TENURE_TEST_REDIS_PY_PATH").ok();
     let mut check = std::process::Command::new("python3");
@@ -110,7 +111,7 @@ async fn setup(test: &str) -> Option<(String, Peer)> {
         check.env("PYTHONPATH", p);
     }
     if !check.status().is_ok_and(|s| s.success()) {
-        return skip("redis-py not importable (TENURE_TEST_REDIS_PY_PATH)", test);
+        return skip(test, "redis-py not importable (TENURE_TEST_REDIS_PY_PATH)");
     }
     let peer = Peer::start(&url, py_path).await;
     Some((url, peer))

@@ -13,12 +13,13 @@ mod redis_support;
 #[allow(unused_macros, unused_imports)]
 mod support;
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use redis_support::{redis_bin, resp, skip, start_servers_with, PATIENCE};
-use support::{etcd_bin_from_env, within, EtcdConfig, PrivateEtcd, TestCerts, Version};
+use redis_support::{redis_bin_or_skip, resp, start_servers_with};
+use support::{
+    etcd_bin_from_env, within, EtcdConfig, PrivateEtcd, TempDir, TestCerts, Version, PATIENCE,
+};
 use tenure::{Error, Tenure, TlsProblem};
 use tokio::time::Instant;
 
@@ -63,23 +64,6 @@ fn acl_user(name: &str, password: &str) -> Vec<String> {
         rule.push(format!("+{cmd}"));
     }
     rule
-}
-
-/// A temporary directory, removed on drop (also when the test panics).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("{what}-{:08x}", fastrand::u32(..)));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A TLS-only `redis-server` of this test's own; killed and reaped on drop.
@@ -185,14 +169,9 @@ async fn lock_unlock(tenure: &Tenure, name: &str) {
 }
 
 fn setup(test: &str) -> Option<(String, TempDir, TestCerts)> {
-    let Some(bin) = redis_bin() else {
-        return skip(
-            "no redis-server (TENURE_TEST_REDIS_BIN unset, none on PATH)",
-            test,
-        );
-    };
+    let bin = redis_bin_or_skip(test)?;
     let dir = TempDir::new("tenure-redis-tls");
-    let certs = TestCerts::generate(&dir.0);
+    let certs = TestCerts::generate(dir.dir());
     Some((bin, dir, certs))
 }
 
@@ -288,11 +267,7 @@ async fn client_certificate_required() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_users_confined_to_their_prefix() {
-    let Some(bin) = redis_bin() else {
-        let _: Option<()> = skip(
-            "no redis-server (TENURE_TEST_REDIS_BIN unset, none on PATH)",
-            "acl_users_confined_to_their_prefix",
-        );
+    let Some(bin) = redis_bin_or_skip("acl_users_confined_to_their_prefix") else {
         return;
     };
     let mut args = acl_user("app1", "pw1");
@@ -307,7 +282,7 @@ async fn acl_users_confined_to_their_prefix() {
         .expect("app1 from the URL");
     lock_unlock(&app1, "app1:x").await;
     let dir = TempDir::new("tenure-redis-acl");
-    let pw_file = dir.0.join("password");
+    let pw_file = dir.path("password");
     std::fs::write(&pw_file, "pw2\n").expect("write password file");
     let app2 = connect(
         Tenure::builder(&format!("redis://{addr}"))

@@ -4,10 +4,12 @@
 //! on the survivors, and a holder's `lost()` fires.
 
 mod redis_support;
+mod support;
 
 use std::time::Duration;
 
-use redis_support::{eventually, exists, redis_bin, resp, skip, start_servers, RedisProcess};
+use redis_support::{exists, redis_bin_or_skip, resp, start_servers, RedisProcess};
+use support::{wait_for, PATIENCE};
 use tenure::{Error, Tenure};
 
 fn url(servers: &[RedisProcess]) -> String {
@@ -25,12 +27,7 @@ fn pttl(port: u16, key: &str) -> i64 {
 }
 
 async fn setup(n: usize, test: &str) -> Option<(Vec<RedisProcess>, Tenure)> {
-    let Some(bin) = redis_bin() else {
-        return skip(
-            "no redis-server (TENURE_TEST_REDIS_BIN unset, none on PATH)",
-            test,
-        );
-    };
+    let bin = redis_bin_or_skip(test)?;
     let servers = start_servers(&bin, n).await;
     let tenure = Tenure::builder(&url(&servers))
         .ttl(Duration::from_secs(2))
@@ -69,12 +66,16 @@ async fn survives_minority(n: usize, kill: usize, test: &str) {
     // Renewal by majority: between renewals a key's PTTL only falls, so a rise is a renewal.
     for round in 0..2 {
         let mut last = pttl(alive[0], name);
-        eventually(&format!("renewal {round} seen on a survivor"), || {
-            let now = pttl(alive[0], name);
-            let rose = now > last;
-            last = now;
-            async move { rose }
-        })
+        wait_for(
+            &format!("renewal {round} seen on a survivor"),
+            PATIENCE,
+            || {
+                let now = pttl(alive[0], name);
+                let rose = now > last;
+                last = now;
+                async move { rose.then_some(()) }
+            },
+        )
         .await;
     }
     assert!(!g.is_lost() && !a.is_lost());
@@ -84,7 +85,7 @@ async fn survives_minority(n: usize, kill: usize, test: &str) {
     });
     let t2 = g.token();
     g.unlock().await.unwrap();
-    let t3 = tokio::time::timeout(redis_support::PATIENCE, waiter)
+    let t3 = tokio::time::timeout(PATIENCE, waiter)
         .await
         .expect("waiter gets the lock")
         .unwrap()
@@ -124,7 +125,7 @@ async fn fails_cleanly_without_majority(n: usize, test: &str) {
     assert!(matches!(err, Error::Unreachable { .. }), "{err}");
     assert!(alive.iter().all(|p| !exists(*p, name)), "left a key behind");
 
-    tokio::time::timeout(redis_support::PATIENCE, g.lost())
+    tokio::time::timeout(PATIENCE, g.lost())
         .await
         .expect("holder told it lost the lock");
     let refused = Tenure::connect(&url(&servers)).await.unwrap_err();

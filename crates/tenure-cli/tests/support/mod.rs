@@ -8,6 +8,14 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code, unused_macros, unused_imports)]
 
+#[path = "../../../tenure/tests/support/scratch.rs"]
+mod scratch;
+#[path = "../../../tenure/tests/support/skip.rs"]
+mod skip;
+
+pub use scratch::TempDir;
+pub use skip::env_or_skip;
+
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -46,21 +54,6 @@ macro_rules! per_version {
     };
 }
 pub(crate) use per_version;
-
-/// The value of `var`, or `None` after saying on the terminal (past the test harness's
-/// capture) that `test` is skipped. Panics instead when `TENURE_REQUIRE_SERVERS=1`.
-pub fn env_or_skip(test: &str, var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            if std::env::var_os("TENURE_REQUIRE_SERVERS").is_some_and(|v| v == "1") {
-                panic!("{test}: {var} is not set but TENURE_REQUIRE_SERVERS=1; run scripts/test");
-            }
-            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {var} not set");
-            None
-        }
-    }
-}
 
 /// One etcd server from `scripts/test`, and `etcdctl` to inspect it as an operator would.
 pub struct Etcd {
@@ -143,27 +136,6 @@ pub fn random() -> u64 {
 /// A lock name unique to this run: `tenure-cli-it/<what>-<random>`.
 pub fn unique(what: &str) -> String {
     format!("tenure-cli-it/{what}-{:016x}", random())
-}
-
-/// A scratch directory, removed when dropped.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("tenure-cli-it-{:016x}", random()));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Runs `cmd` to completion (bounded), capturing its output.

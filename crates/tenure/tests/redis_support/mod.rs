@@ -1,11 +1,11 @@
 //! Helpers for the Redis tests: which servers the environment provides (and the SKIPPED line
 //! when it provides none), private `redis-server` processes on free loopback ports that are
-//! killed on drop, a tiny RESP client for an operator's view, and waiting for an outcome.
+//! killed on drop, and a tiny RESP client for an operator's view. Skipping and waiting are
+//! `tests/support`'s.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::io::{BufRead, BufReader, Write as _};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -13,37 +13,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Bounds every wait for an outcome; far above any expected time, so it only stops a hang.
-pub const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Says on the terminal (past the harness's capture) that a test was skipped, or fails when
-/// `TENURE_REQUIRE_SERVERS=1`. Returns `None` so callers can `let Some(..) = .. else { return }`.
-pub fn skip<T>(what: &str, test: &str) -> Option<T> {
-    if std::env::var_os("TENURE_REQUIRE_SERVERS").is_some_and(|v| v == "1") {
-        panic!("{what} but TENURE_REQUIRE_SERVERS=1; run scripts/test");
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: {what} (scripts/test provides it)"
-    );
-    None
-}
-
-/// Waits until `cond` holds, checking every 10 ms; fails after [`PATIENCE`].
-pub async fn eventually<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    while !cond().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not reached in {PATIENCE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use crate::support::skip;
 
 /// Sends one inline command (space-separated words without spaces inside) to a Redis server
 /// at `127.0.0.1:port` and returns the first reply line, or `None` if nobody answers.
@@ -88,8 +58,18 @@ impl Drop for RedisProcess {
     }
 }
 
-/// The `redis-server` binary: `TENURE_TEST_REDIS_BIN`, else the one on `PATH`.
-pub fn redis_bin() -> Option<String> {
+/// The `redis-server` binary: `TENURE_TEST_REDIS_BIN`, else the one on `PATH`; else `None`
+/// after a SKIPPED line.
+pub fn redis_bin_or_skip(test: &str) -> Option<String> {
+    redis_bin().or_else(|| {
+        skip(
+            test,
+            "no redis-server (TENURE_TEST_REDIS_BIN unset, none on PATH)",
+        )
+    })
+}
+
+fn redis_bin() -> Option<String> {
     if let Ok(b) = std::env::var("TENURE_TEST_REDIS_BIN") {
         return Some(b);
     }

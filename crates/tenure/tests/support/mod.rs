@@ -9,6 +9,14 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+mod scratch;
+mod skip;
+
+#[allow(unused_imports)] // as above
+pub use scratch::TempDir;
+#[allow(unused_imports)]
+pub use skip::{env_or_skip, skip};
+
 use std::future::Future;
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
@@ -85,21 +93,6 @@ macro_rules! per_version {
 }
 #[allow(unused_imports)]
 pub(crate) use per_version;
-
-/// The value of `var`, or `None` after saying on the terminal (past the test harness's
-/// capture) that `test` is skipped. Panics instead when `TENURE_REQUIRE_SERVERS=1`.
-pub fn env_or_skip(test: &str, var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            if std::env::var_os("TENURE_REQUIRE_SERVERS").is_some_and(|v| v == "1") {
-                panic!("{test}: {var} is not set but TENURE_REQUIRE_SERVERS=1; run scripts/test");
-            }
-            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {var} not set");
-            None
-        }
-    }
-}
 
 /// Prints a measured figure straight to the terminal (past the harness's capture), so that
 /// `scripts/test` shows it: `MEASURED <test>: <what>`.

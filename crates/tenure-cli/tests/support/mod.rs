@@ -189,18 +189,7 @@ impl Proc {
 
     /// The first line the process prints on stdout (bounded).
     pub fn first_line(&mut self) -> String {
-        let stdout = self
-            .child
-            .as_mut()
-            .and_then(|c| c.stdout.take())
-            .expect("stdout piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        rx.recv_timeout(PATIENCE).expect("a line on stdout")
+        self.lines().next()
     }
 }
 

@@ -17,6 +17,13 @@ use tenure::{Error, Tenure};
 use zk_support::{Admin, Curator};
 
 /// The shared server, its operator view and the Curator peer, or `None` when skipped.
+/// `node` has the shape of a protected Curator lock node under `dir`:
+/// `<dir>/_c_<uuid>-lock-<sequence>`.
+fn assert_curator_lock_node(node: &str, dir: &str) {
+    assert!(node.starts_with(&format!("{dir}/_c_")), "{node}");
+    assert!(node.contains("-lock-"), "{node}");
+}
+
 async fn setup(test: &str) -> Option<(Tenure, Admin, Curator)> {
     let url = zk_support::url_from_env(test)?;
     let classpath = zk_support::classpath_from_env(test)?;
@@ -40,11 +47,7 @@ async fn curator_holds_our_try_lock_fails_and_lock_waits() {
         .line_where(PATIENCE, |l| l.starts_with("HOLDING"))
         .await;
     let curator_node = line["HOLDING ".len()..].trim().to_string();
-    assert!(
-        curator_node.starts_with(&format!("{path}/_c_")),
-        "{curator_node}"
-    );
-    assert!(curator_node.contains("-lock-"), "{curator_node}");
+    assert_curator_lock_node(&curator_node, &path);
 
     let session = tenure.session().await.expect("session");
     let mutex = session.mutex(&name).expect("mutex");
@@ -64,12 +67,7 @@ async fn curator_holds_our_try_lock_fails_and_lock_waits() {
     // Our grant came after Curator began releasing (it prints before it deletes its node).
     let releasing = peer.line_where(PATIENCE, |l| l == "RELEASING").await;
     assert_eq!(releasing, "RELEASING");
-    assert!(
-        guard.key().starts_with(&format!("{path}/_c_")),
-        "{}",
-        guard.key()
-    );
-    assert!(guard.key().contains("-lock-"), "{}", guard.key());
+    assert_curator_lock_node(guard.key(), &path);
     assert_eq!(admin.czxid(guard.key()).await, guard.token().0);
     assert!(!admin.exists(&curator_node).await);
     guard.unlock().await.expect("unlock");

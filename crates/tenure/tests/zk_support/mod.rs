@@ -163,7 +163,8 @@ impl PrivateZk {
             .port();
         let config = format!(
             "tickTime=500\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
-             admin.enableServer=false\nminSessionTimeout=1000\nmaxSessionTimeout=60000\n",
+             admin.enableServer=false\nminSessionTimeout=1000\nmaxSessionTimeout=60000\n\
+             4lw.commands.whitelist=wchp\n",
             dir.join("data").display()
         );
         std::fs::write(dir.join("zoo.cfg"), config).expect("write zoo.cfg");
@@ -204,6 +205,27 @@ impl PrivateZk {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The server's watches by path (`wchp`): each watched path with the sessions watching it.
+    pub fn watches_by_path(&self) -> std::collections::BTreeMap<String, usize> {
+        use std::io::{Read as _, Write as _};
+        let addr = hosts(&self.url).to_string();
+        let mut conn = std::net::TcpStream::connect(&addr).expect("connect for wchp");
+        conn.write_all(b"wchp").expect("send wchp");
+        let mut text = String::new();
+        conn.read_to_string(&mut text).expect("read wchp");
+        let mut watches = std::collections::BTreeMap::new();
+        let mut path = None;
+        for line in text.lines() {
+            if line.starts_with('/') {
+                path = Some(line.to_string());
+                watches.insert(line.to_string(), 0);
+            } else if let (Some(p), false) = (&path, line.trim().is_empty()) {
+                *watches.get_mut(p).expect("path seen") += 1;
+            }
+        }
+        watches
     }
 
     /// The server's process id (to freeze it with SIGSTOP).

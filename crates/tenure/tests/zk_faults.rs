@@ -137,6 +137,41 @@ async fn short_freeze_suspends_then_resumes() {
     guard.unlock().await.expect("unlock");
 }
 
+/// Regression: a request in flight when the connection stalls (server frozen past the client's
+/// connection timeout, 4 s of a 10 s session) failed with the client library's own "no
+/// response from connection" error, which we reported as `Error::Store`: not retried, and seen
+/// once under load as a waiter reporting that instead of `SessionLost` when its session was
+/// expired (`conformance::zk::c7_lost_on_delete_and_revoke`). It is a connection fault:
+/// transient, or the session's loss once that is known.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_in_flight_when_the_connection_stalls_is_a_connection_fault() {
+    const TEST: &str = "request_in_flight_when_the_connection_stalls";
+    let Some(classpath) = zk_support::classpath_from_env(TEST) else {
+        return;
+    };
+    let zk = PrivateZk::start(&classpath).await;
+    let tenure = Tenure::builder(&zk.url)
+        .ttl(Duration::from_secs(10))
+        .connect()
+        .await
+        .expect("connect");
+    let session = tenure.session().await.expect("session");
+    let mutex = session.mutex(&unique("stall")).expect("mutex");
+    signal(zk.pid(), "STOP");
+    let res = within(
+        "try_lock against a frozen server",
+        PATIENCE,
+        mutex.try_lock(),
+    )
+    .await;
+    signal(zk.pid(), "CONT");
+    match res {
+        Err(e) if e.is_transient() => {}
+        Err(Error::SessionLost { .. }) => {}
+        other => panic!("expected a transient fault or SessionLost, got {other:?}"),
+    }
+}
+
 /// Not a test of its own: the body of the holder *process* of
 /// `killed_holder_process_is_released_after_timeout` (see `support::spawn_child_holder`); in
 /// an ordinary run it returns at once.

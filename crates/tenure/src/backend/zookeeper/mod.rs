@@ -57,12 +57,18 @@ const SHARED_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) fn map_err(op: &'static str, e: zk::Error) -> Error {
     use zk::Error as E;
     match e {
-        E::ConnectionLoss | E::Timeout | E::Throttled | E::NoHosts | E::SessionMoved => {
-            Error::Transient {
-                op,
-                message: e.to_string(),
-            }
-        }
+        // `Custom` comes only from the client's connection layer (no response within the
+        // connection timeout, an I/O error, a writable server found): the request's outcome
+        // is unknown, as with ConnectionLoss.
+        E::ConnectionLoss
+        | E::Timeout
+        | E::Throttled
+        | E::NoHosts
+        | E::SessionMoved
+        | E::Custom(_) => Error::Transient {
+            op,
+            message: e.to_string(),
+        },
         E::SessionExpired => Error::SessionLost {
             reason: LostReason::LeaseExpired,
         },

@@ -1,4 +1,5 @@
-//! Backend URLs: `mem://`, `etcd://h1:2379,h2:2379`, and the forms of later backends.
+//! Backend URLs: `mem://`, `etcd://`/`etcds://`, `zk://`, `redis://`/`rediss://` and
+//! `redlock://` (see [`VALID_FORMS`]), parsed without touching the network.
 
 use crate::{Error, Result};
 

@@ -60,6 +60,8 @@ mod write;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod fuzz;
 
 pub use client::{Builder, Tenure, DEFAULT_CONNECT_TIMEOUT};
 pub use election::{Election, Leader, Leadership, Observer};

@@ -19,7 +19,7 @@ use crate::cli::options::{parse_counts, parse_duration, Counts, MAX_COUNT, MAX_D
 use crate::{Cli, Command};
 
 /// Enough to reach the corner cases of every grammar in well under a second per property.
-const DEFAULT_CASES: u32 = 512;
+const DEFAULT_CASES: u32 = 1000;
 
 /// `TENURE_FUZZ_CASES` cases or the default; no regression files written into the source tree
 /// (regressions are explicit cases below, where a reader sees them).

@@ -13,7 +13,7 @@ mod url;
 use proptest::test_runner::Config;
 
 /// Enough to reach the corner cases of every grammar in well under a second per property.
-const DEFAULT_CASES: u32 = 512;
+const DEFAULT_CASES: u32 = 1000;
 
 /// The proptest configuration of every property here: `TENURE_FUZZ_CASES` cases or the
 /// default, and no regression files written into the source tree (regressions are kept as

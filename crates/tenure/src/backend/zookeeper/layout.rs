@@ -121,6 +121,9 @@ pub(super) fn parent(path: &str) -> &str {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -57,8 +57,13 @@ proptest! {
     }
 
     #[test]
-    fn our_node_names_read_back(n in 0u64..=i32::MAX as u64, latch in any::<bool>()) {
-        let uuid = new_uuid();
+    fn our_node_names_read_back(
+        ticket in any::<u128>(),
+        n in 0u64..=i32::MAX as u64,
+        latch in any::<bool>(),
+    ) {
+        let uuid = uuid_of_ticket(Ticket(ticket));
+        prop_assert_eq!(&uuid, &uuid_of_ticket(Ticket(ticket)), "one ticket, one node (C13)");
         let role = if latch { Role::Candidate } else { Role::Lock };
         let node = format!("{}{n:010}", node_base(&uuid, role));
         prop_assert_eq!(uuid_of(&node), Some(uuid.as_str()));

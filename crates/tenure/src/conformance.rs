@@ -393,6 +393,26 @@ pub(crate) async fn c13_retried_steps_are_idempotent(f: Fixture) {
         Ahead::Nobody { .. }
     ));
     assert_eq!(f.admin.keys(&prefix).await, vec![a.mine.key.clone()]);
+    // try_lock behind another holder, retried: "held", and nothing of ours left behind.
+    let other = f.tenure.session().await.unwrap();
+    let other_store = other.inner.backend.queue_store().expect("same store");
+    let ticket = Ticket::new();
+    if f.tenure.backend() == "zk" {
+        // ZooKeeper's try creates, then checks it came first: an attempt whose check was never
+        // answered leaves a node behind the holder, which the retry must withdraw.
+        other_store
+            .enqueue(&prefix, b"v", Role::Lock, ticket)
+            .await
+            .unwrap();
+    }
+    for _ in 0..2 {
+        let held = other_store
+            .enqueue_if_empty(&prefix, b"v", ticket)
+            .await
+            .unwrap();
+        assert_eq!(held.unwrap_err().as_deref(), Some(a.mine.key.as_str()));
+    }
+    assert_eq!(f.admin.keys(&prefix).await, vec![a.mine.key.clone()]);
     assert!(store.remove(&b.mine).await.unwrap());
     assert!(f.admin.keys(&prefix).await.is_empty());
 }

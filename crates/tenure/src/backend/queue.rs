@@ -94,7 +94,9 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
         ticket: Ticket,
     ) -> Result<Enqueued>;
     /// In one round trip: creates the entry only if the queue is empty; else names the holder.
-    /// A holder that is our own entry (an earlier attempt applied, its answer lost) is ours.
+    /// A holder that is our own entry (an earlier attempt applied, its answer lost) is ours;
+    /// when the answer is "held by another", nothing of ours is left in the store, whatever
+    /// earlier attempts with the same `ticket` did.
     async fn enqueue_if_empty(
         &self,
         prefix: &str,
@@ -303,21 +305,13 @@ async fn acquire<S: QueueStore>(
         pending.entry = Some(enq.mine.clone());
         enq
     } else {
-        let mut tries = 0;
-        let answer = with_backoff(ATTEMPTS, || {
-            tries += 1;
-            store.enqueue_if_empty(&prefix, value, ticket)
-        })
-        .await;
-        match answer {
+        match with_backoff(ATTEMPTS, || store.enqueue_if_empty(&prefix, value, ticket)).await {
             Ok(Ok(enq)) => enq,
             Ok(Err(holder)) => {
-                // One answered attempt wrote nothing. After an unanswered one an entry of ours
-                // may exist behind the holder (ZooKeeper's create-then-check): `pending` stays
-                // armed and withdraws it (C13).
-                if tries == 1 {
-                    pending.permit = None;
-                }
+                // A `Locked` answer leaves nothing of ours in the store, also after retries
+                // (the store withdraws what an unanswered attempt made: C4, C13), so there is
+                // no cleanup to keep siblings waiting for.
+                pending.permit = None;
                 return Err(Error::Locked {
                     name: name.to_string(),
                     holder,

@@ -36,6 +36,28 @@ pub fn exists(port: u16, key: &str) -> bool {
     resp(port, &format!("EXISTS {key}")).as_deref() == Some(":1")
 }
 
+/// Makes the server at `port` a replica of a master that does not exist (port 1 on loopback,
+/// where nobody listens): it keeps its data and answers reads, but refuses every write, and
+/// every script that writes, with `READONLY` — a transient fault that is never applied, so a
+/// client retries it. [`accept_writes`] undoes it; the data is untouched (a replica flushes
+/// only once it has synced with its master, which never answers).
+pub fn refuse_writes(port: u16) {
+    assert_eq!(
+        resp(port, "REPLICAOF 127.0.0.1 1").as_deref(),
+        Some("+OK"),
+        "REPLICAOF on {port}"
+    );
+}
+
+/// Makes the server at `port` a master again after [`refuse_writes`].
+pub fn accept_writes(port: u16) {
+    assert_eq!(
+        resp(port, "REPLICAOF NO ONE").as_deref(),
+        Some("+OK"),
+        "REPLICAOF NO ONE on {port}"
+    );
+}
+
 /// A `redis-server` this test started; killed (and reaped) on drop.
 pub struct RedisProcess {
     pub port: u16,

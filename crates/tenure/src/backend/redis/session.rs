@@ -8,6 +8,10 @@
 //! grant's `lost()` (C7a, at the next renewal at the latest). Deleting the heartbeat key is this
 //! backend's "revoke": the next renewal releases every lock of the session and reports the
 //! session lost.
+//!
+//! An unlock takes its lock out of renewal before it sends the release, so a release that is
+//! refused, unanswered or abandoned (its future dropped) can never be extended by the
+//! session: the guard's background release retries it, and at worst it expires one TTL later.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -34,6 +38,10 @@ struct Held {
     token: u64,
     value: String,
     liveness: Liveness,
+    /// An unlock has begun: renewal no longer extends the lock, but the value stays known
+    /// until the store has answered, so that a retried release (the guard's background one,
+    /// after an `unlock()` was dropped or failed transiently) can still compare-and-delete.
+    releasing: bool,
 }
 
 /// The locks a session holds, by key.
@@ -52,6 +60,17 @@ impl Registry {
             .map(|h| h.value.clone())
     }
 
+    /// Takes the lock out of renewal *before* any release request is sent, and returns its
+    /// value: whatever happens to the release from here on (answered, refused, or its future
+    /// dropped), renewal can no longer keep the lock alive, so at worst it expires within
+    /// one TTL (docs/contract.md, C13).
+    fn start_release(&self, key: &str, token: u64) -> Option<String> {
+        let mut map = self.lock();
+        let held = map.get_mut(key).filter(|h| h.token == token)?;
+        held.releasing = true;
+        Some(held.value.clone())
+    }
+
     fn remove(&self, key: &str, token: u64) {
         let mut map = self.lock();
         if map.get(key).is_some_and(|h| h.token == token) {
@@ -59,10 +78,20 @@ impl Registry {
         }
     }
 
-    fn snapshot(&self) -> Vec<(String, String, u64, Liveness)> {
+    /// The locks to renew: every lock held, except those being released.
+    fn renewing(&self) -> Vec<(String, String, u64, Liveness)> {
         self.lock()
             .iter()
+            .filter(|(_, h)| !h.releasing)
             .map(|(k, h)| (k.clone(), h.value.clone(), h.token, h.liveness.clone()))
+            .collect()
+    }
+
+    /// Every lock of the session with its value, including those being released.
+    fn all(&self) -> Vec<(String, String)> {
+        self.lock()
+            .iter()
+            .map(|(k, h)| (k.clone(), h.value.clone()))
             .collect()
     }
 }
@@ -78,7 +107,7 @@ pub(crate) struct SessionRenewer {
 #[async_trait]
 impl Renewer for SessionRenewer {
     async fn renew(&mut self) -> Result<Option<Duration>> {
-        let held = self.registry.snapshot();
+        let held = self.registry.renewing();
         let pairs: Vec<(String, String)> = held
             .iter()
             .map(|(k, v, _, _)| (k.clone(), v.clone()))
@@ -178,6 +207,7 @@ impl RedisSession {
                 token,
                 value,
                 liveness: liveness.clone(),
+                releasing: false,
             },
         );
         Grant {
@@ -265,14 +295,19 @@ impl SessionBackend for RedisSession {
 
     async fn release(&self, grant: &Grant) -> Result<()> {
         let lost = grant.liveness.reason();
-        let Some(value) = self.registry.value_of(&grant.key, grant.token) else {
+        let Some(value) = self.registry.start_release(&grant.key, grant.token) else {
             return Err(Error::LockLost {
                 key: grant.key.clone(),
                 reason: lost.unwrap_or(LostReason::EntryDeleted),
             });
         };
-        let removed = with_backoff(ATTEMPTS, || self.nodes.release(&grant.key, &value)).await?;
-        self.registry.remove(&grant.key, grant.token);
+        let removed = with_backoff(ATTEMPTS, || self.nodes.release(&grant.key, &value)).await;
+        match &removed {
+            // Kept (out of renewal) for the retry that follows a transient failure.
+            Err(e) if e.is_transient() => {}
+            _ => self.registry.remove(&grant.key, grant.token),
+        }
+        let removed = removed?;
         match (lost, removed) {
             (Some(reason), _) => Err(Error::LockLost {
                 key: grant.key.clone(),
@@ -330,12 +365,7 @@ impl SessionBackend for RedisSession {
         let del = redis::cmd("DEL").arg(&key).clone();
         self.nodes.majority::<i64>("close", &del).await?;
         // With the heartbeat gone, one renewal round releases (and publishes) every lock.
-        let pairs: Vec<(String, String)> = self
-            .registry
-            .snapshot()
-            .into_iter()
-            .map(|(k, v, _, _)| (k, v))
-            .collect();
+        let pairs = self.registry.all();
         self.nodes.renew(&key, &pairs, self.ttl).await?;
         self.registry.lock().clear();
         Ok(())

@@ -1,0 +1,62 @@
+//! Faults a Redis holder must survive without keeping a lock it gave up, against private
+//! `redis-server` processes this test starts on free loopback ports.
+//!
+//! - An `unlock()` dropped while its release is being refused (the server turned read-only
+//!   for a moment, so the compare-and-delete is never applied): the session's renewal must
+//!   not keep that lock alive; a waiter gets it while the holder's session lives on
+//!   (docs/contract.md, C13: every await point is safe to abandon).
+
+mod redis_support;
+mod support;
+
+use std::time::Duration;
+
+use redis_support::{accept_writes, exists, redis_bin_or_skip, refuse_writes, start_servers};
+use support::PATIENCE;
+use tenure::Tenure;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_unlock_is_not_kept_alive_by_renewals() {
+    let Some(bin) = redis_bin_or_skip("dropped_unlock_is_not_kept_alive_by_renewals") else {
+        return;
+    };
+    let server = start_servers(&bin, 1).await.remove(0);
+    let tenure = Tenure::builder(&format!("redis://127.0.0.1:{}", server.port))
+        .ttl(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap();
+    let name = "dropped-unlock";
+    let holder = tenure.session().await.unwrap();
+    let guard = holder.mutex(name).unwrap().lock().await.unwrap();
+    let first = guard.token();
+
+    refuse_writes(server.port);
+    let mut unlock = Box::pin(guard.unlock());
+    // Refused releases are retried with backoff (over a second in all), so after the first
+    // refusal the future is still pending: dropped mid-release.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), &mut unlock)
+            .await
+            .is_err(),
+        "unlock finished although every release was refused"
+    );
+    drop(unlock);
+    accept_writes(server.port);
+    assert!(exists(server.port, name), "the refused release was applied");
+
+    // The session keeps renewing (it is still alive at the end), but not this lock: it is
+    // released or expires, and a waiter gets it.
+    let waiter = tenure.session().await.unwrap();
+    let next = tokio::time::timeout(PATIENCE, waiter.mutex(name).unwrap().lock())
+        .await
+        .expect("the abandoned lock is still renewed: the waiter never got it")
+        .unwrap();
+    assert!(next.token() > first);
+    assert!(
+        !holder.is_lost(),
+        "the holder's session died; renewals were not tested"
+    );
+    next.unlock().await.unwrap();
+    assert!(!exists(server.port, name));
+}

@@ -437,6 +437,7 @@ macro_rules! redis_clauses {
             r4_failed_try_lock_leaves_no_trace,
             r5_cancelled_mid_set_leaves_nothing,
             r7_taken_over_is_lost,
+            r12_reserved_names_refused,
             r_elections_unsupported,
         );
     };

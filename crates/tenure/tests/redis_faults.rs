@@ -5,6 +5,8 @@
 //!   for a moment, so the compare-and-delete is never applied): the session's renewal must
 //!   not keep that lock alive; a waiter gets it while the holder's session lives on
 //!   (docs/contract.md, C13: every await point is safe to abandon).
+//! - A server that may evict fencing counters (`maxmemory-policy allkeys-*`) is warned about
+//!   at connect.
 
 mod redis_support;
 mod support;
@@ -59,4 +61,31 @@ async fn dropped_unlock_is_not_kept_alive_by_renewals() {
     );
     next.unlock().await.unwrap();
     assert!(!exists(server.port, name));
+}
+
+/// A server that may evict keys without a TTL (`allkeys-*`) can evict fencing counters, so
+/// tokens could repeat: connecting warns, naming the policy and the fix; `noeviction` does not.
+#[tokio::test]
+async fn allkeys_eviction_policy_is_warned_about() {
+    let Some(bin) = redis_bin_or_skip("allkeys_eviction_policy_is_warned_about") else {
+        return;
+    };
+    let servers = redis_support::start_servers_with(
+        &bin,
+        1,
+        &["--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru"],
+    )
+    .await;
+    let plain = start_servers(&bin, 1).await;
+    let (log, _guard) = support::capture_tracing();
+    Tenure::connect(&format!("redis://127.0.0.1:{}", plain[0].port))
+        .await
+        .unwrap();
+    assert!(!log.text().contains("maxmemory-policy"), "{}", log.text());
+    Tenure::connect(&format!("redis://127.0.0.1:{}", servers[0].port))
+        .await
+        .unwrap();
+    let text = log.text();
+    assert!(text.contains("allkeys-lru"), "{text}");
+    assert!(text.contains("noeviction"), "{text}");
 }

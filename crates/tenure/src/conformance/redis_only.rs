@@ -148,3 +148,47 @@ pub(crate) async fn r_elections_unsupported(f: Fixture) {
         other => panic!("expected Unsupported, got {other:?}"),
     }
 }
+
+/// The layout's reserved names (C12 on Redis): lock `N`'s fencing counter is `N:fence` and
+/// session heartbeats are `tenure:session:<id>`, so no lock may be named `…:fence` or
+/// `tenure:…` (it would hold another lock's counter, which has no TTL, or a session's
+/// heartbeat), and no write may target them; both are refused as `InvalidName`, touching
+/// nothing. Reading them is allowed.
+pub(crate) async fn r12_reserved_names_refused(f: Fixture) {
+    let name = f.name("reserved");
+    let s = f.tenure.session().await.unwrap();
+    let g = s.mutex(&name).unwrap().lock().await.unwrap();
+    let fence = admin(&f).fence(&name).await;
+    let session = crate::backend::redis::scripts::session_key(s.id());
+    let heartbeat = admin(&f).get(&session).await;
+    assert!(heartbeat.is_some(), "no heartbeat key {session}");
+    for bad in [format!("{name}:fence"), session.clone(), "tenure:x".into()] {
+        let m = s.mutex(&bad).unwrap();
+        let waited = within("lock on a reserved name", m.lock()).await;
+        for res in [m.try_lock().await.map(drop), waited.map(drop)] {
+            match res {
+                Err(Error::InvalidName { reason, .. }) => {
+                    assert!(reason.contains("reserved"), "{bad}: {reason}")
+                }
+                other => panic!("{bad}: expected InvalidName, got {other:?}"),
+            }
+        }
+        let err = f
+            .tenure
+            .write([Write::put(bad.clone(), "1")])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidName { .. }), "{bad}: {err}");
+        let err = g.write([Write::put(bad.clone(), "1")]).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidName { .. }), "{bad}: {err}");
+    }
+    assert_eq!(admin(&f).fence(&name).await, fence, "fence counter touched");
+    assert_eq!(
+        admin(&f).get(&session).await,
+        heartbeat,
+        "heartbeat touched"
+    );
+    let counter = f.tenure.read(&format!("{name}:fence")).await.unwrap();
+    assert_eq!(counter, Some(fence.to_string().into_bytes()));
+    g.unlock().await.unwrap();
+}

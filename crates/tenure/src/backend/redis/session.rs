@@ -22,7 +22,7 @@ use tokio::sync::OwnedMutexGuard;
 use tokio::task::AbortHandle;
 
 use super::redlock::{drift, Attempt, Nodes};
-use super::scripts::{session_key, GUARDED_WRITE};
+use super::scripts::{check_name, session_key, GUARDED_WRITE};
 use super::waiting::Waiter;
 use crate::backend::lease::Renewer;
 use crate::backend::{Grant, SessionBackend};
@@ -146,6 +146,13 @@ fn undecided() -> Error {
     }
 }
 
+/// Refuses writes to the layout's own keys (see [`check_name`]).
+pub(crate) fn check_targets(ops: &[Write]) -> Result<()> {
+    ops.iter().try_for_each(|op| match op {
+        Write::Put { key, .. } | Write::Delete { key } => check_name(key),
+    })
+}
+
 /// A random value for one acquisition: the session id, then 64 random bits, in hex.
 fn new_value(session: u64) -> String {
     format!("{session:016x}{:016x}", fastrand::u64(..))
@@ -244,6 +251,7 @@ impl SessionBackend for RedisSession {
         wait: bool,
         permit: OwnedMutexGuard<()>,
     ) -> Result<Grant> {
+        check_name(name)?;
         if let Some(reason) = self.liveness.reason() {
             return Err(Error::SessionLost { reason });
         }
@@ -325,6 +333,7 @@ impl SessionBackend for RedisSession {
     }
 
     async fn guarded_write(&self, grant: &Grant, ops: &[Write]) -> Result<bool> {
+        check_targets(ops)?;
         if grant.liveness.is_lost() {
             return Ok(false);
         }

@@ -270,7 +270,7 @@ impl Backend for RedisBackend {
         let sent = Instant::now();
         let set = redis::cmd("SET")
             .arg(session_key(id))
-            .arg(format!("{id:016x}"))
+            .arg(session::session_value(id))
             .arg("PX")
             .arg(ttl.as_millis() as u64)
             .clone();

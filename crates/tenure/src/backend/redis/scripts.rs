@@ -136,6 +136,36 @@ return out
     )
 });
 
+/// Redlock only, after a majority confirmed a renewal: puts a session back on a master that
+/// answered it had no session key (restarted empty, or down when the session opened).
+/// `KEYS = [session, lock, fence, lock, fence…]`, `ARGV = [ttl ms, session value,
+/// (value, token)…]` for the locks a majority confirmed. Re-creates the heartbeat; takes each
+/// lock only if it is free here (`NX`: someone may have taken this master's copy meanwhile,
+/// and then it stays theirs; either way nobody gains a majority, since ours holds elsewhere);
+/// raises each fencing counter to at least our token (counters only go up, so this is safe
+/// whoever holds the lock). → per lock 1 if ours here now, else 0.
+pub(crate) static REPAIR: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
+local out = {}
+for i = 1, (#KEYS - 1) / 2 do
+  local lock, fence = KEYS[2 * i], KEYS[2 * i + 1]
+  local value, token = ARGV[2 * i + 1], tonumber(ARGV[2 * i + 2])
+  if redis.call('SET', lock, value, 'NX', 'PX', ARGV[1]) or redis.call('GET', lock) == value then
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+  if tonumber(redis.call('GET', fence) or '0') < token then
+    redis.call('SET', fence, token)
+  end
+end
+return out
+",
+    )
+});
+
 /// Guarded writes (C10): `KEYS = [lock, target…]`, `ARGV = [value, (op, payload)…]` with op
 /// `P` (SET target payload) or `D` (DEL target). Applies them all only if the lock holds
 /// `value`. → 1 if applied, 0 if not held.

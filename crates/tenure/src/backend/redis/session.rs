@@ -122,15 +122,30 @@ impl Renewer for SessionRenewer {
             None => return Err(undecided()),
         }
         let mut unknown = false;
-        for ((key, _, token, liveness), verdict) in held.iter().zip(r.grants) {
+        let mut reassert = Vec::new();
+        for ((key, value, token, liveness), verdict) in held.iter().zip(r.grants) {
             match verdict {
-                Some(true) => {}
+                Some(true) => reassert.push((key.as_str(), value.as_str(), *token)),
                 Some(false) => {
                     liveness.lose(LostReason::EntryDeleted);
                     self.registry.remove(key, *token);
                 }
                 None => unknown = true,
             }
+        }
+        if !r.missing.is_empty() {
+            // Redlock: a master restarted empty, or was down when the session opened. Without
+            // its heartbeat there, every renewal would give up our locks on it, and the session
+            // would survive no second fault.
+            self.nodes
+                .repair(
+                    &r.missing,
+                    &session_key(self.id),
+                    &session_value(self.id),
+                    &reassert,
+                    self.ttl,
+                )
+                .await;
         }
         if unknown {
             return Err(undecided());
@@ -151,6 +166,11 @@ pub(crate) fn check_targets(ops: &[Write]) -> Result<()> {
     ops.iter().try_for_each(|op| match op {
         Write::Put { key, .. } | Write::Delete { key } => check_name(key),
     })
+}
+
+/// The value of a session's heartbeat key.
+pub(crate) fn session_value(id: u64) -> String {
+    format!("{id:016x}")
 }
 
 /// A random value for one acquisition: the session id, then 64 random bits, in hex.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::fixture::redis_fixture::RedisAdmin;
 use super::fixture::{eventually, Admin, Fixture};
-use super::{read_u64, within};
+use super::{read_u64, within, write_held};
 use crate::{Error, LostReason, Write};
 
 fn admin(f: &Fixture) -> &RedisAdmin {
@@ -45,9 +45,13 @@ pub(crate) async fn r3_no_starvation_20_contenders(f: Fixture) {
                 assert!(g.token().get() > last, "token did not increase");
                 last = g.token().get();
                 let n = read_u64(tenure.read(&value_key).await.unwrap());
-                g.write([Write::put(value_key.clone(), (n + 1).to_string())])
-                    .await
-                    .unwrap();
+                write_held(
+                    &tenure,
+                    &g,
+                    Write::put(value_key.clone(), (n + 1).to_string()),
+                )
+                .await
+                .unwrap();
                 inside.fetch_sub(1, Ordering::SeqCst);
                 g.unlock().await.unwrap();
                 got += 1;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::support::skip;
+use super::support::skip;
 
 /// Sends one inline command (space-separated words without spaces inside) to a Redis server
 /// at `127.0.0.1:port` and returns the first reply line, or `None` if nobody answers.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use redis_support::{accept_writes, exists, redis_bin_or_skip, refuse_writes, start_servers};
 use support::PATIENCE;
-use tenure::Tenure;
+use tenure::{Error, Tenure};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_unlock_is_not_kept_alive_by_renewals() {
@@ -88,4 +88,58 @@ async fn allkeys_eviction_policy_is_warned_about() {
     let text = log.text();
     assert!(text.contains("allkeys-lru"), "{text}");
     assert!(text.contains("noeviction"), "{text}");
+}
+
+/// `Error::Timeout` says what the wait was doing: queued behind a holder, or retrying a
+/// store that refused every attempt (READONLY here), with the store's last error — not
+/// "held by someone else" when nobody held it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_says_what_the_wait_was_doing() {
+    let Some(bin) = redis_bin_or_skip("timeout_says_what_the_wait_was_doing") else {
+        return;
+    };
+    let server = start_servers(&bin, 1).await.remove(0);
+    let tenure = Tenure::connect(&format!("redis://127.0.0.1:{}", server.port))
+        .await
+        .unwrap();
+    let name = "timeout-stage";
+    let (a, b) = (
+        tenure.session().await.unwrap(),
+        tenure.session().await.unwrap(),
+    );
+    let guard = a.mutex(name).unwrap().lock().await.unwrap();
+    let err = b
+        .mutex(name)
+        .unwrap()
+        .lock_timeout(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert!(err.to_string().contains("held by someone else"), "{err}");
+    guard.unlock().await.unwrap();
+
+    refuse_writes(server.port);
+    let err = b
+        .mutex(name)
+        .unwrap()
+        .lock_timeout(Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    accept_writes(server.port);
+    let text = err.to_string();
+    assert!(matches!(err, Error::Timeout { .. }), "{text}");
+    assert!(!text.contains("held by someone else"), "{text}");
+    assert!(
+        text.contains("read only") && text.contains("retried"),
+        "{text}"
+    );
+    assert!(!exists(server.port, name));
+    b.mutex(name)
+        .unwrap()
+        .lock()
+        .await
+        .unwrap()
+        .unlock()
+        .await
+        .unwrap();
 }

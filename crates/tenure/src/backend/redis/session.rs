@@ -28,6 +28,7 @@ use crate::backend::lease::Renewer;
 use crate::backend::{Grant, SessionBackend};
 use crate::liveness::{Liveness, LostReason};
 use crate::retry::with_backoff;
+use crate::waiting::{self, Waiting};
 use crate::{Error, Result, Write};
 
 /// Retries per store call before a transient fault is reported.
@@ -310,6 +311,9 @@ impl SessionBackend for RedisSession {
             if !wait {
                 return Err(Self::locked(name));
             }
+            waiting::note(Waiting::Queued {
+                ahead: Some(name.to_string()),
+            });
             let Some(waiter) = &mut waiter else {
                 waiter = Some(Waiter::subscribe(&self.nodes.nodes, name).await);
                 continue;

@@ -5,6 +5,8 @@
 //!   for a moment, so the compare-and-delete is never applied): the session's renewal must
 //!   not keep that lock alive; a waiter gets it while the holder's session lives on
 //!   (docs/contract.md, C13: every await point is safe to abandon).
+//! - An `unlock()` refused for good (the ACL took `EVAL`/`EVALSHA` away for a moment): no
+//!   retry follows, and the session's renewal must not keep the lock alive either.
 //! - A server that may evict fencing counters (`maxmemory-policy allkeys-*`) is warned about
 //!   at connect.
 
@@ -13,7 +15,7 @@ mod support;
 
 use std::time::Duration;
 
-use redis_support::{accept_writes, exists, redis_bin_or_skip, refuse_writes, start_servers};
+use redis_support::{accept_writes, exists, redis_bin_or_skip, refuse_writes, resp, start_servers};
 use support::PATIENCE;
 use tenure::{Error, Tenure};
 
@@ -61,6 +63,55 @@ async fn dropped_unlock_is_not_kept_alive_by_renewals() {
     );
     next.unlock().await.unwrap();
     assert!(!exists(server.port, name));
+}
+
+/// An unlock refused for good is not retried (only transient faults are); the lock then
+/// expires within one TTL, because renewal no longer extends it, and a waiter gets it while the
+/// holder's session lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_unlock_is_not_kept_alive_by_renewals() {
+    let Some(bin) = redis_bin_or_skip("refused_unlock_is_not_kept_alive_by_renewals") else {
+        return;
+    };
+    let server = start_servers(&bin, 1).await.remove(0);
+    let port = server.port;
+    assert_eq!(
+        resp(port, "ACL SETUSER app on >pw ~* &* +@all").as_deref(),
+        Some("+OK")
+    );
+    let tenure = Tenure::builder(&format!("redis://app:pw@127.0.0.1:{port}"))
+        .ttl(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap();
+    let name = "refused-unlock";
+    let holder = tenure.session().await.unwrap();
+    let guard = holder.mutex(name).unwrap().lock().await.unwrap();
+    let first = guard.token();
+
+    assert_eq!(
+        resp(port, "ACL SETUSER app -eval -evalsha").as_deref(),
+        Some("+OK")
+    );
+    let err = guard.unlock().await.unwrap_err();
+    assert_eq!(
+        resp(port, "ACL SETUSER app +eval +evalsha").as_deref(),
+        Some("+OK")
+    );
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err}");
+    assert!(exists(port, name), "the refused release was applied");
+
+    let waiter = tenure.session().await.unwrap();
+    let next = tokio::time::timeout(PATIENCE, waiter.mutex(name).unwrap().lock())
+        .await
+        .expect("the refused lock is still renewed: the waiter never got it")
+        .unwrap();
+    assert!(next.token() > first);
+    assert!(
+        !holder.is_lost(),
+        "the holder's session died; renewals were not tested"
+    );
+    next.unlock().await.unwrap();
 }
 
 /// A server that may evict keys without a TTL (`allkeys-*`) can evict fencing counters, so

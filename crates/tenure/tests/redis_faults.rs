@@ -2,9 +2,10 @@
 //! `redis-server` processes this test starts on free loopback ports.
 //!
 //! - An `unlock()` dropped while its release is being refused (the server turned read-only
-//!   for a moment, so the compare-and-delete is never applied): the session's renewal must
-//!   not keep that lock alive; a waiter gets it while the holder's session lives on
-//!   (docs/contract.md, C13: every await point is safe to abandon).
+//!   for a moment, so the compare-and-delete is never applied): the release still happens, in
+//!   the background, and the session's renewal does not extend the lock meanwhile; a waiter
+//!   gets it while the holder's session lives on (docs/contract.md, C13: every await point is
+//!   safe to abandon).
 //! - An `unlock()` refused for good (the ACL took `EVAL`/`EVALSHA` away for a moment): no
 //!   retry follows, and the session's renewal must not keep the lock alive either.
 //! - A server that may evict fencing counters (`maxmemory-policy allkeys-*`) is warned about
@@ -25,8 +26,10 @@ async fn dropped_unlock_is_not_kept_alive_by_renewals() {
         return;
     };
     let server = start_servers(&bin, 1).await.remove(0);
+    // A TTL longer than the wait below, so that the waiter can get the lock only because the
+    // abandoned release was carried out (in the background), not because the lock expired.
     let tenure = Tenure::builder(&format!("redis://127.0.0.1:{}", server.port))
-        .ttl(Duration::from_secs(2))
+        .ttl(Duration::from_secs(120))
         .connect()
         .await
         .unwrap();
@@ -46,15 +49,15 @@ async fn dropped_unlock_is_not_kept_alive_by_renewals() {
         "unlock finished although every release was refused"
     );
     drop(unlock);
-    accept_writes(server.port);
     assert!(exists(server.port, name), "the refused release was applied");
+    accept_writes(server.port);
 
-    // The session keeps renewing (it is still alive at the end), but not this lock: it is
-    // released or expires, and a waiter gets it.
+    // The guard's background release retries until the store accepts it; meanwhile the
+    // session keeps renewing (it is still alive at the end), but not this lock.
     let waiter = tenure.session().await.unwrap();
     let next = tokio::time::timeout(PATIENCE, waiter.mutex(name).unwrap().lock())
         .await
-        .expect("the abandoned lock is still renewed: the waiter never got it")
+        .expect("the abandoned lock was neither released nor let go: the waiter never got it")
         .unwrap();
     assert!(next.token() > first);
     assert!(
@@ -63,6 +66,39 @@ async fn dropped_unlock_is_not_kept_alive_by_renewals() {
     );
     next.unlock().await.unwrap();
     assert!(!exists(server.port, name));
+}
+
+/// An unlock whose every retry was refused (transiently) reports the fault, and the guard
+/// then releases in the background once the store takes writes again: a waiter gets the lock
+/// long before its TTL could have let it go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_unlock_is_released_in_the_background() {
+    let Some(bin) = redis_bin_or_skip("failed_unlock_is_released_in_the_background") else {
+        return;
+    };
+    let server = start_servers(&bin, 1).await.remove(0);
+    let tenure = Tenure::builder(&format!("redis://127.0.0.1:{}", server.port))
+        .ttl(Duration::from_secs(120))
+        .connect()
+        .await
+        .unwrap();
+    let name = "failed-unlock";
+    let holder = tenure.session().await.unwrap();
+    let guard = holder.mutex(name).unwrap().lock().await.unwrap();
+    refuse_writes(server.port);
+    let err = guard.unlock().await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(exists(server.port, name), "the refused release was applied");
+    accept_writes(server.port);
+    let waiter = tenure.session().await.unwrap();
+    tokio::time::timeout(PATIENCE, waiter.mutex(name).unwrap().lock())
+        .await
+        .expect("the failed unlock was not carried out in the background")
+        .unwrap()
+        .unlock()
+        .await
+        .unwrap();
+    assert!(!holder.is_lost());
 }
 
 /// An unlock refused for good is not retried (only transient faults are); the lock then

@@ -1,15 +1,17 @@
-//! Faults a Redis holder must survive without keeping a lock it gave up, against private
-//! `redis-server` processes this test starts on free loopback ports.
+//! Faults a Redis client must get through truthfully, against private `redis-server`
+//! processes this test starts on free loopback ports.
 //!
 //! - An `unlock()` dropped while its release is being refused (the server turned read-only
 //!   for a moment, so the compare-and-delete is never applied): the release still happens, in
 //!   the background, and the session's renewal does not extend the lock meanwhile; a waiter
 //!   gets it while the holder's session lives on (docs/contract.md, C13: every await point is
-//!   safe to abandon).
+//!   safe to abandon). Likewise an `unlock()` whose every retry was refused.
 //! - An `unlock()` refused for good (the ACL took `EVAL`/`EVALSHA` away for a moment): no
 //!   retry follows, and the session's renewal must not keep the lock alive either.
-//! - A server that may evict fencing counters (`maxmemory-policy allkeys-*`) is warned about
-//!   at connect.
+//! - A server whose `maxmemory-policy` may evict fencing counters or locks is warned about at
+//!   connect.
+//! - `Error::Timeout` says whether the wait was queued behind a holder or retrying a failing
+//!   store.
 
 mod redis_support;
 mod support;
@@ -150,31 +152,38 @@ async fn refused_unlock_is_not_kept_alive_by_renewals() {
     next.unlock().await.unwrap();
 }
 
-/// A server that may evict keys without a TTL (`allkeys-*`) can evict fencing counters, so
-/// tokens could repeat: connecting warns, naming the policy and the fix; `noeviction` does not.
+/// A server that may evict what locks rest on is warned about at connect, naming the policy,
+/// the risk and the fix: `allkeys-*` may evict fencing counters (so tokens could repeat),
+/// `volatile-*` held locks; `noeviction` is quiet.
 #[tokio::test]
-async fn allkeys_eviction_policy_is_warned_about() {
-    let Some(bin) = redis_bin_or_skip("allkeys_eviction_policy_is_warned_about") else {
+async fn eviction_policies_are_warned_about() {
+    let Some(bin) = redis_bin_or_skip("eviction_policies_are_warned_about") else {
         return;
     };
-    let servers = redis_support::start_servers_with(
-        &bin,
-        1,
-        &["--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru"],
-    )
-    .await;
-    let plain = start_servers(&bin, 1).await;
+    let connect = |port: u16| async move {
+        Tenure::connect(&format!("redis://127.0.0.1:{port}"))
+            .await
+            .unwrap()
+    };
     let (log, _guard) = support::capture_tracing();
-    Tenure::connect(&format!("redis://127.0.0.1:{}", plain[0].port))
-        .await
-        .unwrap();
+    let quiet = start_servers(&bin, 1).await;
+    connect(quiet[0].port).await;
     assert!(!log.text().contains("maxmemory-policy"), "{}", log.text());
-    Tenure::connect(&format!("redis://127.0.0.1:{}", servers[0].port))
-        .await
-        .unwrap();
-    let text = log.text();
-    assert!(text.contains("allkeys-lru"), "{text}");
-    assert!(text.contains("noeviction"), "{text}");
+    for (policy, risk) in [
+        ("allkeys-lru", "fencing counters"),
+        ("volatile-ttl", "held locks"),
+    ] {
+        let server = redis_support::start_servers_with(
+            &bin,
+            1,
+            &["--maxmemory", "100mb", "--maxmemory-policy", policy],
+        )
+        .await;
+        connect(server[0].port).await;
+        let text = log.text();
+        assert!(text.contains(policy) && text.contains(risk), "{text}");
+        assert!(text.contains("noeviction"), "{text}");
+    }
 }
 
 /// `Error::Timeout` says what the wait was doing: queued behind a holder, or retrying a

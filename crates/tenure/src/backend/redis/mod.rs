@@ -54,10 +54,12 @@
 //! **Eviction** can reset them too: under `maxmemory-policy allkeys-lru` (or any `allkeys-*`)
 //! a full server may evict `N:fence`, which has no TTL, and the next acquire counts from 1
 //! again, so a token can repeat one already handed out and a fenced resource would refuse the
-//! new holder (or, having forgotten too, accept a stale one). Run lock servers with
-//! `noeviction` (the default) or a `volatile-*` policy, which evicts only keys with a TTL.
-//! `connect` asks each server (`CONFIG GET maxmemory-policy`, alongside its `PING`) and logs a
-//! warning for `allkeys-*`; a server or user that refuses `CONFIG` is simply not checked.
+//! new holder (or, having forgotten too, accept a stale one). A `volatile-*` policy is no way
+//! out: it evicts keys with a TTL, which are the held locks themselves, so another client
+//! could take a lock whose holder hears of it only at its next renewal. Run lock servers with
+//! `noeviction` (Redis's default). `connect` asks each server (`CONFIG GET maxmemory-policy`,
+//! alongside its `PING`) and logs a warning for any other policy; a server or user that
+//! refuses `CONFIG` is simply not checked.
 //!
 //! **Reserved names.** `N:fence` is lock `N`'s counter and `tenure:session:<id>` a session's
 //! heartbeat, so names ending in `:fence` or starting with `tenure:` are refused as lock names
@@ -199,10 +201,20 @@ pub(crate) async fn connect(
     Ok(Arc::new(RedisBackend { nodes, redlock }))
 }
 
-/// Warns when a server may evict keys without a TTL (`maxmemory-policy allkeys-*`): the
-/// fencing counters have none, and an evicted counter restarts at 1, so a later holder's
-/// token could repeat an earlier one's. Best effort: a server or ACL user that refuses
-/// `CONFIG GET` is not asked again, and nothing fails.
+/// What a `maxmemory-policy` other than `noeviction` may do to locks, if anything.
+fn eviction_risk(policy: &str) -> Option<&'static str> {
+    if policy.starts_with("allkeys-") {
+        Some("may evict fencing counters (`<name>:fence`, kept without a TTL), after which tokens restart at 1 and can repeat an earlier holder's")
+    } else if policy.starts_with("volatile-") {
+        Some("may evict held locks (keys with a TTL), after which another client can take a lock its holder still believes it holds, until the next renewal")
+    } else {
+        None
+    }
+}
+
+/// Warns when a server's `maxmemory-policy` may evict what locks rest on (see
+/// [`eviction_risk`]). Best effort: a server or ACL user that refuses `CONFIG GET` is not
+/// checked, and nothing fails.
 async fn warn_if_evicting(nodes: &Nodes) {
     let get = redis::cmd("CONFIG")
         .arg("GET")
@@ -217,11 +229,15 @@ async fn warn_if_evicting(nodes: &Nodes) {
     .await;
     for (node, answer) in nodes.nodes.iter().zip(answers) {
         match answer.as_deref() {
-            Ok([_, policy]) if policy.starts_with("allkeys-") => tracing::warn!(
-                server = %node.addr,
-                %policy,
-                "maxmemory-policy {policy} may evict fencing counters (`<name>:fence`, kept without a TTL), after which tokens restart at 1 and can repeat; use noeviction or a volatile-* policy"
-            ),
+            Ok([_, policy]) => {
+                if let Some(risk) = eviction_risk(policy) {
+                    tracing::warn!(
+                        server = %node.addr,
+                        %policy,
+                        "maxmemory-policy {policy} {risk}; run lock servers with maxmemory-policy noeviction"
+                    );
+                }
+            }
             Ok(_) => {}
             Err(e) => {
                 tracing::debug!(server = %node.addr, error = %e, "cannot read maxmemory-policy")

@@ -2,8 +2,10 @@
 //! election clauses), one generic test per clause, run against every backend: `mem` always;
 //! `etcd34`/`etcd35`, `zk` and `redis` when `scripts/test` provides `TENURE_TEST_ETCD34_URL`,
 //! `TENURE_TEST_ETCD35_URL`, `TENURE_TEST_ZK_URL` and `TENURE_TEST_REDIS_URL` (skipped with a
-//! visible line otherwise, failed instead when `TENURE_REQUIRE_SERVERS=1`). Redlock is not run
-//! here; `tests/redlock.rs` covers it with masters killed.
+//! visible line otherwise, failed instead when `TENURE_REQUIRE_SERVERS=1`). Redlock runs on
+//! three private `redis-server`s of its own (`redlock_down_at_open`, `redlock_restarted`: one
+//! master down while sessions open, or restarted empty while a lock is held) wherever
+//! `redis-server` is installed; `tests/redlock.rs` adds 5 masters and majorities killed.
 //!
 //! What a backend is exempt from, and why, is listed at its macro below and in
 //! docs/contract.md, Backends. Clauses with no per-backend meaning: C11 (transient faults)

@@ -14,6 +14,7 @@ use tokio::sync::OwnedMutexGuard;
 use super::{Grant, SessionBackend};
 use crate::liveness::{Liveness, LostReason};
 use crate::retry::{jitter, with_backoff};
+use crate::waiting::{self, Waiting};
 use crate::{Error, Result, Write};
 
 /// Retries per store call before a transient fault is reported.
@@ -356,11 +357,17 @@ async fn wait_for_turn<S: QueueStore>(
             Ahead::Nobody { rev } => return Ok(rev),
             Ahead::Entry { key, rev } => (key, rev),
         };
+        waiting::note(Waiting::Queued {
+            ahead: Some(key.clone()),
+        });
         tokio::select! {
             res = store.wait_deleted(&key, rev) => match res {
                 Ok(()) => {}
                 Err(e) if e.is_transient() => {
                     tracing::debug!(error = %e, "predecessor watch broke; re-checking");
+                    waiting::note(Waiting::Retrying {
+                        last_error: e.to_string(),
+                    });
                     tokio::time::sleep(jitter(Duration::from_millis(50))).await;
                 }
                 Err(e) => return Err(e),

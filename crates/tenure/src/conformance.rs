@@ -17,6 +17,7 @@ pub(crate) mod election;
 pub(crate) mod fixture;
 #[cfg(feature = "redis")]
 pub(crate) mod redis_only;
+mod schedules;
 use election::*;
 use fixture::{eventually, Fixture};
 #[cfg(feature = "redis")]
@@ -443,6 +444,11 @@ macro_rules! redis_clauses {
 }
 
 all_clauses!(mem, super::fixture::mem);
+// The whole suite again under injected faults, for a fixed set of seeds (see
+// `fixture::mem_faults`); `schedules` runs many short random scenarios.
+all_clauses!(mem_faults_1, (|t| super::fixture::mem_faults(t, 1)));
+all_clauses!(mem_faults_2, (|t| super::fixture::mem_faults(t, 2)));
+all_clauses!(mem_faults_3, (|t| super::fixture::mem_faults(t, 3)));
 #[cfg(feature = "etcd")]
 all_clauses!(etcd34, super::fixture::etcd34);
 #[cfg(feature = "etcd")]

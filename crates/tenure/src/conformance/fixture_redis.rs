@@ -104,5 +104,6 @@ pub(crate) async fn redis(test: &str) -> Option<Fixture> {
         short_ttl: Duration::from_secs(2),
         admin: Admin::Redis(RedisAdmin::connect(&url).await),
         namespace: namespace(test),
+        _faults: None,
     })
 }

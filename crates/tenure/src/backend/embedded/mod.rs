@@ -65,6 +65,12 @@ impl MemStore {
         self.with(|st| st.revoke(lease));
     }
 
+    /// The store's current revision (the fault injector compacts up to it).
+    #[cfg(test)]
+    pub(crate) fn revision(&self) -> i64 {
+        self.with(|st| st.rev())
+    }
+
     /// Every key with the given prefix.
     #[cfg(test)]
     pub(crate) fn keys(&self, prefix: &str) -> Vec<String> {
@@ -95,12 +101,27 @@ impl MemStore {
 /// `mem://NAME` as a [`Backend`].
 pub(crate) struct MemBackend {
     store: Arc<MemStore>,
+    /// Tests only: every session's store calls go through this fault injector.
+    #[cfg(test)]
+    faults: Option<Arc<super::faulty::FaultPlan>>,
 }
 
 impl MemBackend {
     pub(crate) fn new(name: &str) -> Self {
         MemBackend {
             store: MemStore::named(name),
+            #[cfg(test)]
+            faults: None,
+        }
+    }
+
+    /// `mem://NAME` whose sessions are `QueueSession<Faulty<MemSession>>`, faulting as `plan`
+    /// says.
+    #[cfg(test)]
+    pub(crate) fn with_faults(name: &str, plan: Arc<super::faulty::FaultPlan>) -> Self {
+        MemBackend {
+            store: MemStore::named(name),
+            faults: Some(plan),
         }
     }
 }
@@ -124,12 +145,18 @@ impl Backend for MemBackend {
             lease,
         };
         let keep_alive = spawn_keep_alive(renewer, liveness.clone(), ttl, granted_at);
-        Ok(Arc::new(QueueSession(Arc::new(MemSession {
+        let session = MemSession {
             store: self.store.clone(),
             lease,
             liveness,
             keep_alive,
-        }))))
+        };
+        #[cfg(test)]
+        if let Some(plan) = &self.faults {
+            let faulty = super::faulty::Faulty::new(session, plan.clone());
+            return Ok(Arc::new(QueueSession(Arc::new(faulty))));
+        }
+        Ok(Arc::new(QueueSession(Arc::new(session))))
     }
 
     async fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {

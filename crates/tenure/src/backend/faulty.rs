@@ -1,0 +1,446 @@
+//! A fault-injecting [`QueueStore`] for tests: the faults that break lock libraries in
+//! production, injected per call by a seeded RNG so that a failing run can be replayed.
+//!
+//! Per store call [`Faulty`] may fail before applying, apply and then lose the answer, delay,
+//! hang (no answer until the store's own request timeout, by which time the caller may have
+//! dropped the future at that await point), break a watch before the deletion it waits for, or
+//! compact the store's history as etcd does: a watch that starts at a compacted revision is
+//! refused, and refused again every time it is re-armed there. [`drop_at_pending`] is the
+//! caller's side: it abandons a public-API future at its K-th await point.
+//!
+//! Every retried step must be safe when its first attempt was applied (C8, C13 in
+//! docs/contract.md); these faults are how the tests check it without a server.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::task::Poll;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::queue::{Ahead, Enqueued, Entry, QueueStore, Role};
+use crate::liveness::Liveness;
+use crate::{Error, Result, Write};
+
+/// How often each fault strikes, as a probability per store call (at most one of the call
+/// faults per call; compaction is drawn on its own).
+#[derive(Debug, Clone)]
+pub(crate) struct FaultConfig {
+    /// The request fails before the store sees it.
+    pub fail_before: f64,
+    /// The store applies the request, but the answer is lost.
+    pub answer_lost: f64,
+    /// The request or its answer is delayed by up to `max_delay`.
+    pub delay: f64,
+    pub max_delay: Duration,
+    /// The request (applied or not) is not answered until `request_timeout` has passed, when
+    /// the store's client gives up with a transient fault (as `call_with` does on etcd).
+    pub hang: f64,
+    pub request_timeout: Duration,
+    /// A watch breaks within `max_delay`, before the deletion it waits for.
+    pub break_watch: f64,
+    /// The store's history is compacted up to its current revision.
+    pub compact: f64,
+}
+
+/// One injected fault, as the schedule records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    FailBefore,
+    AnswerLost,
+    DelayBefore(Duration),
+    DelayAfter(Duration),
+    Hang { applied: bool },
+    Break(Duration),
+}
+
+/// The faults for one store, shared by all its sessions: the seed, the rates, the compacted
+/// revision, and the schedule of what was injected.
+pub(crate) struct FaultPlan {
+    seed: u64,
+    config: FaultConfig,
+    /// The store's current revision (compaction compacts up to it).
+    revision: Box<dyn Fn() -> i64 + Send + Sync>,
+    sessions: AtomicU64,
+    compacted: AtomicI64,
+    /// Watch starts already refused as compacted, `(session, op, key, revision)`, and how
+    /// often (two watchers may well start at one revision; one watcher must not twice).
+    refused: StdMutex<HashMap<(u64, &'static str, String, i64), u32>>,
+    schedule: StdMutex<Vec<String>>,
+    violations: StdMutex<Vec<String>>,
+}
+
+impl FaultPlan {
+    /// A plan for a store whose current revision `revision` reads.
+    pub(crate) fn new(
+        seed: u64,
+        config: FaultConfig,
+        revision: impl Fn() -> i64 + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(FaultPlan {
+            seed,
+            config,
+            revision: Box::new(revision),
+            sessions: AtomicU64::new(0),
+            compacted: AtomicI64::new(0),
+            refused: StdMutex::default(),
+            schedule: StdMutex::default(),
+            violations: StdMutex::default(),
+        })
+    }
+
+    fn record(&self, line: String) {
+        lock(&self.schedule).push(line);
+    }
+
+    /// Puts what the caller did into the schedule, between the faults it met.
+    pub(crate) fn note(&self, line: String) {
+        self.record(format!("-- {line}"));
+    }
+
+    /// Everything injected so far, in order.
+    pub(crate) fn schedule(&self) -> Vec<String> {
+        lock(&self.schedule).clone()
+    }
+
+    /// Contract breaches the injector saw itself (a watch re-armed at a revision it was
+    /// already told is compacted: on etcd that loops for as long as the grant is held).
+    pub(crate) fn violations(&self) -> Vec<String> {
+        lock(&self.violations).clone()
+    }
+
+    /// The seed, the rates and the schedule, for a failure message.
+    pub(crate) fn report(&self) -> String {
+        let schedule = self.schedule();
+        let shown = schedule.len().saturating_sub(400);
+        let mut out = format!(
+            "fault seed {} ({:?}), {} faults injected{}:\n",
+            self.seed,
+            self.config,
+            schedule.len(),
+            if shown > 0 { ", the last 400" } else { "" }
+        );
+        for line in &schedule[shown..] {
+            out.push_str("  ");
+            out.push_str(line);
+            out.push('\n');
+        }
+        for v in self.violations() {
+            out.push_str("  VIOLATION ");
+            out.push_str(&v);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn transient(op: &'static str, message: impl Into<String>) -> Error {
+    Error::Transient {
+        op,
+        message: message.into(),
+    }
+}
+
+/// A session of store `S` whose every call may fault, as its plan decides.
+pub(crate) struct Faulty<S> {
+    inner: S,
+    plan: Arc<FaultPlan>,
+    /// Which session of the plan this is (in opening order), for the schedule.
+    ordinal: u64,
+    /// One generator per session, so that a session's faults do not depend on how its calls
+    /// interleave with other sessions'.
+    rng: StdMutex<fastrand::Rng>,
+    calls: AtomicU64,
+}
+
+impl<S: QueueStore> Faulty<S> {
+    pub(crate) fn new(inner: S, plan: Arc<FaultPlan>) -> Self {
+        let ordinal = plan.sessions.fetch_add(1, Ordering::SeqCst);
+        let seed = plan
+            .seed
+            .wrapping_add(ordinal.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        Faulty {
+            inner,
+            plan,
+            ordinal,
+            rng: StdMutex::new(fastrand::Rng::with_seed(seed)),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    /// Draws this call's fault (and maybe a compaction), recording what was drawn.
+    fn draw(&self, op: &'static str, watch: bool) -> Option<Fault> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        let c = &self.plan.config;
+        let (compact, roll, before, delay) = {
+            let mut rng = lock(&self.rng);
+            let compact = rng.f64() < c.compact;
+            let roll = rng.f64();
+            let before = rng.bool();
+            let delay = c.max_delay.mul_f64(rng.f64());
+            (compact, roll, before, delay)
+        };
+        if compact {
+            let rev = (self.plan.revision)();
+            let was = self.plan.compacted.fetch_max(rev, Ordering::SeqCst);
+            if rev > was {
+                self.plan
+                    .record(format!("s{}#{n} {op}: compacted up to {rev}", self.ordinal));
+            }
+        }
+        let mut edge = 0.0;
+        let mut hit = |p: f64| {
+            edge += p;
+            roll < edge
+        };
+        let fault = if hit(c.fail_before) {
+            Some(Fault::FailBefore)
+        } else if hit(c.answer_lost) {
+            Some(Fault::AnswerLost)
+        } else if hit(c.delay) {
+            Some(if before {
+                Fault::DelayBefore(delay)
+            } else {
+                Fault::DelayAfter(delay)
+            })
+        } else if hit(c.hang) {
+            Some(Fault::Hang { applied: before })
+        } else if watch && hit(c.break_watch) {
+            Some(Fault::Break(delay))
+        } else {
+            None
+        };
+        if let Some(f) = fault {
+            self.plan
+                .record(format!("s{}#{n} {op}: {f:?}", self.ordinal));
+        }
+        fault
+    }
+
+    /// Runs one request under this call's fault.
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        request: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        self.faulted(op, self.draw(op, false), request).await
+    }
+
+    async fn faulted<T>(
+        &self,
+        op: &'static str,
+        fault: Option<Fault>,
+        request: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        // `request` is lazy: a fault that returns before awaiting it never reaches the store.
+        match fault {
+            None => request.await,
+            Some(Fault::FailBefore) => Err(transient(op, "injected: failed before applying")),
+            Some(Fault::AnswerLost) => {
+                let _ = request.await;
+                Err(transient(op, "injected: applied, answer lost"))
+            }
+            Some(Fault::DelayBefore(d)) => {
+                tokio::time::sleep(d).await;
+                request.await
+            }
+            Some(Fault::DelayAfter(d)) => {
+                let answer = request.await;
+                tokio::time::sleep(d).await;
+                answer
+            }
+            Some(Fault::Hang { applied }) => {
+                if applied {
+                    let _ = request.await;
+                }
+                tokio::time::sleep(self.plan.config.request_timeout).await;
+                Err(transient(
+                    op,
+                    format!(
+                        "injected: no answer within {:?}",
+                        self.plan.config.request_timeout
+                    ),
+                ))
+            }
+            Some(Fault::Break(d)) => tokio::select! {
+                answer = request => answer,
+                () = tokio::time::sleep(d) => Err(transient(op, "injected: watch broken")),
+            },
+        }
+    }
+
+    /// A watch of `key` from revision `rev + 1` (as etcd's watches start after the revision
+    /// they were seen at): refused if that start is compacted, else faulted like a call.
+    async fn watch(
+        &self,
+        op: &'static str,
+        key: &str,
+        rev: i64,
+        watch: impl Future<Output = Result<()>>,
+    ) -> Result<()> {
+        let fault = self.draw(op, true);
+        let compacted = self.plan.compacted.load(Ordering::SeqCst);
+        // etcd refuses a watch whose start revision is below the compaction revision.
+        if rev + 1 < compacted {
+            let refusals = {
+                let mut refused = lock(&self.plan.refused);
+                let n = refused
+                    .entry((self.ordinal, op, key.to_string(), rev))
+                    .or_default();
+                *n += 1;
+                *n
+            };
+            // One line per watch is enough; the loop would repeat it without end.
+            if refusals == 2 {
+                lock(&self.plan.violations).push(format!(
+                    "s{}: {op} of {key} re-armed at revision {rev}, already refused as \
+                     compacted (at {compacted}): on etcd this is refused forever",
+                    self.ordinal
+                ));
+            }
+            return Err(transient(
+                op,
+                format!("injected: required revision {} has been compacted", rev + 1),
+            ));
+        }
+        self.faulted(op, fault, watch).await
+    }
+}
+
+#[async_trait]
+impl<S: QueueStore> QueueStore for Faulty<S> {
+    async fn enqueue(&self, prefix: &str, value: &[u8]) -> Result<Enqueued> {
+        self.call("enqueue", self.inner.enqueue(prefix, value))
+            .await
+    }
+
+    async fn enqueue_as(&self, prefix: &str, value: &[u8], role: Role) -> Result<Enqueued> {
+        self.call("enqueue", self.inner.enqueue_as(prefix, value, role))
+            .await
+    }
+
+    async fn enqueue_if_empty(
+        &self,
+        prefix: &str,
+        value: &[u8],
+    ) -> Result<Result<Enqueued, Option<String>>> {
+        self.call(
+            "enqueue_if_empty",
+            self.inner.enqueue_if_empty(prefix, value),
+        )
+        .await
+    }
+
+    async fn ahead(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+        self.call("ahead", self.inner.ahead(prefix, mine)).await
+    }
+
+    async fn wait_deleted(&self, key: &str, rev: i64) -> Result<()> {
+        self.watch("wait_deleted", key, rev, self.inner.wait_deleted(key, rev))
+            .await
+    }
+
+    async fn watch_own(&self, mine: &Entry, rev: i64) -> Result<()> {
+        self.watch("watch_own", &mine.key, rev, self.inner.watch_own(mine, rev))
+            .await
+    }
+
+    async fn remove(&self, mine: &Entry) -> Result<bool> {
+        self.call("remove", self.inner.remove(mine)).await
+    }
+
+    async fn remove_unknown(&self, prefix: &str) -> Result<()> {
+        self.call("remove_unknown", self.inner.remove_unknown(prefix))
+            .await
+    }
+
+    async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool> {
+        self.call("guarded_write", self.inner.guarded_write(mine, ops))
+            .await
+    }
+
+    async fn proclaim(&self, mine: &Entry, value: &[u8]) -> Result<bool> {
+        self.call("proclaim", self.inner.proclaim(mine, value))
+            .await
+    }
+
+    async fn lease_alive(&self) -> Result<bool> {
+        self.call("lease_alive", self.inner.lease_alive()).await
+    }
+
+    // Not faulted: closing revokes the lease, which belongs to the session's lifecycle (as
+    // renewals do), not to the recipe under test; the clauses close sessions and expect it.
+    async fn close(&self) -> Result<()> {
+        self.inner.close().await
+    }
+
+    fn abandon(&self) {
+        self.inner.abandon();
+    }
+
+    fn lease_id(&self) -> u64 {
+        self.inner.lease_id()
+    }
+
+    fn liveness(&self) -> &Liveness {
+        self.inner.liveness()
+    }
+
+    fn granted_ttl(&self) -> Option<Duration> {
+        self.inner.granted_ttl()
+    }
+}
+
+/// Polls `fut` until it has been pending `k` times, then drops it there: the caller giving up
+/// at its K-th await point. `None` if dropped, else what `fut` returned first.
+pub(crate) async fn drop_at_pending<F: Future>(fut: F, k: usize) -> Option<F::Output> {
+    if k == 0 {
+        return None;
+    }
+    let mut fut = std::pin::pin!(fut);
+    let mut pendings = 0;
+    std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+        Poll::Ready(v) => Poll::Ready(Some(v)),
+        Poll::Pending => {
+            pendings += 1;
+            if pendings >= k {
+                Poll::Ready(None)
+            } else {
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn drop_at_pending_counts_await_points() {
+        let three_yields = async {
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            7
+        };
+        assert_eq!(drop_at_pending(three_yields, 4).await, Some(7));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let d = dropped.clone();
+        let counted = async move {
+            tokio::task::yield_now().await;
+            d.fetch_add(1, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            d.fetch_add(1, Ordering::SeqCst);
+        };
+        assert_eq!(drop_at_pending(counted, 2).await, None);
+        assert_eq!(dropped.load(Ordering::SeqCst), 1, "dropped at the second");
+    }
+}

@@ -56,6 +56,9 @@ enum Fault {
     Break(Duration),
 }
 
+/// One watcher's start: `(session, op, key, revision)`.
+type WatchStart = (u64, &'static str, String, i64);
+
 /// The faults for one store, shared by all its sessions: the seed, the rates, the compacted
 /// revision, and the schedule of what was injected.
 pub(crate) struct FaultPlan {
@@ -67,7 +70,7 @@ pub(crate) struct FaultPlan {
     compacted: AtomicI64,
     /// Watch starts already refused as compacted, `(session, op, key, revision)`, and how
     /// often (two watchers may well start at one revision; one watcher must not twice).
-    refused: StdMutex<HashMap<(u64, &'static str, String, i64), u32>>,
+    refused: StdMutex<HashMap<WatchStart, u32>>,
     schedule: StdMutex<Vec<String>>,
     violations: StdMutex<Vec<String>>,
 }

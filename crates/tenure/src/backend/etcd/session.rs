@@ -12,7 +12,7 @@ use tokio::task::AbortHandle;
 use super::watch::WatchHub;
 use super::{call, map_err, revision};
 use crate::backend::lease::Renewer;
-use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore};
+use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore, Role, Ticket};
 use crate::liveness::{Liveness, LostReason};
 use crate::{Error, Result, Write};
 
@@ -117,7 +117,13 @@ fn is_mine(key: &str, token: u64) -> Compare {
 
 #[async_trait]
 impl QueueStore for EtcdSession {
-    async fn enqueue(&self, prefix: &str, value: &[u8]) -> Result<Enqueued> {
+    async fn enqueue(
+        &self,
+        prefix: &str,
+        value: &[u8],
+        _role: Role,
+        _ticket: Ticket,
+    ) -> Result<Enqueued> {
         let key = self.my_key(prefix);
         let put = TxnOp::put(
             key.as_str(),
@@ -150,6 +156,7 @@ impl QueueStore for EtcdSession {
         &self,
         prefix: &str,
         value: &[u8],
+        _ticket: Ticket,
     ) -> Result<Result<Enqueued, Option<String>>> {
         let key = self.my_key(prefix);
         let put = TxnOp::put(
@@ -164,14 +171,20 @@ impl QueueStore for EtcdSession {
             .and_then([put])
             .or_else([first_created(prefix)]);
         let resp = self.txn("try lock", txn).await?;
-        if !resp.succeeded() {
-            return Ok(Err(nth_kv(&resp, 0).map(|(k, _)| k)));
-        }
         let rev = revision(resp.header());
+        let token = if resp.succeeded() {
+            rev
+        } else {
+            match nth_kv(&resp, 0) {
+                // An earlier attempt was applied but its answer lost (C13): the holder is us.
+                Some((holder, created)) if holder == key => created,
+                holder => return Ok(Err(holder.map(|(k, _)| k))),
+            }
+        };
         Ok(Ok(Enqueued {
             mine: Entry {
                 key,
-                token: rev as u64,
+                token: token as u64,
             },
             first: true,
             rev,

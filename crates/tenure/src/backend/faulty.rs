@@ -4,8 +4,8 @@
 //! Per store call [`Faulty`] may fail before applying, apply and then lose the answer, delay,
 //! hang (no answer until the store's own request timeout, by which time the caller may have
 //! dropped the future at that await point), break a watch before the deletion it waits for, or
-//! compact the store's history as etcd does: a watch that starts at a compacted revision is
-//! refused, and refused again every time it is re-armed there. [`drop_at_pending`] is the
+//! compact the store's history as etcd does: a holder's own watch that starts at a compacted
+//! revision is refused, and refused again every time it is re-armed there. [`drop_at_pending`] is the
 //! caller's side: it abandons a public-API future at its K-th await point.
 //!
 //! Every retried step must be safe when its first attempt was applied (C8, C13 in
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::queue::{Ahead, Enqueued, Entry, QueueStore, Role};
+use super::queue::{Ahead, Enqueued, Entry, QueueStore, Role, Ticket};
 use crate::liveness::Liveness;
 use crate::{Error, Result, Write};
 
@@ -278,8 +278,8 @@ impl<S: QueueStore> Faulty<S> {
         }
     }
 
-    /// A watch of `key` from revision `rev + 1` (as etcd's watches start after the revision
-    /// they were seen at): refused if that start is compacted, else faulted like a call.
+    /// A watch of `key` from revision `rev + 1`: refused if that start is compacted (as etcd
+    /// cancels such a watch), else faulted like a call.
     async fn watch(
         &self,
         op: &'static str,
@@ -318,13 +318,14 @@ impl<S: QueueStore> Faulty<S> {
 
 #[async_trait]
 impl<S: QueueStore> QueueStore for Faulty<S> {
-    async fn enqueue(&self, prefix: &str, value: &[u8]) -> Result<Enqueued> {
-        self.call("enqueue", self.inner.enqueue(prefix, value))
-            .await
-    }
-
-    async fn enqueue_as(&self, prefix: &str, value: &[u8], role: Role) -> Result<Enqueued> {
-        self.call("enqueue", self.inner.enqueue_as(prefix, value, role))
+    async fn enqueue(
+        &self,
+        prefix: &str,
+        value: &[u8],
+        role: Role,
+        ticket: Ticket,
+    ) -> Result<Enqueued> {
+        self.call("enqueue", self.inner.enqueue(prefix, value, role, ticket))
             .await
     }
 
@@ -332,10 +333,11 @@ impl<S: QueueStore> QueueStore for Faulty<S> {
         &self,
         prefix: &str,
         value: &[u8],
+        ticket: Ticket,
     ) -> Result<Result<Enqueued, Option<String>>> {
         self.call(
             "enqueue_if_empty",
-            self.inner.enqueue_if_empty(prefix, value),
+            self.inner.enqueue_if_empty(prefix, value, ticket),
         )
         .await
     }
@@ -344,11 +346,17 @@ impl<S: QueueStore> QueueStore for Faulty<S> {
         self.call("ahead", self.inner.ahead(prefix, mine)).await
     }
 
+    // Never refused as compacted: `rev` names which version of `key` to wait for, and the
+    // watch starts from the store's present (etcd: a watch from now, then a read), so no
+    // compaction can refuse it; a predecessor watch only breaks.
     async fn wait_deleted(&self, key: &str, rev: i64) -> Result<()> {
-        self.watch("wait_deleted", key, rev, self.inner.wait_deleted(key, rev))
+        let fault = self.draw("wait_deleted", true);
+        self.faulted("wait_deleted", fault, self.inner.wait_deleted(key, rev))
             .await
     }
 
+    // A holder's own watch starts right after `rev` (etcd: `start_revision = rev + 1`, to
+    // spare the uncontended path a read), so a compaction past `rev` refuses it.
     async fn watch_own(&self, mine: &Entry, rev: i64) -> Result<()> {
         self.watch("watch_own", &mine.key, rev, self.inner.watch_own(mine, rev))
             .await

@@ -395,20 +395,33 @@ async fn run_scenario(
             ));
         }
     }
-    // Nothing left blocks a newcomer (C5).
+    // Nothing left blocks a newcomer (C5). It retries what the store did not answer: a run of
+    // injected faults longer than the retry budget is a transient error (C11), not a block.
     ctx.note("newcomer: lock() and campaign()".into());
     let newcomer = tenure.session().await.expect("session");
     let m = newcomer.mutex(MUTEX).expect("mutex name");
-    match bounded(&ctx, "newcomer's lock()", m.lock()).await {
-        Some(Ok(g)) => drop(g),
-        Some(Err(e)) => ctx.violation(format!("[error] newcomer's lock(): {e}")),
-        None => {}
-    }
     let e = newcomer.election(ELECTION).expect("election name");
-    match bounded(&ctx, "newcomer's campaign()", e.campaign("n")).await {
-        Some(Ok(l)) => drop(l),
-        Some(Err(e)) => ctx.violation(format!("[error] newcomer's campaign(): {e}")),
-        None => {}
+    let lock = async {
+        loop {
+            match m.lock().await {
+                Err(e) if e.is_transient() => continue,
+                other => return other.map(drop),
+            }
+        }
+    };
+    if let Some(Err(e)) = bounded(&ctx, "newcomer's lock()", lock).await {
+        ctx.violation(format!("[error] newcomer's lock(): {e}"));
+    }
+    let campaign = async {
+        loop {
+            match e.campaign("n").await {
+                Err(e) if e.is_transient() => continue,
+                other => return other.map(drop),
+            }
+        }
+    };
+    if let Some(Err(e)) = bounded(&ctx, "newcomer's campaign()", campaign).await {
+        ctx.violation(format!("[error] newcomer's campaign(): {e}"));
     }
     for s in sessions.into_iter().chain([newcomer]) {
         let _ = s.close().await;

@@ -2,8 +2,11 @@
 //! try, time out, cancel, campaign, write and release (by `unlock`, by drop, or by abandoning
 //! `unlock` at an await point) while their store calls fault; then the contract is checked.
 //!
-//! Checked per scenario: never two valid holders of one name (C1); tokens strictly increase
-//! (C2); `try_lock` never names our own entry as the holder, `unlock` never reports a loss
+//! In a third of the scenarios one session crashes (stops renewing, as a dead process would)
+//! or is closed part-way, so that holders are lost and waiters see their session end.
+//!
+//! Checked per scenario: never two valid holders of one name (C1: when a name is granted,
+//! whoever held it before has been told it lost it); tokens strictly increase (C2); `try_lock` never names our own entry as the holder, `unlock` never reports a loss
 //! nobody caused, no call hangs past a bound (C8, C11, C13); no entry is left in the store once
 //! the background cleanups have run, and a newcomer gets the lock and the leadership (C5, C13);
 //! no watch is re-armed at a revision already refused as compacted (the injector's own check).
@@ -73,12 +76,23 @@ struct Op {
     release: Release,
 }
 
+/// How a session ends before the scenario does.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    /// Stops renewing without revoking ([`Session::simulate_crash`]).
+    Crash,
+    /// Revokes its lease ([`Session::close`]).
+    Close,
+}
+
 #[derive(Debug)]
 struct Scenario {
     faults: FaultConfig,
     sessions: usize,
     /// Each task: the session it uses, and its operations in order.
     tasks: Vec<(usize, Vec<Op>)>,
+    /// A session that ends part-way: which, when, how.
+    end: Option<(usize, Duration, End)>,
 }
 
 fn kinds_allowed() -> Vec<String> {
@@ -110,10 +124,10 @@ impl Scenario {
             break_watch: rate("break_watch", 0.3),
             compact: rate("compact", 0.3),
         };
-        let sessions = rng.usize(1..=3);
-        let tasks = (0..rng.usize(2..=5))
+        let sessions = rng.usize(1..=4);
+        let tasks = (0..rng.usize(2..=6))
             .map(|_| {
-                let ops = (0..rng.usize(1..=4))
+                let ops = (0..rng.usize(1..=5))
                     .map(|_| Op {
                         acquire: match rng.u8(0..6) {
                             0 => Acquire::Lock,
@@ -135,10 +149,16 @@ impl Scenario {
                 (rng.usize(0..sessions), ops)
             })
             .collect();
+        let end = (rng.u8(0..3) == 0).then(|| {
+            let how = if rng.bool() { End::Crash } else { End::Close };
+            let at = Duration::from_millis(rng.u64(0..3000));
+            (rng.usize(0..sessions), at, how)
+        });
         Scenario {
             faults,
             sessions,
             tasks,
+            end,
         }
     }
 }
@@ -146,8 +166,10 @@ impl Scenario {
 /// What the scenario's tasks saw, and what broke.
 #[derive(Default)]
 struct Checker {
-    /// Per name: the key holding it now, as far as the tasks know.
-    holder: std::collections::HashMap<&'static str, String>,
+    /// Per name: the grant holding it now, as far as the tasks know (its number, key and
+    /// session).
+    holder: std::collections::HashMap<&'static str, (u64, String, Session)>,
+    grants: u64,
     last_token: std::collections::HashMap<&'static str, FencingToken>,
     violations: Vec<String>,
 }
@@ -234,6 +256,7 @@ async fn bounded<T>(ctx: &Ctx, what: &str, fut: impl std::future::Future<Output 
 fn acquired<T>(
     ctx: &Ctx,
     what: &str,
+    session: &Session,
     own_key: &str,
     res: Option<Option<crate::Result<T>>>,
 ) -> Option<T> {
@@ -254,12 +277,24 @@ fn acquired<T>(
             None
         }
         Err(Error::Locked { .. } | Error::Timeout { .. }) => None,
-        Err(e) if e.is_transient() => None,
+        Err(e) if e.is_transient() || ended(session, &e) => None,
         Err(e) => {
             ctx.violation(format!("[error] {what}: {e}"));
             None
         }
     }
+}
+
+/// Whether `e` is what a caller must expect once its session has ended.
+fn ended(session: &Session, e: &Error) -> bool {
+    session.is_lost()
+        && matches!(
+            e,
+            Error::SessionLost { .. }
+                | Error::LockLost { .. }
+                | Error::NotHeld { .. }
+                | Error::NotLeader { .. }
+        )
 }
 
 async fn run_task(ctx: Arc<Ctx>, task: usize, session: Session, ops: Vec<Op>) {
@@ -274,52 +309,56 @@ async fn run_task(ctx: Arc<Ctx>, task: usize, session: Session, ops: Vec<Op>) {
         let holding = match op.acquire {
             Acquire::Lock => {
                 let r = bounded(ctx, &what, async { Some(mutex.lock().await) }).await;
-                acquired(ctx, &what, &own_lock_key, r).map(Holding::Guard)
+                acquired(ctx, &what, &session, &own_lock_key, r).map(Holding::Guard)
             }
             Acquire::TryLock => {
                 let r = bounded(ctx, &what, async { Some(mutex.try_lock().await) }).await;
-                acquired(ctx, &what, &own_lock_key, r).map(Holding::Guard)
+                acquired(ctx, &what, &session, &own_lock_key, r).map(Holding::Guard)
             }
             Acquire::LockTimeout(d) => {
                 let r = bounded(ctx, &what, async { Some(mutex.lock_timeout(d).await) }).await;
-                acquired(ctx, &what, &own_lock_key, r).map(Holding::Guard)
+                acquired(ctx, &what, &session, &own_lock_key, r).map(Holding::Guard)
             }
             Acquire::DroppedLock(k) => {
                 let r = bounded(ctx, &what, drop_at_pending(mutex.lock(), k)).await;
-                acquired(ctx, &what, &own_lock_key, r).map(Holding::Guard)
+                acquired(ctx, &what, &session, &own_lock_key, r).map(Holding::Guard)
             }
             Acquire::Campaign => {
                 let r = bounded(ctx, &what, async { Some(election.campaign("v").await) }).await;
-                acquired(ctx, &what, &own_lead_key, r).map(Holding::Lead)
+                acquired(ctx, &what, &session, &own_lead_key, r).map(Holding::Lead)
             }
             Acquire::DroppedCampaign(k) => {
                 let r = bounded(ctx, &what, drop_at_pending(election.campaign("v"), k)).await;
-                acquired(ctx, &what, &own_lead_key, r).map(Holding::Lead)
+                acquired(ctx, &what, &session, &own_lead_key, r).map(Holding::Lead)
             }
         };
         let Some(h) = holding else { continue };
-        hold(ctx, &what, h, op).await;
+        hold(ctx, &what, &session, h, op).await;
     }
 }
 
 /// Checks C1 and C2 on entry, holds, maybe writes, and releases as `op` says.
-async fn hold(ctx: &Ctx, what: &str, h: Holding, op: Op) {
+async fn hold(ctx: &Ctx, what: &str, session: &Session, h: Holding, op: Op) {
     let (name, key, token) = (h.name(), h.key(), h.token());
     ctx.note(format!("{what}: holds {key} with token {token}"));
-    if h.is_lost() {
+    if h.is_lost() && !session.is_lost() {
         ctx.violation(format!(
             "[lost] {key} lost at once, with nothing deleted or expired"
         ));
     }
-    let (other, last) = {
+    let (grant, before, last) = {
         let mut c = ctx.check();
-        (
-            c.holder.insert(name, key.clone()),
-            c.last_token.insert(name, token),
-        )
+        c.grants += 1;
+        let grant = c.grants;
+        let before = c.holder.insert(name, (grant, key.clone(), session.clone()));
+        (grant, before, c.last_token.insert(name, token))
     };
-    if let Some(other) = other {
-        ctx.violation(format!("[C1] {key} granted {name} while {other} held it"));
+    // The one before must have been told (its session ended: lost at its local deadline,
+    // before the store could expire it), or have left.
+    if let Some((_, other, _)) = before.filter(|(_, _, s)| !s.is_lost()) {
+        ctx.violation(format!(
+            "[C1] {key} granted {name} while {other} held it, not told"
+        ));
     }
     if let Some(last) = last.filter(|last| token <= *last) {
         ctx.violation(format!(
@@ -330,12 +369,18 @@ async fn hold(ctx: &Ctx, what: &str, h: Holding, op: Op) {
     if op.write {
         match bounded(ctx, "write()", h.write(token.to_string())).await {
             None | Some(Ok(())) => {}
-            Some(Err(e)) if e.is_transient() => {}
+            Some(Err(e)) if e.is_transient() || ended(session, &e) => {}
             Some(Err(e)) => ctx.violation(format!("[write] {key}: {e}")),
         }
     }
-    // Out of the critical section before the store can hand the name on.
-    ctx.check().holder.remove(name);
+    // Out of the critical section before the store can hand the name on (unless the name was
+    // already handed on, after this grant was lost).
+    {
+        let mut c = ctx.check();
+        if c.holder.get(name).is_some_and(|(g, _, _)| *g == grant) {
+            c.holder.remove(name);
+        }
+    }
     ctx.note(format!("{what}: releases {key} by {:?}", op.release));
     let res = match op.release {
         Release::Drop => {
@@ -350,7 +395,9 @@ async fn hold(ctx: &Ctx, what: &str, h: Holding, op: Op) {
     match res {
         None => ctx.note(format!("{what}: release dropped at its await point")),
         Some(Ok(())) => {}
-        Some(Err(e)) if e.is_transient() => ctx.note(format!("{what}: release: {e:?}")),
+        Some(Err(e)) if e.is_transient() || ended(session, &e) => {
+            ctx.note(format!("{what}: release: {e:?}"))
+        }
         Some(Err(e)) => ctx.violation(format!(
             "[release] {key}: unlock()/resign() said {e:?}, though nothing else touched it"
         )),
@@ -372,6 +419,19 @@ async fn run_scenario(
     for _ in 0..sc.sessions {
         sessions.push(tenure.session().await.expect("session"));
     }
+    let ending = sc.end.map(|(i, at, how)| {
+        let (session, ctx) = (sessions[i].clone(), ctx.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(at).await;
+            ctx.note(format!("session {:x}: {how:?}", session.id()));
+            match how {
+                End::Crash => session.simulate_crash(),
+                End::Close => {
+                    let _ = session.close().await;
+                }
+            }
+        })
+    });
     let tasks: Vec<_> = sc
         .tasks
         .iter()
@@ -381,7 +441,7 @@ async fn run_scenario(
             tokio::spawn(run_task(ctx.clone(), i, session, ops.clone()))
         })
         .collect();
-    for t in tasks {
+    for t in tasks.into_iter().chain(ending) {
         if let Err(e) = t.await {
             ctx.violation(format!("[panic] a task: {e}"));
         }

@@ -4,8 +4,10 @@
 //! failed instead when `TENURE_REQUIRE_SERVERS=1`).
 //!
 //! Clauses with no per-backend meaning are stated here: C11 (transient faults) needs a store
-//! that can fail transiently, so `mem` is exempt and etcd's is tested against a frozen server
-//! in `tests/etcd_faults.rs`.
+//! that can fail transiently. On `mem`, `backend/faulty.rs` makes every store call fail, lose
+//! its answer, stall, hang or break its watch as a seeded schedule says, and the whole suite
+//! runs again under it (`mem_faults_*`), besides many random scenarios (`schedules`); etcd's is
+//! also tested against a frozen server in `tests/etcd_faults.rs`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
@@ -468,7 +470,8 @@ macro_rules! all_clauses {
 ///   `Error::Unsupported` (no ordered watch; see `backend/redis`), checked by
 ///   `r_elections_unsupported`.
 ///
-/// C11 (transient faults) is exempt here as it is on `mem`.
+/// C11 (transient faults) is exempt here: the fault injector wraps the fair-queue recipe's
+/// store, which Redis does not use.
 macro_rules! redis_clauses {
     ($backend:ident, $fixture:expr) => {
         suite!($backend, $fixture;

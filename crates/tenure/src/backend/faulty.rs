@@ -5,8 +5,8 @@
 //! hang (no answer until the store's own request timeout, by which time the caller may have
 //! dropped the future at that await point), break a watch before the deletion it waits for, or
 //! compact the store's history as etcd does: a holder's own watch that starts at a compacted
-//! revision is refused, and refused again every time it is re-armed there. [`drop_at_pending`] is the
-//! caller's side: it abandons a public-API future at its K-th await point.
+//! revision is refused, and refused again every time it is re-armed there. [`drop_at_pending`]
+//! is the caller's side: it abandons a public-API future at its K-th await point.
 //!
 //! Every retried step must be safe when its first attempt was applied (C8, C13 in
 //! docs/contract.md); these faults are how the tests check it without a server.

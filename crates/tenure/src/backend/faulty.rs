@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::lease::Renewer;
 use super::queue::{Ahead, Enqueued, Entry, QueueStore, Role, Ticket};
 use crate::liveness::Liveness;
 use crate::{Error, Result, Write};
@@ -43,6 +44,9 @@ pub(crate) struct FaultConfig {
     pub break_watch: f64,
     /// The store's history is compacted up to its current revision.
     pub compact: f64,
+    /// Whether lease renewals fault too (at the call rates, breaks aside). A session whose
+    /// renewals keep failing is lost at its local deadline, as it must be (C7b).
+    pub renewals: bool,
 }
 
 /// One injected fault, as the schedule records it.
@@ -150,51 +154,44 @@ fn transient(op: &'static str, message: impl Into<String>) -> Error {
     }
 }
 
-/// A session of store `S` whose every call may fault, as its plan decides.
-pub(crate) struct Faulty<S> {
-    inner: S,
-    plan: Arc<FaultPlan>,
-    /// Which session of the plan this is (in opening order), for the schedule.
-    ordinal: u64,
-    /// One generator per session, so that a session's faults do not depend on how its calls
-    /// interleave with other sessions'.
-    rng: StdMutex<fastrand::Rng>,
-    calls: AtomicU64,
+/// One session's generator, so that its faults do not depend on how its calls interleave
+/// with other sessions', and the number of calls it has drawn for.
+struct Dice {
+    rng: fastrand::Rng,
+    calls: u64,
 }
 
-impl<S: QueueStore> Faulty<S> {
-    pub(crate) fn new(inner: S, plan: Arc<FaultPlan>) -> Self {
-        let ordinal = plan.sessions.fetch_add(1, Ordering::SeqCst);
-        let seed = plan
-            .seed
-            .wrapping_add(ordinal.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        Faulty {
-            inner,
-            plan,
-            ordinal,
-            rng: StdMutex::new(fastrand::Rng::with_seed(seed)),
-            calls: AtomicU64::new(0),
+impl Dice {
+    fn new(seed: u64, ordinal: u64, stream: u64) -> Self {
+        let mix = ordinal.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ stream;
+        Dice {
+            rng: fastrand::Rng::with_seed(seed.wrapping_add(mix)),
+            calls: 0,
         }
     }
+}
 
-    /// Draws this call's fault (and maybe a compaction), recording what was drawn.
-    fn draw(&self, op: &'static str, watch: bool) -> Option<Fault> {
-        let n = self.calls.fetch_add(1, Ordering::SeqCst);
-        let c = &self.plan.config;
-        let (compact, roll, before, delay) = {
-            let mut rng = lock(&self.rng);
-            let compact = rng.f64() < c.compact;
-            let roll = rng.f64();
-            let before = rng.bool();
-            let delay = c.max_delay.mul_f64(rng.f64());
-            (compact, roll, before, delay)
-        };
+impl FaultPlan {
+    /// A number for the next session opened on this plan, in opening order.
+    pub(crate) fn open_session(&self) -> u64 {
+        self.sessions.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Draws a call's fault (and maybe a compaction), recording what was drawn as `who`'s.
+    fn draw(&self, who: &str, dice: &mut Dice, op: &'static str, watch: bool) -> Option<Fault> {
+        let n = dice.calls;
+        dice.calls += 1;
+        let c = &self.config;
+        let rng = &mut dice.rng;
+        let compact = rng.f64() < c.compact;
+        let roll = rng.f64();
+        let before = rng.bool();
+        let delay = c.max_delay.mul_f64(rng.f64());
         if compact {
-            let rev = (self.plan.revision)();
-            let was = self.plan.compacted.fetch_max(rev, Ordering::SeqCst);
+            let rev = (self.revision)();
+            let was = self.compacted.fetch_max(rev, Ordering::SeqCst);
             if rev > was {
-                self.plan
-                    .record(format!("s{}#{n} {op}: compacted up to {rev}", self.ordinal));
+                self.record(format!("{who}#{n} {op}: compacted up to {rev}"));
             }
         }
         let mut edge = 0.0;
@@ -220,21 +217,12 @@ impl<S: QueueStore> Faulty<S> {
             None
         };
         if let Some(f) = fault {
-            self.plan
-                .record(format!("s{}#{n} {op}: {f:?}", self.ordinal));
+            self.record(format!("{who}#{n} {op}: {f:?}"));
         }
         fault
     }
 
-    /// Runs one request under this call's fault.
-    async fn call<T>(
-        &self,
-        op: &'static str,
-        request: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        self.faulted(op, self.draw(op, false), request).await
-    }
-
+    /// Runs one request under `fault`.
     async fn faulted<T>(
         &self,
         op: &'static str,
@@ -262,13 +250,11 @@ impl<S: QueueStore> Faulty<S> {
                 if applied {
                     let _ = request.await;
                 }
-                tokio::time::sleep(self.plan.config.request_timeout).await;
+                let timeout = self.config.request_timeout;
+                tokio::time::sleep(timeout).await;
                 Err(transient(
                     op,
-                    format!(
-                        "injected: no answer within {:?}",
-                        self.plan.config.request_timeout
-                    ),
+                    format!("injected: no answer within {timeout:?}"),
                 ))
             }
             Some(Fault::Break(d)) => tokio::select! {
@@ -276,6 +262,42 @@ impl<S: QueueStore> Faulty<S> {
                 () = tokio::time::sleep(d) => Err(transient(op, "injected: watch broken")),
             },
         }
+    }
+}
+
+/// A session of store `S` whose every call may fault, as its plan decides.
+pub(crate) struct Faulty<S> {
+    inner: S,
+    plan: Arc<FaultPlan>,
+    /// Which session of the plan this is (see [`FaultPlan::open_session`]).
+    ordinal: u64,
+    dice: StdMutex<Dice>,
+}
+
+impl<S: QueueStore> Faulty<S> {
+    pub(crate) fn new(inner: S, plan: Arc<FaultPlan>, ordinal: u64) -> Self {
+        let dice = StdMutex::new(Dice::new(plan.seed, ordinal, 0));
+        Faulty {
+            inner,
+            plan,
+            ordinal,
+            dice,
+        }
+    }
+
+    fn draw(&self, op: &'static str, watch: bool) -> Option<Fault> {
+        let who = format!("s{}", self.ordinal);
+        self.plan.draw(&who, &mut lock(&self.dice), op, watch)
+    }
+
+    /// Runs one request under this call's fault.
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        request: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let fault = self.draw(op, false);
+        self.plan.faulted(op, fault, request).await
     }
 
     /// A watch of `key` from revision `rev + 1`: refused if that start is compacted (as etcd
@@ -312,7 +334,7 @@ impl<S: QueueStore> Faulty<S> {
                 format!("injected: required revision {} has been compacted", rev + 1),
             ));
         }
-        self.faulted(op, fault, watch).await
+        self.plan.faulted(op, fault, watch).await
     }
 }
 
@@ -351,7 +373,8 @@ impl<S: QueueStore> QueueStore for Faulty<S> {
     // compaction can refuse it; a predecessor watch only breaks.
     async fn wait_deleted(&self, key: &str, rev: i64) -> Result<()> {
         let fault = self.draw("wait_deleted", true);
-        self.faulted("wait_deleted", fault, self.inner.wait_deleted(key, rev))
+        self.plan
+            .faulted("wait_deleted", fault, self.inner.wait_deleted(key, rev))
             .await
     }
 
@@ -405,6 +428,43 @@ impl<S: QueueStore> QueueStore for Faulty<S> {
 
     fn granted_ttl(&self) -> Option<Duration> {
         self.inner.granted_ttl()
+    }
+}
+
+/// A session's lease renewals, faulting as its plan says when `renewals` is on.
+pub(crate) struct FaultyRenewer<R> {
+    inner: R,
+    plan: Arc<FaultPlan>,
+    ordinal: u64,
+    dice: Dice,
+}
+
+impl<R: Renewer> FaultyRenewer<R> {
+    pub(crate) fn new(inner: R, plan: Arc<FaultPlan>, ordinal: u64) -> Self {
+        // A stream of its own: renewals run on the clock, not in step with the session's calls.
+        let dice = Dice::new(plan.seed, ordinal, 0x5eed_4e4e);
+        FaultyRenewer {
+            inner,
+            plan,
+            ordinal,
+            dice,
+        }
+    }
+}
+
+#[async_trait]
+impl<R: Renewer> Renewer for FaultyRenewer<R> {
+    async fn renew(&mut self) -> Result<Option<Duration>> {
+        if !self.plan.config.renewals {
+            return self.inner.renew().await;
+        }
+        let who = format!("s{}", self.ordinal);
+        let fault = self.plan.draw(&who, &mut self.dice, "renew", false);
+        self.plan.faulted("renew", fault, self.inner.renew()).await
+    }
+
+    fn reset(&mut self) {
+        self.inner.reset();
     }
 }
 

@@ -30,8 +30,9 @@ const DEFAULT_SCHEDULES: u64 = 1000;
 /// Any single public call that takes longer than this (virtual time) has hung: the worst
 /// legitimate case is a queue of a few holders, each slowed by a full retry budget of hangs.
 const BOUND: Duration = Duration::from_secs(600);
-/// Virtual time after the last task for background releases and withdrawals to finish.
-const QUIESCE: Duration = Duration::from_secs(120);
+/// Virtual time after the last task for background releases and withdrawals to finish: a
+/// release's whole retry budget of hangs and backoffs takes under 45 s.
+const QUIESCE: Duration = Duration::from_secs(60);
 /// Real time one schedule may take; only a busy loop (no timers to advance to) exceeds it.
 const REAL_LIMIT: Duration = Duration::from_secs(60);
 
@@ -39,13 +40,14 @@ const MUTEX: &str = "m";
 const ELECTION: &str = "e";
 
 /// The fault kinds, by the names `TENURE_FAULT_KINDS` takes.
-const KINDS: [&str; 6] = [
+const KINDS: [&str; 7] = [
     "fail_before",
     "answer_lost",
     "delay",
     "hang",
     "break_watch",
     "compact",
+    "renewals",
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +91,8 @@ enum End {
 struct Scenario {
     faults: FaultConfig,
     sessions: usize,
+    /// The sessions' TTL: short ones let renewal faults end a session within a scenario.
+    ttl: Duration,
     /// Each task: the session it uses, and its operations in order.
     tasks: Vec<(usize, Vec<Op>)>,
     /// A session that ends part-way: which, when, how.
@@ -123,8 +127,10 @@ impl Scenario {
             request_timeout: Duration::from_secs(5),
             break_watch: rate("break_watch", 0.3),
             compact: rate("compact", 0.3),
+            renewals: rng.bool() && allowed.iter().any(|k| k == "renewals"),
         };
         let sessions = rng.usize(1..=4);
+        let ttl = Duration::from_secs([1, 3, 10][rng.usize(0..3)]);
         let tasks = (0..rng.usize(2..=6))
             .map(|_| {
                 let ops = (0..rng.usize(1..=5))
@@ -157,6 +163,7 @@ impl Scenario {
         Scenario {
             faults,
             sessions,
+            ttl,
             tasks,
             end,
         }
@@ -409,7 +416,7 @@ async fn run_scenario(
     store: Arc<MemStore>,
     plan: Arc<FaultPlan>,
     sc: &Scenario,
-) -> Vec<String> {
+) -> Outcome {
     let ctx = Arc::new(Ctx {
         checker: StdMutex::default(),
         plan: plan.clone(),
@@ -417,7 +424,7 @@ async fn run_scenario(
     let tenure = Tenure::mem_with_faults(store_name, plan.clone());
     let mut sessions = Vec::new();
     for _ in 0..sc.sessions {
-        sessions.push(tenure.session().await.expect("session"));
+        sessions.push(tenure.session_with_ttl(sc.ttl).await.expect("session"));
     }
     let ending = sc.end.map(|(i, at, how)| {
         let (session, ctx) = (sessions[i].clone(), ctx.clone());
@@ -446,6 +453,12 @@ async fn run_scenario(
             ctx.violation(format!("[panic] a task: {e}"));
         }
     }
+    // Sessions lost though the scenario did not end them: their renewals kept failing.
+    let lost = sessions
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| s.is_lost() && sc.end.is_none_or(|(e, ..)| e != *i))
+        .count();
     tokio::time::sleep(QUIESCE).await;
     for name in [MUTEX, ELECTION] {
         let left = store.keys(&format!("{name}/"));
@@ -492,7 +505,14 @@ async fn run_scenario(
             .into_iter()
             .map(|v| format!("[compacted-rearm] {v}")),
     );
-    violations
+    Outcome { violations, lost }
+}
+
+/// What one schedule found.
+struct Outcome {
+    violations: Vec<String>,
+    /// Sessions lost to renewal faults.
+    lost: usize,
 }
 
 /// A schedule that broke the contract: what broke, and the message that explains and replays it.
@@ -502,7 +522,8 @@ struct Failure {
 }
 
 /// Runs schedule `seed` on a fresh paused-clock runtime in a thread of its own.
-fn run_schedule(seed: u64, allowed: &[String]) -> Result<(), Failure> {
+/// `Ok`: how many sessions it lost to renewal faults.
+fn run_schedule(seed: u64, allowed: &[String]) -> Result<usize, Failure> {
     let sc = Scenario::generate(seed, allowed);
     let (tx, rx) = std::sync::mpsc::channel();
     let described = format!("{sc:#?}");
@@ -520,29 +541,36 @@ fn run_schedule(seed: u64, allowed: &[String]) -> Result<(), Failure> {
             let store = store.clone();
             move || store.revision()
         });
-        let violations = rt.block_on(async {
+        let outcome = rt.block_on(async {
             let run = run_scenario(&store_name, store.clone(), plan.clone(), &sc);
             match tokio::time::timeout(BOUND * 8, run).await {
-                Ok(v) => v,
-                Err(_) => vec![format!(
-                    "[hung] the scenario did not end within {:?}",
-                    BOUND * 8
-                )],
+                Ok(o) => o,
+                Err(_) => Outcome {
+                    violations: vec![format!(
+                        "[hung] the scenario did not end within {:?}",
+                        BOUND * 8
+                    )],
+                    lost: 0,
+                },
             }
         });
-        let _ = tx.send((violations, plan.report()));
+        let _ = tx.send((outcome, plan.report()));
     });
-    let (violations, report) = match rx.recv_timeout(REAL_LIMIT) {
+    let (outcome, report) = match rx.recv_timeout(REAL_LIMIT) {
         Ok(r) => r,
         Err(_) => (
-            vec![format!(
-                "[busy] not done after {REAL_LIMIT:?} of real time (a loop without timers?)"
-            )],
+            Outcome {
+                violations: vec![format!(
+                    "[busy] not done after {REAL_LIMIT:?} of real time (a loop without timers?)"
+                )],
+                lost: 0,
+            },
             String::from("(schedule not available: the run is still going)"),
         ),
     };
+    let violations = outcome.violations;
     if violations.is_empty() {
-        return Ok(());
+        return Ok(outcome.lost);
     }
     let mut message = format!("schedule {seed} failed (replay: TENURE_FAULT_SEED={seed}):\n");
     for v in &violations {
@@ -592,17 +620,22 @@ fn random_fault_schedules() {
     let started = std::time::Instant::now();
     let mut failures = Vec::new();
     let mut by_tag = std::collections::BTreeMap::<String, Vec<u64>>::new();
+    let mut lost = 0;
     for seed in base..base + count {
-        if let Err(f) = run_schedule(seed, &allowed) {
-            for t in tags(&f.violations) {
-                by_tag.entry(t).or_default().push(seed);
+        match run_schedule(seed, &allowed) {
+            Ok(n) => lost += n,
+            Err(f) => {
+                for t in tags(&f.violations) {
+                    by_tag.entry(t).or_default().push(seed);
+                }
+                failures.push(f.message);
             }
-            failures.push(f.message);
         }
     }
     let _ = writeln!(
         std::io::stderr(),
-        "fault schedules: {count} from seed {base} (kinds {allowed:?}) in {:?}: {} failed",
+        "fault schedules: {count} from seed {base} (kinds {allowed:?}) in {:?}: {} failed; \
+         {lost} sessions lost to renewal faults in those that passed",
         started.elapsed(),
         failures.len()
     );

@@ -144,19 +144,23 @@ impl Backend for MemBackend {
             store: self.store.clone(),
             lease,
         };
-        let keep_alive = spawn_keep_alive(renewer, liveness.clone(), ttl, granted_at);
-        let session = MemSession {
+        let session = |keep_alive| MemSession {
             store: self.store.clone(),
             lease,
-            liveness,
+            liveness: liveness.clone(),
             keep_alive,
         };
         #[cfg(test)]
         if let Some(plan) = &self.faults {
-            let faulty = super::faulty::Faulty::new(session, plan.clone());
+            use super::faulty::{Faulty, FaultyRenewer};
+            let ordinal = plan.open_session();
+            let renewer = FaultyRenewer::new(renewer, plan.clone(), ordinal);
+            let keep_alive = spawn_keep_alive(renewer, liveness.clone(), ttl, granted_at);
+            let faulty = Faulty::new(session(keep_alive), plan.clone(), ordinal);
             return Ok(Arc::new(QueueSession(Arc::new(faulty))));
         }
-        Ok(Arc::new(QueueSession(Arc::new(session))))
+        let keep_alive = spawn_keep_alive(renewer, liveness.clone(), ttl, granted_at);
+        Ok(Arc::new(QueueSession(Arc::new(session(keep_alive)))))
     }
 
     async fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {

@@ -468,35 +468,11 @@ async fn run_scenario(
             ));
         }
     }
-    // Nothing left blocks a newcomer (C5). It retries what the store did not answer: a run of
-    // injected faults longer than the retry budget is a transient error (C11), not a block.
+    // Nothing left blocks a newcomer (C5).
     ctx.note("newcomer: lock() and campaign()".into());
-    let newcomer = tenure.session().await.expect("session");
-    let m = newcomer.mutex(MUTEX).expect("mutex name");
-    let e = newcomer.election(ELECTION).expect("election name");
-    let lock = async {
-        loop {
-            match m.lock().await {
-                Err(e) if e.is_transient() => continue,
-                other => return other.map(drop),
-            }
-        }
-    };
-    if let Some(Err(e)) = bounded(&ctx, "newcomer's lock()", lock).await {
-        ctx.violation(format!("[error] newcomer's lock(): {e}"));
-    }
-    let campaign = async {
-        loop {
-            match e.campaign("n").await {
-                Err(e) if e.is_transient() => continue,
-                other => return other.map(drop),
-            }
-        }
-    };
-    if let Some(Err(e)) = bounded(&ctx, "newcomer's campaign()", campaign).await {
-        ctx.violation(format!("[error] newcomer's campaign(): {e}"));
-    }
-    for s in sessions.into_iter().chain([newcomer]) {
+    newcomer(&ctx, &tenure, false).await;
+    newcomer(&ctx, &tenure, true).await;
+    for s in sessions {
         let _ = s.close().await;
     }
     let mut violations = std::mem::take(&mut ctx.check().violations);
@@ -506,6 +482,38 @@ async fn run_scenario(
             .map(|v| format!("[compacted-rearm] {v}")),
     );
     Outcome { violations, lost }
+}
+
+/// A newcomer takes the lock (or leadership) once everything else is over. It retries what
+/// the store did not answer (a run of faults longer than the retry budget is a transient error,
+/// C11) and opens a new session if renewal faults ended its own: neither is a block.
+async fn newcomer(ctx: &Ctx, tenure: &Tenure, elect: bool) {
+    let what = if elect {
+        "newcomer's campaign()"
+    } else {
+        "newcomer's lock()"
+    };
+    let attempt = async {
+        loop {
+            let session = tenure.session().await?;
+            let got = if elect {
+                let e = session.election(ELECTION)?;
+                e.campaign("n").await.map(drop)
+            } else {
+                session.mutex(MUTEX)?.lock().await.map(drop)
+            };
+            match got {
+                Err(e) if e.is_transient() || ended(&session, &e) => {}
+                other => {
+                    let _ = session.close().await;
+                    return other;
+                }
+            }
+        }
+    };
+    if let Some(Err(e)) = bounded(ctx, what, attempt).await {
+        ctx.violation(format!("[error] {what}: {e}"));
+    }
 }
 
 /// What one schedule found.

@@ -5,6 +5,8 @@
 mod cli;
 mod cmd;
 mod exit;
+#[cfg(test)]
+mod fuzz;
 mod holding;
 mod logging;
 mod output;

@@ -331,6 +331,12 @@ async fn acquire<S: QueueStore>(
     } else {
         wait_for_turn(store.as_ref(), &session, &prefix, &enq.mine).await?
     };
+    // A grant is never handed out past the session's local deadline (C14): the answers above
+    // may have come after retries that outlived the last confirmed renewal. `pending` is still
+    // armed and withdraws the entry.
+    if let Some(reason) = session.reason() {
+        return Err(Error::SessionLost { reason });
+    }
     let liveness = session.child();
     let watch = spawn_entry_watch(store.clone(), enq.mine.clone(), rev, liveness.clone());
     let permit = pending.permit.take();

@@ -1,23 +1,29 @@
 //! One etcd lease and the queue operations made under it, each exactly one request.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions,
-    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    Compare, CompareOp, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, SortOrder,
+    SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 use tokio::task::AbortHandle;
 
+use super::members::Members;
 use super::watch::WatchHub;
-use super::{call, map_err, revision};
+use super::{map_err, revision};
 use crate::backend::lease::Renewer;
 use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore, Role, Ticket};
 use crate::liveness::{Liveness, LostReason};
+use crate::retry::with_backoff;
 use crate::{Error, Result, Write};
 
+/// Attempts of a session revoke before a transient fault is reported.
+const ATTEMPTS: u32 = 8;
+
 pub(super) struct EtcdSession {
-    client: Client,
+    members: Arc<Members>,
     watch: WatchHub,
     lease: i64,
     liveness: Liveness,
@@ -32,14 +38,14 @@ impl Drop for EtcdSession {
 
 impl EtcdSession {
     pub(super) fn new(
-        client: Client,
+        members: Arc<Members>,
         watch: WatchHub,
         lease: i64,
         liveness: Liveness,
         keep_alive: AbortHandle,
     ) -> Self {
         EtcdSession {
-            client,
+            members,
             watch,
             lease,
             liveness,
@@ -54,8 +60,11 @@ impl EtcdSession {
     /// One transaction. A put under a lease etcd no longer has means the session is gone:
     /// say so (and fire the session's latch) rather than pass on etcd's raw error.
     async fn txn(&self, op: &'static str, txn: Txn) -> Result<TxnResponse> {
-        let mut kv = self.client.kv_client();
-        match call(op, kv.txn(txn)).await {
+        let answer = self
+            .members
+            .call(op, |c| async move { c.kv_client().txn(txn).await })
+            .await;
+        match answer {
             Err(Error::Store { message, .. }) if is_lease_not_found(&message) => {
                 self.liveness.lose(LostReason::LeaseExpired);
                 Err(Error::SessionLost {
@@ -222,8 +231,13 @@ impl QueueStore for EtcdSession {
         let mut watch = self.watch.watch_delete(key, None);
         let created_rev = watch.created().await.map_err(broken)?;
         // From here the watch sees every delete; one read covers the time before it.
-        let mut kv = self.client.kv_client();
-        let now = call("wait", kv.get(key, None)).await?;
+        let now = self
+            .members
+            .call(
+                "wait",
+                |c| async move { c.kv_client().get(key, None).await },
+            )
+            .await?;
         let same_entry = now
             .kvs()
             .first()
@@ -280,9 +294,12 @@ impl QueueStore for EtcdSession {
     }
 
     async fn lease_alive(&self) -> Result<bool> {
-        let mut leases = self.client.lease_client();
+        let lease = self.lease;
+        let ttl = self.members.call("lease ttl", |c| async move {
+            c.lease_client().time_to_live(lease, None).await
+        });
         // etcd 3.5 answers TTL -1 for a lease it no longer has; 3.4 answers an error.
-        match call("lease ttl", leases.time_to_live(self.lease, None)).await {
+        match ttl.await {
             Ok(resp) => Ok(resp.ttl() > 0),
             Err(Error::Store { message, .. }) if is_lease_not_found(&message) => Ok(false),
             Err(e) => Err(e),
@@ -292,8 +309,13 @@ impl QueueStore for EtcdSession {
     async fn close(&self) -> Result<()> {
         self.keep_alive.abort();
         self.liveness.lose(LostReason::SessionClosed);
-        let mut lease = self.client.lease_client();
-        match call("lease revoke", lease.revoke(self.lease)).await {
+        let lease = self.lease;
+        let revoke = with_backoff(ATTEMPTS, || {
+            self.members.call("lease revoke", |c| async move {
+                c.lease_client().revoke(lease).await
+            })
+        });
+        match revoke.await {
             Err(Error::Store { message, .. }) if message.contains("lease not found") => Ok(()),
             other => other.map(|_| ()),
         }
@@ -312,26 +334,32 @@ impl QueueStore for EtcdSession {
     }
 }
 
-/// Keep-alives on one stream per session, reopened after a fault.
+/// Keep-alives on one stream per session, reopened after a fault — on the next member when
+/// the one it was on (or was being opened on) failed or did not answer in time (C14).
 pub(super) struct EtcdRenewer {
-    client: Client,
+    members: Arc<Members>,
     lease: i64,
+    /// The member the stream is on, or is being opened on: a stopped member never answers
+    /// the opening either, and must be passed over all the same.
+    member: Option<usize>,
     stream: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
 }
 
 impl EtcdRenewer {
-    pub(super) fn new(client: Client, lease: i64) -> Self {
+    pub(super) fn new(members: Arc<Members>, lease: i64) -> Self {
         EtcdRenewer {
-            client,
+            members,
             lease,
+            member: None,
             stream: None,
         }
     }
 
     async fn renew_on_stream(&mut self) -> Result<Option<Duration>> {
         if self.stream.is_none() {
-            let mut leases = self.client.lease_client();
-            match leases.keep_alive(self.lease).await {
+            let member = self.members.member().await?;
+            self.member = Some(member.index);
+            match member.client.lease_client().keep_alive(self.lease).await {
                 Ok(stream) => self.stream = Some(stream),
                 // Opening the stream for a revoked lease is etcd saying it is gone.
                 Err(e) if is_lease_not_found(&e.to_string()) => return Ok(None),
@@ -365,12 +393,16 @@ impl Renewer for EtcdRenewer {
     async fn renew(&mut self) -> Result<Option<Duration>> {
         let res = self.renew_on_stream().await;
         if res.is_err() {
-            self.stream = None;
+            self.reset();
         }
         res
     }
 
+    /// Drops the stream; its member failed or went quiet, so the next one is tried.
     fn reset(&mut self) {
         self.stream = None;
+        if let Some(member) = self.member.take() {
+            self.members.failed(member);
+        }
     }
 }

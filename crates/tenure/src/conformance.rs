@@ -21,6 +21,7 @@ use crate::{Error, LostReason, Tenure, Write};
 
 pub(crate) mod election;
 pub(crate) mod fixture;
+mod injected;
 #[cfg(feature = "redis")]
 pub(crate) mod redis_only;
 mod schedules;

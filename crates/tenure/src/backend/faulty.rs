@@ -51,7 +51,7 @@ pub(crate) struct FaultConfig {
 
 /// One injected fault, as the schedule records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
+pub(crate) enum Fault {
     FailBefore,
     AnswerLost,
     DelayBefore(Duration),
@@ -77,6 +77,17 @@ pub(crate) struct FaultPlan {
     refused: StdMutex<HashMap<WatchStart, u32>>,
     schedule: StdMutex<Vec<String>>,
     violations: StdMutex<Vec<String>>,
+    /// Faults that strike exactly where a test says, on top of the random ones.
+    script: Vec<Scripted>,
+}
+
+/// A fault a test places by hand: on session `session`'s `nth` call (from 0) of `op`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scripted {
+    pub session: u64,
+    pub op: &'static str,
+    pub nth: u64,
+    pub fault: Fault,
 }
 
 impl FaultPlan {
@@ -95,7 +106,39 @@ impl FaultPlan {
             refused: StdMutex::default(),
             schedule: StdMutex::default(),
             violations: StdMutex::default(),
+            script: Vec::new(),
         })
+    }
+
+    /// A plan with no random faults, only `script`'s, for a store whose current revision
+    /// `revision` reads.
+    pub(crate) fn scripted(
+        script: Vec<Scripted>,
+        revision: impl Fn() -> i64 + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        let none = FaultConfig {
+            fail_before: 0.0,
+            answer_lost: 0.0,
+            delay: 0.0,
+            max_delay: Duration::from_millis(20),
+            hang: 0.0,
+            request_timeout: Duration::from_secs(5),
+            break_watch: 0.0,
+            compact: 0.0,
+            renewals: false,
+        };
+        let mut plan = FaultPlan::new(0, none, revision);
+        if let Some(p) = Arc::get_mut(&mut plan) {
+            p.script = script;
+        }
+        plan
+    }
+
+    /// Compacts the store's history up to its current revision, now.
+    pub(crate) fn compact(&self) {
+        let rev = (self.revision)();
+        self.compacted.fetch_max(rev, Ordering::SeqCst);
+        self.record(format!("compacted up to {rev}"));
     }
 
     fn record(&self, line: String) {
@@ -159,6 +202,8 @@ fn transient(op: &'static str, message: impl Into<String>) -> Error {
 struct Dice {
     rng: fastrand::Rng,
     calls: u64,
+    /// Calls per operation, for scripted faults.
+    per_op: HashMap<&'static str, u64>,
 }
 
 impl Dice {
@@ -167,6 +212,7 @@ impl Dice {
         Dice {
             rng: fastrand::Rng::with_seed(seed.wrapping_add(mix)),
             calls: 0,
+            per_op: HashMap::new(),
         }
     }
 }
@@ -177,10 +223,18 @@ impl FaultPlan {
         self.sessions.fetch_add(1, Ordering::SeqCst)
     }
 
-    /// Draws a call's fault (and maybe a compaction), recording what was drawn as `who`'s.
-    fn draw(&self, who: &str, dice: &mut Dice, op: &'static str, watch: bool) -> Option<Fault> {
+    /// Draws session `ordinal`'s fault for a call of `op` (and maybe a compaction), recording
+    /// what was drawn; a scripted fault for this call overrides the draw.
+    fn draw(&self, ordinal: u64, dice: &mut Dice, op: &'static str, watch: bool) -> Option<Fault> {
+        let who = format!("s{ordinal}");
         let n = dice.calls;
         dice.calls += 1;
+        let nth = dice.per_op.entry(op).or_default();
+        let scripted = self
+            .script
+            .iter()
+            .find(|s| s.session == ordinal && s.op == op && s.nth == *nth);
+        *nth += 1;
         let c = &self.config;
         let rng = &mut dice.rng;
         let compact = rng.f64() < c.compact;
@@ -216,6 +270,7 @@ impl FaultPlan {
         } else {
             None
         };
+        let fault = scripted.map(|s| s.fault).or(fault);
         if let Some(f) = fault {
             self.record(format!("{who}#{n} {op}: {f:?}"));
         }
@@ -286,8 +341,8 @@ impl<S: QueueStore> Faulty<S> {
     }
 
     fn draw(&self, op: &'static str, watch: bool) -> Option<Fault> {
-        let who = format!("s{}", self.ordinal);
-        self.plan.draw(&who, &mut lock(&self.dice), op, watch)
+        self.plan
+            .draw(self.ordinal, &mut lock(&self.dice), op, watch)
     }
 
     /// Runs one request under this call's fault.
@@ -455,11 +510,11 @@ impl<R: Renewer> FaultyRenewer<R> {
 #[async_trait]
 impl<R: Renewer> Renewer for FaultyRenewer<R> {
     async fn renew(&mut self) -> Result<Option<Duration>> {
-        if !self.plan.config.renewals {
+        let scripted = self.plan.script.iter().any(|s| s.op == "renew");
+        if !self.plan.config.renewals && !scripted {
             return self.inner.renew().await;
         }
-        let who = format!("s{}", self.ordinal);
-        let fault = self.plan.draw(&who, &mut self.dice, "renew", false);
+        let fault = self.plan.draw(self.ordinal, &mut self.dice, "renew", false);
         self.plan.faulted("renew", fault, self.inner.renew()).await
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::backend::embedded::MemStore;
 use crate::backend::faulty::{drop_at_pending, Fault, FaultPlan, Scripted};
-use crate::Tenure;
+use crate::{Error, Tenure};
 
 /// A fresh `mem://` store whose sessions (numbered from 0 in opening order) fault as `script`
 /// says, and nowhere else.
@@ -104,4 +104,32 @@ async fn holder_watch_survives_compaction() {
     for w in waiters {
         w.abort();
     }
+}
+
+/// A session's `try_lock` after one whose first attempt failed and which then found the lock
+/// held: once the lock is free, it is taken. The failed try's cleanup (armed because its first
+/// attempt might have been applied) must not keep the name's local queue busy meanwhile, or the
+/// session is told `Locked` about a free lock for as long as that cleanup retries.
+#[tokio::test(start_paused = true)]
+async fn try_lock_after_a_faulted_try_takes_the_free_lock() {
+    let (tenure, store, _plan) = faulted(vec![
+        on(1, "enqueue_if_empty", 0, Fault::FailBefore),
+        on(1, "remove_unknown", 0, Fault::Hang { applied: false }),
+    ]);
+    let a = tenure.session().await.unwrap();
+    let b = tenure.session().await.unwrap();
+    let held = a.mutex("n").unwrap().lock().await.unwrap();
+    match b.mutex("n").unwrap().try_lock().await {
+        Err(Error::Locked { holder, .. }) => assert_eq!(holder.as_deref(), Some(held.key())),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    held.unlock().await.unwrap();
+    assert!(store.keys("n/").is_empty());
+    let g = b
+        .mutex("n")
+        .unwrap()
+        .try_lock()
+        .await
+        .expect("the free lock");
+    assert_eq!(store.keys("n/"), vec![g.key().to_string()]);
 }

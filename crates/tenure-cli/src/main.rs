@@ -11,6 +11,7 @@ mod holding;
 mod logging;
 mod output;
 mod progress;
+mod requeue;
 mod signals;
 mod stats;
 mod supervise;

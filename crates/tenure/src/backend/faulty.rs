@@ -40,6 +40,11 @@ pub(crate) struct FaultConfig {
     /// the store's client gives up with a transient fault (as `call_with` does on etcd).
     pub hang: f64,
     pub request_timeout: Duration,
+    /// A write reaches the store late, up to twice `request_timeout` after it was sent, and is
+    /// applied then even if the caller has given up on it (as etcd applies a request that was
+    /// proposed before its client timed out); the caller has its answer if it comes within
+    /// `request_timeout`, else a transient fault.
+    pub late: f64,
     /// A watch breaks within `max_delay`, before the deletion it waits for.
     pub break_watch: f64,
     /// The store's history is compacted up to its current revision.
@@ -57,7 +62,18 @@ pub(crate) enum Fault {
     DelayBefore(Duration),
     DelayAfter(Duration),
     Hang { applied: bool },
+    Late(Duration),
     Break(Duration),
+}
+
+/// What a call does to the store, which decides the faults it can meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Read,
+    /// Changes the store: may also arrive late.
+    Write,
+    /// May also break.
+    Watch,
 }
 
 /// One watcher's start: `(session, op, key, revision)`.
@@ -123,6 +139,7 @@ impl FaultPlan {
             max_delay: Duration::from_millis(20),
             hang: 0.0,
             request_timeout: Duration::from_secs(5),
+            late: 0.0,
             break_watch: 0.0,
             compact: 0.0,
             renewals: false,
@@ -225,7 +242,7 @@ impl FaultPlan {
 
     /// Draws session `ordinal`'s fault for a call of `op` (and maybe a compaction), recording
     /// what was drawn; a scripted fault for this call overrides the draw.
-    fn draw(&self, ordinal: u64, dice: &mut Dice, op: &'static str, watch: bool) -> Option<Fault> {
+    fn draw(&self, ordinal: u64, dice: &mut Dice, op: &'static str, call: Call) -> Option<Fault> {
         let who = format!("s{ordinal}");
         let n = dice.calls;
         dice.calls += 1;
@@ -265,7 +282,9 @@ impl FaultPlan {
             })
         } else if hit(c.hang) {
             Some(Fault::Hang { applied: before })
-        } else if watch && hit(c.break_watch) {
+        } else if call == Call::Write && hit(c.late) {
+            Some(Fault::Late(c.request_timeout.mul_f64(2.0 * rng.f64())))
+        } else if call == Call::Watch && hit(c.break_watch) {
             Some(Fault::Break(delay))
         } else {
             None
@@ -312,6 +331,11 @@ impl FaultPlan {
                     format!("injected: no answer within {timeout:?}"),
                 ))
             }
+            // Only `late` can make a request outlive its caller; here it is just slow.
+            Some(Fault::Late(d)) => {
+                tokio::time::sleep(d).await;
+                request.await
+            }
             Some(Fault::Break(d)) => tokio::select! {
                 answer = request => answer,
                 () = tokio::time::sleep(d) => Err(transient(op, "injected: watch broken")),
@@ -320,9 +344,35 @@ impl FaultPlan {
     }
 }
 
+impl FaultPlan {
+    /// Sends `request` to arrive `d` from now whatever becomes of the caller, who hears the
+    /// answer if it comes within the request timeout.
+    async fn late<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        d: Duration,
+        request: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            let _ = tx.send(request.await);
+        });
+        let timeout = self.config.request_timeout;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(transient(op, "injected: the request was dropped")),
+            Err(_) => Err(transient(
+                op,
+                format!("injected: no answer within {timeout:?} (applied later)"),
+            )),
+        }
+    }
+}
+
 /// A session of store `S` whose every call may fault, as its plan decides.
 pub(crate) struct Faulty<S> {
-    inner: S,
+    inner: Arc<S>,
     plan: Arc<FaultPlan>,
     /// Which session of the plan this is (see [`FaultPlan::open_session`]).
     ordinal: u64,
@@ -333,26 +383,39 @@ impl<S: QueueStore> Faulty<S> {
     pub(crate) fn new(inner: S, plan: Arc<FaultPlan>, ordinal: u64) -> Self {
         let dice = StdMutex::new(Dice::new(plan.seed, ordinal, 0));
         Faulty {
-            inner,
+            inner: Arc::new(inner),
             plan,
             ordinal,
             dice,
         }
     }
 
-    fn draw(&self, op: &'static str, watch: bool) -> Option<Fault> {
+    fn draw(&self, op: &'static str, call: Call) -> Option<Fault> {
         self.plan
-            .draw(self.ordinal, &mut lock(&self.dice), op, watch)
+            .draw(self.ordinal, &mut lock(&self.dice), op, call)
     }
 
-    /// Runs one request under this call's fault.
-    async fn call<T>(
+    /// Runs one read under this call's fault.
+    async fn read<T>(
         &self,
         op: &'static str,
         request: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        let fault = self.draw(op, false);
+        let fault = self.draw(op, Call::Read);
         self.plan.faulted(op, fault, request).await
+    }
+
+    /// Runs one write under this call's fault. `request` owns what it needs, so that a late
+    /// one can still be applied after the caller is gone.
+    async fn write<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        request: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        match self.draw(op, Call::Write) {
+            Some(Fault::Late(d)) => self.plan.late(op, d, request).await,
+            fault => self.plan.faulted(op, fault, request).await,
+        }
     }
 
     /// A watch of `key` from revision `rev + 1`: refused if that start is compacted (as etcd
@@ -364,7 +427,7 @@ impl<S: QueueStore> Faulty<S> {
         rev: i64,
         watch: impl Future<Output = Result<()>>,
     ) -> Result<()> {
-        let fault = self.draw(op, true);
+        let fault = self.draw(op, Call::Watch);
         let compacted = self.plan.compacted.load(Ordering::SeqCst);
         // etcd refuses a watch whose start revision is below the compaction revision.
         if rev + 1 < compacted {
@@ -402,8 +465,11 @@ impl<S: QueueStore> QueueStore for Faulty<S> {
         role: Role,
         ticket: Ticket,
     ) -> Result<Enqueued> {
-        self.call("enqueue", self.inner.enqueue(prefix, value, role, ticket))
-            .await
+        let (inner, prefix, value) = (self.inner.clone(), prefix.to_string(), value.to_vec());
+        self.write("enqueue", async move {
+            inner.enqueue(&prefix, &value, role, ticket).await
+        })
+        .await
     }
 
     async fn enqueue_if_empty(
@@ -412,22 +478,22 @@ impl<S: QueueStore> QueueStore for Faulty<S> {
         value: &[u8],
         ticket: Ticket,
     ) -> Result<Result<Enqueued, Option<String>>> {
-        self.call(
-            "enqueue_if_empty",
-            self.inner.enqueue_if_empty(prefix, value, ticket),
-        )
+        let (inner, prefix, value) = (self.inner.clone(), prefix.to_string(), value.to_vec());
+        self.write("enqueue_if_empty", async move {
+            inner.enqueue_if_empty(&prefix, &value, ticket).await
+        })
         .await
     }
 
     async fn ahead(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
-        self.call("ahead", self.inner.ahead(prefix, mine)).await
+        self.read("ahead", self.inner.ahead(prefix, mine)).await
     }
 
     // Never refused as compacted: `rev` names which version of `key` to wait for, and the
     // watch starts from the store's present (etcd: a watch from now, then a read), so no
     // compaction can refuse it; a predecessor watch only breaks.
     async fn wait_deleted(&self, key: &str, rev: i64) -> Result<()> {
-        let fault = self.draw("wait_deleted", true);
+        let fault = self.draw("wait_deleted", Call::Watch);
         self.plan
             .faulted("wait_deleted", fault, self.inner.wait_deleted(key, rev))
             .await
@@ -441,26 +507,38 @@ impl<S: QueueStore> QueueStore for Faulty<S> {
     }
 
     async fn remove(&self, mine: &Entry) -> Result<bool> {
-        self.call("remove", self.inner.remove(mine)).await
+        let (inner, mine) = (self.inner.clone(), mine.clone());
+        self.write("remove", async move { inner.remove(&mine).await })
+            .await
     }
 
     async fn remove_unknown(&self, prefix: &str) -> Result<()> {
-        self.call("remove_unknown", self.inner.remove_unknown(prefix))
-            .await
+        let (inner, prefix) = (self.inner.clone(), prefix.to_string());
+        self.write("remove_unknown", async move {
+            inner.remove_unknown(&prefix).await
+        })
+        .await
     }
 
     async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool> {
-        self.call("guarded_write", self.inner.guarded_write(mine, ops))
-            .await
+        let (inner, mine, ops) = (self.inner.clone(), mine.clone(), ops.to_vec());
+        self.write("guarded_write", async move {
+            inner.guarded_write(&mine, &ops).await
+        })
+        .await
     }
 
     async fn proclaim(&self, mine: &Entry, value: &[u8]) -> Result<bool> {
-        self.call("proclaim", self.inner.proclaim(mine, value))
-            .await
+        let (inner, mine, value) = (self.inner.clone(), mine.clone(), value.to_vec());
+        self.write(
+            "proclaim",
+            async move { inner.proclaim(&mine, &value).await },
+        )
+        .await
     }
 
     async fn lease_alive(&self) -> Result<bool> {
-        self.call("lease_alive", self.inner.lease_alive()).await
+        self.read("lease_alive", self.inner.lease_alive()).await
     }
 
     // Not faulted: closing revokes the lease, which belongs to the session's lifecycle (as
@@ -514,7 +592,9 @@ impl<R: Renewer> Renewer for FaultyRenewer<R> {
         if !self.plan.config.renewals && !scripted {
             return self.inner.renew().await;
         }
-        let fault = self.plan.draw(self.ordinal, &mut self.dice, "renew", false);
+        let fault = self
+            .plan
+            .draw(self.ordinal, &mut self.dice, "renew", Call::Read);
         self.plan.faulted("renew", fault, self.inner.renew()).await
     }
 

@@ -14,7 +14,8 @@
 //! Time is tokio's paused clock, so hangs, TTLs and backoffs cost no real time. The default
 //! run is a fixed set of schedules; `TENURE_FAULT_SCHEDULES=N` runs N from a random base seed,
 //! `TENURE_FAULT_SEED=S` replays schedule S alone, and `TENURE_FAULT_KINDS=answer_lost,hang`
-//! limits the kinds of fault drawn (to tell which kind finds a defect).
+//! limits the kinds of fault drawn (to tell which kind finds a defect; `all` adds the kinds
+//! left out by default, see `NOT_BY_DEFAULT`).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -40,11 +41,12 @@ const MUTEX: &str = "m";
 const ELECTION: &str = "e";
 
 /// The fault kinds, by the names `TENURE_FAULT_KINDS` takes.
-const KINDS: [&str; 7] = [
+const KINDS: [&str; 8] = [
     "fail_before",
     "answer_lost",
     "delay",
     "hang",
+    "late",
     "break_watch",
     "compact",
     "renewals",
@@ -99,10 +101,29 @@ struct Scenario {
     end: Option<(usize, Duration, End)>,
 }
 
+/// Kinds left out unless `TENURE_FAULT_KINDS` names them: `late` finds defects the recipe
+/// does not handle yet (see docs/contract.md, Known gaps, and the `late_*`/`stale_*` tests in
+/// `injected.rs`); put it back in once they are fixed.
+const NOT_BY_DEFAULT: [&str; 1] = ["late"];
+
 fn kinds_allowed() -> Vec<String> {
     match std::env::var("TENURE_FAULT_KINDS") {
-        Ok(v) if !v.trim().is_empty() => v.split(',').map(|k| k.trim().to_string()).collect(),
-        _ => KINDS.iter().map(|k| k.to_string()).collect(),
+        Ok(v) if v.trim() == "all" => KINDS.iter().map(|k| k.to_string()).collect(),
+        Ok(v) if !v.trim().is_empty() => {
+            let kinds: Vec<String> = v.split(',').map(|k| k.trim().to_string()).collect();
+            for k in &kinds {
+                assert!(
+                    KINDS.contains(&k.as_str()),
+                    "TENURE_FAULT_KINDS: no kind {k:?} in {KINDS:?}"
+                );
+            }
+            kinds
+        }
+        _ => KINDS
+            .iter()
+            .filter(|k| !NOT_BY_DEFAULT.contains(k))
+            .map(|k| k.to_string())
+            .collect(),
     }
 }
 
@@ -125,6 +146,7 @@ impl Scenario {
             max_delay: Duration::from_millis(50),
             hang: rate("hang", 0.1),
             request_timeout: Duration::from_secs(5),
+            late: rate("late", 0.1),
             break_watch: rate("break_watch", 0.3),
             compact: rate("compact", 0.3),
             renewals: rng.bool() && allowed.iter().any(|k| k == "renewals"),
@@ -232,6 +254,12 @@ impl Holding {
         match self {
             Holding::Guard(g) => g.is_lost(),
             Holding::Lead(l) => l.is_lost(),
+        }
+    }
+    async fn lost(&self) -> crate::LostReason {
+        match self {
+            Holding::Guard(g) => g.lost().await,
+            Holding::Lead(l) => l.lost().await,
         }
     }
     async fn write(&self, value: String) -> crate::Result<()> {
@@ -372,7 +400,18 @@ async fn hold(ctx: &Ctx, what: &str, session: &Session, h: Holding, op: Op) {
             "[C2] {key} got token {token} after {last} for {name}"
         ));
     }
-    tokio::time::sleep(op.hold).await;
+    // Nobody deletes entries in these scenarios: a grant lost while its session lives was
+    // taken away by the library itself (a stale request of our own).
+    tokio::select! {
+        () = tokio::time::sleep(op.hold) => {}
+        reason = h.lost() => {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            if !session.is_lost() {
+                ctx.violation(format!("[lost] {key} lost while held ({reason:?}), nothing deleted it"));
+            }
+            tokio::time::sleep(op.hold).await;
+        }
+    }
     if op.write {
         match bounded(ctx, "write()", h.write(token.to_string())).await {
             None | Some(Ok(())) => {}

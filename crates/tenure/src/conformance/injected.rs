@@ -133,3 +133,64 @@ async fn try_lock_after_a_faulted_try_takes_the_free_lock() {
         .expect("the free lock");
     assert_eq!(store.keys("n/"), vec![g.key().to_string()]);
 }
+
+/// A withdrawal (the cleanup of a `lock()` that timed out) whose request reached the store
+/// only after the same session had queued again and been granted the name must not delete
+/// that newer entry: a stale request of our own would take the lock from its holder.
+#[tokio::test(start_paused = true)]
+async fn stale_withdrawal_spares_a_newer_entry() {
+    // The enqueue is applied but unanswered, so the withdrawal cannot name the entry.
+    let unanswered = Fault::Hang { applied: true };
+    let stale = Fault::Late(Duration::from_secs(8));
+    let (tenure, store, _plan) = faulted(vec![
+        on(1, "enqueue", 0, unanswered),
+        on(1, "remove_unknown", 0, stale),
+    ]);
+    let a = tenure.session().await.unwrap();
+    let b = tenure.session().await.unwrap();
+    let held = a.mutex("n").unwrap().lock().await.unwrap();
+    let gave_up = b
+        .mutex("n")
+        .unwrap()
+        .lock_timeout(Duration::from_secs(1))
+        .await;
+    assert!(matches!(gave_up, Err(Error::Timeout { .. })), "{gave_up:?}");
+    // The withdrawal's first request is answered by no one; its retry removes the entry.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(store.keys("n/"), vec![held.key().to_string()]);
+    held.unlock().await.unwrap();
+    let g = b.mutex("n").unwrap().lock().await.unwrap();
+    // The first withdrawal request arrives now, 8 s after it was sent (at 1 s).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!g.is_lost(), "our own stale withdrawal took the lock");
+    assert_eq!(store.keys("n/"), vec![g.key().to_string()]);
+}
+
+/// An enqueue that reaches the store only after its `lock()` gave up (and withdrew, finding
+/// nothing) must not leave an entry nobody owns in the queue, blocking the name for as long
+/// as the session lives.
+#[tokio::test(start_paused = true)]
+async fn late_enqueue_after_withdrawal_leaves_nothing() {
+    let late = Fault::Late(Duration::from_secs(3));
+    let (tenure, store, _plan) = faulted(vec![on(1, "enqueue", 0, late)]);
+    let a = tenure.session().await.unwrap();
+    let b = tenure.session().await.unwrap();
+    let held = a.mutex("n").unwrap().lock().await.unwrap();
+    let gave_up = b
+        .mutex("n")
+        .unwrap()
+        .lock_timeout(Duration::from_secs(1))
+        .await;
+    assert!(matches!(gave_up, Err(Error::Timeout { .. })), "{gave_up:?}");
+    // The enqueue arrives now, 3 s after it was sent.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    held.unlock().await.unwrap();
+    let c = tenure.session().await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(60), c.mutex("n").unwrap().lock()).await;
+    assert!(
+        next.is_ok(),
+        "an orphan entry of session b blocks the name: {:?}",
+        store.keys("n/")
+    );
+    drop(b);
+}

@@ -268,6 +268,21 @@ impl Tenure {
         &self.url
     }
 
+    /// `mem://NAME` whose every store call may fault as `plan` says (tests of C8, C13).
+    #[cfg(all(test, feature = "embedded"))]
+    pub(crate) fn mem_with_faults(
+        name: &str,
+        plan: Arc<crate::backend::faulty::FaultPlan>,
+    ) -> Tenure {
+        Tenure {
+            backend: Arc::new(crate::backend::embedded::MemBackend::with_faults(
+                name, plan,
+            )),
+            url: format!("mem://{name}"),
+            ttl: DEFAULT_TTL,
+        }
+    }
+
     pub(crate) fn backend_ref(&self) -> &Arc<dyn Backend> {
         &self.backend
     }

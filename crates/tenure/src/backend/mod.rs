@@ -18,6 +18,8 @@ use crate::{Result, Write};
 pub(crate) mod embedded;
 #[cfg(feature = "etcd")]
 pub(crate) mod etcd;
+#[cfg(all(test, feature = "embedded"))]
+pub(crate) mod faulty;
 pub(crate) mod lease;
 pub(crate) mod observe;
 #[cfg_attr(

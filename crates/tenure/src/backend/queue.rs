@@ -75,6 +75,13 @@ impl Ticket {
     pub(crate) fn new() -> Self {
         Ticket(fastrand::u128(..))
     }
+
+    /// The key that marks this acquisition withdrawn, for stores that may apply a request
+    /// after its client gave up (etcd): an enqueue of a withdrawn ticket writes nothing. Lock
+    /// names cannot contain NUL, so no name reaches it; it lives under the session's lease.
+    pub(crate) fn withdrawn_key(self, lease: u64) -> String {
+        format!("\0tenure/withdrawn/{lease:x}/{:032x}", self.0)
+    }
 }
 
 /// A store's own idioms for the recipe. `prefix` is `<name>/`.
@@ -116,9 +123,18 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     }
     /// Deletes `mine` only if it is still the same entry. `Ok(false)`: it was already gone.
     async fn remove(&self, mine: &Entry) -> Result<bool>;
-    /// Deletes this session's entry under `prefix`, whatever it is (an enqueue whose answer
-    /// never arrived).
-    async fn remove_unknown(&self, prefix: &str) -> Result<()>;
+    /// Makes sure no attempt of the acquisition `ticket` that is still in flight can be
+    /// applied from now on: an enqueue applied after its acquisition ended would leave an
+    /// entry nobody waits on, blocking the name for as long as the session lives (C13). Stores
+    /// that apply one session's requests in order (ZooKeeper) need nothing.
+    async fn forbid(&self, _prefix: &str, _ticket: Ticket) -> Result<()> {
+        Ok(())
+    }
+    /// This session's entries under `prefix`, whichever acquisition made them (an enqueue
+    /// whose answer never arrived). A read: the withdrawal then removes exactly these entries
+    /// with [`QueueStore::remove`], so a withdrawal applied late can never delete a newer
+    /// entry of the same session (C13).
+    async fn own_entries(&self, prefix: &str) -> Result<Vec<Entry>>;
     /// Applies `ops` only if `mine` is still there. `Ok(false)`: it is not.
     async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool>;
     /// Sets `mine`'s value (keeping its lease) only if it is still there.
@@ -244,24 +260,39 @@ impl<S: QueueStore> SessionBackend for QueueSession<S> {
 struct Pending<S: QueueStore> {
     store: Arc<S>,
     prefix: String,
+    ticket: Ticket,
     entry: Option<Entry>,
+    /// Whether an enqueue attempt may still be applied later: one went unanswered, or was
+    /// still out when the acquisition ended.
+    in_flight: bool,
     permit: Option<OwnedMutexGuard<()>>,
 }
 
 impl<S: QueueStore> Drop for Pending<S> {
     fn drop(&mut self) {
-        let Some(permit) = self.permit.take() else {
+        let permit = self.permit.take();
+        if permit.is_none() && !self.in_flight {
             return;
-        };
+        }
         let (store, prefix, entry) = (self.store.clone(), self.prefix.clone(), self.entry.take());
+        let (ticket, in_flight) = (self.ticket, self.in_flight);
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(%prefix, "no runtime to withdraw a waiter; its lease will expire it");
             return;
         };
         rt.spawn(async move {
+            // First no late attempt can land, then whatever landed goes.
+            if in_flight {
+                if let Err(e) = with_backoff(ATTEMPTS, || store.forbid(&prefix, ticket)).await {
+                    tracing::warn!(%prefix, error = %e, "could not mark a withdrawn waiter; a late enqueue may block the name until the session ends");
+                }
+            }
+            let Some(permit) = permit else {
+                return;
+            };
             let res = match &entry {
                 Some(e) => with_backoff(ATTEMPTS, || store.remove(e)).await.map(|_| ()),
-                None => with_backoff(ATTEMPTS, || store.remove_unknown(&prefix)).await,
+                None => with_backoff(ATTEMPTS, || withdraw_unknown(store.as_ref(), &prefix)).await,
             };
             if let Err(e) = res {
                 tracing::warn!(%prefix, error = %e, "could not withdraw a waiter; its lease will expire it");
@@ -269,6 +300,15 @@ impl<S: QueueStore> Drop for Pending<S> {
             drop(permit);
         });
     }
+}
+
+/// Withdraws whatever entry this session has under `prefix`: each is read, then deleted only
+/// if it is still that entry.
+async fn withdraw_unknown<S: QueueStore>(store: &S, prefix: &str) -> Result<()> {
+    for entry in store.own_entries(prefix).await? {
+        store.remove(&entry).await?;
+    }
+    Ok(())
 }
 
 async fn acquire<S: QueueStore>(
@@ -284,29 +324,43 @@ async fn acquire<S: QueueStore>(
         return Err(Error::SessionLost { reason });
     }
     let prefix = format!("{name}/");
+    let ticket = Ticket::new();
     let mut pending = Pending {
         store: store.clone(),
         prefix: prefix.clone(),
+        ticket,
         entry: None,
+        in_flight: true,
         permit: Some(permit),
     };
-    let ticket = Ticket::new();
+    let mut tries = 0;
     let enq = if wait {
-        let enq = match with_backoff(ATTEMPTS, || store.enqueue(&prefix, value, role, ticket)).await
-        {
+        let enqueued = with_backoff(ATTEMPTS, || {
+            tries += 1;
+            store.enqueue(&prefix, value, role, ticket)
+        });
+        let enq = match enqueued.await {
             Ok(enq) => enq,
             Err(e) if e.is_permission() => {
                 // Refused outright: nothing was written, so there is nothing to withdraw and
                 // no reason to keep siblings out while a cleanup runs.
                 pending.permit = None;
+                pending.in_flight = tries > 1;
                 return Err(e);
             }
             Err(e) => return Err(e),
         };
         pending.entry = Some(enq.mine.clone());
+        pending.in_flight = tries > 1;
         enq
     } else {
-        match with_backoff(ATTEMPTS, || store.enqueue_if_empty(&prefix, value, ticket)).await {
+        let tried = with_backoff(ATTEMPTS, || {
+            tries += 1;
+            store.enqueue_if_empty(&prefix, value, ticket)
+        });
+        let answer = tried.await;
+        pending.in_flight = answer.is_err() || tries > 1;
+        match answer {
             Ok(Ok(enq)) => enq,
             Ok(Err(holder)) => {
                 // A `Locked` answer leaves nothing of ours in the store, also after retries

@@ -196,6 +196,7 @@ pub(crate) async fn redis(test: &str) -> Option<Fixture> {
         short_ttl: Duration::from_secs(2),
         admin: Admin::Redis(RedisAdmin::connect(&[url]).await),
         namespace: namespace(test),
+        _faults: None,
     })
 }
 
@@ -289,6 +290,7 @@ async fn redlock(test: &str, fault: Fault) -> Option<Fixture> {
         short_ttl: Duration::from_secs(2),
         admin: Admin::Redis(admin),
         namespace,
+        _faults: None,
     })
 }
 

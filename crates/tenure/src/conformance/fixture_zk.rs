@@ -67,6 +67,7 @@ pub(crate) async fn zk(test: &str) -> Option<Fixture> {
         short_ttl: Duration::from_secs(2),
         admin: Admin::Zk(Box::new(admin)),
         namespace: namespace(test),
+        _faults: None,
     })
 }
 

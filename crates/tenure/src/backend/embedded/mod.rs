@@ -65,6 +65,12 @@ impl MemStore {
         self.with(|st| st.revoke(lease));
     }
 
+    /// The store's current revision (the fault injector compacts up to it).
+    #[cfg(test)]
+    pub(crate) fn revision(&self) -> i64 {
+        self.with(|st| st.rev())
+    }
+
     /// Every key with the given prefix.
     #[cfg(test)]
     pub(crate) fn keys(&self, prefix: &str) -> Vec<String> {
@@ -95,12 +101,27 @@ impl MemStore {
 /// `mem://NAME` as a [`Backend`].
 pub(crate) struct MemBackend {
     store: Arc<MemStore>,
+    /// Tests only: every session's store calls go through this fault injector.
+    #[cfg(test)]
+    faults: Option<Arc<super::faulty::FaultPlan>>,
 }
 
 impl MemBackend {
     pub(crate) fn new(name: &str) -> Self {
         MemBackend {
             store: MemStore::named(name),
+            #[cfg(test)]
+            faults: None,
+        }
+    }
+
+    /// `mem://NAME` whose sessions are `QueueSession<Faulty<MemSession>>`, faulting as `plan`
+    /// says.
+    #[cfg(test)]
+    pub(crate) fn with_faults(name: &str, plan: Arc<super::faulty::FaultPlan>) -> Self {
+        MemBackend {
+            store: MemStore::named(name),
+            faults: Some(plan),
         }
     }
 }
@@ -123,13 +144,23 @@ impl Backend for MemBackend {
             store: self.store.clone(),
             lease,
         };
-        let keep_alive = spawn_keep_alive(renewer, liveness.clone(), ttl, granted_at);
-        Ok(Arc::new(QueueSession(Arc::new(MemSession {
+        let session = |keep_alive| MemSession {
             store: self.store.clone(),
             lease,
-            liveness,
+            liveness: liveness.clone(),
             keep_alive,
-        }))))
+        };
+        #[cfg(test)]
+        if let Some(plan) = &self.faults {
+            use super::faulty::{Faulty, FaultyRenewer};
+            let ordinal = plan.open_session();
+            let renewer = FaultyRenewer::new(renewer, plan.clone(), ordinal);
+            let keep_alive = spawn_keep_alive(renewer, liveness.clone(), ttl, granted_at);
+            let faulty = Faulty::new(session(keep_alive), plan.clone(), ordinal);
+            return Ok(Arc::new(QueueSession(Arc::new(faulty))));
+        }
+        let keep_alive = spawn_keep_alive(renewer, liveness.clone(), ttl, granted_at);
+        Ok(Arc::new(QueueSession(Arc::new(session(keep_alive)))))
     }
 
     async fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -181,6 +212,19 @@ impl Drop for MemSession {
     }
 }
 
+impl MemSession {
+    /// Refuses an enqueue of a withdrawn acquisition (see [`QueueStore::forbid`]).
+    fn check_not_withdrawn(&self, st: &State, ticket: Ticket) -> Result<()> {
+        match st.create_rev(&ticket.withdrawn_key(self.lease)) {
+            None => Ok(()),
+            Some(_) => Err(crate::Error::Store {
+                op: "lock",
+                message: "this acquisition was withdrawn before its enqueue was applied".into(),
+            }),
+        }
+    }
+}
+
 fn key_in(prefix: &str, lease: u64) -> String {
     format!("{prefix}{lease:x}")
 }
@@ -192,11 +236,12 @@ impl QueueStore for MemSession {
         prefix: &str,
         value: &[u8],
         _role: Role,
-        _ticket: Ticket,
+        ticket: Ticket,
     ) -> Result<Enqueued> {
         let key = key_in(prefix, self.lease);
         self.store.with(|st| {
             st.check_lease(self.lease)?;
+            self.check_not_withdrawn(st, ticket)?;
             let token = st.put_if_absent(&key, value, self.lease);
             let first = st.first_in(prefix).map(|(k, _)| k) == Some(key.clone());
             Ok(Enqueued {
@@ -211,11 +256,12 @@ impl QueueStore for MemSession {
         &self,
         prefix: &str,
         value: &[u8],
-        _ticket: Ticket,
+        ticket: Ticket,
     ) -> Result<Result<Enqueued, Option<String>>> {
         let key = key_in(prefix, self.lease);
         self.store.with(|st| {
             st.check_lease(self.lease)?;
+            self.check_not_withdrawn(st, ticket)?;
             if let Some((holder, token)) = st.first_in(prefix) {
                 if holder == key {
                     // An earlier attempt was applied but its answer lost (C13): ours.
@@ -260,10 +306,20 @@ impl QueueStore for MemSession {
             .with(|st| st.create_rev(&mine.key) == Some(mine.token) && st.delete(&mine.key)))
     }
 
-    async fn remove_unknown(&self, prefix: &str) -> Result<()> {
-        let key = key_in(prefix, self.lease);
-        self.store.with(|st| st.delete(&key));
+    async fn forbid(&self, _prefix: &str, ticket: Ticket) -> Result<()> {
+        let marker = ticket.withdrawn_key(self.lease);
+        self.store
+            .with(|st| st.put_if_absent(&marker, b"", self.lease));
         Ok(())
+    }
+
+    async fn own_entries(&self, prefix: &str) -> Result<Vec<Entry>> {
+        let key = key_in(prefix, self.lease);
+        let token = self.store.with(|st| st.create_rev(&key));
+        Ok(token
+            .map(|token| Entry { key, token })
+            .into_iter()
+            .collect())
     }
 
     async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool> {

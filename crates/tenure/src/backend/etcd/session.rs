@@ -57,6 +57,12 @@ impl EtcdSession {
         format!("{prefix}{:x}", self.lease)
     }
 
+    /// Holds while acquisition `ticket` has not been withdrawn (see [`QueueStore::forbid`]).
+    fn not_withdrawn(&self, ticket: Ticket) -> Compare {
+        let marker = ticket.withdrawn_key(self.lease as u64);
+        Compare::create_revision(marker, CompareOp::Equal, 0)
+    }
+
     /// One transaction. A put under a lease etcd no longer has means the session is gone:
     /// say so (and fire the session's latch) rather than pass on etcd's raw error.
     async fn txn(&self, op: &'static str, txn: Txn) -> Result<TxnResponse> {
@@ -103,6 +109,15 @@ fn nth_kv(resp: &TxnResponse, i: usize) -> Option<(String, i64)> {
     }
 }
 
+/// The answer to an enqueue whose acquisition was withdrawn while it was in flight (nobody
+/// waits for it any more).
+fn withdrawn() -> Error {
+    Error::Store {
+        op: "lock",
+        message: "this acquisition was withdrawn before its enqueue was applied".into(),
+    }
+}
+
 fn malformed(op: &'static str) -> Error {
     Error::Store {
         op,
@@ -131,7 +146,7 @@ impl QueueStore for EtcdSession {
         prefix: &str,
         value: &[u8],
         _role: Role,
-        _ticket: Ticket,
+        ticket: Ticket,
     ) -> Result<Enqueued> {
         let key = self.my_key(prefix);
         let put = TxnOp::put(
@@ -140,7 +155,10 @@ impl QueueStore for EtcdSession {
             Some(PutOptions::new().with_lease(self.lease)),
         );
         let txn = Txn::new()
-            .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+            .when([
+                Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
+                self.not_withdrawn(ticket),
+            ])
             .and_then([put, first_created(prefix)])
             .or_else([TxnOp::get(key.as_str(), None), first_created(prefix)]);
         let resp = self.txn("lock", txn).await?;
@@ -148,7 +166,7 @@ impl QueueStore for EtcdSession {
         let token = if resp.succeeded() {
             rev
         } else {
-            nth_kv(&resp, 0).ok_or_else(|| malformed("lock"))?.1
+            nth_kv(&resp, 0).ok_or_else(withdrawn)?.1
         };
         let (_, owner) = nth_kv(&resp, 1).ok_or_else(|| malformed("lock"))?;
         Ok(Enqueued {
@@ -165,7 +183,7 @@ impl QueueStore for EtcdSession {
         &self,
         prefix: &str,
         value: &[u8],
-        _ticket: Ticket,
+        ticket: Ticket,
     ) -> Result<Result<Enqueued, Option<String>>> {
         let key = self.my_key(prefix);
         let put = TxnOp::put(
@@ -176,7 +194,7 @@ impl QueueStore for EtcdSession {
         // A range compare holds for an empty range, so this reads "nobody is queued".
         let nobody = Compare::create_revision(prefix, CompareOp::Equal, 0).with_prefix();
         let txn = Txn::new()
-            .when([nobody])
+            .when([nobody, self.not_withdrawn(ticket)])
             .and_then([put])
             .or_else([first_created(prefix)]);
         let resp = self.txn("try lock", txn).await?;
@@ -266,12 +284,32 @@ impl QueueStore for EtcdSession {
         Ok(self.txn("unlock", txn).await?.succeeded())
     }
 
-    async fn remove_unknown(&self, prefix: &str) -> Result<()> {
+    async fn forbid(&self, _prefix: &str, ticket: Ticket) -> Result<()> {
+        let marker = ticket.withdrawn_key(self.lease as u64);
+        let put = TxnOp::put(marker, "", Some(PutOptions::new().with_lease(self.lease)));
+        self.txn("withdraw", Txn::new().and_then([put]))
+            .await
+            .map(|_| ())
+    }
+
+    async fn own_entries(&self, prefix: &str) -> Result<Vec<Entry>> {
         let key = self.my_key(prefix);
-        let txn = Txn::new()
-            .when([Compare::lease(key.as_str(), CompareOp::Equal, self.lease)])
-            .and_then([TxnOp::delete(key.as_str(), None)]);
-        self.txn("withdraw", txn).await.map(|_| ())
+        let found = self
+            .members
+            .call(
+                "withdraw",
+                |c| async move { c.kv_client().get(key, None).await },
+            )
+            .await?;
+        Ok(found
+            .kvs()
+            .iter()
+            .filter(|kv| kv.lease() == self.lease)
+            .map(|kv| Entry {
+                key: String::from_utf8_lossy(kv.key()).into_owned(),
+                token: kv.create_revision() as u64,
+            })
+            .collect())
     }
 
     async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool> {

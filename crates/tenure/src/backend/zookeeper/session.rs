@@ -27,7 +27,7 @@ pub(super) struct ZkSession {
     liveness: Liveness,
     tasks: [AbortHandle; 3],
     /// The `_c_<uuid>` prefixes this session created nodes with, per queue directory, until
-    /// the node is removed: how `remove_unknown` finds an entry whose create answer was lost.
+    /// the node is removed: how `own_entries` finds an entry whose create answer was lost.
     uuids: Mutex<HashMap<String, Vec<String>>>,
 }
 
@@ -316,18 +316,19 @@ impl QueueStore for ZkSession {
         Ok(removed.is_some())
     }
 
-    async fn remove_unknown(&self, prefix: &str) -> Result<()> {
+    async fn own_entries(&self, prefix: &str) -> Result<Vec<Entry>> {
         let dir = layout::dir_of(prefix)?;
         let client = self.client()?;
         let uuids = self.remembered(&dir);
-        for node in self.children(&client, &dir).await? {
-            if let Some(uuid) = layout::uuid_of(&node).filter(|u| uuids.iter().any(|m| m == u)) {
-                let path = layout::child(&dir, &node);
-                call_node("withdraw", client.delete(&path, None)).await?;
-                self.remember(&dir, uuid, false);
+        let mut found = Vec::new();
+        for uuid in &uuids {
+            match self.find_own(&client, &dir, uuid).await? {
+                Some(entry) => found.push(entry),
+                // Never created, or already gone: nothing left to withdraw for it.
+                None => self.remember(&dir, uuid, false),
             }
         }
-        Ok(())
+        Ok(found)
     }
 
     async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool> {

@@ -41,6 +41,18 @@ per_version!(
     holder_watch_rearms_after_compaction,
 );
 
+/// A private etcd of `v` (one this test may freeze or restart) and a client with `ttl`.
+async fn private_etcd(v: Version, test: &str, ttl: Duration) -> Option<(PrivateEtcd, Tenure)> {
+    let bin = etcd_bin_from_env(v, test)?;
+    let etcd = PrivateEtcd::start(&bin).await;
+    let tenure = Tenure::builder(&etcd.url)
+        .ttl(ttl)
+        .connect()
+        .await
+        .expect("connect");
+    Some((etcd, tenure))
+}
+
 /// Resolves the guard's `lost()` in a task of its own and hands the guard back with the
 /// reason and the instant it fired.
 fn watch_lost(
@@ -466,15 +478,9 @@ async fn killed_holder_process_waiter_in_another_process_gets_lock(v: Version, t
 /// another session waits: the unlock completes, the waiter is granted, and nothing the
 /// holder still holds is lost or needs re-acquiring.
 async fn short_freeze_is_ridden_out_without_loss(v: Version, test: &'static str) {
-    let Some(bin) = etcd_bin_from_env(v, test) else {
+    let Some((mut etcd, tenure)) = private_etcd(v, test, Duration::from_secs(5)).await else {
         return;
     };
-    let mut etcd = PrivateEtcd::start(&bin).await;
-    let tenure = Tenure::builder(&etcd.url)
-        .ttl(Duration::from_secs(5))
-        .connect()
-        .await
-        .expect("connect");
     let admin = Admin::connect(&etcd.endpoint).await;
     let (name, kept_name) = (unique("freeze"), unique("freeze-kept"));
     let holder = tenure.session().await.expect("session");
@@ -624,15 +630,9 @@ async fn abandoned_unlock_still_releases(v: Version, test: &'static str) {
 async fn holder_watch_rearms_after_compaction(v: Version, test: &'static str) {
     const TXNS: &str = r#"grpc_server_started_total{grpc_method="Txn",grpc_service="etcdserverpb.KV",grpc_type="unary"}"#;
     const WATCHERS: &str = "etcd_debugging_mvcc_watcher_total";
-    let Some(bin) = etcd_bin_from_env(v, test) else {
+    let Some((mut etcd, tenure)) = private_etcd(v, test, Duration::from_secs(60)).await else {
         return;
     };
-    let mut etcd = PrivateEtcd::start(&bin).await;
-    let tenure = Tenure::builder(&etcd.url)
-        .ttl(Duration::from_secs(60))
-        .connect()
-        .await
-        .expect("connect");
     let name = unique("compacted");
     let holder = tenure.session().await.expect("session");
     let guard = support::locked(&holder, &name).await;

@@ -350,6 +350,50 @@ pub(crate) async fn c10_guarded_writes(f: Fixture) {
     assert_eq!(f.tenure.read(&key).await.unwrap(), Some(b"1".to_vec()));
 }
 
+/// C13 at the store level: each step the recipe retries, run a second time as if the first
+/// attempt's answer had been lost, finds what the first one did instead of doing it again.
+pub(crate) async fn c13_retried_steps_are_idempotent(f: Fixture) {
+    use crate::backend::queue::{Ahead, Role, Ticket};
+    let name = f.name("retried");
+    let prefix = format!("{name}/");
+    let session = f.tenure.session().await.unwrap();
+    let store = session
+        .inner
+        .backend
+        .queue_store()
+        .expect("a store of the shared recipe");
+    // try_lock: the retry must recognise its own entry, not report itself as the holder.
+    let ticket = Ticket::new();
+    let first = store.enqueue_if_empty(&prefix, b"v", ticket).await.unwrap();
+    let first = first.expect("an empty queue is taken");
+    let again = store.enqueue_if_empty(&prefix, b"v", ticket).await.unwrap();
+    let again = again.expect("our own entry is ours, not Locked by ourselves");
+    assert_eq!(again.mine, first.mine);
+    assert!(again.first);
+    assert_eq!(f.admin.keys(&prefix).await, vec![first.mine.key.clone()]);
+    // unlock: a repeated conditional delete removes nothing more.
+    assert!(store.remove(&first.mine).await.unwrap());
+    assert!(!store.remove(&first.mine).await.unwrap());
+    // lock: a repeated enqueue finds the entry instead of queueing a second one behind it.
+    let ticket = Ticket::new();
+    let a = store
+        .enqueue(&prefix, b"v", Role::Lock, ticket)
+        .await
+        .unwrap();
+    let b = store
+        .enqueue(&prefix, b"v", Role::Lock, ticket)
+        .await
+        .unwrap();
+    assert_eq!(a.mine, b.mine);
+    assert!(matches!(
+        store.ahead(&prefix, &b.mine).await.unwrap(),
+        Ahead::Nobody { .. }
+    ));
+    assert_eq!(f.admin.keys(&prefix).await, vec![a.mine.key.clone()]);
+    assert!(store.remove(&b.mine).await.unwrap());
+    assert!(f.admin.keys(&prefix).await.is_empty());
+}
+
 /// C12: bad input gives typed errors, never a panic or hang.
 pub(crate) async fn c12_bad_input(f: Fixture) {
     let s = f.tenure.session().await.unwrap();
@@ -401,6 +445,7 @@ macro_rules! all_clauses {
             c9_in_process_exclusion,
             c10_guarded_writes,
             c12_bad_input,
+            c13_retried_steps_are_idempotent,
             e1_single_leader_among_many,
             e2_succession_and_observe_in_order,
             e3_failover_on_crash,
@@ -466,6 +511,7 @@ suite!(zk, super::fixture::zk;
     c9_in_process_exclusion,
     c10_guarded_writes,
     c12_bad_input,
+    c13_retried_steps_are_idempotent,
     e1_single_leader_among_many,
     e2_observe_in_order_zk,
     e3_failover_on_crash,

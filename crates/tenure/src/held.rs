@@ -67,19 +67,19 @@ impl Held {
         self.grant().liveness.lose(reason);
     }
 
-    /// Releases now; if the store could not be reached, dropping `self` keeps retrying in the
-    /// background, so the entry never outlives a failed release while the session lives.
+    /// Releases now. The grant stays in `self` until the store has answered, so if this
+    /// future is dropped mid-release, or the store could not be reached, dropping `self`
+    /// releases in the background: the entry never outlives an abandoned or failed release
+    /// while the session lives (docs/contract.md, C13).
     pub(crate) async fn release(mut self) -> Result<()> {
-        let Some(grant) = self.grant.take() else {
+        let Some(grant) = self.grant.as_ref() else {
             return Ok(());
         };
-        match self.session.release(&grant).await {
-            Err(e) if e.is_transient() => {
-                self.grant = Some(grant);
-                Err(e)
-            }
-            other => other,
+        let answer = self.session.release(grant).await;
+        if !matches!(&answer, Err(e) if e.is_transient()) {
+            self.grant = None;
         }
+        answer
     }
 }
 

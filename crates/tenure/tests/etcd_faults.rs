@@ -20,8 +20,8 @@ mod support;
 use std::time::Duration;
 
 use support::{
-    etcd_bin_from_env, per_version, report, unique, within, Admin, PrivateEtcd, SharedEtcd,
-    Version, PATIENCE,
+    etcd_bin_from_env, etcd_metric, per_version, report, unique, wait_for, within, Admin,
+    PrivateEtcd, SharedEtcd, Version, PATIENCE,
 };
 use tenure::{Error, LostReason, Tenure, Write};
 use tokio::time::Instant;
@@ -37,6 +37,8 @@ per_version!(
     killed_holder_process_waiter_in_another_process_gets_lock,
     short_freeze_is_ridden_out_without_loss,
     waiter_whose_lease_is_revoked_gets_session_lost,
+    abandoned_unlock_still_releases,
+    holder_watch_rearms_after_compaction,
 );
 
 /// Resolves the guard's `lost()` in a task of its own and hands the guard back with the
@@ -568,5 +570,104 @@ async fn waiter_whose_lease_is_revoked_gets_session_lost(v: Version, test: &'sta
     assert_eq!(admin.queue(&name).await.len(), 1, "only the holder is left");
     guard.unlock().await.expect("unlock");
     assert_eq!(admin.queue(&name).await, vec![]);
+    holder.close().await.expect("close");
+}
+
+/// Regression (C13): an `unlock()` abandoned while etcd cannot answer — its future dropped by
+/// a timeout — still releases: the guard keeps its grant until etcd confirms the delete, so
+/// dropping it releases in the background. Before, the grant was taken out of the guard before
+/// the first await, the drop found nothing to release, and the entry blocked the lock for as
+/// long as the session lived.
+async fn abandoned_unlock_still_releases(v: Version, test: &'static str) {
+    let Some(bin) = etcd_bin_from_env(v, test) else {
+        return;
+    };
+    let mut etcd = PrivateEtcd::start(&bin).await;
+    // A long TTL: only a release, not the lease running out, can empty the queue in time.
+    let tenure = Tenure::builder(&etcd.url)
+        .ttl(Duration::from_secs(60))
+        .connect()
+        .await
+        .expect("connect");
+    let admin = Admin::connect(&etcd.endpoint).await;
+    let name = unique("abandoned-unlock");
+    let holder = tenure.session().await.expect("session");
+    let guard = support::locked(&holder, &name).await;
+    etcd.freeze();
+    let abandoned = tokio::time::timeout(Duration::from_millis(300), guard.unlock()).await;
+    assert!(
+        abandoned.is_err(),
+        "unlock cannot finish while etcd is frozen"
+    );
+    etcd.thaw();
+    wait_for("the abandoned unlock's entry removed", PATIENCE, || async {
+        admin.queue(&name).await.is_empty().then_some(())
+    })
+    .await;
+    assert!(!holder.is_lost(), "the session lives on");
+    let again = within(
+        "lock again",
+        PATIENCE,
+        holder.mutex(&name).expect("mutex").lock(),
+    )
+    .await
+    .expect("the same session takes the lock again");
+    again.unlock().await.expect("unlock");
+    holder.close().await.expect("close");
+}
+
+/// Regression (C13, C7): a holder whose own-key watch broke re-arms it from etcd's current
+/// revision. Before, it re-armed at its grant revision; once that was compacted, etcd cancelled
+/// every new watch and the holder sent a Txn and a watch every 100–200 ms for as long as it
+/// held. Here etcd restarts (every stream breaks) after the grant revision was compacted; the
+/// holder must then sit quietly on one watch, and still hear of its key's deletion.
+async fn holder_watch_rearms_after_compaction(v: Version, test: &'static str) {
+    const TXNS: &str = r#"grpc_server_started_total{grpc_method="Txn",grpc_service="etcdserverpb.KV",grpc_type="unary"}"#;
+    const WATCHERS: &str = "etcd_debugging_mvcc_watcher_total";
+    let Some(bin) = etcd_bin_from_env(v, test) else {
+        return;
+    };
+    let mut etcd = PrivateEtcd::start(&bin).await;
+    let tenure = Tenure::builder(&etcd.url)
+        .ttl(Duration::from_secs(60))
+        .connect()
+        .await
+        .expect("connect");
+    let name = unique("compacted");
+    let holder = tenure.session().await.expect("session");
+    let guard = support::locked(&holder, &name).await;
+    let mut raw = etcd_client::Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .expect("admin client");
+    let mut rev = 0;
+    for i in 0..5 {
+        let put = raw.put(format!("{name}-filler"), i.to_string(), None).await;
+        rev = put.expect("put").header().expect("header").revision();
+    }
+    raw.compact(rev, None).await.expect("compact");
+    etcd.restart().await;
+    // The restarted server counts from zero: the holder's re-armed watch is its only watcher.
+    wait_for("the holder's watch re-armed", PATIENCE, || async {
+        (etcd_metric(&etcd.endpoint, WATCHERS).await >= 1.0).then_some(())
+    })
+    .await;
+    let txns = etcd_metric(&etcd.endpoint, TXNS).await;
+    // An interval of plain holding: a re-arm loop would send several Txns in it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_txns = etcd_metric(&etcd.endpoint, TXNS).await - txns;
+    report(
+        test,
+        format_args!("Txns while holding idle for 2 s after the re-arm: {idle_txns}"),
+    );
+    assert_eq!(idle_txns, 0.0, "the holder keeps re-arming its watch");
+    assert!(!guard.is_lost());
+    let admin = Admin::connect(&etcd.endpoint).await;
+    let key = guard.key().to_string();
+    raw.delete(key.as_str(), None).await.expect("delete");
+    assert_eq!(
+        within("lost after the delete", PATIENCE, guard.lost()).await,
+        LostReason::EntryDeleted
+    );
+    assert!(!admin.exists(&key).await);
     holder.close().await.expect("close");
 }

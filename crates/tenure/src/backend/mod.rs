@@ -116,6 +116,12 @@ pub(crate) trait SessionBackend: Send + Sync + 'static {
     async fn close(&self) -> Result<()>;
     /// Stops renewing without revoking, as a crashed process would.
     fn abandon(&self);
+    /// The fair-queue store behind this session, for store-level tests of C13; `None` for
+    /// stores that do not use the shared recipe (Redis).
+    #[cfg(test)]
+    fn queue_store(&self) -> Option<&dyn queue::QueueStore> {
+        None
+    }
 }
 
 impl std::fmt::Debug for dyn Backend {

@@ -63,22 +63,43 @@ pub(crate) enum Role {
     Candidate,
 }
 
+/// One acquisition's identity, the same across all its retries (docs/contract.md, C13). A
+/// store whose entry names are not derived from the session alone (ZooKeeper's protected-mode
+/// uuid) names the entry after it, so that a retry finds the entry an unanswered attempt made
+/// instead of creating a second one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ticket(pub(crate) u128);
+
+impl Ticket {
+    pub(crate) fn new() -> Self {
+        Ticket(fastrand::u128(..))
+    }
+}
+
 /// A store's own idioms for the recipe. `prefix` is `<name>/`.
+///
+/// Every method may be retried after an attempt that the store applied but whose answer was
+/// lost (C13): enqueueing finds the entry the earlier attempt made (same session key, or the
+/// same `ticket`), and conditional deletes and writes are safe to repeat.
 #[async_trait]
 pub(crate) trait QueueStore: Send + Sync + 'static {
-    /// Creates this session's entry under `prefix` (or finds it), learning atomically whether
-    /// it is first.
-    async fn enqueue(&self, prefix: &str, value: &[u8]) -> Result<Enqueued>;
-    /// [`QueueStore::enqueue`] for an entry of `role`; stores whose layout does not depend on
-    /// the role keep this default.
-    async fn enqueue_as(&self, prefix: &str, value: &[u8], _role: Role) -> Result<Enqueued> {
-        self.enqueue(prefix, value).await
-    }
+    /// Creates this session's entry of `role` under `prefix` (or finds the one an earlier
+    /// attempt with the same `ticket` made), learning atomically whether it is first. Stores
+    /// whose layout does not depend on the role or the ticket ignore them.
+    async fn enqueue(
+        &self,
+        prefix: &str,
+        value: &[u8],
+        role: Role,
+        ticket: Ticket,
+    ) -> Result<Enqueued>;
     /// In one round trip: creates the entry only if the queue is empty; else names the holder.
+    /// A holder that is our own entry (an earlier attempt applied, its answer lost) is ours.
     async fn enqueue_if_empty(
         &self,
         prefix: &str,
         value: &[u8],
+        ticket: Ticket,
     ) -> Result<Result<Enqueued, Option<String>>>;
     /// The entry just ahead of `mine`. Fails with [`Error::SessionLost`] when `mine` is gone.
     async fn ahead(&self, prefix: &str, mine: &Entry) -> Result<Ahead>;
@@ -161,7 +182,14 @@ impl<S: QueueStore> SessionBackend for QueueSession<S> {
         }
         let mine = Entry::of(grant);
         let lost = grant.liveness.reason();
-        let removed = with_backoff(ATTEMPTS, || self.0.remove(&mine)).await?;
+        let mut tries = 0;
+        let removed = with_backoff(ATTEMPTS, || {
+            tries += 1;
+            self.0.remove(&mine)
+        })
+        .await?;
+        // After an unanswered attempt, "already gone" is most likely our own delete (C13).
+        let removed = removed || tries > 1;
         match lost {
             Some(reason) => Err(Error::LockLost {
                 key: grant.key.clone(),
@@ -201,6 +229,11 @@ impl<S: QueueStore> SessionBackend for QueueSession<S> {
 
     fn abandon(&self) {
         self.0.abandon();
+    }
+
+    #[cfg(test)]
+    fn queue_store(&self) -> Option<&dyn QueueStore> {
+        Some(self.0.as_ref())
     }
 }
 
@@ -254,8 +287,10 @@ async fn acquire<S: QueueStore>(
         entry: None,
         permit: Some(permit),
     };
+    let ticket = Ticket::new();
     let enq = if wait {
-        let enq = match with_backoff(ATTEMPTS, || store.enqueue_as(&prefix, value, role)).await {
+        let enq = match with_backoff(ATTEMPTS, || store.enqueue(&prefix, value, role, ticket)).await
+        {
             Ok(enq) => enq,
             Err(e) if e.is_permission() => {
                 // Refused outright: nothing was written, so there is nothing to withdraw and
@@ -268,11 +303,21 @@ async fn acquire<S: QueueStore>(
         pending.entry = Some(enq.mine.clone());
         enq
     } else {
-        // Nothing is written when the lock is held, so nothing needs cleaning up.
-        match with_backoff(ATTEMPTS, || store.enqueue_if_empty(&prefix, value)).await {
+        let mut tries = 0;
+        let answer = with_backoff(ATTEMPTS, || {
+            tries += 1;
+            store.enqueue_if_empty(&prefix, value, ticket)
+        })
+        .await;
+        match answer {
             Ok(Ok(enq)) => enq,
             Ok(Err(holder)) => {
-                pending.permit = None;
+                // One answered attempt wrote nothing. After an unanswered one an entry of ours
+                // may exist behind the holder (ZooKeeper's create-then-check): `pending` stays
+                // armed and withdraws it (C13).
+                if tries == 1 {
+                    pending.permit = None;
+                }
                 return Err(Error::Locked {
                     name: name.to_string(),
                     holder,
@@ -286,6 +331,12 @@ async fn acquire<S: QueueStore>(
     } else {
         wait_for_turn(store.as_ref(), &session, &prefix, &enq.mine).await?
     };
+    // A grant is never handed out past the session's local deadline (C14): the answers above
+    // may have come after retries that outlived the last confirmed renewal. `pending` is still
+    // armed and withdraws the entry.
+    if let Some(reason) = session.reason() {
+        return Err(Error::SessionLost { reason });
+    }
     let liveness = session.child();
     let watch = spawn_entry_watch(store.clone(), enq.mine.clone(), rev, liveness.clone());
     let permit = pending.permit.take();
@@ -326,6 +377,12 @@ async fn wait_for_turn<S: QueueStore>(
 }
 
 /// Fires `liveness` when the entry is deleted by anyone but us.
+///
+/// The first watch starts right after the grant's revision (no extra request on the
+/// uncontended path). Once that watch breaks, the history since the grant may have been
+/// compacted, so every later watch starts from the store's current revision and re-reads the
+/// entry (as a waiter's does): a holder whose watch broke never loops on a start revision the
+/// store no longer has.
 fn spawn_entry_watch<S: QueueStore>(
     store: Arc<S>,
     mine: Entry,
@@ -333,15 +390,19 @@ fn spawn_entry_watch<S: QueueStore>(
     liveness: Liveness,
 ) -> tokio::task::AbortHandle {
     tokio::spawn(async move {
+        let mut rearmed = false;
         loop {
-            match store.watch_own(&mine, rev).await {
+            let watched = if rearmed {
+                store.wait_deleted(&mine.key, mine.token as i64).await
+            } else {
+                store.watch_own(&mine, rev).await
+            };
+            match watched {
                 Ok(()) => return entry_gone(store.as_ref(), &liveness).await,
                 Err(e) if e.is_transient() => {
+                    tracing::debug!(key = %mine.key, error = %e, "holder watch broke; re-arming");
                     tokio::time::sleep(jitter(Duration::from_millis(200))).await;
-                    // The watch broke; if the entry vanished meanwhile, say so.
-                    if let Ok(false) = store.guarded_write(&mine, &[]).await {
-                        return entry_gone(store.as_ref(), &liveness).await;
-                    }
+                    rearmed = true;
                 }
                 Err(_) => return,
             }

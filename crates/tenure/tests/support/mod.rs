@@ -628,6 +628,10 @@ pub struct PrivateEtcd {
     child: Child,
     signaller: Signaller,
     dir: PathBuf,
+    /// How it was started, to start it again on the same ports and data ([`PrivateEtcd::restart`]).
+    bin: String,
+    args: Vec<String>,
+    config: EtcdConfig,
     /// `etcd://127.0.0.1:PORT`
     pub url: String,
     /// `http://127.0.0.1:PORT`
@@ -857,26 +861,25 @@ impl PrivateEtcd {
         };
         let client_url = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = std::fs::File::create(dir.join("etcd.log")).expect("create log");
-        let child = Command::new(bin)
-            .arg("--name=private")
-            .arg(format!("--data-dir={}", dir.join("data").display()))
-            .arg(format!("--listen-client-urls={client_url}"))
-            .arg(format!("--advertise-client-urls={client_url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=private={peer_url}"))
-            .args(config.flags())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+        let mut args = vec![
+            "--name=private".to_string(),
+            format!("--data-dir={}", dir.join("data").display()),
+            format!("--listen-client-urls={client_url}"),
+            format!("--advertise-client-urls={client_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster=private={peer_url}"),
+        ];
+        args.extend(config.flags());
+        let child = spawn_etcd(bin, &args, &dir);
         let signaller = Signaller::new(child.id());
         let mut etcd = PrivateEtcd {
             child,
             signaller,
             dir,
+            bin: bin.to_string(),
+            args,
+            config: config.clone(),
             url: format!(
                 "{}://127.0.0.1:{client}",
                 if config.tls.is_some() {
@@ -887,27 +890,43 @@ impl PrivateEtcd {
             ),
             endpoint: client_url,
         };
+        etcd.ready().await.then_some(etcd)
+    }
+
+    /// Waits until the server answers; `false` if it exited first.
+    async fn ready(&mut self) -> bool {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if etcd.child.try_wait().expect("try_wait").is_some() {
-                eprintln!("private etcd exited early:\n{}", etcd.log());
-                return None;
+            if self.child.try_wait().expect("try_wait").is_some() {
+                eprintln!("private etcd exited early:\n{}", self.log());
+                return false;
             }
             let probe = tokio::time::timeout(Duration::from_secs(2), async {
-                let opts = config.probe_options();
-                let mut c = etcd_client::Client::connect([etcd.endpoint.as_str()], opts).await?;
+                let opts = self.config.probe_options();
+                let mut c = etcd_client::Client::connect([self.endpoint.as_str()], opts).await?;
                 c.get("health-probe", None).await
             });
             if let Ok(Ok(_)) = probe.await {
-                return Some(etcd);
+                return true;
             }
             assert!(
                 Instant::now() < deadline,
                 "private etcd not ready within {PATIENCE:?}:\n{}",
-                etcd.log()
+                self.log()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same ports and data directory,
+    /// as after a crash: every client connection and stream breaks; keys and leases survive.
+    pub async fn restart(&mut self) {
+        let _ = self.signaller.send("CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_etcd(&self.bin, &self.args, &self.dir);
+        self.signaller = Signaller::new(self.child.id());
+        assert!(self.ready().await, "private etcd did not come back");
     }
 
     /// Its log so far (for failure messages).
@@ -939,6 +958,22 @@ impl PrivateEtcd {
     pub fn thaw(&mut self) {
         assert!(self.signaller.send("CONT"), "SIGCONT private etcd");
     }
+}
+
+/// Starts etcd with `args`, appending its output to `dir/etcd.log`.
+fn spawn_etcd(bin: &str, args: &[String], dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("etcd.log"))
+        .expect("open etcd log");
+    Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {bin}: {e}"))
 }
 
 /// Whether every thread of `pid` is in the stopped state (`T`) per /proc.

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use self::state::{Lookup, State};
 use super::lease::{spawn_keep_alive, Renewer};
 use super::observe::{Kv, PrefixWatch};
-use super::queue::{Ahead, Enqueued, Entry, QueueSession, QueueStore};
+use super::queue::{Ahead, Enqueued, Entry, QueueSession, QueueStore, Role, Ticket};
 use super::{Backend, SessionBackend};
 use crate::liveness::{Liveness, LostReason};
 use crate::{Result, Write};
@@ -187,7 +187,13 @@ fn key_in(prefix: &str, lease: u64) -> String {
 
 #[async_trait]
 impl QueueStore for MemSession {
-    async fn enqueue(&self, prefix: &str, value: &[u8]) -> Result<Enqueued> {
+    async fn enqueue(
+        &self,
+        prefix: &str,
+        value: &[u8],
+        _role: Role,
+        _ticket: Ticket,
+    ) -> Result<Enqueued> {
         let key = key_in(prefix, self.lease);
         self.store.with(|st| {
             st.check_lease(self.lease)?;
@@ -205,11 +211,20 @@ impl QueueStore for MemSession {
         &self,
         prefix: &str,
         value: &[u8],
+        _ticket: Ticket,
     ) -> Result<Result<Enqueued, Option<String>>> {
         let key = key_in(prefix, self.lease);
         self.store.with(|st| {
             st.check_lease(self.lease)?;
-            if let Some((holder, _)) = st.first_in(prefix) {
+            if let Some((holder, token)) = st.first_in(prefix) {
+                if holder == key {
+                    // An earlier attempt was applied but its answer lost (C13): ours.
+                    return Ok(Ok(Enqueued {
+                        mine: Entry { key, token },
+                        first: true,
+                        rev: st.rev(),
+                    }));
+                }
                 return Ok(Err(Some(holder)));
             }
             let token = st.put_if_absent(&key, value, self.lease);

@@ -2,6 +2,7 @@
 //! a lock or election named `N` is the key prefix `N/`, each session's entry is
 //! `N/<lease id in lowercase hex>`, and the owner is the entry with the lowest create revision.
 
+mod members;
 mod observe;
 mod session;
 mod tls;
@@ -11,20 +12,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{Client, ConnectOptions, GetOptions};
+use etcd_client::{ConnectOptions, GetOptions};
 use tokio::time::Instant;
 
+use self::members::{Members, ATTEMPT_TIMEOUT};
 use self::session::{EtcdRenewer, EtcdSession};
 use self::watch::WatchHub;
 use super::lease::spawn_keep_alive;
 use super::queue::QueueSession;
 use super::{Backend, SessionBackend};
 use crate::liveness::Liveness;
+use crate::retry::with_backoff;
 use crate::security::Security;
 use crate::{Error, Result, Write};
 
-/// Longest we wait for one request before calling it a transient fault (C11).
-const OP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts of one backend-level request (reads, plain writes, lease grants) before a
+/// transient fault is reported: enough to try every member of a cluster more than once.
+const ATTEMPTS: u32 = 8;
 
 /// Maps an etcd client error to ours, keeping retryable faults apart (C11).
 pub(super) fn map_err(op: &'static str, e: etcd_client::Error) -> Error {
@@ -40,6 +44,12 @@ pub(super) fn map_err(op: &'static str, e: etcd_client::Error) -> Error {
     let message = e.to_string();
     if let Some(auth) = auth_error(&message) {
         return auth;
+    }
+    if message.contains("authentication is not enabled") {
+        return crate::security::invalid(
+            "credentials",
+            "credentials were given but etcd has authentication disabled; drop them or enable auth",
+        );
     }
     match &e {
         E::GRpcStatus(s) => match i32::from(s.code()) {
@@ -86,14 +96,6 @@ fn auth_error(message: &str) -> Option<Error> {
         })
 }
 
-/// Runs one request with [`OP_TIMEOUT`], mapping errors.
-pub(super) async fn call<T>(
-    op: &'static str,
-    fut: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
-) -> Result<T> {
-    super::call_with(op, OP_TIMEOUT, fut, map_err).await
-}
-
 /// The store revision a response was answered at (0 if etcd sent no header).
 pub(super) fn revision(header: Option<&etcd_client::ResponseHeader>) -> i64 {
     header.map_or(0, |h| h.revision())
@@ -101,13 +103,15 @@ pub(super) fn revision(header: Option<&etcd_client::ResponseHeader>) -> i64 {
 
 /// `etcd://` as a [`Backend`].
 pub(crate) struct EtcdBackend {
-    client: Client,
+    members: Arc<Members>,
     watch: WatchHub,
 }
 
 impl EtcdBackend {
     /// Connects to `endpoints` (over TLS if `tls`) with the options of `security`, and
-    /// proves with one cheap read that the store answers and accepts us.
+    /// proves with one cheap read that the cluster answers and accepts us. Members that do not
+    /// answer are passed over (C14): only when none did within `timeout` is the cluster
+    /// [`Error::Unreachable`].
     pub(crate) async fn connect(
         endpoints: &[String],
         tls: bool,
@@ -115,8 +119,9 @@ impl EtcdBackend {
         timeout: Duration,
     ) -> Result<Self> {
         let mut opts = ConnectOptions::new()
-            .with_connect_timeout(timeout)
-            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5));
+            .with_connect_timeout(timeout.min(ATTEMPT_TIMEOUT))
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
+            .with_require_leader(true);
         if let Some((user, password)) = security.user_and_password()? {
             // Simple tokens expire (`--auth-token-ttl`, 5 min); renew them on refusal.
             opts = opts
@@ -138,35 +143,56 @@ impl EtcdBackend {
             .iter()
             .map(|e| format!("{scheme}://{e}"))
             .collect();
-        let failed = |e| connect_error(endpoints, tls, security, e);
-        let client = within(endpoints, timeout, Client::connect(&urls, Some(opts)))
-            .await?
-            .map_err(failed)?;
-        // The channel connects lazily; one cheap read proves someone answers. A user whose
-        // roles do not cover the key is refused it, yet was authenticated: that is an answer.
-        let mut kv = client.kv_client();
-        let probe = kv.get("\0", Some(GetOptions::new().with_count_only()));
-        match within(endpoints, timeout, probe).await?.map_err(failed) {
-            Ok(_) | Err(Error::PermissionDenied { .. }) => {}
-            Err(e) => return Err(e),
-        }
-        let watch = WatchHub::spawn(client.clone());
-        Ok(EtcdBackend { client, watch })
+        let members = Arc::new(Members::new(urls, opts));
+        probe(&members, endpoints, tls, security, timeout).await?;
+        let watch = WatchHub::spawn(members.clone());
+        Ok(EtcdBackend { members, watch })
     }
 }
 
-/// Awaits `fut` for at most `timeout`, else [`Error::Unreachable`].
-async fn within<T>(
+/// One cheap read, member after member, until one answers or `timeout` passes. A user whose
+/// roles do not cover the key is refused it, yet was authenticated: that is an answer.
+async fn probe(
+    members: &Members,
     endpoints: &[String],
+    tls: bool,
+    security: &Security,
     timeout: Duration,
-    fut: impl std::future::Future<Output = T>,
-) -> Result<T> {
-    tokio::time::timeout(timeout, fut)
-        .await
-        .map_err(|_| Error::Unreachable {
-            endpoint: endpoints.join(","),
-            reason: format!("no answer within {timeout:?}"),
-        })
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last = format!("no answer within {timeout:?}");
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::Unreachable {
+                endpoint: endpoints.join(","),
+                reason: last,
+            });
+        }
+        let member = match tokio::time::timeout(left, members.member()).await {
+            Err(_) => continue,
+            Ok(Err(e)) if e.is_transient() => {
+                last = e.to_string();
+                tokio::time::sleep(crate::retry::jitter(Duration::from_millis(50)).min(left)).await;
+                continue;
+            }
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(member)) => member,
+        };
+        let mut kv = member.client.kv_client();
+        let read = kv.get("\0", Some(GetOptions::new().with_count_only()));
+        match tokio::time::timeout(left.min(ATTEMPT_TIMEOUT), read).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => match connect_error(endpoints, tls, security, e) {
+                Error::PermissionDenied { .. } => return Ok(()),
+                Error::Unreachable { reason, .. } => last = reason,
+                other => return Err(other),
+            },
+            Err(_) => last = format!("no answer within {:?}", left.min(ATTEMPT_TIMEOUT)),
+        }
+        members.failed(member.index);
+        tokio::time::sleep(crate::retry::jitter(Duration::from_millis(50)).min(left)).await;
+    }
 }
 
 /// A failed connect or first read: a TLS problem, an auth refusal, or unreachable.
@@ -181,12 +207,6 @@ fn connect_error(
         if let Some(err) = tls::diagnose(&endpoint, security, &e) {
             return err;
         }
-    }
-    if e.to_string().contains("authentication is not enabled") {
-        return crate::security::invalid(
-            "credentials",
-            "credentials were given but etcd has authentication disabled; drop them or enable auth",
-        );
     }
     match map_err("connect", e) {
         Error::Transient { message, .. } => Error::Unreachable {
@@ -210,14 +230,19 @@ impl Backend for EtcdBackend {
     async fn open_session(&self, ttl: Duration) -> Result<Arc<dyn SessionBackend>> {
         let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
         let granted_at = Instant::now();
-        let mut lease = self.client.lease_client();
-        let grant = call("lease grant", lease.grant(secs as i64, None)).await?;
+        // A lease granted by an attempt whose answer was lost holds nothing and runs out.
+        let grant = with_backoff(ATTEMPTS, || {
+            self.members.call("lease grant", |c| async move {
+                c.lease_client().grant(secs as i64, None).await
+            })
+        })
+        .await?;
         let granted = Duration::from_secs(grant.ttl().max(1) as u64);
         let liveness = Liveness::new();
-        let renewer = EtcdRenewer::new(self.client.clone(), grant.id());
+        let renewer = EtcdRenewer::new(self.members.clone(), grant.id());
         let keep_alive = spawn_keep_alive(renewer, liveness.clone(), granted, granted_at);
         let session = EtcdSession::new(
-            self.client.clone(),
+            self.members.clone(),
             self.watch.clone(),
             grant.id(),
             liveness,
@@ -227,30 +252,42 @@ impl Backend for EtcdBackend {
     }
 
     async fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let mut kv = self.client.kv_client();
-        let resp = call("get", kv.get(key, None)).await?;
+        let resp = with_backoff(ATTEMPTS, || {
+            self.members
+                .call("get", |c| async move { c.kv_client().get(key, None).await })
+        })
+        .await?;
         Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
     }
 
     async fn write(&self, ops: &[Write]) -> Result<()> {
-        let mut kv = self.client.kv_client();
-        let txn = etcd_client::Txn::new().and_then(session::txn_ops(ops));
-        call("write", kv.txn(txn)).await.map(|_| ())
+        let txn = || etcd_client::Txn::new().and_then(session::txn_ops(ops));
+        // Unguarded writes set absolute values, so a repeat after a lost answer is harmless.
+        with_backoff(ATTEMPTS, || {
+            self.members
+                .call("write", |c| async move { c.kv_client().txn(txn()).await })
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn entries(&self, prefix: &str) -> Result<Vec<super::observe::Kv>> {
-        observe::entries(&self.client, prefix)
+        with_backoff(ATTEMPTS, || observe::entries(&self.members, prefix))
             .await
             .map(|(kvs, _)| kvs)
     }
 
     async fn lease_ttl(&self, lease: u64) -> Result<Option<Duration>> {
-        let mut leases = self.client.lease_client();
-        let resp = call("lease ttl", leases.time_to_live(lease as i64, None)).await?;
+        let resp = with_backoff(ATTEMPTS, || {
+            self.members.call("lease ttl", |c| async move {
+                c.lease_client().time_to_live(lease as i64, None).await
+            })
+        })
+        .await?;
         Ok(u64::try_from(resp.ttl()).ok().map(Duration::from_secs))
     }
 
     async fn watch_prefix(&self, prefix: &str) -> Result<super::observe::PrefixWatch> {
-        observe::watch_prefix(&self.client, prefix).await
+        with_backoff(ATTEMPTS, || observe::watch_prefix(&self.members, prefix)).await
     }
 }

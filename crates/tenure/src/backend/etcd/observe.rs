@@ -1,9 +1,10 @@
 //! A consistent snapshot of a prefix followed by its changes, for elections' `observe()`.
 
-use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+use etcd_client::{EventType, GetOptions, WatchOptions};
 use tokio::sync::mpsc;
 
-use super::{call, map_err, revision};
+use super::members::Members;
+use super::{map_err, revision};
 use crate::backend::observe::{Change, Kv, PrefixWatch};
 use crate::{Error, Result};
 
@@ -17,25 +18,29 @@ fn kv_of(kv: &etcd_client::KeyValue) -> Kv {
 }
 
 /// The entries under `prefix`, and the revision they were read at.
-pub(super) async fn entries(client: &Client, prefix: &str) -> Result<(Vec<Kv>, i64)> {
-    let mut kv = client.kv_client();
-    let resp = call(
-        "list",
-        kv.get(prefix, Some(GetOptions::new().with_prefix())),
-    )
-    .await?;
+pub(super) async fn entries(members: &Members, prefix: &str) -> Result<(Vec<Kv>, i64)> {
+    let opts = GetOptions::new().with_prefix();
+    let resp = members
+        .call("list", |c| async move {
+            c.kv_client().get(prefix, Some(opts)).await
+        })
+        .await?;
     let rev = revision(resp.header());
     Ok((resp.kvs().iter().map(kv_of).collect(), rev))
 }
 
 /// Reads the prefix at one revision, then watches from the next one on a stream of its own,
 /// so no change between the read and the watch is missed and none is seen twice.
-pub(super) async fn watch_prefix(client: &Client, prefix: &str) -> Result<PrefixWatch> {
-    let (initial, rev) = entries(client, prefix).await?;
+pub(super) async fn watch_prefix(members: &Members, prefix: &str) -> Result<PrefixWatch> {
+    let (initial, rev) = entries(members, prefix).await?;
     let opts = WatchOptions::new()
         .with_prefix()
         .with_start_revision(rev + 1);
-    let mut stream = call("observe", client.watch_client().watch(prefix, Some(opts))).await?;
+    let mut stream = members
+        .call("observe", |c| async move {
+            c.watch_client().watch(prefix, Some(opts)).await
+        })
+        .await?;
     let (tx, changes) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {

@@ -1,23 +1,29 @@
 //! One etcd lease and the queue operations made under it, each exactly one request.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions,
-    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    Compare, CompareOp, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, SortOrder,
+    SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 use tokio::task::AbortHandle;
 
+use super::members::Members;
 use super::watch::WatchHub;
-use super::{call, map_err, revision};
+use super::{map_err, revision};
 use crate::backend::lease::Renewer;
-use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore};
+use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore, Role, Ticket};
 use crate::liveness::{Liveness, LostReason};
+use crate::retry::with_backoff;
 use crate::{Error, Result, Write};
 
+/// Attempts of a session revoke before a transient fault is reported.
+const ATTEMPTS: u32 = 8;
+
 pub(super) struct EtcdSession {
-    client: Client,
+    members: Arc<Members>,
     watch: WatchHub,
     lease: i64,
     liveness: Liveness,
@@ -32,14 +38,14 @@ impl Drop for EtcdSession {
 
 impl EtcdSession {
     pub(super) fn new(
-        client: Client,
+        members: Arc<Members>,
         watch: WatchHub,
         lease: i64,
         liveness: Liveness,
         keep_alive: AbortHandle,
     ) -> Self {
         EtcdSession {
-            client,
+            members,
             watch,
             lease,
             liveness,
@@ -54,8 +60,11 @@ impl EtcdSession {
     /// One transaction. A put under a lease etcd no longer has means the session is gone:
     /// say so (and fire the session's latch) rather than pass on etcd's raw error.
     async fn txn(&self, op: &'static str, txn: Txn) -> Result<TxnResponse> {
-        let mut kv = self.client.kv_client();
-        match call(op, kv.txn(txn)).await {
+        let answer = self
+            .members
+            .call(op, |c| async move { c.kv_client().txn(txn).await })
+            .await;
+        match answer {
             Err(Error::Store { message, .. }) if is_lease_not_found(&message) => {
                 self.liveness.lose(LostReason::LeaseExpired);
                 Err(Error::SessionLost {
@@ -117,7 +126,13 @@ fn is_mine(key: &str, token: u64) -> Compare {
 
 #[async_trait]
 impl QueueStore for EtcdSession {
-    async fn enqueue(&self, prefix: &str, value: &[u8]) -> Result<Enqueued> {
+    async fn enqueue(
+        &self,
+        prefix: &str,
+        value: &[u8],
+        _role: Role,
+        _ticket: Ticket,
+    ) -> Result<Enqueued> {
         let key = self.my_key(prefix);
         let put = TxnOp::put(
             key.as_str(),
@@ -150,6 +165,7 @@ impl QueueStore for EtcdSession {
         &self,
         prefix: &str,
         value: &[u8],
+        _ticket: Ticket,
     ) -> Result<Result<Enqueued, Option<String>>> {
         let key = self.my_key(prefix);
         let put = TxnOp::put(
@@ -164,14 +180,20 @@ impl QueueStore for EtcdSession {
             .and_then([put])
             .or_else([first_created(prefix)]);
         let resp = self.txn("try lock", txn).await?;
-        if !resp.succeeded() {
-            return Ok(Err(nth_kv(&resp, 0).map(|(k, _)| k)));
-        }
         let rev = revision(resp.header());
+        let token = if resp.succeeded() {
+            rev
+        } else {
+            match nth_kv(&resp, 0) {
+                // An earlier attempt was applied but its answer lost (C13): the holder is us.
+                Some((holder, created)) if holder == key => created,
+                holder => return Ok(Err(holder.map(|(k, _)| k))),
+            }
+        };
         Ok(Ok(Enqueued {
             mine: Entry {
                 key,
-                token: rev as u64,
+                token: token as u64,
             },
             first: true,
             rev,
@@ -209,8 +231,13 @@ impl QueueStore for EtcdSession {
         let mut watch = self.watch.watch_delete(key, None);
         let created_rev = watch.created().await.map_err(broken)?;
         // From here the watch sees every delete; one read covers the time before it.
-        let mut kv = self.client.kv_client();
-        let now = call("wait", kv.get(key, None)).await?;
+        let now = self
+            .members
+            .call(
+                "wait",
+                |c| async move { c.kv_client().get(key, None).await },
+            )
+            .await?;
         let same_entry = now
             .kvs()
             .first()
@@ -267,9 +294,12 @@ impl QueueStore for EtcdSession {
     }
 
     async fn lease_alive(&self) -> Result<bool> {
-        let mut leases = self.client.lease_client();
+        let lease = self.lease;
+        let ttl = self.members.call("lease ttl", |c| async move {
+            c.lease_client().time_to_live(lease, None).await
+        });
         // etcd 3.5 answers TTL -1 for a lease it no longer has; 3.4 answers an error.
-        match call("lease ttl", leases.time_to_live(self.lease, None)).await {
+        match ttl.await {
             Ok(resp) => Ok(resp.ttl() > 0),
             Err(Error::Store { message, .. }) if is_lease_not_found(&message) => Ok(false),
             Err(e) => Err(e),
@@ -279,8 +309,13 @@ impl QueueStore for EtcdSession {
     async fn close(&self) -> Result<()> {
         self.keep_alive.abort();
         self.liveness.lose(LostReason::SessionClosed);
-        let mut lease = self.client.lease_client();
-        match call("lease revoke", lease.revoke(self.lease)).await {
+        let lease = self.lease;
+        let revoke = with_backoff(ATTEMPTS, || {
+            self.members.call("lease revoke", |c| async move {
+                c.lease_client().revoke(lease).await
+            })
+        });
+        match revoke.await {
             Err(Error::Store { message, .. }) if message.contains("lease not found") => Ok(()),
             other => other.map(|_| ()),
         }
@@ -299,17 +334,18 @@ impl QueueStore for EtcdSession {
     }
 }
 
-/// Keep-alives on one stream per session, reopened after a fault.
+/// Keep-alives on one stream per session, reopened after a fault — on the next member when
+/// the one it was on failed or did not answer in time (C14).
 pub(super) struct EtcdRenewer {
-    client: Client,
+    members: Arc<Members>,
     lease: i64,
-    stream: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+    stream: Option<(usize, LeaseKeeper, LeaseKeepAliveStream)>,
 }
 
 impl EtcdRenewer {
-    pub(super) fn new(client: Client, lease: i64) -> Self {
+    pub(super) fn new(members: Arc<Members>, lease: i64) -> Self {
         EtcdRenewer {
-            client,
+            members,
             lease,
             stream: None,
         }
@@ -317,15 +353,18 @@ impl EtcdRenewer {
 
     async fn renew_on_stream(&mut self) -> Result<Option<Duration>> {
         if self.stream.is_none() {
-            let mut leases = self.client.lease_client();
-            match leases.keep_alive(self.lease).await {
-                Ok(stream) => self.stream = Some(stream),
+            let member = self.members.member().await?;
+            match member.client.lease_client().keep_alive(self.lease).await {
+                Ok((keeper, stream)) => self.stream = Some((member.index, keeper, stream)),
                 // Opening the stream for a revoked lease is etcd saying it is gone.
                 Err(e) if is_lease_not_found(&e.to_string()) => return Ok(None),
-                Err(e) => return Err(map_err("keep-alive", e)),
+                Err(e) => {
+                    self.members.failed(member.index);
+                    return Err(map_err("keep-alive", e));
+                }
             }
         }
-        let Some((keeper, stream)) = &mut self.stream else {
+        let Some((_, keeper, stream)) = &mut self.stream else {
             return Ok(None);
         };
         keeper
@@ -352,12 +391,15 @@ impl Renewer for EtcdRenewer {
     async fn renew(&mut self) -> Result<Option<Duration>> {
         let res = self.renew_on_stream().await;
         if res.is_err() {
-            self.stream = None;
+            self.reset();
         }
         res
     }
 
+    /// Drops the stream; its member failed or went quiet, so the next one is tried.
     fn reset(&mut self) {
-        self.stream = None;
+        if let Some((member, ..)) = self.stream.take() {
+            self.members.failed(member);
+        }
     }
 }

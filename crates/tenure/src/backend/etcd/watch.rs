@@ -16,12 +16,20 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use etcd_client::{
-    Client, EventType, WatchFilterType, WatchOptions, WatchRequestSender, WatchResponseStream,
+    EventType, WatchFilterType, WatchOptions, WatchRequestSender, WatchResponseStream,
 };
 use tokio::sync::mpsc;
 
+use super::members::{Members, ATTEMPT_TIMEOUT};
 use super::revision;
+
+/// How often a stream with watches on it asks its member for a progress report: a member that
+/// stopped (SIGSTOP, a hung machine) keeps its connection open and says nothing, so silence
+/// past [`ATTEMPT_TIMEOUT`] after a request is how the waiters on it learn to move (C14).
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What a deletion watch reports, in order: `Created` (with the revision etcd created the
 /// watch at), then `Deleted` or `Broken`.
@@ -116,9 +124,9 @@ impl DeleteWatch {
 }
 
 impl WatchHub {
-    pub(super) fn spawn(client: Client) -> Self {
+    pub(super) fn spawn(members: Arc<Members>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(drive(client, rx));
+        tokio::spawn(drive(members, rx));
         WatchHub {
             tx,
             next_id: Default::default(),
@@ -148,20 +156,18 @@ impl WatchHub {
     }
 }
 
-#[derive(Default)]
 struct Driver {
-    stream: Option<(WatchRequestSender, WatchResponseStream)>,
+    members: Arc<Members>,
+    /// The stream, and the member it is on.
+    stream: Option<(usize, WatchRequestSender, WatchResponseStream)>,
     watching: HashMap<i64, mpsc::UnboundedSender<WatchEvent>>,
+    /// When the member last said anything, and whether a progress request awaits its answer.
+    heard: tokio::time::Instant,
+    asked: bool,
 }
 
 impl Driver {
-    async fn watch(
-        &mut self,
-        client: &Client,
-        id: i64,
-        key: String,
-        from: Option<i64>,
-    ) -> Result<(), String> {
+    async fn watch(&mut self, id: i64, key: String, from: Option<i64>) -> Result<(), String> {
         let mut opts = WatchOptions::new()
             .with_filters([WatchFilterType::NoPut])
             .with_watch_id(id);
@@ -169,20 +175,57 @@ impl Driver {
             opts = opts.with_start_revision(rev);
         }
         match &mut self.stream {
-            Some((sender, _)) => sender
+            Some((_, sender, _)) => sender
                 .watch(key, Some(opts))
                 .await
                 .map_err(|e| e.to_string()),
             None => {
-                let stream = client
-                    .watch_client()
-                    .watch(key, Some(opts))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                self.stream = Some(stream.split());
+                let member = self.members.member().await.map_err(|e| e.to_string())?;
+                let mut watches = member.client.watch_client();
+                let opened = watches.watch(key, Some(opts));
+                let stream = match tokio::time::timeout(ATTEMPT_TIMEOUT, opened).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        self.members.failed(member.index);
+                        return Err(e.to_string());
+                    }
+                    Err(_) => {
+                        self.members.failed(member.index);
+                        return Err(format!("no watch stream within {ATTEMPT_TIMEOUT:?}"));
+                    }
+                };
+                let (sender, responses) = stream.split();
+                self.stream = Some((member.index, sender, responses));
+                self.heard = tokio::time::Instant::now();
+                self.asked = false;
                 Ok(())
             }
         }
+    }
+
+    /// Asks the member for progress while watches depend on it; a member that left the last
+    /// request unanswered for [`ATTEMPT_TIMEOUT`] is passed over and the stream broken, so
+    /// every waiter on it re-watches (elsewhere) and re-reads.
+    async fn check_member(&mut self) {
+        let Some((member, sender, _)) = &mut self.stream else {
+            return;
+        };
+        if self.watching.is_empty() {
+            return;
+        }
+        if self.asked && self.heard.elapsed() >= ATTEMPT_TIMEOUT {
+            let member = *member;
+            self.members.failed(member);
+            return self.break_all("the etcd member stopped answering on the watch stream");
+        }
+        if !self.asked && sender.request_progress().await.is_ok() {
+            self.asked = true;
+        }
+    }
+
+    fn heard_from_member(&mut self) {
+        self.heard = tokio::time::Instant::now();
+        self.asked = false;
     }
 
     fn tell(&mut self, id: i64, event: WatchEvent) {
@@ -200,7 +243,7 @@ impl Driver {
 
     async fn cancel(&mut self, id: i64) {
         if self.watching.remove(&id).is_some() {
-            if let Some((sender, _)) = &mut self.stream {
+            if let Some((_, sender, _)) = &mut self.stream {
                 let _ = sender.cancel(id).await;
             }
         }
@@ -230,23 +273,31 @@ impl Driver {
 }
 
 async fn next_message(
-    stream: &mut Option<(WatchRequestSender, WatchResponseStream)>,
+    stream: &mut Option<(usize, WatchRequestSender, WatchResponseStream)>,
 ) -> Result<Option<etcd_client::WatchResponse>, etcd_client::Error> {
     match stream {
-        Some((_, responses)) => responses.message().await,
+        Some((_, _, responses)) => responses.message().await,
         None => std::future::pending().await,
     }
 }
 
-async fn drive(client: Client, mut rx: mpsc::UnboundedReceiver<Cmd>) {
-    let mut d = Driver::default();
+async fn drive(members: Arc<Members>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+    let mut d = Driver {
+        members,
+        stream: None,
+        watching: HashMap::new(),
+        heard: tokio::time::Instant::now(),
+        asked: false,
+    };
+    let mut progress = tokio::time::interval(PROGRESS_INTERVAL);
+    progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             cmd = rx.recv() => match cmd {
                 None => return,
                 Some(Cmd::Watch { id, key, from, events }) => {
                     d.watching.insert(id, events);
-                    if let Err(e) = d.watch(&client, id, key, from).await {
+                    if let Err(e) = d.watch(id, key, from).await {
                         d.break_all(&e);
                     }
                 }
@@ -254,13 +305,20 @@ async fn drive(client: Client, mut rx: mpsc::UnboundedReceiver<Cmd>) {
             },
             msg = next_message(&mut d.stream) => match msg {
                 Ok(Some(resp)) => {
+                    d.heard_from_member();
                     if let Some(done) = d.on_response(resp) {
                         d.cancel(done).await;
                     }
                 }
                 Ok(None) => d.break_all("watch stream closed"),
-                Err(e) => d.break_all(&e.to_string()),
+                Err(e) => {
+                    if let Some((member, ..)) = d.stream {
+                        d.members.failed(member);
+                    }
+                    d.break_all(&e.to_string());
+                }
             },
+            _ = progress.tick() => d.check_member().await,
         }
     }
 }

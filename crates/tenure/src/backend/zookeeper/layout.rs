@@ -6,7 +6,7 @@
 //! child with the lowest sequence number. Keys handed out (grant keys, leader keys) are the
 //! entries' full paths under the chroot, such as `/jobs/nightly/_c_…-lock-0000000003`.
 
-use crate::backend::queue::Role;
+use crate::backend::queue::{Role, Ticket};
 use crate::{Error, Result};
 
 /// The path of a name or key under the chroot, validated against ZooKeeper's path rules.
@@ -48,9 +48,10 @@ pub(super) fn dir_of(prefix: &str) -> Result<String> {
     path_of(prefix.strip_suffix('/').unwrap_or(prefix))
 }
 
-/// A fresh random UUID (version 4) in Curator's textual form.
-pub(super) fn new_uuid() -> String {
-    let (a, b) = (fastrand::u64(..), fastrand::u64(..));
+/// An acquisition's ticket as a random (version 4) UUID in Curator's textual form: the same
+/// ticket always gives the same UUID, so every retry of one enqueue names one node (C13).
+pub(super) fn uuid_of_ticket(ticket: Ticket) -> String {
+    let (a, b) = ((ticket.0 >> 64) as u64, ticket.0 as u64);
     let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
     format!(
         "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
@@ -153,7 +154,7 @@ mod tests {
 
     #[test]
     fn curator_node_names_round_trip() {
-        let uuid = new_uuid();
+        let uuid = uuid_of_ticket(Ticket::new());
         assert_eq!(uuid.len(), 36);
         let node = format!("{}0000000042", node_base(&uuid, Role::Lock));
         assert!(node.starts_with("_c_") && node.contains("-lock-"));

@@ -12,7 +12,7 @@ use zookeeper_client as zk;
 use super::state::{spawn_state_follower, Slot, ZkRenewer};
 use super::{call, call_node, layout, ops, Ensemble, OP_TIMEOUT};
 use crate::backend::lease::spawn_keep_alive;
-use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore, Role};
+use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore, Role, Ticket};
 use crate::liveness::{Liveness, LostReason};
 use crate::{Error, Result, Write};
 
@@ -103,15 +103,27 @@ impl ZkSession {
     }
 
     /// Creates our node for `role` under `dir` (Curator's protected mode): parents are made as
-    /// containers when missing, and a create whose answer was lost is found by its uuid.
-    async fn create_node(&self, dir: &str, value: &[u8], role: Role) -> Result<Entry> {
+    /// containers when missing, and a create whose answer was lost is found by its uuid —
+    /// within this call, and in a later call with the same `ticket` (the recipe's retry, C13).
+    async fn create_node(
+        &self,
+        dir: &str,
+        value: &[u8],
+        role: Role,
+        ticket: Ticket,
+    ) -> Result<Entry> {
         let client = self.client()?;
         // Owned by our identity with credentials (parents too: ZooKeeper checks the right to
         // delete a node on its parent), open without; see the module docs of `zookeeper`.
         let acls = self.ensemble.acls();
         let ephemeral_sequential = zk::CreateMode::EphemeralSequential.with_acls(acls);
         let container = zk::CreateMode::Container.with_acls(acls);
-        let uuid = layout::new_uuid();
+        let uuid = layout::uuid_of_ticket(ticket);
+        if self.remembered(dir).contains(&uuid) {
+            if let Some(found) = self.find_own(&client, dir, &uuid).await? {
+                return Ok(found);
+            }
+        }
         self.remember(dir, &uuid, true);
         let base = layout::child(dir, &layout::node_base(&uuid, role));
         let mut last = None;
@@ -168,9 +180,15 @@ impl ZkSession {
         Ok(layout::queue_order(children.unwrap_or_default()))
     }
 
-    async fn enqueue_role(&self, prefix: &str, value: &[u8], role: Role) -> Result<Enqueued> {
+    async fn enqueue_role(
+        &self,
+        prefix: &str,
+        value: &[u8],
+        role: Role,
+        ticket: Ticket,
+    ) -> Result<Enqueued> {
         let dir = layout::dir_of(prefix)?;
-        let mine = self.create_node(&dir, value, role).await?;
+        let mine = self.create_node(&dir, value, role, ticket).await?;
         let client = self.client()?;
         let children = self.children(&client, &dir).await?;
         let first = children.first().map(|c| layout::child(&dir, c)) == Some(mine.key.clone());
@@ -206,29 +224,35 @@ fn entry(path: String, stat: &zk::Stat) -> Entry {
 
 #[async_trait]
 impl QueueStore for ZkSession {
-    async fn enqueue(&self, prefix: &str, value: &[u8]) -> Result<Enqueued> {
-        self.enqueue_role(prefix, value, Role::Lock).await
-    }
-
-    async fn enqueue_as(&self, prefix: &str, value: &[u8], role: Role) -> Result<Enqueued> {
-        self.enqueue_role(prefix, value, role).await
+    async fn enqueue(
+        &self,
+        prefix: &str,
+        value: &[u8],
+        role: Role,
+        ticket: Ticket,
+    ) -> Result<Enqueued> {
+        self.enqueue_role(prefix, value, role, ticket).await
     }
 
     /// ZooKeeper cannot create "only if no sibling exists" in one request, so this lists the
     /// children first (one round trip; nothing written when the lock is held), and only when
     /// there are none creates a node and checks it came first; a racing loser deletes its
-    /// node at once and reports the winner.
+    /// node at once and reports the winner. A first node with our ticket's uuid is ours (an
+    /// earlier attempt's create was applied, its answer lost).
     async fn enqueue_if_empty(
         &self,
         prefix: &str,
         value: &[u8],
+        ticket: Ticket,
     ) -> Result<Result<Enqueued, Option<String>>> {
         let dir = layout::dir_of(prefix)?;
         let client = self.client()?;
         if let Some(holder) = self.children(&client, &dir).await?.first() {
-            return Ok(Err(Some(layout::child(&dir, holder))));
+            if layout::uuid_of(holder) != Some(layout::uuid_of_ticket(ticket).as_str()) {
+                return Ok(Err(Some(layout::child(&dir, holder))));
+            }
         }
-        let enq = self.enqueue_role(prefix, value, Role::Lock).await?;
+        let enq = self.enqueue_role(prefix, value, Role::Lock, ticket).await?;
         if enq.first {
             return Ok(Ok(enq));
         }

@@ -247,6 +247,36 @@ impl History {
         }
         let last_fault_end = self.faults.iter().map(|f| f.to).max().unwrap_or(0);
         let grants_after_faults = starts.iter().filter(|&&t| t > last_fault_end).count();
+        // Every exit other than 0, with when it came (seconds into the faulted stretch) and
+        // during which fault, for the report of what went wrong.
+        let held: std::collections::HashSet<&str> =
+            self.sections.iter().map(|s| s.id.as_str()).collect();
+        let exit_samples: Vec<String> = self
+            .invocations
+            .iter()
+            .filter(|i| i.code != 0)
+            .take(12)
+            .map(|i| {
+                let during = self
+                    .faults
+                    .iter()
+                    .find(|f| i.exited >= f.from && i.exited <= f.to)
+                    .map_or("no fault".to_string(), |f| {
+                        format!("{} {}", f.kind, f.member)
+                    });
+                let state = if held.contains(i.id.as_str()) {
+                    "held"
+                } else {
+                    "waiting"
+                };
+                format!(
+                    "{} while {state} at {:+.2}s ({during}): {}",
+                    i.code,
+                    (i.exited as f64 - self.faulted.0 as f64) / SEC,
+                    i.stderr
+                )
+            })
+            .collect();
         let exit69 = exits.get(&69).copied().unwrap_or(0);
         let sessions_lost = exits.get(&75).copied().unwrap_or(0);
 
@@ -267,6 +297,8 @@ impl History {
             "unfinished_sections": unfinished.len(),
             "counter": self.counter,
             "grants_after_faults": grants_after_faults,
+            "fault_times_s": self.faults.iter().map(|f| format!("{} {} {:+.2}..{:+.2}", f.kind, f.member, (f.from as f64 - self.faulted.0 as f64) / SEC, (f.to as f64 - self.faulted.0 as f64) / SEC)).collect::<Vec<_>>(),
+            "exit_samples": exit_samples,
         });
         Report {
             figures,

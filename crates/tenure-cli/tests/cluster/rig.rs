@@ -126,6 +126,10 @@ impl Cluster {
     pub fn heal(&self) {
         self.verb("heal", &[]);
     }
+    /// Makes `m` the leader (etcd only).
+    pub fn move_leader(&self, m: &str) {
+        self.verb("move-leader", &[m]);
+    }
     pub fn restart_all(&self) {
         self.verb("restart-all", &[]);
     }

@@ -1,6 +1,7 @@
-//! Measures the memory one queued waiter costs in this process (DESIGN.md §4): N sessions each
-//! wait behind one holder, and the resident set size grows by about N × the per-waiter cost.
-//! Sessions are opened before the first measurement, so only the waiting itself is counted.
+//! Measures the memory one queued waiter costs in this process (docs/contract.md, Performance
+//! rules): N sessions each wait behind one holder, and the resident set size grows by about
+//! N × the per-waiter cost. Sessions are opened before the first measurement, so only the
+//! waiting itself is counted.
 //!
 //! ```text
 //! cargo run --release -p tenure-examples --example waiter_memory -- etcd://127.0.0.1:2379 1000

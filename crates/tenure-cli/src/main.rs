@@ -5,10 +5,13 @@
 mod cli;
 mod cmd;
 mod exit;
+#[cfg(test)]
+mod fuzz;
 mod holding;
 mod logging;
 mod output;
 mod progress;
+mod requeue;
 mod signals;
 mod stats;
 mod supervise;

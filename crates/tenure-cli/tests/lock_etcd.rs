@@ -19,6 +19,7 @@ per_version!(
     lost_lock_stops_the_command_and_exits_75,
     lost_lock_kills_a_command_that_ignores_sigterm,
     interrupt_while_waiting_leaves_no_key,
+    session_lost_while_waiting_queues_again,
     holds_without_a_command_until_signalled,
     tenure_and_etcdctl_lock_exclude_each_other,
     bad_names_are_usage_errors,
@@ -239,6 +240,34 @@ fn interrupt_while_waiting_leaves_no_key(tag: &str, test: &str) {
     );
     std::fs::write(&release, "").expect("release");
     assert_eq!(code(&holder.finish()), 0);
+    assert!(etcd.keys(&prefix).is_empty());
+}
+
+/// A session lost while still waiting is not "lost while held": the waiter opens a new
+/// session, queues again, and runs its command once the holder lets go — never exit 75 for a
+/// command that never started (issue 11). Before, it exited 75 at once.
+fn session_lost_while_waiting_queues_again(tag: &str, test: &str) {
+    let Some(etcd) = etcd(tag, test) else { return };
+    let (dir, name) = (TempDir::new("tenure-cli-it"), unique("requeue"));
+    let (holder, release) = hold(&etcd, &dir, &name);
+    let prefix = format!("{name}/");
+    let ran = dir.path("ran");
+    let waiter = spawn(
+        lock_sh(&etcd, &[], &name, r#"echo "$TENURE_LOCK_KEY" > "$RAN""#).env("RAN", &ran),
+    );
+    wait_until("the waiter to queue", || etcd.keys(&prefix).len() == 2);
+    let first = etcd.keys(&prefix)[1].clone();
+    etcd.revoke_lease_of(&first);
+    wait_until("the waiter to queue again on a new session", || {
+        let keys = etcd.keys(&prefix);
+        keys.len() == 2 && keys[1] != first
+    });
+    std::fs::write(&release, "").expect("release");
+    assert_eq!(code(&holder.finish()), 0);
+    let out = waiter.finish();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let ran_under = std::fs::read_to_string(&ran).expect("the command ran");
+    assert_ne!(ran_under.trim(), first, "ran under the lost session's key");
     assert!(etcd.keys(&prefix).is_empty());
 }
 

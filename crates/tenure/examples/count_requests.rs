@@ -1,5 +1,6 @@
 //! Counts the etcd requests one uncontended lock+unlock cycle costs, from etcd's own
-//! `/metrics` (gRPC calls handled per method), to check DESIGN.md §4's "exactly two".
+//! `/metrics` (gRPC calls handled per method), to check the "exactly two" of
+//! docs/contract.md's performance rules.
 //!
 //! ```text
 //! cargo run -p tenure --example count_requests -- etcd://127.0.0.1:2379 http://127.0.0.1:2379/metrics

@@ -272,7 +272,8 @@ impl Tenure {
         &self.backend
     }
 
-    /// The backend's short name: `"etcd"` or `"mem"`.
+    /// The backend's short name: `"etcd"` (also for `etcds://`), `"zk"`, `"redis"` (also for
+    /// `rediss://`), `"redlock"` or `"mem"`.
     pub fn backend(&self) -> &'static str {
         self.backend.kind()
     }

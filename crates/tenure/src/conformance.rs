@@ -1,11 +1,14 @@
-//! The clause-by-clause conformance suite (C1–C12 of DESIGN.md), one generic test per clause,
-//! run against every backend: `mem` always; `etcd34`/`etcd35` when `scripts/test` provides
-//! `TENURE_TEST_ETCD34_URL` / `TENURE_TEST_ETCD35_URL` (skipped with a visible line otherwise,
-//! failed instead when `TENURE_REQUIRE_SERVERS=1`).
+//! The clause-by-clause conformance suite for the contract in docs/contract.md (C1–C12 and the
+//! election clauses), one generic test per clause, run against every backend: `mem` always;
+//! `etcd34`/`etcd35`, `zk` and `redis` when `scripts/test` provides `TENURE_TEST_ETCD34_URL`,
+//! `TENURE_TEST_ETCD35_URL`, `TENURE_TEST_ZK_URL` and `TENURE_TEST_REDIS_URL` (skipped with a
+//! visible line otherwise, failed instead when `TENURE_REQUIRE_SERVERS=1`). Redlock is not run
+//! here; `tests/redlock.rs` covers it with masters killed.
 //!
-//! Clauses with no per-backend meaning are stated here: C11 (transient faults) needs a store
-//! that can fail transiently, so `mem` is exempt and etcd's is tested against a frozen server
-//! in `tests/etcd_faults.rs`.
+//! What a backend is exempt from, and why, is listed at its macro below and in
+//! docs/contract.md, Backends. Clauses with no per-backend meaning: C11 (transient faults)
+//! needs a store that can fail transiently, so `mem` is exempt and etcd's and ZooKeeper's are
+//! tested against a frozen server in `tests/etcd_faults.rs` and `tests/zk_faults.rs`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};

@@ -35,8 +35,10 @@
 //! ```
 //!
 //! The contract every backend keeps (exclusion, fencing, FIFO waiting, cancellation safety,
-//! crash safety, the lost signal, owner-only release, guarded writes) is documented on the
-//! types and tested clause by clause in the conformance suite.
+//! crash safety, the lost signal, owner-only release, guarded writes, idempotent retries) is
+//! stated clause by clause in the repository's `docs/contract.md`, with what each backend is
+//! exempt from and why, documented on the types, and tested clause by clause in the
+//! conformance suite.
 
 #![warn(missing_docs)]
 
@@ -58,6 +60,8 @@ mod write;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod fuzz;
 
 pub use client::{Builder, Tenure, DEFAULT_CONNECT_TIMEOUT};
 pub use election::{Election, Leader, Leadership, Observer};

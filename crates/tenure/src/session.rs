@@ -57,7 +57,9 @@ impl Session {
         }
     }
 
-    /// The lease id (on etcd, the id whose lowercase hex ends every key of this session).
+    /// The session's id in the store: on etcd the lease id, whose lowercase hex ends every key
+    /// of this session; on ZooKeeper the session id; on Redis the random id of the session's
+    /// heartbeat key `tenure:session:<id hex>`; on `mem://` the lease number.
     pub fn id(&self) -> u64 {
         self.inner.backend.id()
     }

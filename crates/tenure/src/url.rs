@@ -1,4 +1,5 @@
-//! Backend URLs: `mem://`, `etcd://h1:2379,h2:2379`, and the forms of later backends.
+//! Backend URLs: `mem://`, `etcd://`/`etcds://`, `zk://`, `redis://`/`rediss://` and
+//! `redlock://` (see [`VALID_FORMS`]), parsed without touching the network.
 
 use crate::{Error, Result};
 
@@ -87,6 +88,18 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
+/// Quotes `part` of `url` for an error message, unless it comes from the credentials that
+/// [`redact`] hides: a password may contain the `,` or `/` that host lists are split at, and
+/// no piece of it may surface as, say, a "bad port".
+fn quote(url: &str, part: &str) -> String {
+    let shown = url.rsplit_once('@').map_or(url, |(_, after)| after);
+    if shown.contains(part) {
+        format!("{part:?}")
+    } else {
+        "(part of the credentials, not shown)".to_string()
+    }
+}
+
 fn invalid(url: &str, reason: impl Into<String>) -> Error {
     Error::InvalidUrl {
         url: redact(url),
@@ -160,7 +173,7 @@ fn parse_zk(url: &str, rest: &str) -> Result<Target> {
                 .skip(1)
                 .any(|seg| seg.is_empty() || seg == "." || seg == "..") =>
         {
-            return Err(invalid(url, format!("bad chroot path {c:?}")));
+            return Err(invalid(url, format!("bad chroot path {}", quote(url, c))));
         }
         Some(c) => Some(c.to_string()),
     };
@@ -193,7 +206,7 @@ fn parse_redis(url: &str, rest: &str, tls: bool) -> Result<RedisNode> {
         "" => 0,
         d => d
             .parse::<u32>()
-            .map_err(|_| invalid(url, format!("bad database number {d:?}")))?,
+            .map_err(|_| invalid(url, format!("bad database number {}", quote(url, d))))?,
     };
     Ok(RedisNode {
         addr: parse_host_port(url, addr.trim(), 6379)?,
@@ -230,29 +243,41 @@ pub(crate) fn parse_host_port(url: &str, hp: &str, default_port: u16) -> Result<
     let (host, port) = if let Some(v6) = hp.strip_prefix('[') {
         let (addr, after) = v6
             .split_once(']')
-            .ok_or_else(|| invalid(url, format!("unclosed '[' in {hp:?}")))?;
-        (format!("[{addr}]"), after.strip_prefix(':'))
-    } else {
-        match hp.split_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (hp.to_string(), None),
+            .ok_or_else(|| invalid(url, format!("unclosed '[' in {}", quote(url, hp))))?;
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            let reason = format!("bad IPv6 address {}", quote(url, addr));
+            return Err(invalid(url, reason));
         }
+        // Anything after the `]` but a port would otherwise be dropped without a word.
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or_else(|| {
+                invalid(url, format!("{} after ']' is not :PORT", quote(url, after)))
+            })?),
+        };
+        (format!("[{addr}]"), port)
+    } else {
+        let (host, port) = match hp.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hp, None),
+        };
+        let valid_host = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
+        if !valid_host {
+            return Err(invalid(url, format!("bad host {}", quote(url, host))));
+        }
+        (host.to_string(), port)
     };
-    let valid_host = |h: &str| {
-        !h.is_empty()
-            && h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-._[]:".contains(c))
-    };
-    if !valid_host(&host) {
-        return Err(invalid(url, format!("bad host {host:?}")));
-    }
+    // Digits only: `u16::from_str` would also take a sign (`+80`).
     let port = match port {
         None => default_port,
         Some(p) => p
             .parse::<u16>()
             .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| invalid(url, format!("bad port {p:?} (1-65535)")))?,
+            .filter(|n| *n != 0 && p.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| invalid(url, format!("bad port {} (1-65535)", quote(url, p))))?,
     };
     Ok(format!("{host}:{port}"))
 }

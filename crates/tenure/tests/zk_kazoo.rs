@@ -1,7 +1,8 @@
 //! Interoperability with kazoo's `Lock` (Python), which shares a lock with Curator-layout
-//! contenders when told their node pattern (`extra_lock_patterns=["-lock-"]`, DESIGN §2):
-//! kazoo holds → our try_lock fails naming its node and our lock waits, then gets it; we hold →
-//! kazoo's `acquire(timeout)` times out, and succeeds once we unlock.
+//! contenders when told their node pattern (`extra_lock_patterns=["-lock-"]`;
+//! docs/contract.md, Interoperability): kazoo holds → our try_lock fails naming its node and
+//! our lock waits, then gets it; we hold → kazoo's `acquire(timeout)` times out, and succeeds
+//! once we unlock.
 //!
 //! Needs `TENURE_TEST_ZK_URL` and kazoo (`TENURE_TEST_KAZOO_PATH`, a PYTHONPATH entry that
 //! `scripts/servers install` fills); skipped with a visible line otherwise, failed instead

@@ -95,14 +95,27 @@ pub struct SecurityOpts {
     pub password_file: Option<PathBuf>,
 }
 
-/// Parses a human duration (`500ms`, `10s`, `2m`); clap turns an error into exit 2.
+/// The longest duration any option takes: 100 years as humantime counts them (365.25 days).
+/// Longer ones parse but overflow a deadline (`Instant + Duration`) and panic where they are
+/// used, e.g. `bench --max-time 500000000000y`.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+
+/// Parses a human duration (`500ms`, `10s`, `2m`) of at most [`MAX_DURATION`]; clap turns an
+/// error into exit 2.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| {
-        format!("{e}; expected a duration with a unit such as 500ms, 10s, 2m or 1h30m")
-    })
+    let hint = "expected a duration with a unit such as 500ms, 10s, 2m or 1h30m";
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        Ok(_) => Err(format!("longer than 100 years; {hint}")),
+        Err(e) => Err(format!("{e}; {hint}")),
+    }
 }
 
-/// A comma-separated list of positive counts, e.g. `1,5,50`.
+/// The largest count in a [`Counts`] list: as many sessions as `demo --workers` allows. A
+/// larger one would try to open that many sessions (`bench --workers 18446744073709551615`).
+pub const MAX_COUNT: usize = 10_000;
+
+/// A comma-separated list of counts from 1 to [`MAX_COUNT`], e.g. `1,5,50`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counts(pub Vec<usize>);
 
@@ -111,9 +124,10 @@ pub fn parse_counts(s: &str) -> Result<Counts, String> {
     let counts = s
         .split(',')
         .map(|part| match part.trim().parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
+            Ok(n) if (1..=MAX_COUNT).contains(&n) => Ok(n),
             _ => Err(format!(
-                "{part:?} is not a positive whole number; expected a list such as 1,5,50"
+                "{part:?} is not a positive whole number up to {MAX_COUNT}; expected a list \
+                 such as 1,5,50"
             )),
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -17,6 +17,7 @@ use crate::cmd;
 use crate::exit::{self, Failure};
 use crate::holding::{self, Holding, CLOSE_TIMEOUT};
 use crate::output;
+use crate::requeue;
 use crate::signals::{self, Signals};
 
 pub const AFTER_HELP: &str = "\
@@ -98,20 +99,17 @@ pub async fn run(global: &GlobalOpts, args: ElectArgs) -> Result<u8> {
         Ok(tenure) => tenure?,
         Err(sig) => return Ok(holding::interrupted(sig, &waiting)),
     };
-    let session = match signals.race(tenure.session()).await {
-        Ok(session) => session?,
-        Err(sig) => return Ok(holding::interrupted(sig, &waiting)),
-    };
     let value = args.value.clone().unwrap_or_else(default_value);
-    let leadership = match campaign(&session, &args.name, value, &mut signals).await {
-        Ok(leadership) => leadership,
+    let campaigning =
+        requeue::until_granted(&tenure, None, &mut signals, &waiting, |session, _| {
+            campaign(session, &args.name, value.clone())
+        });
+    // A stopped campaign's session is closed, which revokes its lease and with it the candidacy.
+    let (session, leadership) = match campaigning.await {
+        Ok(granted) => granted,
         Err(stop) => {
-            // Closing the session revokes its lease: whatever the campaign wrote goes with it.
-            cmd::close_session(session, CLOSE_TIMEOUT).await;
-            return match stop {
-                Stop::Signalled(sig) => Ok(holding::interrupted(sig, &waiting)),
-                Stop::Failed(err) => Err(err),
-            };
+            let sig = stop.into_failure(exit::CONFLICT)?;
+            return Ok(holding::interrupted(sig, &waiting));
         }
     };
     tracing::info!(key = leadership.key(), token = %leadership.token(), "leading");
@@ -141,25 +139,11 @@ pub async fn run(global: &GlobalOpts, args: ElectArgs) -> Result<u8> {
     holding::outcome(held, lost_at_resign)
 }
 
-enum Stop {
-    Signalled(i32),
-    Failed(anyhow::Error),
-}
-
-/// Campaigns until leader; a signal drops the campaign, which withdraws the candidacy.
-async fn campaign(
-    session: &Session,
-    name: &str,
-    value: String,
-    signals: &mut Signals,
-) -> Result<Leadership, Stop> {
-    let election = session.election(name).map_err(|e| Stop::Failed(e.into()))?;
+/// Campaigns on `session` until leader; dropping it (a signal) withdraws the candidacy.
+async fn campaign(session: Session, name: &str, value: String) -> tenure::Result<Leadership> {
+    let election = session.election(name)?;
     tracing::info!(name, "campaigning");
-    match signals.race(election.campaign(value)).await {
-        Ok(Ok(leadership)) => Ok(leadership),
-        Ok(Err(e)) => Err(Stop::Failed(e.into())),
-        Err(sig) => Err(Stop::Signalled(sig)),
-    }
+    election.campaign(value).await
 }
 
 /// `HOST:PID`: which process leads, for people reading `tenure leader`.

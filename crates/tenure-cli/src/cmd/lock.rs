@@ -6,14 +6,15 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use tenure::{Mutex, MutexGuard, Session, Tenure};
+use tenure::{MutexGuard, Session, Tenure};
 use tokio::time::Instant;
 
 use crate::cli::connect;
 use crate::cli::options::{parse_duration, GlobalOpts};
 use crate::cmd;
-use crate::exit::{self, Failure};
+use crate::exit;
 use crate::holding::{self, Holding, CLOSE_TIMEOUT};
+use crate::requeue;
 use crate::signals::Signals;
 
 pub const AFTER_HELP: &str = "\
@@ -33,7 +34,8 @@ Exit codes:
   2            usage: bad option, URL, name or duration; no --url; mem:// given
   69           the store is unreachable or failing
   70           internal error
-  75           the lock was lost while held
+  75           the lock was lost while held (the command was stopped); a session lost while
+               still waiting is replaced by a new one and the wait goes on (logged at -v)
   77           the store refused our credentials, certificate or permission
   126 / 127    the command could not be executed / was not found
   130 / 143    interrupted by SIGINT / SIGTERM while waiting for the lock
@@ -77,19 +79,23 @@ pub async fn run(global: &GlobalOpts, args: LockArgs) -> Result<u8> {
         Ok(tenure) => tenure?,
         Err(sig) => return Ok(holding::interrupted(sig, &waiting)),
     };
-    let session = match signals.race(tenure.session()).await {
-        Ok(session) => session?,
-        Err(sig) => return Ok(holding::interrupted(sig, &waiting)),
+    let what = format!("lock {:?}", args.name);
+    let budget = if args.no_wait {
+        Some(Duration::ZERO)
+    } else {
+        args.wait
     };
-    let guard = match acquire(&session, &args, &mut signals).await {
-        Ok(guard) => guard,
+    let granted = requeue::until_granted(&tenure, budget, &mut signals, &what, |session, left| {
+        wait_for(session, &args.name, left)
+    });
+    let (session, guard) = match granted.await {
+        Ok(granted) => granted,
         Err(stop) => {
-            cmd::close_session(session, CLOSE_TIMEOUT).await;
-            return stop.into_result();
+            let sig = stop.into_failure(args.conflict_exit_code)?;
+            return Ok(holding::interrupted(sig, &waiting));
         }
     };
     tracing::info!(key = guard.key(), token = %guard.token(), "acquired");
-    let what = format!("lock {:?}", args.name);
     let held = if args.command.is_empty() {
         let holding = Holding {
             name: guard.name(),
@@ -109,51 +115,17 @@ pub async fn run(global: &GlobalOpts, args: LockArgs) -> Result<u8> {
     holding::outcome(held, lost_at_release)
 }
 
-/// Why no guard came out of waiting.
-enum NotAcquired {
-    Signalled(i32),
-    Failed(anyhow::Error),
-}
-
-impl NotAcquired {
-    fn into_result(self) -> Result<u8> {
-        match self {
-            NotAcquired::Signalled(sig) => Ok(exit::signalled(sig)),
-            NotAcquired::Failed(err) => Err(err),
-        }
-    }
-}
-
-/// Waits as the options say; a signal drops the lock future, which withdraws from the queue.
-async fn acquire(
-    session: &Session,
-    args: &LockArgs,
-    signals: &mut Signals,
-) -> Result<MutexGuard, NotAcquired> {
-    let mutex = session
-        .mutex(&args.name)
-        .map_err(|e| NotAcquired::Failed(e.into()))?;
-    match signals.race(wait_for(&mutex, args)).await {
-        Ok(Ok(guard)) => Ok(guard),
-        Ok(Err(e)) => {
-            let code = exit::for_error(&e, args.conflict_exit_code);
-            Err(NotAcquired::Failed(
-                Failure::new(code, e.to_string()).into(),
-            ))
-        }
-        Err(sig) => {
-            holding::interrupted(sig, &format!("{:?}", args.name));
-            Err(NotAcquired::Signalled(sig))
-        }
-    }
-}
-
-async fn wait_for(mutex: &Mutex, args: &LockArgs) -> tenure::Result<MutexGuard> {
-    match args.wait {
-        _ if args.no_wait => mutex.try_lock().await,
-        // flock(1) treats a zero timeout as "do not wait"; so do we.
-        Some(wait) if wait.is_zero() => mutex.try_lock().await,
-        Some(wait) => mutex.lock_timeout(wait).await,
+/// Queues on `session` for at most `left` (`None`: until granted; zero: only if free, as
+/// flock(1) treats a zero timeout). Dropping it (a signal) withdraws from the queue.
+async fn wait_for(
+    session: Session,
+    name: &str,
+    left: Option<Duration>,
+) -> tenure::Result<MutexGuard> {
+    let mutex = session.mutex(name)?;
+    match left {
+        Some(left) if left.is_zero() => mutex.try_lock().await,
+        Some(left) => mutex.lock_timeout(left).await,
         None => {
             tracing::info!(name = mutex.name(), "waiting for the lock");
             mutex.lock().await

@@ -51,7 +51,7 @@ pub(crate) async fn call_with<T, E>(
 /// A store, as reached through one URL.
 #[async_trait]
 pub(crate) trait Backend: Send + Sync + 'static {
-    /// Short backend name for messages ("etcd", "mem").
+    /// Short backend name for messages: "etcd", "zk", "redis", "redlock" or "mem".
     fn kind(&self) -> &'static str;
     /// Shortest and longest session TTL the store honours.
     fn ttl_range(&self) -> (Duration, Duration);
@@ -78,7 +78,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
 /// One lease and what is held under it.
 #[async_trait]
 pub(crate) trait SessionBackend: Send + Sync + 'static {
-    /// The lease id (etcd lease id; embedded lease number).
+    /// The session's id in the store: the etcd lease id; the ZooKeeper session id; on Redis
+    /// the random 64-bit id of the heartbeat key `tenure:session:<id hex>`; the embedded
+    /// store's lease number.
     fn id(&self) -> u64;
     /// Fires when the lease is lost.
     fn liveness(&self) -> &Liveness;

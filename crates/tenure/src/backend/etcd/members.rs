@@ -52,7 +52,12 @@ impl Members {
 
     /// The preferred member's client, connecting it on first use.
     pub(super) async fn member(&self) -> Result<Member> {
-        let index = self.preferred.load(Ordering::Relaxed) % self.urls.len();
+        self.member_at(self.preferred.load(Ordering::Relaxed) % self.urls.len())
+            .await
+    }
+
+    /// Member `index`'s client, connecting it on first use.
+    pub(super) async fn member_at(&self, index: usize) -> Result<Member> {
         let connect = self.clients[index].get_or_try_init(|| {
             Client::connect([self.urls[index].as_str()], Some(self.options.clone()))
         });
@@ -76,6 +81,16 @@ impl Members {
             self.failed(index);
         }
         Err(answer)
+    }
+
+    /// How many members the URL names.
+    pub(super) fn len(&self) -> usize {
+        self.urls.len()
+    }
+
+    /// Makes member `index` the preferred one (it answered first).
+    pub(super) fn prefer(&self, index: usize) {
+        self.preferred.store(index, Ordering::Relaxed);
     }
 
     /// Passes over member `index`, unless another caller already did.

@@ -335,11 +335,14 @@ impl QueueStore for EtcdSession {
 }
 
 /// Keep-alives on one stream per session, reopened after a fault — on the next member when
-/// the one it was on failed or did not answer in time (C14).
+/// the one it was on (or was being opened on) failed or did not answer in time (C14).
 pub(super) struct EtcdRenewer {
     members: Arc<Members>,
     lease: i64,
-    stream: Option<(usize, LeaseKeeper, LeaseKeepAliveStream)>,
+    /// The member the stream is on, or is being opened on: a stopped member never answers
+    /// the opening either, and must be passed over all the same.
+    member: Option<usize>,
+    stream: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
 }
 
 impl EtcdRenewer {
@@ -347,6 +350,7 @@ impl EtcdRenewer {
         EtcdRenewer {
             members,
             lease,
+            member: None,
             stream: None,
         }
     }
@@ -354,17 +358,15 @@ impl EtcdRenewer {
     async fn renew_on_stream(&mut self) -> Result<Option<Duration>> {
         if self.stream.is_none() {
             let member = self.members.member().await?;
+            self.member = Some(member.index);
             match member.client.lease_client().keep_alive(self.lease).await {
-                Ok((keeper, stream)) => self.stream = Some((member.index, keeper, stream)),
+                Ok(stream) => self.stream = Some(stream),
                 // Opening the stream for a revoked lease is etcd saying it is gone.
                 Err(e) if is_lease_not_found(&e.to_string()) => return Ok(None),
-                Err(e) => {
-                    self.members.failed(member.index);
-                    return Err(map_err("keep-alive", e));
-                }
+                Err(e) => return Err(map_err("keep-alive", e)),
             }
         }
-        let Some((_, keeper, stream)) = &mut self.stream else {
+        let Some((keeper, stream)) = &mut self.stream else {
             return Ok(None);
         };
         keeper
@@ -398,7 +400,8 @@ impl Renewer for EtcdRenewer {
 
     /// Drops the stream; its member failed or went quiet, so the next one is tried.
     fn reset(&mut self) {
-        if let Some((member, ..)) = self.stream.take() {
+        self.stream = None;
+        if let Some(member) = self.member.take() {
             self.members.failed(member);
         }
     }

@@ -1,4 +1,5 @@
-//! One watch stream per client, shared by every waiter and holder in the process (§4).
+//! One watch stream per client, shared by every waiter and holder in the process
+//! (docs/contract.md, Performance rules).
 //!
 //! etcd puts a watch that starts at or below its current revision in the *unsynced* group and
 //! catches it up only every 100 ms — the delay that makes Go's Mutex slow to hand over. A

@@ -1,4 +1,4 @@
-//! Waiting for a held lock without polling (DESIGN §4).
+//! Waiting for a held lock without polling (docs/contract.md, Performance rules).
 //!
 //! A waiter whose first attempt finds the lock held subscribes, *before* its next attempt, to
 //! the lock's release channel (our release script publishes there) and to its keyspace channel `__keyspace@<db>__:<name>` (which

@@ -122,6 +122,9 @@ pub(super) fn parent(path: &str) -> &str {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

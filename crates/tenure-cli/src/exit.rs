@@ -66,6 +66,11 @@ pub fn for_error(err: &tenure::Error, conflict: u8) -> u8 {
     match err {
         // Authentication or permission, in either direction (credentials, key ACLs, certificates).
         _ if err.is_permission() => NO_PERMISSION,
+        // A wait that ran out while the store kept failing is the store's fault, not a holder's.
+        E::Timeout {
+            waiting: tenure::Waiting::Retrying { .. },
+            ..
+        } => UNAVAILABLE,
         E::Locked { .. } | E::Timeout { .. } => conflict,
         E::InvalidUrl { .. }
         | E::InvalidName { .. }
@@ -109,6 +114,20 @@ mod tests {
             holder: None,
         };
         assert_eq!(for_error(&locked, 9), 9);
+        let queued = tenure::Error::Timeout {
+            name: "x".into(),
+            waited: std::time::Duration::from_secs(1),
+            waiting: tenure::Waiting::Queued { ahead: None },
+        };
+        assert_eq!(for_error(&queued, 9), 9);
+        let failing = tenure::Error::Timeout {
+            name: "x".into(),
+            waited: std::time::Duration::from_secs(1),
+            waiting: tenure::Waiting::Retrying {
+                last_error: "e".into(),
+            },
+        };
+        assert_eq!(for_error(&failing, 9), UNAVAILABLE);
         let unreachable = tenure::Error::Unreachable {
             endpoint: "e".into(),
             reason: "r".into(),

@@ -252,9 +252,8 @@ fn session_lost_while_waiting_queues_again(tag: &str, test: &str) {
     let (holder, release) = hold(&etcd, &dir, &name);
     let prefix = format!("{name}/");
     let ran = dir.path("ran");
-    let waiter = spawn(
-        lock_sh(&etcd, &[], &name, r#"echo "$TENURE_LOCK_KEY" > "$RAN""#).env("RAN", &ran),
-    );
+    let waiter =
+        spawn(lock_sh(&etcd, &[], &name, r#"echo "$TENURE_LOCK_KEY" > "$RAN""#).env("RAN", &ran));
     wait_until("the waiter to queue", || etcd.keys(&prefix).len() == 2);
     let first = etcd.keys(&prefix)[1].clone();
     etcd.revoke_lease_of(&first);

@@ -69,12 +69,15 @@ pub enum Error {
     },
 
     /// `lock_timeout` (or another bounded wait) ran out before the grant.
-    #[error("timed out after {waited:?} waiting for {name:?}; it is still held by someone else")]
+    #[error("timed out after {waited:?} waiting for {name:?}: {waiting}")]
     Timeout {
         /// The lock name.
         name: String,
         /// How long we waited.
         waited: Duration,
+        /// What the wait was doing when it ran out: queued behind a holder, or retrying a
+        /// store that kept failing (with its last error), or another.
+        waiting: crate::Waiting,
     },
 
     /// The session's lease is gone (or can no longer be trusted), so nothing can be held on it.

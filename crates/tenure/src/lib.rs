@@ -56,6 +56,7 @@ mod session;
 mod status;
 mod token;
 pub mod url;
+mod waiting;
 mod write;
 
 #[cfg(test)]
@@ -73,6 +74,7 @@ pub use security::Secret;
 pub use session::{Session, DEFAULT_TTL};
 pub use status::LockStatus;
 pub use token::FencingToken;
+pub use waiting::Waiting;
 pub use write::Write;
 
 /// The README's examples, compiled as doc tests so they cannot rot.

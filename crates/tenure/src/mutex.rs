@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::backend::Grant;
 use crate::held::Held;
+use crate::waiting::{self, Stage, Waiting};
 use crate::{Error, Result, Session, Write};
 
 /// A named lock on a [`Session`]; create it with [`Session::mutex`].
@@ -50,7 +51,9 @@ impl Mutex {
     /// Waits until this caller holds the lock. Fails with [`Error::SessionLost`] if the
     /// session is lost while waiting.
     pub async fn lock(&self) -> Result<MutexGuard> {
+        waiting::note(Waiting::LocalQueue);
         let permit = self.session.local_queue(&self.name).lock_owned().await;
+        waiting::note(Waiting::Store);
         self.acquire(true, permit).await
     }
 
@@ -67,13 +70,16 @@ impl Mutex {
     }
 
     /// Like [`Mutex::lock`], but gives up with [`Error::Timeout`] after `timeout`, withdrawing
-    /// from the queue.
+    /// from the queue. The error says what the wait was doing ([`Waiting`]): queued behind a
+    /// holder, or retrying a store that kept failing.
     pub async fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard> {
-        tokio::time::timeout(timeout, self.lock())
+        let stage = Stage::new();
+        tokio::time::timeout(timeout, waiting::observed(&stage, self.lock()))
             .await
             .map_err(|_| Error::Timeout {
                 name: self.name.clone(),
                 waited: timeout,
+                waiting: stage.get(),
             })?
     }
 

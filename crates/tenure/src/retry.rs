@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::Result;
+use crate::{Result, Waiting};
 
 const FIRST_DELAY: Duration = Duration::from_millis(20);
 const MAX_DELAY: Duration = Duration::from_secs(1);
@@ -19,7 +19,15 @@ where
     let mut tries = 0;
     loop {
         tries += 1;
-        match op().await {
+        let answer = op().await;
+        match &answer {
+            Err(e) if e.is_transient() => crate::waiting::note(Waiting::Retrying {
+                last_error: e.to_string(),
+            }),
+            Ok(_) => crate::waiting::note_answered(),
+            Err(_) => {}
+        }
+        match answer {
             Err(e) if e.is_transient() && tries < attempts => {
                 tracing::debug!(error = %e, tries, "transient store error, retrying");
                 tokio::time::sleep(jitter(delay)).await;

@@ -1,7 +1,10 @@
 //! Redlock over 3 and 5 `redis-server` processes this test starts on free loopback ports:
 //! with a minority of masters killed the lock still works (acquire, exclusion, renewal,
 //! release); with a majority killed, acquiring fails with a clear error and leaves nothing held
-//! on the survivors, and a holder's `lost()` fires.
+//! on the survivors, and a holder's `lost()` fires. A master that comes back empty (restarted
+//! without persistence while we hold, or down when the session opened) is repaired by the
+//! next renewal — session key, our lock (if still free there) and fencing counter — so the
+//! session then survives losing another master.
 
 mod redis_support;
 mod support;
@@ -130,6 +133,79 @@ async fn fails_cleanly_without_majority(n: usize, test: &str) {
         .expect("holder told it lost the lock");
     let refused = Tenure::connect(&url(&servers)).await.unwrap_err();
     assert!(matches!(refused, Error::Unreachable { .. }), "{refused}");
+}
+
+/// One master comes back empty while we hold: after `down_at_open`, a master that was down
+/// when the session opened and the lock was taken; otherwise one restarted while holding.
+/// The next renewals put the session, the lock and its counter back on it; then another
+/// master dies, and the session and the lock live on (2 of 3).
+async fn repairs_a_master_then_survives_another_fault(down_at_open: bool, test: &str) {
+    let Some((mut servers, tenure)) = setup(3, test).await else {
+        return;
+    };
+    let name = "redlock-repair";
+    if down_at_open {
+        servers[0].kill();
+    }
+    let s = tenure.session().await.unwrap();
+    let g = s.mutex(name).unwrap().lock().await.unwrap();
+    let t1 = g.token();
+    servers[0].restart().await;
+    let (port, session) = (servers[0].port, format!("tenure:session:{:016x}", s.id()));
+    assert!(!exists(port, &session) && !exists(port, name));
+    wait_for("the empty master repaired", PATIENCE, || {
+        let repaired = exists(port, &session) && exists(port, name);
+        async move { repaired.then_some(()) }
+    })
+    .await;
+    let fence = resp(port, &format!("GET {name}:fence"));
+    assert_eq!(
+        fence,
+        Some(t1.get().to_string()),
+        "fencing counter not raised"
+    );
+
+    servers[1].kill();
+    for round in 0..2 {
+        let mut last = pttl(port, name);
+        wait_for(
+            &format!("renewal {round} on the repaired master"),
+            PATIENCE,
+            || {
+                let now = pttl(port, name);
+                let rose = now > last;
+                last = now;
+                async move { rose.then_some(()) }
+            },
+        )
+        .await;
+    }
+    assert!(!g.is_lost() && !s.is_lost(), "lost after the second fault");
+    let other = tenure.session().await.unwrap();
+    assert!(matches!(
+        other.mutex(name).unwrap().try_lock().await,
+        Err(Error::Locked { .. })
+    ));
+    g.unlock().await.unwrap();
+    let g2 = other.mutex(name).unwrap().lock().await.unwrap();
+    assert!(g2.token() > t1);
+    g2.unlock().await.unwrap();
+    assert!(!exists(port, name) && !exists(servers[2].port, name));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_restarted_while_holding_is_repaired() {
+    repairs_a_master_then_survives_another_fault(
+        false,
+        "master_restarted_while_holding_is_repaired",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_down_at_session_open_is_repaired() {
+    repairs_a_master_then_survives_another_fault(true, "master_down_at_session_open_is_repaired")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

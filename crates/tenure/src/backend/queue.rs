@@ -14,6 +14,7 @@ use tokio::sync::OwnedMutexGuard;
 use super::{Grant, SessionBackend};
 use crate::liveness::{Liveness, LostReason};
 use crate::retry::{jitter, with_backoff};
+use crate::waiting::{self, Waiting};
 use crate::{Error, Result, Write};
 
 /// Retries per store call before a transient fault is reported.
@@ -94,7 +95,9 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
         ticket: Ticket,
     ) -> Result<Enqueued>;
     /// In one round trip: creates the entry only if the queue is empty; else names the holder.
-    /// A holder that is our own entry (an earlier attempt applied, its answer lost) is ours.
+    /// A holder that is our own entry (an earlier attempt applied, its answer lost) is ours;
+    /// when the answer is "held by another", nothing of ours is left in the store, whatever
+    /// earlier attempts with the same `ticket` did.
     async fn enqueue_if_empty(
         &self,
         prefix: &str,
@@ -303,21 +306,13 @@ async fn acquire<S: QueueStore>(
         pending.entry = Some(enq.mine.clone());
         enq
     } else {
-        let mut tries = 0;
-        let answer = with_backoff(ATTEMPTS, || {
-            tries += 1;
-            store.enqueue_if_empty(&prefix, value, ticket)
-        })
-        .await;
-        match answer {
+        match with_backoff(ATTEMPTS, || store.enqueue_if_empty(&prefix, value, ticket)).await {
             Ok(Ok(enq)) => enq,
             Ok(Err(holder)) => {
-                // One answered attempt wrote nothing. After an unanswered one an entry of ours
-                // may exist behind the holder (ZooKeeper's create-then-check): `pending` stays
-                // armed and withdraws it (C13).
-                if tries == 1 {
-                    pending.permit = None;
-                }
+                // A `Locked` answer leaves nothing of ours in the store, also after retries
+                // (the store withdraws what an unanswered attempt made: C4, C13), so there is
+                // no cleanup to keep siblings waiting for.
+                pending.permit = None;
                 return Err(Error::Locked {
                     name: name.to_string(),
                     holder,
@@ -362,11 +357,17 @@ async fn wait_for_turn<S: QueueStore>(
             Ahead::Nobody { rev } => return Ok(rev),
             Ahead::Entry { key, rev } => (key, rev),
         };
+        waiting::note(Waiting::Queued {
+            ahead: Some(key.clone()),
+        });
         tokio::select! {
             res = store.wait_deleted(&key, rev) => match res {
                 Ok(()) => {}
                 Err(e) if e.is_transient() => {
                     tracing::debug!(error = %e, "predecessor watch broke; re-checking");
+                    waiting::note(Waiting::Retrying {
+                        last_error: e.to_string(),
+                    });
                     tokio::time::sleep(jitter(Duration::from_millis(50))).await;
                 }
                 Err(e) => return Err(e),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::fixture::redis_fixture::RedisAdmin;
 use super::fixture::{eventually, Admin, Fixture};
-use super::{read_u64, within};
+use super::{read_u64, within, write_held};
 use crate::{Error, LostReason, Write};
 
 fn admin(f: &Fixture) -> &RedisAdmin {
@@ -45,9 +45,13 @@ pub(crate) async fn r3_no_starvation_20_contenders(f: Fixture) {
                 assert!(g.token().get() > last, "token did not increase");
                 last = g.token().get();
                 let n = read_u64(tenure.read(&value_key).await.unwrap());
-                g.write([Write::put(value_key.clone(), (n + 1).to_string())])
-                    .await
-                    .unwrap();
+                write_held(
+                    &tenure,
+                    &g,
+                    Write::put(value_key.clone(), (n + 1).to_string()),
+                )
+                .await
+                .unwrap();
                 inside.fetch_sub(1, Ordering::SeqCst);
                 g.unlock().await.unwrap();
                 got += 1;
@@ -147,4 +151,48 @@ pub(crate) async fn r_elections_unsupported(f: Fixture) {
         Err(Error::Unsupported { advice, .. }) => assert!(advice.contains("etcd"), "{advice}"),
         other => panic!("expected Unsupported, got {other:?}"),
     }
+}
+
+/// The layout's reserved names (C12 on Redis): lock `N`'s fencing counter is `N:fence` and
+/// session heartbeats are `tenure:session:<id>`, so no lock may be named `…:fence` or
+/// `tenure:…` (it would hold another lock's counter, which has no TTL, or a session's
+/// heartbeat), and no write may target them; both are refused as `InvalidName`, touching
+/// nothing. Reading them is allowed.
+pub(crate) async fn r12_reserved_names_refused(f: Fixture) {
+    let name = f.name("reserved");
+    let s = f.tenure.session().await.unwrap();
+    let g = s.mutex(&name).unwrap().lock().await.unwrap();
+    let fence = admin(&f).fence(&name).await;
+    let session = crate::backend::redis::scripts::session_key(s.id());
+    let heartbeat = admin(&f).get(&session).await;
+    assert!(heartbeat.is_some(), "no heartbeat key {session}");
+    for bad in [format!("{name}:fence"), session.clone(), "tenure:x".into()] {
+        let m = s.mutex(&bad).unwrap();
+        let waited = within("lock on a reserved name", m.lock()).await;
+        for res in [m.try_lock().await.map(drop), waited.map(drop)] {
+            match res {
+                Err(Error::InvalidName { reason, .. }) => {
+                    assert!(reason.contains("reserved"), "{bad}: {reason}")
+                }
+                other => panic!("{bad}: expected InvalidName, got {other:?}"),
+            }
+        }
+        let err = f
+            .tenure
+            .write([Write::put(bad.clone(), "1")])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidName { .. }), "{bad}: {err}");
+        let err = g.write([Write::put(bad.clone(), "1")]).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidName { .. }), "{bad}: {err}");
+    }
+    assert_eq!(admin(&f).fence(&name).await, fence, "fence counter touched");
+    assert_eq!(
+        admin(&f).get(&session).await,
+        heartbeat,
+        "heartbeat touched"
+    );
+    let counter = f.tenure.read(&format!("{name}:fence")).await.unwrap();
+    assert_eq!(counter, Some(fence.to_string().into_bytes()));
+    g.unlock().await.unwrap();
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::support::skip;
+use super::support::skip;
 
 /// Sends one inline command (space-separated words without spaces inside) to a Redis server
 /// at `127.0.0.1:port` and returns the first reply line, or `None` if nobody answers.
@@ -36,10 +36,34 @@ pub fn exists(port: u16, key: &str) -> bool {
     resp(port, &format!("EXISTS {key}")).as_deref() == Some(":1")
 }
 
+/// Makes the server at `port` a replica of a master that does not exist (port 1 on loopback,
+/// where nobody listens): it keeps its data and answers reads, but refuses every write, and
+/// every script that writes, with `READONLY` — a transient fault that is never applied, so a
+/// client retries it. [`accept_writes`] undoes it; the data is untouched (a replica flushes
+/// only once it has synced with its master, which never answers).
+pub fn refuse_writes(port: u16) {
+    assert_eq!(
+        resp(port, "REPLICAOF 127.0.0.1 1").as_deref(),
+        Some("+OK"),
+        "REPLICAOF on {port}"
+    );
+}
+
+/// Makes the server at `port` a master again after [`refuse_writes`].
+pub fn accept_writes(port: u16) {
+    assert_eq!(
+        resp(port, "REPLICAOF NO ONE").as_deref(),
+        Some("+OK"),
+        "REPLICAOF NO ONE on {port}"
+    );
+}
+
 /// A `redis-server` this test started; killed (and reaped) on drop.
 pub struct RedisProcess {
     pub port: u16,
     child: Option<Child>,
+    bin: String,
+    extra: Vec<String>,
 }
 
 impl RedisProcess {
@@ -48,6 +72,41 @@ impl RedisProcess {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Kills the server and starts it again on the same port, empty (no persistence: as a
+    /// master that crashed and came back without its data); waits until it answers.
+    pub async fn restart(&mut self) {
+        self.kill();
+        assert!(
+            self.spawn().await,
+            "redis-server did not come back on port {}",
+            self.port
+        );
+    }
+
+    /// Starts the server on its port; whether it answers PING within 10 s.
+    async fn spawn(&mut self) -> bool {
+        let child = Command::new(&self.bin)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // A password-protected server answers PING with -NOAUTH: up all the same.
+            if resp(self.port, "PING").is_some_and(|l| l == "+PONG" || l.starts_with("-NOAUTH")) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
@@ -95,31 +154,13 @@ pub async fn start_servers(bin: &str, n: usize) -> Vec<RedisProcess> {
 pub async fn start_servers_with(bin: &str, n: usize, extra: &[&str]) -> Vec<RedisProcess> {
     let mut servers = Vec::new();
     while servers.len() < n {
-        let port = free_port();
-        let child = Command::new(bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
         let mut p = RedisProcess {
-            port,
-            child: Some(child),
+            port: free_port(),
+            child: None,
+            bin: bin.to_string(),
+            extra: extra.iter().map(ToString::to_string).collect(),
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let up = loop {
-            // A password-protected server answers PING with -NOAUTH: up all the same.
-            if resp(port, "PING").is_some_and(|l| l == "+PONG" || l.starts_with("-NOAUTH")) {
-                break true;
-            }
-            if Instant::now() > deadline {
-                break false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        if up {
+        if p.spawn().await {
             servers.push(p);
         } else {
             p.kill(); // lost the port race; try another

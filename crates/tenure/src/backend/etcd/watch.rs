@@ -14,6 +14,8 @@
 //! writes were in flight, and the caller adds a second watch (see [`DeleteWatch::hedge`]).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -27,10 +29,36 @@ use tokio::sync::mpsc;
 use super::members::{Members, ATTEMPT_TIMEOUT};
 use super::revision;
 
-/// How often a stream with watches on it asks its member for a progress report: a member that
-/// stopped (SIGSTOP, a hung machine) keeps its connection open and says nothing, so silence
-/// past [`ATTEMPT_TIMEOUT`] after a request is how the waiters on it learn to move (C14).
-const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the member under a stream with watches on it is checked (C14). A member that
+/// stopped (SIGSTOP, a hung machine) keeps its connection open and says nothing; one cut off
+/// from its peers keeps the stream open and answers progress requests from its stale store,
+/// but delivers no new events. Both fail a linearizable read, which needs the leader and
+/// carries require-leader: a stopped one by silence, a leaderless one by refusing. A failed
+/// check passes the member over and breaks the stream, so every waiter on it re-watches
+/// elsewhere and re-reads.
+const CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long the check may take. A count-only read answers in milliseconds on a healthy
+/// cluster; a false alarm costs one re-watch and one read per waiter.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A check of one member in flight: resolves to whether it answered.
+type MemberCheck = Pin<Box<dyn Future<Output = bool> + Send>>;
+
+/// Whether member `index` answers a linearizable read in time (a refusal by permission is an
+/// answer too).
+async fn member_answers(members: Arc<Members>, index: usize) -> bool {
+    let Ok(member) = members.member_at(index).await else {
+        return false;
+    };
+    let mut kv = member.client.kv_client();
+    let read = kv.get("\0", Some(etcd_client::GetOptions::new().with_count_only()));
+    match tokio::time::timeout(CHECK_TIMEOUT, read).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => super::map_err("check", e).is_permission(),
+        Err(_) => false,
+    }
+}
 
 /// What a deletion watch reports, in order: `Created` (with the revision etcd created the
 /// watch at), then `Deleted` or `Broken`.
@@ -162,9 +190,6 @@ struct Driver {
     /// The stream, and the member it is on.
     stream: Option<(usize, WatchRequestSender, WatchResponseStream)>,
     watching: HashMap<i64, mpsc::UnboundedSender<WatchEvent>>,
-    /// When the member last said anything, and whether a progress request awaits its answer.
-    heard: tokio::time::Instant,
-    asked: bool,
 }
 
 impl Driver {
@@ -197,36 +222,25 @@ impl Driver {
                 };
                 let (sender, responses) = stream.split();
                 self.stream = Some((member.index, sender, responses));
-                self.heard = tokio::time::Instant::now();
-                self.asked = false;
                 Ok(())
             }
         }
     }
 
-    /// Asks the member for progress while watches depend on it; a member that left the last
-    /// request unanswered for [`ATTEMPT_TIMEOUT`] is passed over and the stream broken, so
-    /// every waiter on it re-watches (elsewhere) and re-reads.
-    async fn check_member(&mut self) {
-        let Some((member, sender, _)) = &mut self.stream else {
-            return;
-        };
-        if self.watching.is_empty() {
-            return;
-        }
-        if self.asked && self.heard.elapsed() >= ATTEMPT_TIMEOUT {
-            let member = *member;
-            self.members.failed(member);
-            return self.break_all("the etcd member stopped answering on the watch stream");
-        }
-        if !self.asked && sender.request_progress().await.is_ok() {
-            self.asked = true;
-        }
+    /// The member to check now: the stream's, while watches depend on it.
+    fn member_to_check(&self) -> Option<usize> {
+        let (member, ..) = self.stream.as_ref()?;
+        (!self.watching.is_empty()).then_some(*member)
     }
 
-    fn heard_from_member(&mut self) {
-        self.heard = tokio::time::Instant::now();
-        self.asked = false;
+    /// A check of `member` failed: if the stream is still on it, move.
+    fn member_failed(&mut self, member: usize) {
+        if matches!(self.stream, Some((m, ..)) if m == member) {
+            self.members.failed(member);
+            self.break_all(
+                "the etcd member under the watch stream stopped answering or lost its leader",
+            );
+        }
     }
 
     fn tell(&mut self, id: i64, event: WatchEvent) {
@@ -287,11 +301,12 @@ async fn drive(members: Arc<Members>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         members,
         stream: None,
         watching: HashMap::new(),
-        heard: tokio::time::Instant::now(),
-        asked: false,
     };
-    let mut progress = tokio::time::interval(PROGRESS_INTERVAL);
-    progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = tokio::time::interval(CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The check in flight, if any, and the member it checks; it runs beside the stream so that
+    // waiting for its answer never holds up events.
+    let mut check: Option<(usize, MemberCheck)> = None;
     loop {
         tokio::select! {
             cmd = rx.recv() => match cmd {
@@ -306,7 +321,6 @@ async fn drive(members: Arc<Members>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
             },
             msg = next_message(&mut d.stream) => match msg {
                 Ok(Some(resp)) => {
-                    d.heard_from_member();
                     if let Some(done) = d.on_response(resp) {
                         d.cancel(done).await;
                     }
@@ -319,7 +333,18 @@ async fn drive(members: Arc<Members>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
                     d.break_all(&e.to_string());
                 }
             },
-            _ = progress.tick() => d.check_member().await,
+            _ = tick.tick(), if check.is_none() => {
+                if let Some(member) = d.member_to_check() {
+                    check = Some((member, Box::pin(member_answers(d.members.clone(), member))));
+                }
+            }
+            answered = async { check.as_mut().map(|(_, c)| c).expect("guarded").await }, if check.is_some() => {
+                if let Some((member, _)) = check.take() {
+                    if !answered {
+                        d.member_failed(member);
+                    }
+                }
+            }
         }
     }
 }

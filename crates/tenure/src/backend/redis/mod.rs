@@ -32,6 +32,8 @@
 //!     +subscribe +unsubscribe +psubscribe +punsubscribe +eval +evalsha +script|load
 //! ```
 //!
+//! (`+config|get` as well lets `connect` check the eviction policy; see below.)
+//!
 //! Such a user cannot take, release or extend a lock outside its prefix. It can touch other
 //! sessions' heartbeat keys (random 64-bit ids it is not told); deleting one makes that
 //! session's next renewal give up its locks, as a revoked lease would.
@@ -48,6 +50,20 @@
 //! not a fail-over to a replica that had not received the last `INCR` — Redis replication is
 //! asynchronous, so a promoted replica can also have lost the lock itself. Under Redlock see
 //! [`redlock`]: the token is the largest counter of the granting majority, written back to it.
+//!
+//! **Eviction** can reset them too: under `maxmemory-policy allkeys-lru` (or any `allkeys-*`)
+//! a full server may evict `N:fence`, which has no TTL, and the next acquire counts from 1
+//! again, so a token can repeat one already handed out and a fenced resource would refuse the
+//! new holder (or, having forgotten too, accept a stale one). A `volatile-*` policy is no way
+//! out: it evicts keys with a TTL, which are the held locks themselves, so another client
+//! could take a lock whose holder hears of it only at its next renewal. Run lock servers with
+//! `noeviction` (Redis's default). `connect` asks each server (`CONFIG GET maxmemory-policy`,
+//! alongside its `PING`) and logs a warning for any other policy; a server or user that
+//! refuses `CONFIG` is simply not checked.
+//!
+//! **Reserved names.** `N:fence` is lock `N`'s counter and `tenure:session:<id>` a session's
+//! heartbeat, so names ending in `:fence` or starting with `tenure:` are refused as lock names
+//! and write targets ([`Error::InvalidName`]); any other name's keys can never meet them.
 //!
 //! **Where Redis is weaker than etcd, plainly:** waiting is not FIFO (C3 is exempt; see
 //! [`waiting`]); a lock deleted by someone else is noticed at the next renewal (within TTL/3),
@@ -76,7 +92,7 @@ use tokio::time::Instant;
 use self::node::{Access, Node};
 use self::redlock::{drift, Nodes};
 use self::scripts::{session_key, WRITE};
-use self::session::{RedisSession, Registry, SessionRenewer};
+use self::session::{check_targets, RedisSession, Registry, SessionRenewer};
 use super::lease::spawn_keep_alive;
 use super::{observe, Backend, SessionBackend};
 use crate::liveness::Liveness;
@@ -163,7 +179,12 @@ pub(crate) async fn connect(
     }
     let nodes = Arc::new(Nodes { nodes });
     let ping = redis::cmd("PING").clone();
-    match nodes.majority::<String>("connect", &ping).await {
+    // Asked alongside the PING, so that it costs no extra wait.
+    let (answered, ()) = tokio::join!(
+        nodes.majority::<String>("connect", &ping),
+        warn_if_evicting(&nodes)
+    );
+    match answered {
         Ok(_) => {}
         Err(Error::Transient { message, .. }) => {
             return Err(Error::Unreachable {
@@ -178,6 +199,51 @@ pub(crate) async fn connect(
         Err(e) => return Err(e),
     }
     Ok(Arc::new(RedisBackend { nodes, redlock }))
+}
+
+/// What a `maxmemory-policy` other than `noeviction` may do to locks, if anything.
+fn eviction_risk(policy: &str) -> Option<&'static str> {
+    if policy.starts_with("allkeys-") {
+        Some("may evict fencing counters (`<name>:fence`, kept without a TTL), after which tokens restart at 1 and can repeat an earlier holder's")
+    } else if policy.starts_with("volatile-") {
+        Some("may evict held locks (keys with a TTL), after which another client can take a lock its holder still believes it holds, until the next renewal")
+    } else {
+        None
+    }
+}
+
+/// Warns when a server's `maxmemory-policy` may evict what locks rest on (see
+/// [`eviction_risk`]). Best effort: a server or ACL user that refuses `CONFIG GET` is not
+/// checked, and nothing fails.
+async fn warn_if_evicting(nodes: &Nodes) {
+    let get = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .clone();
+    let answers = futures_util::future::join_all(
+        nodes
+            .nodes
+            .iter()
+            .map(|n| n.run::<Vec<String>>("config", &get)),
+    )
+    .await;
+    for (node, answer) in nodes.nodes.iter().zip(answers) {
+        match answer.as_deref() {
+            Ok([_, policy]) => {
+                if let Some(risk) = eviction_risk(policy) {
+                    tracing::warn!(
+                        server = %node.addr,
+                        %policy,
+                        "maxmemory-policy {policy} {risk}; run lock servers with maxmemory-policy noeviction"
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(server = %node.addr, error = %e, "cannot read maxmemory-policy")
+            }
+        }
+    }
 }
 
 /// `redis://` or `redlock://` as a [`Backend`].
@@ -220,7 +286,7 @@ impl Backend for RedisBackend {
         let sent = Instant::now();
         let set = redis::cmd("SET")
             .arg(session_key(id))
-            .arg(format!("{id:016x}"))
+            .arg(session::session_value(id))
             .arg("PX")
             .arg(ttl.as_millis() as u64)
             .clone();
@@ -262,6 +328,7 @@ impl Backend for RedisBackend {
     }
 
     async fn write(&self, ops: &[Write]) -> Result<()> {
+        check_targets(ops)?;
         // One write is a plain SET or DEL: the store's own floor in benchmarks.
         if let [op] = ops {
             let cmd = match op {

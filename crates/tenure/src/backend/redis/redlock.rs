@@ -6,6 +6,20 @@
 //! only when a majority granted it within the validity time (TTL − elapsed − drift); a failed
 //! attempt is released everywhere before anyone retries; renewal needs a majority too.
 //!
+//! **Repair.** A session's heartbeat key, like a lock, needs only a majority, so a master can
+//! lack it: one that restarted without persistence, or was down when the session opened. Such
+//! a master answers each renewal "no session here" (and drops our locks on it). Once a
+//! majority has confirmed the session in the same renewal, the heartbeat is re-created there,
+//! each lock a majority confirmed is taken there again only if it is free (`SET NX`: another
+//! client may have taken that master's copy meanwhile, and keeps it; it cannot have a majority
+//! while ours holds elsewhere), and each fencing counter is raised to at least our token. So
+//! the session survives the next fault as it did the first. Redlock's own caveat remains: a
+//! master that restarts empty *before* a repair can, with enough other faults, let a second
+//! client gather a majority (5 masters: ours on A, B, C; C restarts; another client takes C,
+//! D, E). Persistence (`appendonly yes`) or keeping a restarted master out for one TTL
+//! (antirez's "delayed restarts") closes that. An operator revoking a session must delete its
+//! heartbeat on every master: a renewal that still finds it on a majority puts it back.
+//!
 //! **Fencing under Redlock.** Each master keeps its own `N:fence` counter. The token of a grant
 //! is the largest counter value among the masters that granted it, and before the grant is
 //! handed out that value is written back (raised, never lowered) to the counter of every
@@ -24,7 +38,7 @@ use futures_util::future::join_all;
 use tokio::time::Instant;
 
 use super::node::Node;
-use super::scripts::{fence_key, release_channel, ACQUIRE, RAISE_FENCE, RELEASE, RENEW};
+use super::scripts::{fence_key, release_channel, ACQUIRE, RAISE_FENCE, RELEASE, RENEW, REPAIR};
 use crate::{Error, Result};
 
 /// The answer to one acquire attempt.
@@ -46,7 +60,12 @@ pub(crate) enum Attempt {
 pub(crate) struct Renewal {
     pub session: Option<bool>,
     pub grants: Vec<Option<bool>>,
+    /// The masters that answered that they have no session key (by index).
+    pub missing: Vec<usize>,
 }
+
+/// A lock to put back on a repaired master: key, value, token.
+pub(crate) type Reassert<'a> = (&'a str, &'a str, u64);
 
 /// Redlock's allowance for clock drift between us and the masters: 1 % of the TTL + 2 ms.
 pub(crate) fn drift(ttl: Duration) -> Duration {
@@ -231,6 +250,12 @@ impl Nodes {
                 n.script::<Vec<i64>>("renew", &inv).await
             })
             .await;
+        let missing = results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r, Ok(a) if a.first() != Some(&1)))
+            .map(|(i, _)| i)
+            .collect();
         let (answers, errors) = Self::split(results);
         if answers.is_empty() {
             return Err(self.no_majority("renew", 0, &errors));
@@ -252,7 +277,45 @@ impl Nodes {
         Ok(Renewal {
             session: verdict(0),
             grants: (1..=grants.len()).map(verdict).collect(),
+            missing,
         })
+    }
+
+    /// Puts a session that a majority just confirmed back on the masters in `missing` (see
+    /// [`REPAIR`]), so that it tolerates the next fault as it did the first. Best effort: a
+    /// master that fails is tried again at the next renewal. How many masters were repaired.
+    pub(crate) async fn repair(
+        &self,
+        missing: &[usize],
+        session_key: &str,
+        session_value: &str,
+        locks: &[Reassert<'_>],
+        ttl: Duration,
+    ) -> usize {
+        let fences: Vec<String> = locks.iter().map(|(k, _, _)| fence_key(k)).collect();
+        let mut inv = REPAIR.prepare_invoke();
+        inv.key(session_key).arg(ms(ttl)).arg(session_value);
+        for ((key, value, token), fence) in locks.iter().zip(&fences) {
+            inv.key(*key).key(fence).arg(*value).arg(*token);
+        }
+        let inv = &inv;
+        let results = join_all(
+            missing
+                .iter()
+                .filter_map(|i| self.nodes.get(*i))
+                .map(|n| async move { (n, n.script::<Vec<i64>>("renew", inv).await) }),
+        )
+        .await;
+        let mut repaired = 0;
+        for (node, r) in results {
+            match r {
+                Ok(_) => repaired += 1,
+                Err(e) => {
+                    tracing::debug!(server = %node.addr, error = %e, "could not repair a Redlock master; next renewal retries")
+                }
+            }
+        }
+        repaired
     }
 
     /// Runs one command everywhere; `Ok` with the answers once a majority succeeded.

@@ -8,6 +8,10 @@
 //! grant's `lost()` (C7a, at the next renewal at the latest). Deleting the heartbeat key is this
 //! backend's "revoke": the next renewal releases every lock of the session and reports the
 //! session lost.
+//!
+//! An unlock takes its lock out of renewal before it sends the release, so a release that is
+//! refused, unanswered or abandoned (its future dropped) can never be extended by the
+//! session: the guard's background release retries it, and at worst it expires one TTL later.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -18,12 +22,13 @@ use tokio::sync::OwnedMutexGuard;
 use tokio::task::AbortHandle;
 
 use super::redlock::{drift, Attempt, Nodes};
-use super::scripts::{session_key, GUARDED_WRITE};
+use super::scripts::{check_name, session_key, GUARDED_WRITE};
 use super::waiting::Waiter;
 use crate::backend::lease::Renewer;
 use crate::backend::{Grant, SessionBackend};
 use crate::liveness::{Liveness, LostReason};
 use crate::retry::with_backoff;
+use crate::waiting::{self, Waiting};
 use crate::{Error, Result, Write};
 
 /// Retries per store call before a transient fault is reported.
@@ -34,6 +39,10 @@ struct Held {
     token: u64,
     value: String,
     liveness: Liveness,
+    /// An unlock has begun: renewal no longer extends the lock, but the value stays known
+    /// until the store has answered, so that a retried release (the guard's background one,
+    /// after an `unlock()` was dropped or failed transiently) can still compare-and-delete.
+    releasing: bool,
 }
 
 /// The locks a session holds, by key.
@@ -52,6 +61,17 @@ impl Registry {
             .map(|h| h.value.clone())
     }
 
+    /// Takes the lock out of renewal *before* any release request is sent, and returns its
+    /// value: whatever happens to the release from here on (answered, refused, or its future
+    /// dropped), renewal can no longer keep the lock alive, so at worst it expires within
+    /// one TTL (docs/contract.md, C13).
+    fn start_release(&self, key: &str, token: u64) -> Option<String> {
+        let mut map = self.lock();
+        let held = map.get_mut(key).filter(|h| h.token == token)?;
+        held.releasing = true;
+        Some(held.value.clone())
+    }
+
     fn remove(&self, key: &str, token: u64) {
         let mut map = self.lock();
         if map.get(key).is_some_and(|h| h.token == token) {
@@ -59,10 +79,20 @@ impl Registry {
         }
     }
 
-    fn snapshot(&self) -> Vec<(String, String, u64, Liveness)> {
+    /// The locks to renew: every lock held, except those being released.
+    fn renewing(&self) -> Vec<(String, String, u64, Liveness)> {
         self.lock()
             .iter()
+            .filter(|(_, h)| !h.releasing)
             .map(|(k, h)| (k.clone(), h.value.clone(), h.token, h.liveness.clone()))
+            .collect()
+    }
+
+    /// Every lock of the session with its value, including those being released.
+    fn all(&self) -> Vec<(String, String)> {
+        self.lock()
+            .iter()
+            .map(|(k, h)| (k.clone(), h.value.clone()))
             .collect()
     }
 }
@@ -78,7 +108,7 @@ pub(crate) struct SessionRenewer {
 #[async_trait]
 impl Renewer for SessionRenewer {
     async fn renew(&mut self) -> Result<Option<Duration>> {
-        let held = self.registry.snapshot();
+        let held = self.registry.renewing();
         let pairs: Vec<(String, String)> = held
             .iter()
             .map(|(k, v, _, _)| (k.clone(), v.clone()))
@@ -93,15 +123,30 @@ impl Renewer for SessionRenewer {
             None => return Err(undecided()),
         }
         let mut unknown = false;
-        for ((key, _, token, liveness), verdict) in held.iter().zip(r.grants) {
+        let mut reassert = Vec::new();
+        for ((key, value, token, liveness), verdict) in held.iter().zip(r.grants) {
             match verdict {
-                Some(true) => {}
+                Some(true) => reassert.push((key.as_str(), value.as_str(), *token)),
                 Some(false) => {
                     liveness.lose(LostReason::EntryDeleted);
                     self.registry.remove(key, *token);
                 }
                 None => unknown = true,
             }
+        }
+        if !r.missing.is_empty() {
+            // Redlock: a master restarted empty, or was down when the session opened. Without
+            // its heartbeat there, every renewal would give up our locks on it, and the session
+            // would survive no second fault.
+            self.nodes
+                .repair(
+                    &r.missing,
+                    &session_key(self.id),
+                    &session_value(self.id),
+                    &reassert,
+                    self.ttl,
+                )
+                .await;
         }
         if unknown {
             return Err(undecided());
@@ -115,6 +160,18 @@ fn undecided() -> Error {
         op: "renew",
         message: "no majority of Redlock masters confirmed or denied the renewal".into(),
     }
+}
+
+/// Refuses writes to the layout's own keys (see [`check_name`]).
+pub(crate) fn check_targets(ops: &[Write]) -> Result<()> {
+    ops.iter().try_for_each(|op| match op {
+        Write::Put { key, .. } | Write::Delete { key } => check_name(key),
+    })
+}
+
+/// The value of a session's heartbeat key.
+pub(crate) fn session_value(id: u64) -> String {
+    format!("{id:016x}")
 }
 
 /// A random value for one acquisition: the session id, then 64 random bits, in hex.
@@ -178,6 +235,7 @@ impl RedisSession {
                 token,
                 value,
                 liveness: liveness.clone(),
+                releasing: false,
             },
         );
         Grant {
@@ -214,6 +272,7 @@ impl SessionBackend for RedisSession {
         wait: bool,
         permit: OwnedMutexGuard<()>,
     ) -> Result<Grant> {
+        check_name(name)?;
         if let Some(reason) = self.liveness.reason() {
             return Err(Error::SessionLost { reason });
         }
@@ -252,6 +311,9 @@ impl SessionBackend for RedisSession {
             if !wait {
                 return Err(Self::locked(name));
             }
+            waiting::note(Waiting::Queued {
+                ahead: Some(name.to_string()),
+            });
             let Some(waiter) = &mut waiter else {
                 waiter = Some(Waiter::subscribe(&self.nodes.nodes, name).await);
                 continue;
@@ -265,14 +327,19 @@ impl SessionBackend for RedisSession {
 
     async fn release(&self, grant: &Grant) -> Result<()> {
         let lost = grant.liveness.reason();
-        let Some(value) = self.registry.value_of(&grant.key, grant.token) else {
+        let Some(value) = self.registry.start_release(&grant.key, grant.token) else {
             return Err(Error::LockLost {
                 key: grant.key.clone(),
                 reason: lost.unwrap_or(LostReason::EntryDeleted),
             });
         };
-        let removed = with_backoff(ATTEMPTS, || self.nodes.release(&grant.key, &value)).await?;
-        self.registry.remove(&grant.key, grant.token);
+        let removed = with_backoff(ATTEMPTS, || self.nodes.release(&grant.key, &value)).await;
+        match &removed {
+            // Kept (out of renewal) for the retry that follows a transient failure.
+            Err(e) if e.is_transient() => {}
+            _ => self.registry.remove(&grant.key, grant.token),
+        }
+        let removed = removed?;
         match (lost, removed) {
             (Some(reason), _) => Err(Error::LockLost {
                 key: grant.key.clone(),
@@ -290,6 +357,7 @@ impl SessionBackend for RedisSession {
     }
 
     async fn guarded_write(&self, grant: &Grant, ops: &[Write]) -> Result<bool> {
+        check_targets(ops)?;
         if grant.liveness.is_lost() {
             return Ok(false);
         }
@@ -330,12 +398,7 @@ impl SessionBackend for RedisSession {
         let del = redis::cmd("DEL").arg(&key).clone();
         self.nodes.majority::<i64>("close", &del).await?;
         // With the heartbeat gone, one renewal round releases (and publishes) every lock.
-        let pairs: Vec<(String, String)> = self
-            .registry
-            .snapshot()
-            .into_iter()
-            .map(|(k, v, _, _)| (k, v))
-            .collect();
+        let pairs = self.registry.all();
         self.nodes.renew(&key, &pairs, self.ttl).await?;
         self.registry.lock().clear();
         Ok(())

@@ -247,8 +247,17 @@ impl QueueStore for ZkSession {
     ) -> Result<Result<Enqueued, Option<String>>> {
         let dir = layout::dir_of(prefix)?;
         let client = self.client()?;
-        if let Some(holder) = self.children(&client, &dir).await?.first() {
-            if layout::uuid_of(holder) != Some(layout::uuid_of_ticket(ticket).as_str()) {
+        let uuid = layout::uuid_of_ticket(ticket);
+        let children = self.children(&client, &dir).await?;
+        if let Some(holder) = children.first() {
+            if layout::uuid_of(holder) != Some(uuid.as_str()) {
+                // An earlier attempt of this ticket may have left a node behind the holder
+                // (its check or delete unanswered): withdraw it, so "held" leaves nothing.
+                if let Some(mine) = children.iter().find(|c| layout::uuid_of(c) == Some(&uuid)) {
+                    let path = layout::child(&dir, mine);
+                    call_node("withdraw", client.delete(&path, None)).await?;
+                    self.remember(&dir, &uuid, false);
+                }
                 return Ok(Err(Some(layout::child(&dir, holder))));
             }
         }

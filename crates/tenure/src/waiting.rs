@@ -1,0 +1,141 @@
+//! What a bounded wait (`lock_timeout`) was doing when it ran out, so that
+//! [`crate::Error::Timeout`] tells a lock held by someone else from a store that kept failing.
+//!
+//! The wait runs inside [`observed`]; the steps it goes through report where they are with
+//! [`note`] (queued locally, waiting for the store, queued behind a holder) and
+//! [`crate::retry`] reports transient faults and their recovery. Outside [`observed`] (a plain
+//! `lock()`, background tasks) reporting does nothing.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex as StdMutex};
+
+/// What a wait was doing when its time ran out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Waiting {
+    /// Queued behind another task of this process that held or waited for the same name on
+    /// the same session (C9); the store was not asked yet.
+    LocalQueue,
+    /// A request to the store was in flight and had not been answered.
+    Store,
+    /// Queued in the store: the lock was held by someone else, or other waiters were ahead,
+    /// when last checked.
+    Queued {
+        /// The entry directly ahead (the holder, or the waiter before us), where known.
+        ahead: Option<String>,
+    },
+    /// The store kept failing with transient faults (lost connection, no leader, timeout),
+    /// and the request was being retried.
+    Retrying {
+        /// The last fault.
+        last_error: String,
+    },
+}
+
+impl std::fmt::Display for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Waiting::LocalQueue => f.write_str(
+                "another task of this process held or was waiting for it on the same session",
+            ),
+            Waiting::Store => f.write_str("the store had not answered the last request yet"),
+            Waiting::Queued { ahead: Some(key) } => {
+                write!(f, "it was still held by someone else (queued behind {key})")
+            }
+            Waiting::Queued { ahead: None } => f.write_str("it was still held by someone else"),
+            Waiting::Retrying { last_error } => write!(
+                f,
+                "the store kept failing transiently and the request was being retried (last error: {last_error})"
+            ),
+        }
+    }
+}
+
+type Cell = Arc<StdMutex<Waiting>>;
+
+tokio::task_local! {
+    static STAGE: Cell;
+}
+
+/// A record of what the wait run inside [`observed`] with it is doing.
+#[derive(Clone)]
+pub(crate) struct Stage(Cell);
+
+impl Stage {
+    pub(crate) fn new() -> Self {
+        Stage(Arc::new(StdMutex::new(Waiting::LocalQueue)))
+    }
+
+    /// What the wait was doing last.
+    pub(crate) fn get(&self) -> Waiting {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Runs `fut` with `stage` recording what it does.
+pub(crate) async fn observed<F: Future>(stage: &Stage, fut: F) -> F::Output {
+    STAGE.scope(stage.0.clone(), fut).await
+}
+
+/// Records what the current wait is doing (nothing outside [`observed`]).
+pub(crate) fn note(now: Waiting) {
+    let _ = STAGE.try_with(|cell| *cell.lock().unwrap_or_else(|p| p.into_inner()) = now);
+}
+
+/// Records that a request was answered: a fault recorded before is over.
+pub(crate) fn note_answered() {
+    let _ = STAGE.try_with(|cell| {
+        let mut stage = cell.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(*stage, Waiting::Retrying { .. }) {
+            *stage = Waiting::Store;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{Error, Tenure, Waiting};
+
+    #[tokio::test]
+    async fn timeout_says_whether_queued_in_the_store_or_locally() {
+        let tenure = Tenure::connect("mem://waiting-stage").await.unwrap();
+        let holder = tenure.session().await.unwrap();
+        let guard = holder.mutex("w").unwrap().lock().await.unwrap();
+        let other = tenure.session().await.unwrap();
+        let err = other
+            .mutex("w")
+            .unwrap()
+            .lock_timeout(Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        match &err {
+            Error::Timeout {
+                waiting: Waiting::Queued { ahead: Some(key) },
+                ..
+            } => assert_eq!(key, guard.key()),
+            other => panic!("expected a Timeout queued behind the holder, got {other:?}"),
+        }
+        assert!(err.to_string().contains("held by someone else"), "{err}");
+        // Behind a task of this process on the same session: the store was never asked.
+        let err = holder
+            .mutex("w")
+            .unwrap()
+            .lock_timeout(Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Timeout {
+                    waiting: Waiting::LocalQueue,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("this process"), "{err}");
+        guard.unlock().await.unwrap();
+    }
+}

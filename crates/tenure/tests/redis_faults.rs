@@ -1,0 +1,241 @@
+//! Faults a Redis client must get through truthfully, against private `redis-server`
+//! processes this test starts on free loopback ports.
+//!
+//! - An `unlock()` dropped while its release is being refused (the server turned read-only
+//!   for a moment, so the compare-and-delete is never applied): the release still happens, in
+//!   the background, and the session's renewal does not extend the lock meanwhile; a waiter
+//!   gets it while the holder's session lives on (docs/contract.md, C13: every await point is
+//!   safe to abandon). Likewise an `unlock()` whose every retry was refused.
+//! - An `unlock()` refused for good (the ACL took `EVAL`/`EVALSHA` away for a moment): no
+//!   retry follows, and the session's renewal must not keep the lock alive either.
+//! - A server whose `maxmemory-policy` may evict fencing counters or locks is warned about at
+//!   connect.
+//! - `Error::Timeout` says whether the wait was queued behind a holder or retrying a failing
+//!   store.
+
+mod redis_support;
+mod support;
+
+use std::time::Duration;
+
+use redis_support::{accept_writes, exists, redis_bin_or_skip, refuse_writes, resp, start_servers};
+use support::PATIENCE;
+use tenure::{Error, Tenure};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_unlock_is_not_kept_alive_by_renewals() {
+    let Some(bin) = redis_bin_or_skip("dropped_unlock_is_not_kept_alive_by_renewals") else {
+        return;
+    };
+    let server = start_servers(&bin, 1).await.remove(0);
+    // A TTL longer than the wait below, so that the waiter can get the lock only because the
+    // abandoned release was carried out (in the background), not because the lock expired.
+    let tenure = Tenure::builder(&format!("redis://127.0.0.1:{}", server.port))
+        .ttl(Duration::from_secs(120))
+        .connect()
+        .await
+        .unwrap();
+    let name = "dropped-unlock";
+    let holder = tenure.session().await.unwrap();
+    let guard = holder.mutex(name).unwrap().lock().await.unwrap();
+    let first = guard.token();
+
+    refuse_writes(server.port);
+    let mut unlock = Box::pin(guard.unlock());
+    // Refused releases are retried with backoff (over a second in all), so after the first
+    // refusal the future is still pending: dropped mid-release.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), &mut unlock)
+            .await
+            .is_err(),
+        "unlock finished although every release was refused"
+    );
+    drop(unlock);
+    assert!(exists(server.port, name), "the refused release was applied");
+    accept_writes(server.port);
+
+    // The guard's background release retries until the store accepts it; meanwhile the
+    // session keeps renewing (it is still alive at the end), but not this lock.
+    let waiter = tenure.session().await.unwrap();
+    let next = tokio::time::timeout(PATIENCE, waiter.mutex(name).unwrap().lock())
+        .await
+        .expect("the abandoned lock was neither released nor let go: the waiter never got it")
+        .unwrap();
+    assert!(next.token() > first);
+    assert!(
+        !holder.is_lost(),
+        "the holder's session died; renewals were not tested"
+    );
+    next.unlock().await.unwrap();
+    assert!(!exists(server.port, name));
+}
+
+/// An unlock whose every retry was refused (transiently) reports the fault, and the guard
+/// then releases in the background once the store takes writes again: a waiter gets the lock
+/// long before its TTL could have let it go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_unlock_is_released_in_the_background() {
+    let Some(bin) = redis_bin_or_skip("failed_unlock_is_released_in_the_background") else {
+        return;
+    };
+    let server = start_servers(&bin, 1).await.remove(0);
+    let tenure = Tenure::builder(&format!("redis://127.0.0.1:{}", server.port))
+        .ttl(Duration::from_secs(120))
+        .connect()
+        .await
+        .unwrap();
+    let name = "failed-unlock";
+    let holder = tenure.session().await.unwrap();
+    let guard = holder.mutex(name).unwrap().lock().await.unwrap();
+    refuse_writes(server.port);
+    let err = guard.unlock().await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(exists(server.port, name), "the refused release was applied");
+    accept_writes(server.port);
+    let waiter = tenure.session().await.unwrap();
+    tokio::time::timeout(PATIENCE, waiter.mutex(name).unwrap().lock())
+        .await
+        .expect("the failed unlock was not carried out in the background")
+        .unwrap()
+        .unlock()
+        .await
+        .unwrap();
+    assert!(!holder.is_lost());
+}
+
+/// An unlock refused for good is not retried (only transient faults are); the lock then
+/// expires within one TTL, because renewal no longer extends it, and a waiter gets it while the
+/// holder's session lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_unlock_is_not_kept_alive_by_renewals() {
+    let Some(bin) = redis_bin_or_skip("refused_unlock_is_not_kept_alive_by_renewals") else {
+        return;
+    };
+    let server = start_servers(&bin, 1).await.remove(0);
+    let port = server.port;
+    assert_eq!(
+        resp(port, "ACL SETUSER app on >pw ~* &* +@all").as_deref(),
+        Some("+OK")
+    );
+    let tenure = Tenure::builder(&format!("redis://app:pw@127.0.0.1:{port}"))
+        .ttl(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap();
+    let name = "refused-unlock";
+    let holder = tenure.session().await.unwrap();
+    let guard = holder.mutex(name).unwrap().lock().await.unwrap();
+    let first = guard.token();
+
+    assert_eq!(
+        resp(port, "ACL SETUSER app -eval -evalsha").as_deref(),
+        Some("+OK")
+    );
+    let err = guard.unlock().await.unwrap_err();
+    assert_eq!(
+        resp(port, "ACL SETUSER app +eval +evalsha").as_deref(),
+        Some("+OK")
+    );
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err}");
+    assert!(exists(port, name), "the refused release was applied");
+
+    let waiter = tenure.session().await.unwrap();
+    let next = tokio::time::timeout(PATIENCE, waiter.mutex(name).unwrap().lock())
+        .await
+        .expect("the refused lock is still renewed: the waiter never got it")
+        .unwrap();
+    assert!(next.token() > first);
+    assert!(
+        !holder.is_lost(),
+        "the holder's session died; renewals were not tested"
+    );
+    next.unlock().await.unwrap();
+}
+
+/// A server that may evict what locks rest on is warned about at connect, naming the policy,
+/// the risk and the fix: `allkeys-*` may evict fencing counters (so tokens could repeat),
+/// `volatile-*` held locks; `noeviction` is quiet.
+#[tokio::test]
+async fn eviction_policies_are_warned_about() {
+    let Some(bin) = redis_bin_or_skip("eviction_policies_are_warned_about") else {
+        return;
+    };
+    let connect = |port: u16| async move {
+        Tenure::connect(&format!("redis://127.0.0.1:{port}"))
+            .await
+            .unwrap()
+    };
+    let (log, _guard) = support::capture_tracing();
+    let quiet = start_servers(&bin, 1).await;
+    connect(quiet[0].port).await;
+    assert!(!log.text().contains("maxmemory-policy"), "{}", log.text());
+    for (policy, risk) in [
+        ("allkeys-lru", "fencing counters"),
+        ("volatile-ttl", "held locks"),
+    ] {
+        let server = redis_support::start_servers_with(
+            &bin,
+            1,
+            &["--maxmemory", "100mb", "--maxmemory-policy", policy],
+        )
+        .await;
+        connect(server[0].port).await;
+        let text = log.text();
+        assert!(text.contains(policy) && text.contains(risk), "{text}");
+        assert!(text.contains("noeviction"), "{text}");
+    }
+}
+
+/// `Error::Timeout` says what the wait was doing: queued behind a holder, or retrying a
+/// store that refused every attempt (READONLY here), with the store's last error — not
+/// "held by someone else" when nobody held it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_says_what_the_wait_was_doing() {
+    let Some(bin) = redis_bin_or_skip("timeout_says_what_the_wait_was_doing") else {
+        return;
+    };
+    let server = start_servers(&bin, 1).await.remove(0);
+    let tenure = Tenure::connect(&format!("redis://127.0.0.1:{}", server.port))
+        .await
+        .unwrap();
+    let name = "timeout-stage";
+    let (a, b) = (
+        tenure.session().await.unwrap(),
+        tenure.session().await.unwrap(),
+    );
+    let guard = a.mutex(name).unwrap().lock().await.unwrap();
+    let err = b
+        .mutex(name)
+        .unwrap()
+        .lock_timeout(Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert!(err.to_string().contains("held by someone else"), "{err}");
+    guard.unlock().await.unwrap();
+
+    refuse_writes(server.port);
+    let err = b
+        .mutex(name)
+        .unwrap()
+        .lock_timeout(Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    accept_writes(server.port);
+    let text = err.to_string();
+    assert!(matches!(err, Error::Timeout { .. }), "{text}");
+    assert!(!text.contains("held by someone else"), "{text}");
+    assert!(
+        text.contains("read only") && text.contains("retried"),
+        "{text}"
+    );
+    assert!(!exists(server.port, name));
+    b.mutex(name)
+        .unwrap()
+        .lock()
+        .await
+        .unwrap()
+        .unlock()
+        .await
+        .unwrap();
+}

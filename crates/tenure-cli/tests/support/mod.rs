@@ -14,7 +14,7 @@ mod scratch;
 mod skip;
 
 pub use scratch::TempDir;
-pub use skip::env_or_skip;
+pub use skip::{env_or_skip, skip};
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;

@@ -61,6 +61,9 @@ pub(super) fn map_err(op: &'static str, e: etcd_client::Error) -> Error {
             _ if message.contains("leader changed") || message.contains("no leader") => {
                 Error::Transient { op, message }
             }
+            // Made on our side from a broken connection (a member killed mid-request: reset,
+            // broken pipe), with that error as its source; the server never answered (C14).
+            _ if std::error::Error::source(s).is_some() => Error::Transient { op, message },
             _ => Error::Store { op, message },
         },
         E::TransportError(_) | E::IoError(_) | E::WatchError(_) | E::LeaseKeepAliveError(_) => {

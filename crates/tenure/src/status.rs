@@ -22,7 +22,11 @@ pub struct LockStatus {
 /// Groups queue entries (keys held under a lease) by name: the key up to its last `/`.
 fn by_name(entries: Vec<Kv>) -> BTreeMap<String, Vec<Kv>> {
     let mut names: BTreeMap<String, Vec<Kv>> = BTreeMap::new();
-    for kv in entries.into_iter().filter(|kv| kv.lease != 0) {
+    // Keys with NUL are not queue entries (no name contains it): withdrawn markers.
+    let entries = entries
+        .into_iter()
+        .filter(|kv| kv.lease != 0 && !kv.key.contains('\0'));
+    for kv in entries {
         if let Some((name, _)) = kv.key.rsplit_once('/') {
             names.entry(name.to_string()).or_default().push(kv);
         }

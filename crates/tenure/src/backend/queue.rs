@@ -76,11 +76,15 @@ impl Ticket {
         Ticket(fastrand::u128(..))
     }
 
-    /// The key that marks this acquisition withdrawn, for stores that may apply a request
-    /// after its client gave up (etcd): an enqueue of a withdrawn ticket writes nothing. Lock
-    /// names cannot contain NUL, so no name reaches it; it lives under the session's lease.
-    pub(crate) fn withdrawn_key(self, lease: u64) -> String {
-        format!("\0tenure/withdrawn/{lease:x}/{:032x}", self.0)
+    /// The key that marks this acquisition of the queue at `prefix` withdrawn, for stores
+    /// that may apply a request after its client gave up (etcd): an enqueue of a withdrawn
+    /// ticket writes nothing. It sits beside the queue (`<name>\0withdrawn/…`), so a user
+    /// allowed the name's keys is allowed it, and outside it: lock names cannot contain NUL,
+    /// so no queue or name ever reaches it. It lives under the session's lease.
+    #[cfg_attr(not(any(feature = "etcd", feature = "embedded")), allow(dead_code))]
+    pub(crate) fn withdrawn_key(self, prefix: &str, lease: u64) -> String {
+        let name = prefix.strip_suffix('/').unwrap_or(prefix);
+        format!("{name}\0withdrawn/{lease:x}/{:032x}", self.0)
     }
 }
 

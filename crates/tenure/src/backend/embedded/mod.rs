@@ -214,8 +214,8 @@ impl Drop for MemSession {
 
 impl MemSession {
     /// Refuses an enqueue of a withdrawn acquisition (see [`QueueStore::forbid`]).
-    fn check_not_withdrawn(&self, st: &State, ticket: Ticket) -> Result<()> {
-        match st.create_rev(&ticket.withdrawn_key(self.lease)) {
+    fn check_not_withdrawn(&self, st: &State, prefix: &str, ticket: Ticket) -> Result<()> {
+        match st.create_rev(&ticket.withdrawn_key(prefix, self.lease)) {
             None => Ok(()),
             Some(_) => Err(crate::Error::Store {
                 op: "lock",
@@ -241,7 +241,7 @@ impl QueueStore for MemSession {
         let key = key_in(prefix, self.lease);
         self.store.with(|st| {
             st.check_lease(self.lease)?;
-            self.check_not_withdrawn(st, ticket)?;
+            self.check_not_withdrawn(st, prefix, ticket)?;
             let token = st.put_if_absent(&key, value, self.lease);
             let first = st.first_in(prefix).map(|(k, _)| k) == Some(key.clone());
             Ok(Enqueued {
@@ -261,7 +261,7 @@ impl QueueStore for MemSession {
         let key = key_in(prefix, self.lease);
         self.store.with(|st| {
             st.check_lease(self.lease)?;
-            self.check_not_withdrawn(st, ticket)?;
+            self.check_not_withdrawn(st, prefix, ticket)?;
             if let Some((holder, token)) = st.first_in(prefix) {
                 if holder == key {
                     // An earlier attempt was applied but its answer lost (C13): ours.
@@ -306,8 +306,8 @@ impl QueueStore for MemSession {
             .with(|st| st.create_rev(&mine.key) == Some(mine.token) && st.delete(&mine.key)))
     }
 
-    async fn forbid(&self, _prefix: &str, ticket: Ticket) -> Result<()> {
-        let marker = ticket.withdrawn_key(self.lease);
+    async fn forbid(&self, prefix: &str, ticket: Ticket) -> Result<()> {
+        let marker = ticket.withdrawn_key(prefix, self.lease);
         self.store
             .with(|st| st.put_if_absent(&marker, b"", self.lease));
         Ok(())

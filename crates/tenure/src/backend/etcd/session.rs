@@ -58,8 +58,8 @@ impl EtcdSession {
     }
 
     /// Holds while acquisition `ticket` has not been withdrawn (see [`QueueStore::forbid`]).
-    fn not_withdrawn(&self, ticket: Ticket) -> Compare {
-        let marker = ticket.withdrawn_key(self.lease as u64);
+    fn not_withdrawn(&self, prefix: &str, ticket: Ticket) -> Compare {
+        let marker = ticket.withdrawn_key(prefix, self.lease as u64);
         Compare::create_revision(marker, CompareOp::Equal, 0)
     }
 
@@ -157,7 +157,7 @@ impl QueueStore for EtcdSession {
         let txn = Txn::new()
             .when([
                 Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
-                self.not_withdrawn(ticket),
+                self.not_withdrawn(prefix, ticket),
             ])
             .and_then([put, first_created(prefix)])
             .or_else([TxnOp::get(key.as_str(), None), first_created(prefix)]);
@@ -194,7 +194,7 @@ impl QueueStore for EtcdSession {
         // A range compare holds for an empty range, so this reads "nobody is queued".
         let nobody = Compare::create_revision(prefix, CompareOp::Equal, 0).with_prefix();
         let txn = Txn::new()
-            .when([nobody, self.not_withdrawn(ticket)])
+            .when([nobody, self.not_withdrawn(prefix, ticket)])
             .and_then([put])
             .or_else([first_created(prefix)]);
         let resp = self.txn("try lock", txn).await?;
@@ -284,8 +284,8 @@ impl QueueStore for EtcdSession {
         Ok(self.txn("unlock", txn).await?.succeeded())
     }
 
-    async fn forbid(&self, _prefix: &str, ticket: Ticket) -> Result<()> {
-        let marker = ticket.withdrawn_key(self.lease as u64);
+    async fn forbid(&self, prefix: &str, ticket: Ticket) -> Result<()> {
+        let marker = ticket.withdrawn_key(prefix, self.lease as u64);
         let put = TxnOp::put(marker, "", Some(PutOptions::new().with_lease(self.lease)));
         self.txn("withdraw", Txn::new().and_then([put]))
             .await

@@ -2,10 +2,9 @@
 //! signal, guarded writes, and release — explicit, or in the background on drop.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::backend::{Grant, SessionBackend};
-use crate::retry::jitter;
+use crate::retry::while_alive;
 use crate::{Error, FencingToken, LostReason, Result, Write};
 
 /// A grant together with the session that holds it.
@@ -85,18 +84,8 @@ impl Held {
 
 /// Retries a release until it succeeds, fails for good, or the session is gone.
 async fn release_in_background(session: Arc<dyn SessionBackend>, grant: Grant) {
-    loop {
-        match session.release(&grant).await {
-            Err(e) if e.is_transient() && !session.liveness().is_lost() => {
-                tracing::debug!(key = %grant.key, error = %e, "background release; retrying");
-                tokio::time::sleep(jitter(Duration::from_secs(1))).await;
-            }
-            Err(e) => {
-                tracing::debug!(key = %grant.key, error = %e, "background release");
-                return;
-            }
-            Ok(()) => return,
-        }
+    if let Err(e) = while_alive(session.liveness(), || session.release(&grant)).await {
+        tracing::debug!(key = %grant.key, error = %e, "background release");
     }
 }
 

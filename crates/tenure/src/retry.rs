@@ -38,6 +38,29 @@ where
     }
 }
 
+/// Runs `op` in the background's way: until it succeeds or fails for good, retrying transient
+/// faults (after a pause of about a second) for as long as the session `alive` lives. For
+/// cleanups that must not give up while their entry could still block others: once the session
+/// is lost, its lease takes the entry with it.
+pub(crate) async fn while_alive<T, F, Fut>(
+    alive: &crate::liveness::Liveness,
+    mut op: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    loop {
+        match op().await {
+            Err(e) if e.is_transient() && !alive.is_lost() => {
+                tracing::debug!(error = %e, "background cleanup; retrying");
+                tokio::time::sleep(jitter(MAX_DELAY)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A random duration in `[d/2, d]`, so that clients that failed together do not retry together.
 pub(crate) fn jitter(d: Duration) -> Duration {
     let half = d / 2;

@@ -153,6 +153,10 @@ pub(crate) struct Grant {
     pub watch: Option<AbortHandle>,
     /// In-process exclusion (C9): held until the entry is gone from the store.
     pub _permit: Option<OwnedMutexGuard<()>>,
+    /// The queue prefix and ticket of an acquisition that may still have an enqueue attempt
+    /// in flight: release forbids that ticket before deleting the entry, or the late attempt
+    /// could land after the delete and leave an entry nobody holds (C13).
+    pub in_flight: Option<(String, queue::Ticket)>,
 }
 
 impl Drop for Grant {

@@ -13,7 +13,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::{Grant, SessionBackend};
 use crate::liveness::{Liveness, LostReason};
-use crate::retry::{jitter, with_backoff};
+use crate::retry::{jitter, while_alive, with_backoff};
 use crate::waiting::{self, Waiting};
 use crate::{Error, Result, Write};
 
@@ -203,6 +203,9 @@ impl<S: QueueStore> SessionBackend for QueueSession<S> {
         if let Some(watch) = &grant.watch {
             watch.abort();
         }
+        if let Some((prefix, ticket)) = &grant.in_flight {
+            with_backoff(ATTEMPTS, || self.0.forbid(prefix, *ticket)).await?;
+        }
         let mine = Entry::of(grant);
         let lost = grant.liveness.reason();
         let mut tries = 0;
@@ -285,9 +288,12 @@ impl<S: QueueStore> Drop for Pending<S> {
             return;
         };
         rt.spawn(async move {
+            // An entry left behind blocks the name for as long as the session lives, so these
+            // steps do not give up while it does (its lease takes the entry once it is lost).
             // First no late attempt can land, then whatever landed goes.
+            let alive = store.liveness();
             if in_flight {
-                if let Err(e) = with_backoff(ATTEMPTS, || store.forbid(&prefix, ticket)).await {
+                if let Err(e) = while_alive(alive, || store.forbid(&prefix, ticket)).await {
                     tracing::warn!(%prefix, error = %e, "could not mark a withdrawn waiter; a late enqueue may block the name until the session ends");
                 }
             }
@@ -295,8 +301,8 @@ impl<S: QueueStore> Drop for Pending<S> {
                 return;
             };
             let res = match &entry {
-                Some(e) => with_backoff(ATTEMPTS, || store.remove(e)).await.map(|_| ()),
-                None => with_backoff(ATTEMPTS, || withdraw_unknown(store.as_ref(), &prefix)).await,
+                Some(e) => while_alive(alive, || store.remove(e)).await.map(|_| ()),
+                None => while_alive(alive, || withdraw_unknown(store.as_ref(), &prefix)).await,
             };
             if let Err(e) = res {
                 tracing::warn!(%prefix, error = %e, "could not withdraw a waiter; its lease will expire it");
@@ -393,12 +399,15 @@ async fn acquire<S: QueueStore>(
     let liveness = session.child();
     let watch = spawn_entry_watch(store.clone(), enq.mine.clone(), rev, liveness.clone());
     let permit = pending.permit.take();
+    // An attempt still in flight is forbidden at release, before the entry is deleted.
+    let in_flight = std::mem::take(&mut pending.in_flight).then_some((prefix, ticket));
     Ok(Grant {
         key: enq.mine.key,
         token: enq.mine.token,
         liveness,
         watch: Some(watch),
         _permit: permit,
+        in_flight,
     })
 }
 

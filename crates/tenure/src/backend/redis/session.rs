@@ -244,6 +244,7 @@ impl RedisSession {
             liveness,
             watch: None,
             _permit: pending.permit.take(),
+            in_flight: None,
         }
     }
 

@@ -77,6 +77,15 @@ where
         let left = wait.map(|w| w.saturating_sub(started.elapsed()));
         let session = match signals.race(tenure.session()).await {
             Ok(Ok(session)) => session,
+            // A store that cannot grant a lease right now (a cluster between leaders) is
+            // waited out like any other fault while waiting, until the wait runs out.
+            Ok(Err(e)) if e.is_transient() && !left.is_some_and(|l| l.is_zero()) => {
+                tracing::info!(error = %e, "{what}: no session yet; trying again");
+                if let Err(sig) = signals.race(tokio::time::sleep(PAUSE)).await {
+                    return Err(Stop::Signalled(sig));
+                }
+                continue;
+            }
             Ok(Err(e)) => return Err(Stop::Failed(e)),
             Err(sig) => return Err(Stop::Signalled(sig)),
         };

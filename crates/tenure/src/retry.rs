@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crate::liveness::Liveness;
 use crate::{Result, Waiting};
 
 const FIRST_DELAY: Duration = Duration::from_millis(20);
@@ -10,7 +11,28 @@ const MAX_DELAY: Duration = Duration::from_secs(1);
 
 /// Runs `op` until it succeeds, fails with a non-transient error, or `attempts` are used up.
 /// The caller's deadline bounds it from outside (dropping the future stops it).
-pub(crate) async fn with_backoff<T, F, Fut>(attempts: u32, mut op: F) -> Result<T>
+pub(crate) async fn with_backoff<T, F, Fut>(attempts: u32, op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    retry(op, |tries| tries < attempts).await
+}
+
+/// Runs `op` until it succeeds or fails for good, retrying transient faults for as long as the
+/// session `alive` lives: for a waiter, whose only deadline is its caller's (C11), and for
+/// cleanups that must not give up while their entry could still block others (once the session
+/// is lost, its lease takes the entry with it).
+pub(crate) async fn while_alive<T, F, Fut>(alive: &Liveness, op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    retry(op, |_| !alive.is_lost()).await
+}
+
+/// Runs `op`, retrying transient faults with jittered exponential backoff while `again(tries)`.
+async fn retry<T, F, Fut>(mut op: F, mut again: impl FnMut(u32) -> bool) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
@@ -28,33 +50,10 @@ where
             Err(_) => {}
         }
         match answer {
-            Err(e) if e.is_transient() && tries < attempts => {
+            Err(e) if e.is_transient() && again(tries) => {
                 tracing::debug!(error = %e, tries, "transient store error, retrying");
                 tokio::time::sleep(jitter(delay)).await;
                 delay = (delay * 2).min(MAX_DELAY);
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Runs `op` in the background's way: until it succeeds or fails for good, retrying transient
-/// faults (after a pause of about a second) for as long as the session `alive` lives. For
-/// cleanups that must not give up while their entry could still block others: once the session
-/// is lost, its lease takes the entry with it.
-pub(crate) async fn while_alive<T, F, Fut>(
-    alive: &crate::liveness::Liveness,
-    mut op: F,
-) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T>>,
-{
-    loop {
-        match op().await {
-            Err(e) if e.is_transient() && !alive.is_lost() => {
-                tracing::debug!(error = %e, "background cleanup; retrying");
-                tokio::time::sleep(jitter(MAX_DELAY)).await;
             }
             other => return other,
         }

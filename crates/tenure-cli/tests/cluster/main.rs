@@ -42,10 +42,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("etcd35_leader_kills_and_partitions", etcd35_leader_faults),
     ("etcd35_whole_cluster_restart", etcd35_restart_all),
     ("zk_leader_kill_and_follower_stop", zk_faults),
-    (
-        "etcd34_follower_stops_and_partitions",
-        etcd34_follower_faults,
-    ),
+    ("etcd34_follower_stops", etcd34_follower_faults),
 ];
 
 fn main() -> ExitCode {
@@ -253,7 +250,14 @@ fn kill_leader(c: &Cluster, faults: &mut Vec<Fault>, down: f64) {
 ///
 /// The rounds take m1, m2, m3, m1, … in turn (leadership moved away first where needed), so
 /// whichever member the clients sit on — all have the same URL — is hit.
-fn follower_faults(scenario: &str, kind: &str, baseline: f64, fault: f64, rounds: usize) {
+fn follower_faults(
+    scenario: &str,
+    kind: &str,
+    baseline: f64,
+    fault: f64,
+    rounds: usize,
+    partitions: bool,
+) {
     let Some(report) = run(
         scenario,
         kind,
@@ -265,7 +269,7 @@ fn follower_faults(scenario: &str, kind: &str, baseline: f64, fault: f64, rounds
                     sleep(2.0);
                 }
                 let m = as_follower(c, ["m1", "m2", "m3"][round % 3]);
-                if round % 2 == 0 {
+                if round % 2 == 0 || !partitions {
                     stop_follower(c, faults, m, fault);
                 } else {
                     isolate(c, faults, m, fault);
@@ -304,11 +308,16 @@ fn follower_faults(scenario: &str, kind: &str, baseline: f64, fault: f64, rounds
 
 fn etcd35_follower_faults(scenario: &str) {
     // 8 s faults, five rounds with 2 s between: 48 s of faults.
-    follower_faults(scenario, "etcd35", 8.0, 8.0, 5);
+    follower_faults(scenario, "etcd35", 8.0, 8.0, 5, true);
 }
 
+/// Stops only: etcd 3.4 runs without pre-vote by default, so a follower cut off from its peers
+/// campaigns with ever higher terms and, once healed, makes the whole cluster elect again; the
+/// cluster itself then has no leader for seconds (measured: 10.3 s without a grant after a
+/// 6 s partition, no exit 69, no session lost), which no client can shorten. 3.5 has pre-vote
+/// and is partitioned above.
 fn etcd34_follower_faults(scenario: &str) {
-    follower_faults(scenario, "etcd34", 5.0, 6.0, 3);
+    follower_faults(scenario, "etcd34", 5.0, 6.0, 3, false);
 }
 
 /// Leader kills (and restarts) and leader partitions mixed with follower faults: exclusion and

@@ -345,7 +345,7 @@ async fn acquire<S: QueueStore>(
     };
     let mut tries = 0;
     let enq = if wait {
-        let enqueued = with_backoff(ATTEMPTS, || {
+        let enqueued = patiently(&session, || {
             tries += 1;
             store.enqueue(&prefix, value, role, ticket)
         });
@@ -411,6 +411,23 @@ async fn acquire<S: QueueStore>(
     })
 }
 
+/// A waiter's store call: transient faults are retried for as long as the session lives, since
+/// a waiter's only deadline is its caller's (C11; a member fault or a leaderless spell of a
+/// cluster outlasting a fixed number of attempts is no reason to give up, C14). Once the
+/// session is lost, that is the error.
+async fn patiently<T, F, Fut>(session: &Liveness, op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    match while_alive(session, op).await {
+        Err(e) if e.is_transient() => Err(session
+            .reason()
+            .map_or(e, |reason| Error::SessionLost { reason })),
+        other => other,
+    }
+}
+
 /// Waits until nothing is ahead of `mine`; returns the revision at which that was seen.
 async fn wait_for_turn<S: QueueStore>(
     store: &S,
@@ -419,7 +436,7 @@ async fn wait_for_turn<S: QueueStore>(
     mine: &Entry,
 ) -> Result<i64> {
     loop {
-        let ahead = with_backoff(ATTEMPTS, || store.ahead(prefix, mine)).await?;
+        let ahead = patiently(session, || store.ahead(prefix, mine)).await?;
         let (key, rev) = match ahead {
             Ahead::Nobody { rev } => return Ok(rev),
             Ahead::Entry { key, rev } => (key, rev),

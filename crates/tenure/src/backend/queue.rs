@@ -272,6 +272,8 @@ struct Pending<S: QueueStore> {
     /// Whether an enqueue attempt may still be applied later: one went unanswered, or was
     /// still out when the acquisition ended.
     in_flight: bool,
+    /// The name's in-process queue, and our place in it while we hold it (C9).
+    queue: Arc<tokio::sync::Mutex<()>>,
     permit: Option<OwnedMutexGuard<()>>,
 }
 
@@ -282,7 +284,7 @@ impl<S: QueueStore> Drop for Pending<S> {
             return;
         }
         let (store, prefix, entry) = (self.store.clone(), self.prefix.clone(), self.entry.take());
-        let (ticket, in_flight) = (self.ticket, self.in_flight);
+        let (ticket, in_flight, queue) = (self.ticket, self.in_flight, self.queue.clone());
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(%prefix, "no runtime to withdraw a waiter; its lease will expire it");
             return;
@@ -297,8 +299,15 @@ impl<S: QueueStore> Drop for Pending<S> {
                     tracing::warn!(%prefix, error = %e, "could not mark a withdrawn waiter; a late enqueue may block the name until the session ends");
                 }
             }
-            let Some(permit) = permit else {
-                return;
+            // A try that was told `Locked` gave its place back at once; an attempt of it that
+            // landed before the marker is withdrawn once the place is ours again, so that no
+            // sibling's entry (the same key on etcd) can be taken for it.
+            let permit = match permit {
+                Some(permit) => permit,
+                None => tokio::select! {
+                    permit = queue.lock_owned() => permit,
+                    _ = alive.lost() => return,
+                },
             };
             let res = match &entry {
                 Some(e) => while_alive(alive, || store.remove(e)).await.map(|_| ()),
@@ -341,6 +350,7 @@ async fn acquire<S: QueueStore>(
         ticket,
         entry: None,
         in_flight: true,
+        queue: OwnedMutexGuard::mutex(&permit).clone(),
         permit: Some(permit),
     };
     let mut tries = 0;

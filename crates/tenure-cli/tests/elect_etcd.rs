@@ -279,6 +279,11 @@ fn status_shows_holder_and_waiters(tag: &str, test: &str) {
     assert_eq!(row["key"], key, "{row}");
     assert_eq!(row["token"].to_string(), token, "{row}");
     assert_eq!(row["waiters"], 1, "{row}");
+    // The holder records HOST:PID of the `tenure lock` process by default.
+    let me = tenure::host_pid();
+    let (host, _) = me.rsplit_once(':').expect("HOST:PID");
+    let value = format!("{host}:{}", holder.pid);
+    assert_eq!(row["value"], value.as_str(), "{row}");
     assert!(
         row["ttl_ms"]
             .as_u64()
@@ -288,7 +293,12 @@ fn status_shows_holder_and_waiters(tag: &str, test: &str) {
     let table = run(etcd.tenure().args(["status", &name]));
     let text = stdout(&table);
     assert!(text.starts_with("NAME"), "{text}");
-    assert!(text.lines().any(|l| l.contains(key)), "{text}");
+    // The table cuts values to 32 characters (31 and an ellipsis).
+    let shown: String = value.chars().take(31).collect();
+    assert!(
+        text.lines().any(|l| l.contains(key) && l.contains(&shown)),
+        "{text}"
+    );
     std::fs::write(&release, "").expect("release");
     assert_eq!(code(&holder.finish()), 0);
     assert_eq!(code(&waiter.finish()), 0);

@@ -1,4 +1,4 @@
-//! The clause-by-clause conformance suite for the contract in docs/contract.md (C1–C12 and the
+//! The clause-by-clause conformance suite for the contract in docs/contract.md (C1–C15 and the
 //! election clauses), one generic test per clause, run against every backend: `mem` always;
 //! `etcd34`/`etcd35`, `zk` and `redis` when `scripts/test` provides `TENURE_TEST_ETCD34_URL`,
 //! `TENURE_TEST_ETCD35_URL`, `TENURE_TEST_ZK_URL` and `TENURE_TEST_REDIS_URL` (skipped with a
@@ -437,6 +437,97 @@ pub(crate) async fn c13_retried_steps_are_idempotent(f: Fixture) {
     assert!(f.admin.keys(&prefix).await.is_empty());
 }
 
+/// C15: under one prefix, a mutex held with two waiters, a mutex held with a value of its own
+/// and an election led: `status(prefix)` lists each name once, as given, with its holder's key,
+/// token and value (`HOST:PID` by default) and its waiters; so does `status("")` among
+/// everything else in the store, and a prefix that ends mid-name (`…/jo`); once all are
+/// released, nothing is listed.
+pub(crate) async fn c15_status_lists_holders_and_waiters(f: Fixture) {
+    let prefix = f.name("status/");
+    let jobs = f.name("status/jobs");
+    let (primary, tagged) = (f.name("status/primary"), f.name("status/tagged"));
+    let a = f.tenure.session().await.unwrap();
+    let held = a.mutex(&jobs).unwrap().lock().await.unwrap();
+    let mut waiters = Vec::new();
+    for _ in 0..2 {
+        let m = f.tenure.session().await.unwrap().mutex(&jobs).unwrap();
+        waiters.push(tokio::spawn(
+            async move { m.lock().await.map(|g| g.token()) },
+        ));
+    }
+    eventually("waiters queued", || async {
+        f.admin.keys(&format!("{jobs}/")).await.len() == 3
+    })
+    .await;
+    let mutex = a.mutex(&tagged).unwrap().with_value("worker-7");
+    let tagged_guard = mutex.lock().await.unwrap();
+    let leading = a
+        .election(&primary)
+        .unwrap()
+        .campaign("leader-1")
+        .await
+        .unwrap();
+    let row = |name: &str, key: &str, token, value: &[u8], queued| {
+        (
+            name.to_string(),
+            key.to_string(),
+            token,
+            value.to_vec(),
+            queued,
+        )
+    };
+    let expected = vec![
+        row(
+            &jobs,
+            held.key(),
+            held.token(),
+            crate::host_pid().as_bytes(),
+            2,
+        ),
+        row(&primary, leading.key(), leading.token(), b"leader-1", 0),
+        row(
+            &tagged,
+            tagged_guard.key(),
+            tagged_guard.token(),
+            b"worker-7",
+            0,
+        ),
+    ];
+    let t = &f.tenure;
+    assert_eq!(listed_under(t, &prefix, &prefix).await, expected);
+    assert_eq!(t.status(&prefix).await.unwrap().len(), 3);
+    assert_eq!(listed_under(t, "", &prefix).await, expected, "status(\"\")");
+    let mid_name = f.name("status/jo");
+    assert_eq!(listed_under(t, &mid_name, &prefix).await, expected[..1]);
+    held.unlock().await.unwrap();
+    for w in waiters {
+        within("waiter", w).await.unwrap().unwrap();
+    }
+    tagged_guard.unlock().await.unwrap();
+    leading.resign().await.unwrap();
+    eventually("nothing listed once released", || async {
+        f.tenure.status(&prefix).await.unwrap().is_empty()
+    })
+    .await;
+}
+
+/// `status(under)`, only the names that start with `prefix`, as (name, key, token, value,
+/// waiters).
+async fn listed_under(
+    tenure: &Tenure,
+    under: &str,
+    prefix: &str,
+) -> Vec<(String, String, crate::FencingToken, Vec<u8>, usize)> {
+    let all = tenure.status(under).await.expect("status");
+    all.into_iter()
+        .filter(|s| s.name.starts_with(prefix))
+        .map(|s| {
+            let h = s.holder;
+            (s.name, h.key, h.token, h.value, s.waiters)
+        })
+        .collect()
+}
+
 /// C12: bad input gives typed errors, never a panic or hang.
 pub(crate) async fn c12_bad_input(f: Fixture) {
     let s = f.tenure.session().await.unwrap();
@@ -493,6 +584,7 @@ macro_rules! all_clauses {
             c9_in_process_exclusion,
             c10_guarded_writes,
             c12_bad_input,
+            c15_status_lists_holders_and_waiters,
             e1_single_leader_among_many,
             e2_succession_and_observe_in_order,
             e3_failover_on_crash,
@@ -508,7 +600,9 @@ macro_rules! all_clauses {
 ///   race, so `r3_no_starvation_20_contenders` checks the weaker promise Redis can keep;
 /// - the election clauses (e1–e5): the Redis backend refuses elections with
 ///   `Error::Unsupported` (no ordered watch; see `backend/redis`), checked by
-///   `r_elections_unsupported`.
+///   `r_elections_unsupported`;
+/// - C15 (listing): Redis keeps nothing for waiters, so `status` is `Error::Unsupported`,
+///   checked by `r_status_unsupported`.
 ///
 /// C11 (transient faults) is exempt here: the fault injector wraps the fair-queue recipe's
 /// store, which Redis does not use.
@@ -533,6 +627,7 @@ macro_rules! redis_clauses {
             r7_taken_over_is_lost,
             r12_reserved_names_refused,
             r_elections_unsupported,
+            r_status_unsupported,
         );
     };
 }
@@ -570,6 +665,7 @@ suite!(zk, super::fixture::zk;
     c10_guarded_writes,
     c12_bad_input,
     c13_retried_steps_are_idempotent,
+    c15_status_lists_holders_and_waiters,
     e1_single_leader_among_many,
     e2_observe_in_order_zk,
     e3_failover_on_crash,
@@ -604,6 +700,7 @@ macro_rules! redlock_clauses {
             r7_taken_over_is_lost,
             r12_reserved_names_refused,
             r_elections_unsupported,
+            r_status_unsupported,
         );
     };
 }

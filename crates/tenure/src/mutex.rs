@@ -33,6 +33,8 @@ use crate::{Error, Result, Session, Write};
 pub struct Mutex {
     session: Session,
     name: String,
+    /// Recorded in the holder's entry, for operators (`Tenure::status`).
+    value: Vec<u8>,
 }
 
 impl Mutex {
@@ -40,7 +42,32 @@ impl Mutex {
         Mutex {
             session,
             name: name.to_string(),
+            value: crate::host_pid().into_bytes(),
         }
+    }
+
+    /// This mutex, recording `value` in its holder's entry instead of the default
+    /// [`crate::host_pid`] (`HOST:PID`), so that [`Tenure::status`](crate::Tenure::status) and
+    /// `tenure status` say who holds the lock, as Curator records the holder's address.
+    ///
+    /// The value is informational: no peer's locking reads it. On etcd it is the holder key's
+    /// value (Go's `concurrency.Mutex` and `etcdctl lock` write an empty one and ignore it); on
+    /// ZooKeeper the holder node's data (as Curator's). On Redis it is not recorded: the lock
+    /// key's value must stay the random owner token that redis-py and redsync compare on
+    /// release, and Redis does not list holders anyway.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// let tenure = tenure::Tenure::connect("mem://with-value-doc").await?;
+    /// let session = tenure.session().await?;
+    /// let _guard = session.mutex("jobs/nightly")?.with_value("web-1:8080").lock().await?;
+    /// let status = tenure.status("jobs/").await?;
+    /// assert_eq!(status[0].holder.value, b"web-1:8080");
+    /// # Ok(()) }
+    /// ```
+    pub fn with_value(mut self, value: impl Into<Vec<u8>>) -> Self {
+        self.value = value.into();
+        self
     }
 
     /// The lock's name (the key prefix in the store).
@@ -89,7 +116,9 @@ impl Mutex {
         permit: tokio::sync::OwnedMutexGuard<()>,
     ) -> Result<MutexGuard> {
         let backend = self.session.inner.backend.clone();
-        let grant: Grant = backend.acquire(&self.name, b"", wait, permit).await?;
+        let grant: Grant = backend
+            .acquire(&self.name, &self.value, wait, permit)
+            .await?;
         Ok(MutexGuard {
             held: Held::new(backend, grant),
             name: self.name.clone(),

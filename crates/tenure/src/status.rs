@@ -9,9 +9,9 @@ use crate::{Leader, Result, Tenure};
 /// One lock or election as the store shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockStatus {
-    /// The lock or election name (the key prefix without its trailing `/`).
+    /// The lock or election name, as it was given (see [`Tenure::status`] for ZooKeeper).
     pub name: String,
-    /// The holder (for a mutex) or leader (for an election), with its value and token.
+    /// The holder (for a mutex) or leader (for an election), with its key, token and value.
     pub holder: Leader,
     /// How many sessions wait behind the holder.
     pub waiters: usize,
@@ -35,14 +35,27 @@ fn by_name(entries: Vec<Kv>) -> BTreeMap<String, Vec<Kv>> {
 }
 
 impl Tenure {
-    /// Every lock and election whose name starts with `prefix` (empty: all), with holder,
-    /// waiters and the holder lease's remaining TTL.
+    /// Every lock and election whose name starts with `prefix` (empty: all), each once, with
+    /// its holder or leader (key, token and value: a mutex holder's
+    /// [`Mutex::with_value`](crate::Mutex::with_value), `HOST:PID` by default; an election's
+    /// proposal), how many wait behind it, and the holder lease's remaining TTL where the store
+    /// reports it (etcd, `mem://`).
+    ///
+    /// Names are shown as they were given. ZooKeeper cannot tell `a` from `/a` (one znode), so
+    /// there a name is shown without a leading `/` unless `prefix` starts with one. Redis keeps
+    /// nothing for waiters and cannot list: [`crate::Error::Unsupported`].
     pub async fn status(&self, prefix: &str) -> Result<Vec<LockStatus>> {
-        let entries = self.backend_ref().entries(prefix).await?;
+        let backend = self.backend_ref();
+        let entries = backend.entries_under(prefix).await?;
+        let unrooted = backend.rooted_names() && !prefix.starts_with('/');
         let mut out = Vec::new();
         for (name, kvs) in by_name(entries) {
             let Some(holder) = first(&kvs) else { continue };
-            let holder_ttl = self.backend_ref().lease_ttl(holder.lease).await?;
+            let holder_ttl = backend.lease_ttl(holder.lease).await?;
+            let name = match name.strip_prefix('/') {
+                Some(given) if unrooted => given.to_string(),
+                _ => name,
+            };
             out.push(LockStatus {
                 holder: Leader::from(holder),
                 waiters: kvs.len() - 1,
@@ -90,6 +103,7 @@ mod tests {
         assert_eq!(st.len(), 2);
         assert_eq!((st[0].name.as_str(), st[0].waiters), ("app/jobs", 1));
         assert_eq!(st[0].holder.key, g.key());
+        assert_eq!(st[0].holder.value, crate::host_pid().into_bytes());
         assert_eq!(
             (st[1].name.as_str(), st[1].holder.value.as_slice()),
             ("app/primary", &b"me"[..])

@@ -99,7 +99,7 @@ pub async fn run(global: &GlobalOpts, args: ElectArgs) -> Result<u8> {
         Ok(tenure) => tenure?,
         Err(sig) => return Ok(holding::interrupted(sig, &waiting)),
     };
-    let value = args.value.clone().unwrap_or_else(default_value);
+    let value = args.value.clone().unwrap_or_else(tenure::host_pid);
     let campaigning =
         requeue::until_granted(&tenure, None, &mut signals, &waiting, |session, _| {
             campaign(session, &args.name, value.clone())
@@ -144,21 +144,6 @@ async fn campaign(session: Session, name: &str, value: String) -> tenure::Result
     let election = session.election(name)?;
     tracing::info!(name, "campaigning");
     election.campaign(value).await
-}
-
-/// `HOST:PID`: which process leads, for people reading `tenure leader`.
-fn default_value() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates what fits.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let host = match rc {
-        0 => {
-            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-            String::from_utf8_lossy(&buf[..end]).into_owned()
-        }
-        _ => "localhost".to_string(),
-    };
-    format!("{host}:{}", std::process::id())
 }
 
 /// One leader (or none) on one line.

@@ -66,6 +66,10 @@ pub struct LockArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub grace: Duration,
 
+    /// The value to hold with (what `tenure status` shows; not kept on Redis) [default: HOST:PID]
+    #[arg(long, value_name = "V")]
+    pub value: Option<String>,
+
     /// Command to run while holding the lock, after `--`
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -86,7 +90,7 @@ pub async fn run(global: &GlobalOpts, args: LockArgs) -> Result<u8> {
         args.wait
     };
     let granted = requeue::until_granted(&tenure, budget, &mut signals, &what, |session, left| {
-        wait_for(session, &args.name, left)
+        wait_for(session, &args.name, args.value.as_deref(), left)
     });
     let (session, guard) = match granted.await {
         Ok(granted) => granted,
@@ -116,13 +120,18 @@ pub async fn run(global: &GlobalOpts, args: LockArgs) -> Result<u8> {
 }
 
 /// Queues on `session` for at most `left` (`None`: until granted; zero: only if free, as
-/// flock(1) treats a zero timeout). Dropping it (a signal) withdraws from the queue.
+/// flock(1) treats a zero timeout), holding with `value` (`None`: the library's `HOST:PID`).
+/// Dropping it (a signal) withdraws from the queue.
 async fn wait_for(
     session: Session,
     name: &str,
+    value: Option<&str>,
     left: Option<Duration>,
 ) -> tenure::Result<MutexGuard> {
-    let mutex = session.mutex(name)?;
+    let mut mutex = session.mutex(name)?;
+    if let Some(value) = value {
+        mutex = mutex.with_value(value);
+    }
     match left {
         Some(left) if left.is_zero() => mutex.try_lock().await,
         Some(left) => mutex.lock_timeout(left).await,

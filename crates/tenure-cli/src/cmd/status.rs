@@ -14,8 +14,10 @@ use crate::output;
 pub const AFTER_HELP: &str = "\
 Lists every lock and election whose name starts with PREFIX (default: all), one row each:
   NAME  HOLDER KEY  TOKEN  VALUE  WAITERS  TTL
-VALUE is the holder's value (an election's proposal), shown as UTF-8 with invalid bytes
-replaced and cut to 32 characters; TTL is what is left of the holder's lease (- if unknown).
+VALUE is the holder's value (a lock holder's `tenure lock --value`, HOST:PID by default; an
+election's proposal), shown as UTF-8 with invalid bytes replaced and cut to 32 characters;
+TTL is what is left of the holder's lease (- if unknown, as on ZooKeeper). Redis cannot list
+(exit 2).
 --json prints one JSON array (one document, so `jq '.[]'` works), one object per row:
   {\"name\",\"key\",\"token\",\"value\",\"waiters\",\"ttl_ms\"}  (ttl_ms null if unknown;
   value in full, lossy UTF-8)

@@ -69,6 +69,17 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn write(&self, ops: &[Write]) -> Result<()>;
     /// The entries under `prefix` now.
     async fn entries(&self, prefix: &str) -> Result<Vec<observe::Kv>>;
+    /// Every entry of every queue whose key starts with `prefix`, at any depth (for
+    /// `Tenure::status`). Key-range stores list that with [`Backend::entries`]; a tree of
+    /// nodes (ZooKeeper) lists one queue per directory there, and walks the tree here.
+    async fn entries_under(&self, prefix: &str) -> Result<Vec<observe::Kv>> {
+        self.entries(prefix).await
+    }
+    /// Whether names are paths from a root, `a` and `/a` naming one lock (ZooKeeper), so that
+    /// the store cannot say which spelling its user gave.
+    fn rooted_names(&self) -> bool {
+        false
+    }
     /// The remaining TTL of a lease, `None` if it is gone or the store cannot say.
     async fn lease_ttl(&self, _lease: u64) -> Result<Option<Duration>> {
         Ok(None)

@@ -153,6 +153,21 @@ pub(crate) async fn r_elections_unsupported(f: Fixture) {
     }
 }
 
+/// Listing (C15) is refused with a clear error: Redis keeps one key per held lock and nothing
+/// for waiters, and the lock key's value is the owner token, not a holder value.
+pub(crate) async fn r_status_unsupported(f: Fixture) {
+    let s = f.tenure.session().await.unwrap();
+    let _held = s.mutex(&f.name("held")).unwrap().lock().await.unwrap();
+    for prefix in [f.name(""), String::new()] {
+        match f.tenure.status(&prefix).await {
+            Err(Error::Unsupported { advice, .. }) => {
+                assert!(advice.contains("redis-cli"), "{advice}")
+            }
+            other => panic!("expected Unsupported for {prefix:?}, got {other:?}"),
+        }
+    }
+}
+
 /// The layout's reserved names (C12 on Redis): lock `N`'s fencing counter is `N:fence` and
 /// session heartbeats are `tenure:session:<id>`, so no lock may be named `…:fence` or
 /// `tenure:…` (it would hold another lock's counter, which has no TTL, or a session's

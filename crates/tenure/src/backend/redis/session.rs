@@ -266,6 +266,8 @@ impl SessionBackend for RedisSession {
         &self.liveness
     }
 
+    // The holder's value (`Mutex::with_value`) is not recorded: the lock key's value is the
+    // random owner token that release compares, as redis-py and redsync do on the same key.
     async fn acquire(
         &self,
         name: &str,

@@ -103,9 +103,21 @@ pub(super) fn queue_order(children: Vec<String>) -> Vec<String> {
     seq.into_iter().map(|(_, c)| c).collect()
 }
 
-/// `dir` joined with a child name.
+/// `dir` joined with a child name (the root's children are `/<node>`).
 pub(super) fn child(dir: &str, node: &str) -> String {
-    format!("{dir}/{node}")
+    format!("{}/{node}", dir.strip_suffix('/').unwrap_or(dir))
+}
+
+/// Where a walk for names starting with `prefix` begins: the deepest directory the prefix
+/// names in full, and how the names of its children must start (`app/jo` → `/app`, `jo`;
+/// `app/` → `/app`, empty; `jo` → `/`, `jo`). `None` when that directory is not a valid path,
+/// so no name can start with `prefix`.
+pub(super) fn walk_start(prefix: &str) -> Option<(String, &str)> {
+    let rest = prefix.strip_prefix('/').unwrap_or(prefix);
+    match rest.rsplit_once('/') {
+        None => Some(("/".to_string(), rest)),
+        Some((dir, partial)) => path_of(dir).ok().map(|dir| (dir, partial)),
+    }
 }
 
 /// The last segment of a path.
@@ -180,5 +192,20 @@ mod tests {
         assert_eq!(parent("/a/b/c"), "/a/b");
         assert_eq!(parent("/a"), "/");
         assert_eq!(node_name("/a/b/c"), "c");
+        assert_eq!(child("/", "a"), "/a");
+        assert_eq!(child("/a", "b"), "/a/b");
+    }
+
+    #[test]
+    fn walks_start_at_the_deepest_full_directory() {
+        let start = |p| walk_start(p).map(|(d, rest)| (d, rest.to_string()));
+        assert_eq!(start(""), Some(("/".into(), "".into())));
+        assert_eq!(start("/"), Some(("/".into(), "".into())));
+        assert_eq!(start("ap"), Some(("/".into(), "ap".into())));
+        assert_eq!(start("app/"), Some(("/app".into(), "".into())));
+        assert_eq!(start("/app/jo"), Some(("/app".into(), "jo".into())));
+        assert_eq!(start("app/jobs/"), Some(("/app/jobs".into(), "".into())));
+        assert_eq!(start("a//b"), None);
+        assert_eq!(start("zookeeper/x"), None);
     }
 }

@@ -5,6 +5,7 @@
 //! - a mutex is an InterProcessMutex: EPHEMERAL_SEQUENTIAL children `_c_<uuid>-lock-<seq>`
 //!   under CONTAINER parents; the owner is the lowest sequence; each waiter watches only its
 //!   predecessor; a create whose answer was lost is recovered by its `_c_<uuid>` prefix;
+//!   node data = the holder's value (`Mutex::with_value`; Curator's is the holder's address);
 //! - an election is a LeaderLatch: children `_c_<uuid>-latch-<seq>`, node data = value;
 //! - the fencing token is the holder node's czxid (C2); guarded writes are a multi-op whose
 //!   first operation checks that the holder node still exists (C10);
@@ -33,6 +34,7 @@ mod observe;
 mod ops;
 mod session;
 mod state;
+mod tree;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -334,6 +336,14 @@ impl Backend for ZkBackend {
     async fn entries(&self, prefix: &str) -> Result<Vec<super::observe::Kv>> {
         let dir = layout::dir_of(prefix)?;
         observe::entries(&self.client, &dir).await
+    }
+
+    async fn entries_under(&self, prefix: &str) -> Result<Vec<super::observe::Kv>> {
+        tree::entries_under(&self.client, prefix).await
+    }
+
+    fn rooted_names(&self) -> bool {
+        true
     }
 
     async fn watch_prefix(&self, prefix: &str) -> Result<super::observe::PrefixWatch> {

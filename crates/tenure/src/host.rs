@@ -12,21 +12,14 @@ pub fn host_pid() -> String {
     format!("{}:{}", hostname(), std::process::id())
 }
 
-#[cfg(unix)]
+/// The machine's name as the kernel has it (Linux), else as the environment says, else
+/// `localhost`: no `unsafe` and no C library call for an informational value.
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates what fits.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    match rc {
-        0 => {
-            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-            String::from_utf8_lossy(&buf[..end]).into_owned()
-        }
-        _ => "localhost".to_string(),
-    }
-}
-
-#[cfg(not(unix))]
-fn hostname() -> String {
-    std::env::var("COMPUTERNAME").unwrap_or_else(|_| "localhost".to_string())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
 }

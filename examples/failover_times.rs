@@ -33,6 +33,7 @@ async fn standby_leads_after(
     let new = campaign.await.map_err(|e| tenure::Error::Store {
         op: "join",
         message: e.to_string(),
+        source: None,
     })??;
     let took = start.elapsed();
     new.resign().await?;

@@ -87,6 +87,20 @@ pub fn for_error(err: &tenure::Error, conflict: u8) -> u8 {
     }
 }
 
+/// The error as one line, its contexts and causes joined by `: ` as `{:#}` would, down to the
+/// library's error: that one's message already carries the words of the store error it keeps
+/// as its source, which would otherwise be printed twice.
+pub fn message(err: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in err.chain() {
+        parts.push(cause.to_string());
+        if cause.is::<tenure::Error>() {
+            break;
+        }
+    }
+    parts.join(": ")
+}
+
 /// The shell's convention for a finished child: its code, or 128+N if signal N killed it.
 pub fn of_status(status: ExitStatus) -> u8 {
     use std::os::unix::process::ExitStatusExt;
@@ -131,6 +145,7 @@ mod tests {
         let unreachable = tenure::Error::Unreachable {
             endpoint: "e".into(),
             reason: "r".into(),
+            source: None,
         };
         assert_eq!(code_of(&unreachable.into()), UNAVAILABLE);
         let usage: anyhow::Error = Failure::new(USAGE, "m").into();
@@ -144,13 +159,16 @@ mod tests {
             endpoint: "e".into(),
             problem,
             detail: "d".into(),
+            source: None,
         };
         let refused = [
             tenure::Error::AuthFailed {
                 message: "m".into(),
+                source: None,
             },
             tenure::Error::PermissionDenied {
                 message: "m".into(),
+                source: None,
             },
             tls(tenure::TlsProblem::UntrustedServerCertificate),
             tls(tenure::TlsProblem::ClientCertificateRequired),
@@ -165,8 +183,26 @@ mod tests {
         let option = tenure::Error::InvalidOption {
             option: "ca_file",
             reason: "r".into(),
+            source: None,
         };
         assert_eq!(for_error(&option, CONFLICT), USAGE);
+    }
+
+    #[test]
+    fn messages_stop_at_the_library_error() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let option = tenure::Error::InvalidOption {
+            option: "password_file",
+            reason: format!("cannot read /x: {io}"),
+            source: Some(tenure::Cause::new(io)),
+        };
+        let err = anyhow::Error::from(option).context("connecting");
+        assert_eq!(
+            message(&err),
+            "connecting: invalid option password_file: cannot read /x: no such file"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(message(&plain), format!("{plain:#}"));
     }
 
     #[test]

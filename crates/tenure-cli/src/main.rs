@@ -72,7 +72,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("tenure: {err:#}");
+            eprintln!("tenure: {}", exit::message(&err));
             ExitCode::from(exit::code_of(&err))
         }
     }

@@ -31,11 +31,16 @@ pub struct Election {
 }
 
 /// Who leads an election, as the store says.
+///
+/// With the `serde` feature: `{"key": "jobs/694d…", "value": "host-a:8080", "token": 7}`, the
+/// value a string when it is UTF-8, else an array of byte values.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Leader {
     /// The leader's key (on etcd `<name>/<lease hex>`).
     pub key: String,
     /// The leader's proclaimed value.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serialize::value"))]
     pub value: Vec<u8>,
     /// The leader's fencing token.
     pub token: FencingToken,

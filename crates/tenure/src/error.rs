@@ -1,10 +1,34 @@
-//! The one error type of the library.
+//! The one error type of the library, and the store error it keeps as its cause.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::LostReason;
 
 /// Everything that can go wrong, each variant saying what happened and what to do.
+///
+/// Errors that come from the store keep the store client's own error as their `source`
+/// ([`std::error::Error::source`]): an `etcd_client::Error`, a `zookeeper_client::Error`, a
+/// `redis::RedisError` or a `std::io::Error`. Messages already include its words; the source is
+/// there for code that wants the client's own codes:
+///
+/// ```
+/// use std::error::Error as _;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let err = tenure::Tenure::builder("etcd://127.0.0.1:2379")
+///     .user("app1")
+///     .password_file("/nonexistent/password")
+///     .connect()
+///     .await
+///     .unwrap_err();
+/// let io = err.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+/// assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::NotFound));
+/// # }
+/// ```
+///
+/// Two errors are equal when they are the same variant with equal fields; sources compare by
+/// their messages (store errors have no equality of their own).
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
@@ -57,6 +81,8 @@ pub enum Error {
         endpoint: String,
         /// What the transport said.
         reason: String,
+        /// The error behind this one, if any (see [`Cause`]).
+        source: Option<Cause>,
     },
 
     /// `try_lock` found the lock held.
@@ -128,6 +154,8 @@ pub enum Error {
     PermissionDenied {
         /// The store's message.
         message: String,
+        /// The error behind this one, if any (see [`Cause`]).
+        source: Option<Cause>,
     },
 
     /// The store refused our credentials: wrong user name or password, none given to a store
@@ -137,6 +165,8 @@ pub enum Error {
     AuthFailed {
         /// What the store (or the connector) said; never contains the password.
         message: String,
+        /// The error behind this one, if any (see [`Cause`]).
+        source: Option<Cause>,
     },
 
     /// TLS with the store could not be set up; `problem` says which side is at fault.
@@ -148,6 +178,8 @@ pub enum Error {
         problem: TlsProblem,
         /// What the TLS library said.
         detail: String,
+        /// The error behind this one, if any (see [`Cause`]).
+        source: Option<Cause>,
     },
 
     /// A connection option cannot be used: an unreadable certificate, key or password file,
@@ -158,6 +190,8 @@ pub enum Error {
         option: &'static str,
         /// What is wrong with it.
         reason: String,
+        /// The error behind this one, if any (see [`Cause`]).
+        source: Option<Cause>,
     },
 
     /// This backend cannot do what was asked.
@@ -180,6 +214,8 @@ pub enum Error {
         op: &'static str,
         /// The store's message.
         message: String,
+        /// The error behind this one, if any (see [`Cause`]).
+        source: Option<Cause>,
     },
 
     /// The store answered with an error that retrying will not fix.
@@ -189,8 +225,61 @@ pub enum Error {
         op: &'static str,
         /// The store's message.
         message: String,
+        /// The error behind this one, if any (see [`Cause`]).
+        source: Option<Cause>,
     },
 }
+
+/// The error behind an [`Error`]: the store client's, an I/O error, or the [`Error`] that one
+/// sums up (an observation that ended, the first failure of a Redlock majority).
+///
+/// It dereferences to the error itself, and [`Error`]'s `source()` returns that error (not this
+/// wrapper), so `err.source()?.downcast_ref::<redis::RedisError>()` finds it. Cloning shares it.
+#[derive(Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl Cause {
+    /// Wraps `error`.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Cause(Arc::new(error))
+    }
+
+    /// The wrapped error, if it is an `E`.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.0.downcast_ref()
+    }
+}
+
+// Not `impl std::error::Error for Cause`: thiserror would then return the wrapper from
+// `Error::source`, and downcasting that to the client's error type would fail. Through `Deref`
+// it returns the wrapped error itself.
+impl std::ops::Deref for Cause {
+    type Target = dyn std::error::Error + Send + Sync + 'static;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl std::fmt::Debug for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for Cause {}
 
 /// Which side of a failed TLS handshake is at fault, so the fix is obvious.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

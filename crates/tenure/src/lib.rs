@@ -39,6 +39,45 @@
 //! stated clause by clause in the repository's `docs/contract.md`, with what each backend is
 //! exempt from and why, documented on the types, and tested clause by clause in the
 //! conformance suite.
+//!
+//! ## JSON and other formats (`serde` feature)
+//!
+//! With the cargo feature `serde` (off by default) the data types a program logs, stores or
+//! sends implement serde's `Serialize` and `Deserialize`, in this shape, which stays stable:
+//!
+//! | type | shape (as JSON) |
+//! |---|---|
+//! | [`FencingToken`] | a number: `7` |
+//! | [`LostReason`] | a snake-case string: `"lease_expired"`, `"renewal_deadline"`, `"entry_deleted"`, `"session_closed"` |
+//! | [`Leader`] | `{"key": "jobs/694d…", "value": "host-a:8080", "token": 7}`; `value` is a string when it is UTF-8, else an array of byte values |
+//! | [`LockStatus`] | flat, the holder's fields beside the name, the holder's TTL left in whole milliseconds (`null` if unknown): `{"name": "jobs", "key": "jobs/694d…", "value": "host-a:8080", "token": 7, "waiters": 2, "ttl_ms": 9400}` — what `tenure status --json` prints |
+//! | [`Waiting`] | tagged by `state`: `{"state": "queued", "ahead": "jobs/694d…"}`, `{"state": "retrying", "last_error": "…"}`, `{"state": "local_queue"}`, `{"state": "store"}` |
+//!
+//! A future variant of a (non-exhaustive) enum is a new string or state. Tokens can reach
+//! 2^64 − 1; readers that keep JSON numbers as doubles are exact only up to 2^53.
+//!
+//! ```
+//! # #[cfg(feature = "serde")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use tenure::{Leader, LockStatus, Tenure};
+//!
+//! let tenure = Tenure::connect("mem://serde-example").await?;
+//! let session = tenure.session().await?;
+//! let guard = session.mutex("jobs")?.lock().await?;
+//! let status: Vec<LockStatus> = tenure.status("").await?;
+//! let json = serde_json::to_string(&status)?;
+//! assert!(json.starts_with(r#"[{"name":"jobs","key":"jobs/"#), "{json}");
+//! let back: Vec<LockStatus> = serde_json::from_str(&json)?;
+//! assert_eq!(back[0].holder, status[0].holder); // the TTL comes back in whole milliseconds
+//!
+//! let leader: Leader = serde_json::from_str(r#"{"key":"a/1","value":"host-a:8080","token":7}"#)?;
+//! assert_eq!((leader.value.as_slice(), leader.token.get()), (&b"host-a:8080"[..], 7));
+//! guard.unlock().await?;
+//! # Ok(()) }
+//! # #[cfg(not(feature = "serde"))]
+//! # fn main() {}
+//! ```
 
 #![warn(missing_docs)]
 
@@ -53,6 +92,8 @@ mod mutex;
 mod name;
 mod retry;
 mod security;
+#[cfg(feature = "serde")]
+mod serialize;
 mod session;
 mod status;
 mod token;
@@ -67,7 +108,7 @@ mod fuzz;
 
 pub use client::{Builder, Tenure, DEFAULT_CONNECT_TIMEOUT};
 pub use election::{Election, Leader, Leadership, Observer};
-pub use error::{Error, Result, TlsProblem};
+pub use error::{Cause, Error, Result, TlsProblem};
 pub use host::host_pid;
 pub use liveness::LostReason;
 pub use mutex::{Mutex, MutexGuard};

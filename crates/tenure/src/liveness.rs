@@ -8,7 +8,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Why a session or a grant can no longer be trusted.
+///
+/// With the `serde` feature it is the variant's name in snake case (`"lease_expired"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum LostReason {
     /// The store reported the lease gone (expired or revoked).

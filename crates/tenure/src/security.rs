@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::TlsProblem;
+use crate::error::{Cause, TlsProblem};
 use crate::{Error, Result};
 
 /// A password or other secret. Its `Debug` and `Display` print `***`, so it cannot leak into
@@ -157,12 +157,26 @@ pub(crate) fn invalid(option: &'static str, reason: impl Into<String>) -> Error 
     Error::InvalidOption {
         option,
         reason: reason.into(),
+        source: None,
+    }
+}
+
+/// A file named by `option` that could not be read, keeping the I/O error as the source.
+#[cfg_attr(
+    not(any(feature = "etcd", feature = "zookeeper", feature = "redis")),
+    allow(dead_code)
+)]
+fn unreadable(option: &'static str, path: &Path, e: std::io::Error) -> Error {
+    Error::InvalidOption {
+        option,
+        reason: format!("cannot read {}: {e}", path.display()),
+        source: Some(Cause::new(e)),
     }
 }
 
 #[cfg_attr(not(any(feature = "etcd", feature = "redis")), allow(dead_code))]
 fn read_file(option: &'static str, path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| invalid(option, format!("cannot read {}: {e}", path.display())))
+    std::fs::read(path).map_err(|e| unreadable(option, path, e))
 }
 
 #[cfg_attr(not(any(feature = "etcd", feature = "redis")), allow(dead_code))]
@@ -184,12 +198,7 @@ fn system_ca() -> Result<Vec<u8>> {
     allow(dead_code)
 )]
 fn read_password_file(path: &Path) -> Result<Secret> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        invalid(
-            "password_file",
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| unreadable("password_file", path, e))?;
     let line = text.lines().next().unwrap_or_default();
     if line.is_empty() {
         return Err(invalid(

@@ -7,15 +7,26 @@ use crate::backend::observe::{first, Kv};
 use crate::{Leader, Result, Tenure};
 
 /// One lock or election as the store shows it.
+///
+/// With the `serde` feature it is one flat object, the holder's fields beside the name, the
+/// TTL in whole milliseconds (`null` when the store does not report it) — the shape of
+/// `tenure status --json`: `{"name": "jobs", "key": "jobs/694d…", "value": "host-a:8080",
+/// "token": 7, "waiters": 2, "ttl_ms": 9400}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct LockStatus {
     /// The lock or election name, as it was given (see [`Tenure::status`] for ZooKeeper).
     pub name: String,
     /// The holder (for a mutex) or leader (for an election), with its key, token and value.
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub holder: Leader,
     /// How many sessions wait behind the holder.
     pub waiters: usize,
     /// The holder's lease TTL left, where the store reports it.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "ttl_ms", default, with = "crate::serialize::millis")
+    )]
     pub holder_ttl: Option<Duration>,
 }
 

@@ -11,7 +11,11 @@ use std::fmt;
 /// `INCR <name>:fence` in the acquire script — strictly increasing on one primary, but not
 /// across a fail-over to a replica that missed the last `INCR`, nor across a restart without
 /// persistence; under Redlock, the granting majority's largest counter, written back to it.
+///
+/// With the `serde` feature it is a plain number (`7`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
 pub struct FencingToken(pub u64);
 
 impl FencingToken {

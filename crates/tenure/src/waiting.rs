@@ -10,7 +10,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex as StdMutex};
 
 /// What a wait was doing when its time ran out.
+///
+/// With the `serde` feature it is an object tagged by `state`, the variant's name in snake
+/// case, beside its fields: `{"state": "queued", "ahead": "jobs/694d…"}`,
+/// `{"state": "retrying", "last_error": "…"}`, `{"state": "local_queue"}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "state", rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum Waiting {
     /// Queued behind another task of this process that held or waited for the same name on

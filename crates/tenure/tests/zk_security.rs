@@ -235,7 +235,7 @@ async fn unusable_options_are_typed_errors() {
     let url = format!("zk://127.0.0.1:{closed}");
     let tls = Tenure::builder(&url).ca_file("ca.pem").connect().await;
     assert!(
-        matches!(&tls, Err(Error::InvalidOption { option: "tls", reason }) if reason.contains("TLS is not supported")),
+        matches!(&tls, Err(Error::InvalidOption { option: "tls", reason, .. }) if reason.contains("TLS is not supported")),
         "{tls:?}"
     );
     let colon = Tenure::builder(&url)

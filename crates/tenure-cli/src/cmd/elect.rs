@@ -150,11 +150,11 @@ async fn campaign(session: Session, name: &str, value: String) -> tenure::Result
 #[derive(Serialize)]
 #[serde(untagged)]
 enum LeaderJson<'a> {
+    /// The name, then the leader in the library's shape (tenure's `serde` feature).
     Leader {
         name: &'a str,
-        key: &'a str,
-        value: String,
-        token: u64,
+        #[serde(flatten)]
+        leader: &'a Leader,
     },
     None {
         name: &'a str,
@@ -164,12 +164,7 @@ enum LeaderJson<'a> {
 
 fn print_leader(name: &str, leader: Option<&Leader>, json: bool) -> Result<()> {
     match (leader, json) {
-        (Some(l), true) => output::json(&LeaderJson::Leader {
-            name,
-            key: &l.key,
-            value: String::from_utf8_lossy(&l.value).into_owned(),
-            token: l.token.get(),
-        }),
+        (Some(leader), true) => output::json(&LeaderJson::Leader { name, leader }),
         (None, true) => output::json(&LeaderJson::None { name, leader: None }),
         (Some(l), false) => output::line(format!(
             "leader {} token {} value {}",

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use serde::Serialize;
 use tenure::LockStatus;
 
 use crate::cli::{connect, options::GlobalOpts};
@@ -19,8 +18,8 @@ election's proposal), shown as UTF-8 with invalid bytes replaced and cut to 32 c
 TTL is what is left of the holder's lease (- if unknown, as on ZooKeeper). Redis cannot list
 (exit 2).
 --json prints one JSON array (one document, so `jq '.[]'` works), one object per row:
-  {\"name\",\"key\",\"token\",\"value\",\"waiters\",\"ttl_ms\"}  (ttl_ms null if unknown;
-  value in full, lossy UTF-8)
+  {\"name\",\"key\",\"value\",\"token\",\"waiters\",\"ttl_ms\"}  (ttl_ms null if unknown;
+  value in full: a string, or an array of byte values if it is not UTF-8)
 Exit codes: 0 listed (also when nothing matches); 2 usage; 69 store unreachable;
 77 permission denied.
 Examples:
@@ -37,7 +36,7 @@ pub struct StatusArgs {
     pub prefix: String,
 }
 
-#[derive(Serialize)]
+/// One row of the table.
 struct Row {
     name: String,
     key: String,
@@ -71,15 +70,12 @@ pub async fn run(global: &GlobalOpts, args: StatusArgs) -> Result<u8> {
         .into());
     }
     let tenure = connect::coordinating(global, "status").await?;
-    let rows: Vec<Row> = tenure
-        .status(&args.prefix)
-        .await?
-        .into_iter()
-        .map(Row::from)
-        .collect();
+    let statuses = tenure.status(&args.prefix).await?;
     if global.json {
-        output::json(&rows)?;
+        // The library's shape (tenure's `serde` feature), so scripts and programs agree.
+        output::json(&statuses)?;
     } else {
+        let rows: Vec<Row> = statuses.into_iter().map(Row::from).collect();
         output::line(table(&rows))?;
     }
     Ok(0)

@@ -211,6 +211,7 @@ fn transient(op: &'static str, message: impl Into<String>) -> Error {
     Error::Transient {
         op,
         message: message.into(),
+        source: None,
     }
 }
 

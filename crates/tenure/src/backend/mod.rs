@@ -46,6 +46,7 @@ pub(crate) async fn call_with<T, E>(
         Err(_) => Err(crate::Error::Transient {
             op,
             message: format!("no answer within {timeout:?}"),
+            source: None,
         }),
     }
 }

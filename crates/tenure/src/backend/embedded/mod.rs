@@ -220,6 +220,7 @@ impl MemSession {
             Some(_) => Err(crate::Error::Store {
                 op: "lock",
                 message: "this acquisition was withdrawn before its enqueue was applied".into(),
+                source: None,
             }),
         }
     }

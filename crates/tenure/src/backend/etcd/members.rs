@@ -75,6 +75,7 @@ impl Members {
                     "{} did not answer within {ATTEMPT_TIMEOUT:?}",
                     self.urls[index]
                 ),
+                source: None,
             },
         };
         if answer.is_transient() {

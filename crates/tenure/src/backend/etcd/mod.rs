@@ -24,79 +24,108 @@ use super::{Backend, SessionBackend};
 use crate::liveness::Liveness;
 use crate::retry::with_backoff;
 use crate::security::Security;
-use crate::{Error, Result, Write};
+use crate::{Cause, Error, Result, Write};
 
 /// Attempts of one backend-level request (reads, plain writes, lease grants) before a
 /// transient fault is reported: enough to try every member of a cluster more than once.
 const ATTEMPTS: u32 = 8;
 
-/// Maps an etcd client error to ours, keeping retryable faults apart (C11).
-pub(super) fn map_err(op: &'static str, e: etcd_client::Error) -> Error {
-    use etcd_client::Error as E;
-    // gRPC status codes (stable on the wire).
-    const CANCELLED: i32 = 1;
-    const DEADLINE_EXCEEDED: i32 = 4;
-    const PERMISSION_DENIED: i32 = 7;
-    const RESOURCE_EXHAUSTED: i32 = 8;
-    const ABORTED: i32 = 10;
-    const UNAVAILABLE: i32 = 14;
-    const UNAUTHENTICATED: i32 = 16;
-    let message = e.to_string();
-    if let Some(auth) = auth_error(&message) {
-        return auth;
-    }
-    if message.contains("authentication is not enabled") {
-        return crate::security::invalid(
-            "credentials",
-            "credentials were given but etcd has authentication disabled; drop them or enable auth",
-        );
-    }
-    match &e {
-        E::GRpcStatus(s) => match i32::from(s.code()) {
-            CANCELLED | DEADLINE_EXCEEDED | RESOURCE_EXHAUSTED | ABORTED | UNAVAILABLE => {
-                Error::Transient { op, message }
-            }
-            PERMISSION_DENIED => Error::PermissionDenied { message },
-            UNAUTHENTICATED => Error::AuthFailed { message },
-            _ if message.contains("leader changed") || message.contains("no leader") => {
-                Error::Transient { op, message }
-            }
-            // Made on our side from a broken connection (a member killed mid-request: reset,
-            // broken pipe), with that error as its source; the server never answered (C14).
-            _ if std::error::Error::source(s).is_some() => Error::Transient { op, message },
-            _ => Error::Store { op, message },
-        },
-        E::TransportError(_) | E::IoError(_) | E::WatchError(_) | E::LeaseKeepAliveError(_) => {
-            Error::Transient { op, message }
-        }
-        _ => Error::Store { op, message },
+// gRPC status codes (stable on the wire). etcd's own errors and their codes are listed in its
+// `api/v3rpc/rpctypes/error.go`; 3.4 and 3.5 use the same codes.
+const CANCELLED: i32 = 1;
+const INVALID_ARGUMENT: i32 = 3;
+const DEADLINE_EXCEEDED: i32 = 4;
+const NOT_FOUND: i32 = 5;
+const PERMISSION_DENIED: i32 = 7;
+const RESOURCE_EXHAUSTED: i32 = 8;
+const FAILED_PRECONDITION: i32 = 9;
+const ABORTED: i32 = 10;
+const UNAVAILABLE: i32 = 14;
+const UNAUTHENTICATED: i32 = 16;
+
+const AUTH_DISABLED: &str =
+    "credentials were given but etcd has authentication disabled; drop them or enable auth";
+
+/// The gRPC status code etcd answered with, if it answered with one.
+fn grpc_code(e: &etcd_client::Error) -> Option<i32> {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => Some(i32::from(s.code())),
+        _ => None,
     }
 }
 
-/// etcd's authentication refusals, told by their (stable) messages because they share gRPC
-/// codes with other errors: a wrong user or password, no user on a server with auth enabled,
-/// or a token that expired and could not be renewed.
-fn auth_error(message: &str) -> Option<Error> {
-    const REFUSALS: [(&str, &str); 3] = [
-        (
-            "authentication failed",
-            "etcd refused the user name or password",
-        ),
-        (
-            "user name is empty",
-            "etcd has authentication enabled and no credentials were given",
-        ),
-        (
-            "invalid auth token",
-            "etcd no longer accepts our auth token",
-        ),
-    ];
-    REFUSALS
-        .iter()
-        .find(|(needle, _)| message.contains(needle))
-        .map(|(_, what)| Error::AuthFailed {
-            message: format!("{what} ({message})"),
-        })
+/// Maps an etcd client error to ours, keeping retryable faults apart (C11), with `e` as the
+/// source. etcd's "no leader", "leader changed", "request timed out" and "server stopped" are
+/// all `Unavailable`, so they need no words of their own.
+pub(super) fn map_err(op: &'static str, e: etcd_client::Error) -> Error {
+    use etcd_client::Error as E;
+    let message = e.to_string();
+    let code = grpc_code(&e);
+    let transient = match &e {
+        E::GRpcStatus(s) => match i32::from(s.code()) {
+            CANCELLED | DEADLINE_EXCEEDED | RESOURCE_EXHAUSTED | ABORTED | UNAVAILABLE => true,
+            // Made on our side from a broken connection (a member killed mid-request: reset,
+            // broken pipe), with that error as its source; the server never answered (C14).
+            _ => std::error::Error::source(s).is_some(),
+        },
+        E::TransportError(_) | E::IoError(_) | E::WatchError(_) | E::LeaseKeepAliveError(_) => true,
+        _ => false,
+    };
+    let source = Some(Cause::new(e));
+    match code {
+        // etcd's only Unauthenticated: a token it no longer accepts.
+        Some(UNAUTHENTICATED) => Error::AuthFailed {
+            message: format!("etcd no longer accepts our auth token ({message})"),
+            source,
+        },
+        Some(PERMISSION_DENIED) => Error::PermissionDenied { message, source },
+        // These codes are shared: a wrong user or password and an empty user name are two of
+        // etcd's many InvalidArguments, "authentication is not enabled" one of its many
+        // FailedPreconditions; only the (stable) message tells them apart.
+        Some(INVALID_ARGUMENT) if message.contains("authentication failed") => Error::AuthFailed {
+            message: format!("etcd refused the user name or password ({message})"),
+            source,
+        },
+        Some(INVALID_ARGUMENT) if message.contains("user name is empty") => Error::AuthFailed {
+            message: format!(
+                "etcd has authentication enabled and no credentials were given ({message})"
+            ),
+            source,
+        },
+        Some(FAILED_PRECONDITION) if message.contains("authentication is not enabled") => {
+            Error::InvalidOption {
+                option: "credentials",
+                reason: AUTH_DISABLED.into(),
+                source,
+            }
+        }
+        _ if transient => Error::Transient {
+            op,
+            message,
+            source,
+        },
+        _ => Error::Store {
+            op,
+            message,
+            source,
+        },
+    }
+}
+
+/// Whether `e` is etcd saying it has no such lease (expired or revoked): its only NotFound
+/// outside the member API, which we never call.
+pub(super) fn is_lease_not_found(e: &Error) -> bool {
+    let Error::Store {
+        source: Some(cause),
+        ..
+    } = e
+    else {
+        return false;
+    };
+    cause
+        .downcast_ref::<etcd_client::Error>()
+        .and_then(grpc_code)
+        == Some(NOT_FOUND)
 }
 
 /// The store revision a response was answered at (0 if etcd sent no header).
@@ -172,6 +201,7 @@ async fn probe(
             return Err(Error::Unreachable {
                 endpoint: endpoints.join(","),
                 reason: last,
+                source: None,
             });
         }
         let reads = (0..members.len()).map(|i| {
@@ -188,6 +218,7 @@ async fn probe(
                     Err(_) => Err(Error::Unreachable {
                         endpoint: endpoints[i].clone(),
                         reason: format!("no answer within {ATTEMPT_TIMEOUT:?}"),
+                        source: None,
                     }),
                 }
             })
@@ -214,15 +245,21 @@ fn connect_error(
     e: etcd_client::Error,
 ) -> Error {
     let endpoint = endpoints.join(",");
-    if tls {
-        if let Some(err) = tls::diagnose(&endpoint, security, &e) {
-            return err;
+    let e = if tls {
+        match tls::diagnose(&endpoint, security, e) {
+            Ok(err) => return err,
+            Err(e) => e,
         }
-    }
+    } else {
+        e
+    };
     match map_err("connect", e) {
-        Error::Transient { message, .. } => Error::Unreachable {
+        Error::Transient {
+            message, source, ..
+        } => Error::Unreachable {
             endpoint,
             reason: message,
+            source,
         },
         other => other,
     }
@@ -302,5 +339,71 @@ impl Backend for EtcdBackend {
 
     async fn watch_prefix(&self, prefix: &str) -> Result<super::observe::PrefixWatch> {
         with_backoff(ATTEMPTS, || observe::watch_prefix(&self.members, prefix)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::{Code, Status};
+
+    use super::*;
+
+    fn from_etcd(code: Code, message: &str) -> Error {
+        map_err(
+            "op",
+            etcd_client::Error::GRpcStatus(Status::new(code, message)),
+        )
+    }
+
+    #[test]
+    fn errors_are_told_by_grpc_code_and_keep_their_cause() {
+        // etcd's messages (api/v3rpc/rpctypes/error.go) with their codes.
+        for (code, message) in [
+            (Code::Unavailable, "etcdserver: no leader"),
+            (Code::Unavailable, "etcdserver: leader changed"),
+            (Code::Unavailable, "etcdserver: request timed out"),
+            (Code::ResourceExhausted, "etcdserver: too many requests"),
+        ] {
+            let e = from_etcd(code, message);
+            assert!(e.is_transient(), "{message}: {e:?}");
+        }
+        let gone = from_etcd(Code::NotFound, "etcdserver: requested lease not found");
+        assert!(matches!(gone, Error::Store { .. }) && is_lease_not_found(&gone));
+        let store = from_etcd(Code::InvalidArgument, "etcdserver: key is not provided");
+        assert!(matches!(store, Error::Store { .. }) && !is_lease_not_found(&store));
+        for message in [
+            "etcdserver: authentication failed, invalid user ID or password",
+            "etcdserver: user name is empty",
+        ] {
+            let e = from_etcd(Code::InvalidArgument, message);
+            assert!(matches!(e, Error::AuthFailed { .. }), "{message}: {e:?}");
+        }
+        let token = from_etcd(Code::Unauthenticated, "etcdserver: invalid auth token");
+        assert!(matches!(token, Error::AuthFailed { .. }), "{token:?}");
+        let denied = from_etcd(Code::PermissionDenied, "etcdserver: permission denied");
+        assert!(
+            matches!(denied, Error::PermissionDenied { .. }),
+            "{denied:?}"
+        );
+        let disabled = from_etcd(
+            Code::FailedPrecondition,
+            "etcdserver: authentication is not enabled",
+        );
+        assert!(
+            matches!(
+                disabled,
+                Error::InvalidOption {
+                    option: "credentials",
+                    ..
+                }
+            ),
+            "{disabled:?}"
+        );
+
+        let source =
+            std::error::Error::source(&denied).and_then(|s| s.downcast_ref::<etcd_client::Error>());
+        let code = source.and_then(grpc_code);
+        assert_eq!(code, Some(PERMISSION_DENIED), "{denied:?}");
+        assert!(denied.to_string().contains("etcdserver: permission denied"));
     }
 }

@@ -51,6 +51,7 @@ pub(super) async fn watch_prefix(members: &Members, prefix: &str) -> Result<Pref
             let broken = |message: String| Error::Transient {
                 op: "observe",
                 message,
+                source: None,
             };
             let resp = match msg {
                 Ok(Some(resp)) => resp,

@@ -12,7 +12,7 @@ use tokio::task::AbortHandle;
 
 use super::members::Members;
 use super::watch::WatchHub;
-use super::{map_err, revision};
+use super::{is_lease_not_found, map_err, revision};
 use crate::backend::lease::Renewer;
 use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore, Role, Ticket};
 use crate::liveness::{Liveness, LostReason};
@@ -71,7 +71,7 @@ impl EtcdSession {
             .call(op, |c| async move { c.kv_client().txn(txn).await })
             .await;
         match answer {
-            Err(Error::Store { message, .. }) if is_lease_not_found(&message) => {
+            Err(e) if is_lease_not_found(&e) => {
                 self.liveness.lose(LostReason::LeaseExpired);
                 Err(Error::SessionLost {
                     reason: LostReason::LeaseExpired,
@@ -80,11 +80,6 @@ impl EtcdSession {
             other => other,
         }
     }
-}
-
-/// etcd's words for a lease it does not have ("requested lease not found", "lease not found").
-fn is_lease_not_found(message: &str) -> bool {
-    message.contains("lease not found")
 }
 
 /// The owner query of Go's Mutex: the entry with the lowest create revision.
@@ -115,6 +110,7 @@ fn withdrawn() -> Error {
     Error::Store {
         op: "lock",
         message: "this acquisition was withdrawn before its enqueue was applied".into(),
+        source: None,
     }
 }
 
@@ -122,6 +118,7 @@ fn malformed(op: &'static str) -> Error {
     Error::Store {
         op,
         message: "etcd returned a transaction response without the expected parts".into(),
+        source: None,
     }
 }
 
@@ -245,6 +242,7 @@ impl QueueStore for EtcdSession {
         let broken = |message| Error::Transient {
             op: "watch",
             message,
+            source: None,
         };
         let mut watch = self.watch.watch_delete(key, None);
         let created_rev = watch.created().await.map_err(broken)?;
@@ -274,6 +272,7 @@ impl QueueStore for EtcdSession {
         watch.deleted().await.map_err(|message| Error::Transient {
             op: "watch",
             message,
+            source: None,
         })
     }
 
@@ -339,7 +338,7 @@ impl QueueStore for EtcdSession {
         // etcd 3.5 answers TTL -1 for a lease it no longer has; 3.4 answers an error.
         match ttl.await {
             Ok(resp) => Ok(resp.ttl() > 0),
-            Err(Error::Store { message, .. }) if is_lease_not_found(&message) => Ok(false),
+            Err(e) if is_lease_not_found(&e) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -354,7 +353,7 @@ impl QueueStore for EtcdSession {
             })
         });
         match revoke.await {
-            Err(Error::Store { message, .. }) if message.contains("lease not found") => Ok(()),
+            Err(e) if is_lease_not_found(&e) => Ok(()),
             other => other.map(|_| ()),
         }
     }
@@ -399,9 +398,15 @@ impl EtcdRenewer {
             self.member = Some(member.index);
             match member.client.lease_client().keep_alive(self.lease).await {
                 Ok(stream) => self.stream = Some(stream),
-                // Opening the stream for a revoked lease is etcd saying it is gone.
-                Err(e) if is_lease_not_found(&e.to_string()) => return Ok(None),
-                Err(e) => return Err(map_err("keep-alive", e)),
+                // Opening the stream for a revoked lease is etcd saying it is gone: etcd answers
+                // TTL 0, which etcd-client turns into this error of its own, with no code.
+                Err(etcd_client::Error::LeaseKeepAliveError(m)) if m == "lease not found" => {
+                    return Ok(None)
+                }
+                Err(e) => match map_err("keep-alive", e) {
+                    gone if is_lease_not_found(&gone) => return Ok(None),
+                    other => return Err(other),
+                },
             }
         }
         let Some((keeper, stream)) = &mut self.stream else {
@@ -421,6 +426,7 @@ impl EtcdRenewer {
             None => Err(Error::Transient {
                 op: "keep-alive",
                 message: "keep-alive stream closed".into(),
+                source: None,
             }),
         }
     }

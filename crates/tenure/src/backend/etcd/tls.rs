@@ -6,7 +6,7 @@ use std::time::Duration;
 use etcd_client::{Certificate, Identity, TlsOptions};
 
 use crate::security::{classify_tls, Security};
-use crate::{Error, Result};
+use crate::{Cause, Error, Result};
 
 /// The TLS options of `security`: CA bundle, client identity, server name.
 pub(super) fn options(security: &Security, timeout: Duration) -> Result<TlsOptions> {
@@ -35,17 +35,21 @@ fn chain(e: &etcd_client::Error) -> String {
     text
 }
 
-/// The TLS problem behind `e`, if it is one, as [`Error::Tls`].
+/// The TLS problem behind `e`, if it is one, as [`Error::Tls`] (with `e` as its source);
+/// else `e` back.
 pub(super) fn diagnose(
     endpoint: &str,
     security: &Security,
-    e: &etcd_client::Error,
-) -> Option<Error> {
-    let detail = chain(e);
-    let problem = classify_tls(&detail, security.client_cert.is_some())?;
-    Some(Error::Tls {
-        endpoint: endpoint.to_string(),
-        problem,
-        detail,
-    })
+    e: etcd_client::Error,
+) -> std::result::Result<Error, etcd_client::Error> {
+    let detail = chain(&e);
+    match classify_tls(&detail, security.client_cert.is_some()) {
+        Some(problem) => Ok(Error::Tls {
+            endpoint: endpoint.to_string(),
+            problem,
+            detail,
+            source: Some(Cause::new(e)),
+        }),
+        None => Err(e),
+    }
 }

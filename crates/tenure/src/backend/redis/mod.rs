@@ -186,7 +186,9 @@ pub(crate) async fn connect(
     );
     match answered {
         Ok(_) => {}
-        Err(Error::Transient { message, .. }) => {
+        Err(Error::Transient {
+            message, source, ..
+        }) => {
             return Err(Error::Unreachable {
                 endpoint: specs
                     .iter()
@@ -194,6 +196,7 @@ pub(crate) async fn connect(
                     .collect::<Vec<_>>()
                     .join(","),
                 reason: message,
+                source,
             })
         }
         Err(e) => return Err(e),
@@ -324,6 +327,7 @@ impl Backend for RedisBackend {
         Err(Error::Store {
             op: "get",
             message: format!("no majority of Redlock masters agree on the value of {key:?}"),
+            source: None,
         })
     }
 

@@ -14,21 +14,25 @@ use tokio::sync::Mutex;
 
 use crate::security::{classify_tls, TlsFiles};
 use crate::url::RedisNode;
-use crate::{Error, Result, Secret};
+use crate::{Cause, Error, Result, Secret};
 
 /// Maps a Redis client error: connection trouble → [`Error::Transient`], refused credentials
 /// (`WRONGPASS`, `NOAUTH`) → [`Error::AuthFailed`], a command or key outside the user's ACL
 /// (`NOPERM`) → [`Error::PermissionDenied`], anything else → [`Error::Store`]. Neither of the
 /// last three is retried. Redis never echoes the password, so the message is safe to show.
+/// Told by the client's error kind, or by the server's error code (the reply's first word)
+/// where the client has no kind for it; `e` is kept as the source.
 pub(crate) fn map_err(op: &'static str, e: &RedisError) -> Error {
     let message = e.to_string();
-    let code = e.code().unwrap_or_default();
-    if code == "NOPERM" {
-        return Error::PermissionDenied { message };
+    let source = Some(Cause::new(e.clone()));
+    if matches!(e.kind(), ErrorKind::Server(ServerErrorKind::NoPerm)) {
+        return Error::PermissionDenied { message, source };
     }
-    if matches!(e.kind(), ErrorKind::AuthenticationFailed) || matches!(code, "NOAUTH" | "WRONGPASS")
-    {
-        return Error::AuthFailed { message };
+    // The client has no kind for NOAUTH and WRONGPASS: they arrive as extension errors whose
+    // code is the server's.
+    let refused = matches!(e.code(), Some("NOAUTH" | "WRONGPASS"));
+    if matches!(e.kind(), ErrorKind::AuthenticationFailed) || refused {
+        return Error::AuthFailed { message, source };
     }
     let transient = e.is_io_error()
         || e.is_timeout()
@@ -45,9 +49,17 @@ pub(crate) fn map_err(op: &'static str, e: &RedisError) -> Error {
                 )
         );
     if transient {
-        Error::Transient { op, message }
+        Error::Transient {
+            op,
+            message,
+            source,
+        }
     } else {
-        Error::Store { op, message }
+        Error::Store {
+            op,
+            message,
+            source,
+        }
     }
 }
 
@@ -224,6 +236,7 @@ impl Node {
                     endpoint: self.addr.clone(),
                     problem,
                     detail,
+                    source: Some(Cause::new(e.clone())),
                 };
             }
         }
@@ -261,9 +274,12 @@ impl Node {
 
     fn unreachable_if_io(&self, e: Error) -> Error {
         match e {
-            Error::Transient { message, .. } => Error::Unreachable {
+            Error::Transient {
+                message, source, ..
+            } => Error::Unreachable {
                 endpoint: self.addr.clone(),
                 reason: message,
+                source,
             },
             other => other,
         }
@@ -273,6 +289,7 @@ impl Node {
         Error::Transient {
             op,
             message: format!("{} gave no answer within {:?}", self.addr, self.timeout),
+            source: None,
         }
     }
 
@@ -345,5 +362,32 @@ impl Node {
             Ok(Err(e)) => Err(self.map("subscribe", &e)),
             Err(_) => Err(self.no_answer("subscribe")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_told_by_kind_and_code_and_keep_their_cause() {
+        let noperm = RedisError::from((ErrorKind::Server(ServerErrorKind::NoPerm), "no perm"));
+        assert!(matches!(
+            map_err("get", &noperm),
+            Error::PermissionDenied { .. }
+        ));
+        for code in ["NOAUTH", "WRONGPASS"] {
+            let refused = redis::make_extension_error(code.into(), Some("refused".into()));
+            let e = map_err("auth", &refused);
+            assert!(matches!(e, Error::AuthFailed { .. }), "{code}: {e:?}");
+        }
+        let wrongtype = redis::make_extension_error("WRONGTYPE".into(), None);
+        assert!(matches!(map_err("get", &wrongtype), Error::Store { .. }));
+        let loading =
+            RedisError::from((ErrorKind::Server(ServerErrorKind::BusyLoading), "loading"));
+        let e = map_err("get", &loading);
+        assert!(e.is_transient(), "{e:?}");
+        let source = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<RedisError>());
+        assert_eq!(source.map(RedisError::kind), Some(loading.kind()), "{e:?}");
     }
 }

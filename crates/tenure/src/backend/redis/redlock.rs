@@ -116,6 +116,7 @@ impl Nodes {
                 self.nodes.len(),
                 self.quorum()
             ),
+            source: errors.first().cloned().map(crate::Cause::new),
         }
     }
 

@@ -159,6 +159,7 @@ fn undecided() -> Error {
     Error::Transient {
         op: "renew",
         message: "no majority of Redlock masters confirmed or denied the renewal".into(),
+        source: None,
     }
 }
 

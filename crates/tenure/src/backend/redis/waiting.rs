@@ -94,6 +94,7 @@ async fn subscribe_on(node: &Node, name: &str) -> crate::Result<PubSubStream> {
         Err(_) => Err(crate::Error::Transient {
             op: "subscribe",
             message: format!("{} gave no answer within {:?}", node.addr, node.timeout),
+            source: None,
         }),
     }
 }

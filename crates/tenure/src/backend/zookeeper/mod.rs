@@ -47,7 +47,7 @@ use super::queue::QueueSession;
 use super::{Backend, SessionBackend};
 use crate::liveness::LostReason;
 use crate::security::{invalid, Security};
-use crate::{Error, Result, Secret, Write};
+use crate::{Cause, Error, Result, Secret, Write};
 
 /// Longest we wait for one request before calling it a transient fault (C11).
 const OP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,9 +55,12 @@ const OP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Session timeout of the backend's own client (reads, plain writes, observers).
 const SHARED_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Maps a ZooKeeper client error to ours, keeping retryable faults apart (C11).
+/// Maps a ZooKeeper client error to ours, keeping retryable faults apart (C11), with `e` as
+/// the source. The client's error is ZooKeeper's error code (or its own connection fault), so
+/// nothing here reads messages.
 pub(super) fn map_err(op: &'static str, e: zk::Error) -> Error {
     use zk::Error as E;
+    let source = Some(Cause::new(e.clone()));
     match e {
         // `Custom` comes only from the client's connection layer (no response within the
         // connection timeout, an I/O error, a writable server found): the request's outcome
@@ -70,6 +73,7 @@ pub(super) fn map_err(op: &'static str, e: zk::Error) -> Error {
         | E::Custom(_) => Error::Transient {
             op,
             message: e.to_string(),
+            source,
         },
         E::SessionExpired => Error::SessionLost {
             reason: LostReason::LeaseExpired,
@@ -83,13 +87,16 @@ pub(super) fn map_err(op: &'static str, e: zk::Error) -> Error {
                  session's identity; the node belongs to another user, or the password is wrong \
                  (ZooKeeper accepts any digest password and only fails the ACL checks after)"
             ),
+            source,
         },
         E::AuthFailed => Error::AuthFailed {
             message: format!("ZooKeeper refused the session's authentication during {op}"),
+            source,
         },
         other => Error::Store {
             op,
             message: other.to_string(),
+            source,
         },
     }
 }
@@ -102,6 +109,7 @@ pub(super) fn state_err(state: zk::SessionState) -> Error {
         },
         zk::SessionState::AuthFailed => Error::AuthFailed {
             message: "ZooKeeper refused the session's authentication".into(),
+            source: None,
         },
         zk::SessionState::Closed => Error::SessionLost {
             reason: LostReason::SessionClosed,
@@ -109,6 +117,7 @@ pub(super) fn state_err(state: zk::SessionState) -> Error {
         other => Error::Transient {
             op: "watch",
             message: format!("session {other}"),
+            source: None,
         },
     }
 }
@@ -200,9 +209,10 @@ impl Ensemble {
     }
 
     async fn connect_with(&self, connector: zk::Connector, wait: Duration) -> Result<zk::Client> {
-        let unreachable = |reason: String| Error::Unreachable {
+        let unreachable = |reason: String, source: Option<Cause>| Error::Unreachable {
             endpoint: format!("zk://{}", self.hosts),
             reason,
+            source,
         };
         let connector = match &self.auth {
             None => connector,
@@ -222,10 +232,11 @@ impl Ensemble {
                          sessions without credentials)",
                         self.hosts
                     ),
+                    source: Some(Cause::new(zk::Error::AuthFailed)),
                 });
             }
-            Ok(Err(e)) => return Err(unreachable(e.to_string())),
-            Err(_) => return Err(unreachable(format!("no session within {wait:?}"))),
+            Ok(Err(e)) => return Err(unreachable(e.to_string(), Some(Cause::new(e)))),
+            Err(_) => return Err(unreachable(format!("no session within {wait:?}"), None)),
         };
         match &self.chroot {
             None => Ok(client),
@@ -377,6 +388,12 @@ mod tests {
             "{denied:?}"
         );
         assert!(denied.to_string().contains("password is wrong"), "{denied}");
+        let source = std::error::Error::source(&denied);
+        assert_eq!(
+            source.and_then(|s| s.downcast_ref::<zk::Error>()),
+            Some(&zk::Error::NoAuth),
+            "the client's error is the source: {denied:?}"
+        );
         assert!(matches!(
             map_err("op", zk::Error::AuthFailed),
             Error::AuthFailed { .. }

@@ -141,6 +141,7 @@ fn ended(e: Error) -> Error {
     Error::Transient {
         op: "observe",
         message: e.to_string(),
+        source: Some(crate::Cause::new(e)),
     }
 }
 

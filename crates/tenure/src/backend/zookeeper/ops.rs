@@ -123,6 +123,7 @@ pub(super) async fn commit(
             return Err(Error::Transient {
                 op: "write",
                 message: format!("no answer within {OP_TIMEOUT:?}"),
+                source: None,
             });
         };
         match committed.map_err(|e| classify(e, guard.is_some())) {
@@ -135,6 +136,7 @@ pub(super) async fn commit(
     Err(Error::Transient {
         op: "write",
         message: "the keys kept changing under concurrent writers".into(),
+        source: None,
     })
 }
 

@@ -144,6 +144,7 @@ impl ZkSession {
                 Err(_) => Error::Transient {
                     op: "lock",
                     message: format!("no answer within {OP_TIMEOUT:?}"),
+                    source: None,
                 },
             };
             if !e.is_transient() {
@@ -158,6 +159,7 @@ impl ZkSession {
         Err(last.unwrap_or(Error::Transient {
             op: "lock",
             message: "the lock's parent node kept vanishing".into(),
+            source: None,
         }))
     }
 

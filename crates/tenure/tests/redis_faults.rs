@@ -22,19 +22,29 @@ use redis_support::{accept_writes, exists, redis_bin_or_skip, refuse_writes, res
 use support::PATIENCE;
 use tenure::{Error, Tenure};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropped_unlock_is_not_kept_alive_by_renewals() {
-    let Some(bin) = redis_bin_or_skip("dropped_unlock_is_not_kept_alive_by_renewals") else {
-        return;
-    };
+/// A private server of `test`'s own (it will refuse writes for a while) and a client with a
+/// TTL far longer than any wait here, so a waiter can get a lock only because a release was
+/// carried out, never because the lock expired.
+async fn private_redis(test: &str) -> Option<(redis_support::RedisProcess, Tenure)> {
+    let bin = redis_bin_or_skip(test)?;
     let server = start_servers(&bin, 1).await.remove(0);
-    // A TTL longer than the wait below, so that the waiter can get the lock only because the
-    // abandoned release was carried out (in the background), not because the lock expired.
     let tenure = Tenure::builder(&format!("redis://127.0.0.1:{}", server.port))
         .ttl(Duration::from_secs(120))
         .connect()
         .await
         .unwrap();
+    Some((server, tenure))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_unlock_is_not_kept_alive_by_renewals() {
+    // A TTL longer than the wait below, so that the waiter can get the lock only because the
+    // abandoned release was carried out (in the background), not because the lock expired.
+    let Some((server, tenure)) =
+        private_redis("dropped_unlock_is_not_kept_alive_by_renewals").await
+    else {
+        return;
+    };
     let name = "dropped-unlock";
     let holder = tenure.session().await.unwrap();
     let guard = holder.mutex(name).unwrap().lock().await.unwrap();
@@ -75,15 +85,10 @@ async fn dropped_unlock_is_not_kept_alive_by_renewals() {
 /// long before its TTL could have let it go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_unlock_is_released_in_the_background() {
-    let Some(bin) = redis_bin_or_skip("failed_unlock_is_released_in_the_background") else {
+    let Some((server, tenure)) = private_redis("failed_unlock_is_released_in_the_background").await
+    else {
         return;
     };
-    let server = start_servers(&bin, 1).await.remove(0);
-    let tenure = Tenure::builder(&format!("redis://127.0.0.1:{}", server.port))
-        .ttl(Duration::from_secs(120))
-        .connect()
-        .await
-        .unwrap();
     let name = "failed-unlock";
     let holder = tenure.session().await.unwrap();
     let guard = holder.mutex(name).unwrap().lock().await.unwrap();

@@ -66,7 +66,10 @@ pub(super) fn map_err(op: &'static str, e: etcd_client::Error) -> Error {
             CANCELLED | DEADLINE_EXCEEDED | RESOURCE_EXHAUSTED | ABORTED | UNAVAILABLE => true,
             // Made on our side from a broken connection (a member killed mid-request: reset,
             // broken pipe), with that error as its source; the server never answered (C14).
-            _ => std::error::Error::source(s).is_some(),
+            _ if std::error::Error::source(s).is_some() => true,
+            // etcd's errors without a gRPC code of their own (sent as Unknown): a proposal
+            // raft dropped, as it does while leadership moves, was not applied (C14).
+            _ => s.message().contains("raft proposal dropped"),
         },
         E::TransportError(_) | E::IoError(_) | E::WatchError(_) | E::LeaseKeepAliveError(_) => true,
         _ => false,
@@ -363,6 +366,8 @@ mod tests {
             (Code::Unavailable, "etcdserver: leader changed"),
             (Code::Unavailable, "etcdserver: request timed out"),
             (Code::ResourceExhausted, "etcdserver: too many requests"),
+            // Seen on a 3-member cluster while leadership moved (it exited 69 before).
+            (Code::Unknown, "raft proposal dropped"),
         ] {
             let e = from_etcd(code, message);
             assert!(e.is_transient(), "{message}: {e:?}");

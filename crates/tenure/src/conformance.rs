@@ -679,11 +679,17 @@ redis_clauses!(redis, super::fixture::redis);
 /// while every session opens, or restarted empty while a lock is held. The Redis clauses, but
 /// C10 (guarded writes): Redlock refuses them with `Error::Unsupported`, having no atomic
 /// write across independent masters, so c1 and r3 count with plain writes made while holding.
+///
+/// c1 runs with a master down at open, not with one restarted while held: the restart is
+/// triggered by a grant seen on all three masters, but by the time it lands the name may be
+/// held by a later grant that has exactly two, one of them the restarted one — and that grant
+/// is truly lost (Redlock's own limit, docs/contract.md), so c1's `unlock()` is sometimes
+/// told `LockLost` (seen in 1 of 4 full runs). Exclusion across a restart while held is checked
+/// deterministically by `tests/redlock.rs` (`master_restarted_while_holding_is_repaired`).
 #[cfg(feature = "redis")]
 macro_rules! redlock_clauses {
-    ($backend:ident, $fixture:expr) => {
+    ($backend:ident, $fixture:expr $(, $extra:ident)*) => {
         suite!($backend, $fixture;
-            c1_exclusion_many_contenders,
             c2_tokens_increase_across_holders,
             c4_try_lock,
             c5_cancellation_leaves_nothing,
@@ -700,14 +706,16 @@ macro_rules! redlock_clauses {
             r7_taken_over_is_lost,
             r12_reserved_names_refused,
             r_elections_unsupported,
-            r_status_unsupported,
+            r_status_unsupported
+            $(, $extra)*
         );
     };
 }
 #[cfg(feature = "redis")]
 redlock_clauses!(
     redlock_down_at_open,
-    super::fixture::redis_fixture::redlock_down_at_open
+    super::fixture::redis_fixture::redlock_down_at_open,
+    c1_exclusion_many_contenders
 );
 #[cfg(feature = "redis")]
 redlock_clauses!(

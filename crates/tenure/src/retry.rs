@@ -6,6 +6,10 @@ use std::time::Duration;
 use crate::liveness::Liveness;
 use crate::{Result, Waiting};
 
+/// Attempts of one store call before a transient fault is reported (C11): enough to try every
+/// member of a 3-member cluster more than once.
+pub(crate) const ATTEMPTS: u32 = 8;
+
 const FIRST_DELAY: Duration = Duration::from_millis(20);
 const MAX_DELAY: Duration = Duration::from_secs(1);
 

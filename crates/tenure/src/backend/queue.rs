@@ -13,12 +13,10 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::{Grant, SessionBackend};
 use crate::liveness::{Liveness, LostReason};
+use crate::retry::ATTEMPTS;
 use crate::retry::{jitter, while_alive, with_backoff};
 use crate::waiting::{self, Waiting};
 use crate::{Error, Result, Write};
-
-/// Retries per store call before a transient fault is reported.
-const ATTEMPTS: u32 = 8;
 
 /// An entry in a queue: its key and fencing token.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,12 +23,9 @@ use super::queue::QueueSession;
 use super::{Backend, SessionBackend};
 use crate::liveness::Liveness;
 use crate::retry::with_backoff;
+use crate::retry::ATTEMPTS;
 use crate::security::Security;
 use crate::{Cause, Error, Result, Write};
-
-/// Attempts of one backend-level request (reads, plain writes, lease grants) before a
-/// transient fault is reported: enough to try every member of a cluster more than once.
-const ATTEMPTS: u32 = 8;
 
 // gRPC status codes (stable on the wire). etcd's own errors and their codes are listed in its
 // `api/v3rpc/rpctypes/error.go`; 3.4 and 3.5 use the same codes.

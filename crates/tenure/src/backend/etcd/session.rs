@@ -17,10 +17,8 @@ use crate::backend::lease::Renewer;
 use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore, Role, Ticket};
 use crate::liveness::{Liveness, LostReason};
 use crate::retry::with_backoff;
+use crate::retry::ATTEMPTS;
 use crate::{Error, Result, Write};
-
-/// Attempts of a session revoke before a transient fault is reported.
-const ATTEMPTS: u32 = 8;
 
 pub(super) struct EtcdSession {
     members: Arc<Members>,

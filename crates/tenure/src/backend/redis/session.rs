@@ -28,11 +28,9 @@ use crate::backend::lease::Renewer;
 use crate::backend::{Grant, SessionBackend};
 use crate::liveness::{Liveness, LostReason};
 use crate::retry::with_backoff;
+use crate::retry::ATTEMPTS;
 use crate::waiting::{self, Waiting};
 use crate::{Error, Result, Write};
-
-/// Retries per store call before a transient fault is reported.
-const ATTEMPTS: u32 = 8;
 
 /// A held lock, as the session's renewal sees it.
 struct Held {

@@ -12,10 +12,8 @@ use zookeeper_client as zk;
 use super::{call, call_node, layout, state_err};
 use crate::backend::observe::{Change, Kv, PrefixWatch};
 use crate::retry::with_backoff;
+use crate::retry::ATTEMPTS;
 use crate::{Error, Result};
-
-/// Retries of one re-list before the observation ends with an error.
-const ATTEMPTS: u32 = 8;
 
 /// The entries of `dir` now, in queue order.
 pub(super) async fn entries(client: &zk::Client, dir: &str) -> Result<Vec<Kv>> {

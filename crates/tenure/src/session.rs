@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use crate::backend::{Backend, SessionBackend};
-use crate::{Election, LostReason, Mutex, Result};
+use crate::{Election, LostReason, Mutex, Result, SessionEvents};
 
 /// A lease in the store, renewed every third of its TTL until closed, dropped or lost.
 ///
@@ -78,6 +78,27 @@ impl Session {
     /// Resolves when the lease is lost, with the reason. Cancellation-safe.
     pub async fn lost(&self) -> LostReason {
         self.inner.backend.liveness().lost().await
+    }
+
+    /// The session's connection states as a stream, like Curator's connection-state listener:
+    /// first [`crate::SessionEvent::Connected`] (or `Suspended`), then every change — `Suspended` when
+    /// the store stops answering, `Resumed` when it answers again in time — and finally
+    /// [`crate::SessionEvent::Lost`]. The stream does not keep the session open.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// use tenure::SessionEvent;
+    /// let tenure = tenure::Tenure::connect("mem://events-doc").await?;
+    /// let session = tenure.session().await?;
+    /// let mut events = session.events();
+    /// assert_eq!(events.next().await, Some(SessionEvent::Connected));
+    /// session.close().await?;
+    /// assert!(matches!(events.next().await, Some(SessionEvent::Lost(_))));
+    /// assert_eq!(events.next().await, None);
+    /// # Ok(()) }
+    /// ```
+    pub fn events(&self) -> SessionEvents {
+        SessionEvents::new(self.inner.backend.liveness().clone())
     }
 
     /// A mutex named `name` on this session. The name is the key prefix: on etcd, `jobs`

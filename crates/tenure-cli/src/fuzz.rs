@@ -104,6 +104,7 @@ fn argument() -> impl Strategy<Value = OsString> {
         "--grace",
         "--value",
         "--observe",
+        "register",
         "--workers",
         "--cycles",
         "--max-time",
@@ -160,6 +161,7 @@ fn check_parsed(cli: &Cli) {
             assert!((1..=10_000).contains(&a.workers));
             vec![]
         }
+        Command::Register(a) => vec![a.grace],
         Command::Leader(_) | Command::Status(_) => vec![],
     };
     for d in durations.into_iter().chain(cli.global.ttl) {

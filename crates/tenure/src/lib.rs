@@ -84,6 +84,7 @@
 mod backend;
 mod client;
 mod election;
+mod ephemeral;
 mod error;
 mod events;
 mod held;
@@ -109,6 +110,7 @@ mod fuzz;
 
 pub use client::{Builder, Tenure, DEFAULT_CONNECT_TIMEOUT};
 pub use election::{Election, Leader, Leadership, Observer};
+pub use ephemeral::{KeyEvent, KeyWatcher};
 pub use error::{Cause, Error, Result, TlsProblem};
 pub use events::{SessionEvent, SessionEvents};
 pub use host::host_pid;

@@ -541,6 +541,14 @@ impl<S: QueueStore> QueueStore for Faulty<S> {
         .await
     }
 
+    async fn put_ephemeral(&self, key: &str, value: &[u8]) -> Result<bool> {
+        let (inner, key, value) = (self.inner.clone(), key.to_string(), value.to_vec());
+        self.write("put_ephemeral", async move {
+            inner.put_ephemeral(&key, &value).await
+        })
+        .await
+    }
+
     async fn lease_alive(&self) -> Result<bool> {
         self.read("lease_alive", self.inner.lease_alive()).await
     }

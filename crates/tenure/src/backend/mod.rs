@@ -87,6 +87,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     }
     /// The entries under `prefix` now, and every change after, in revision order.
     async fn watch_prefix(&self, prefix: &str) -> Result<observe::PrefixWatch>;
+    /// Like [`Backend::watch_prefix`], but for every key under `prefix`, not only queue
+    /// entries: stores that tell the two apart (ZooKeeper's sequential recipe nodes) override it.
+    async fn watch_keys(&self, prefix: &str) -> Result<observe::PrefixWatch> {
+        self.watch_prefix(prefix).await
+    }
 }
 
 /// One lease and what is held under it.
@@ -128,6 +133,10 @@ pub(crate) trait SessionBackend: Send + Sync + 'static {
     async fn guarded_write(&self, grant: &Grant, ops: &[Write]) -> Result<bool>;
     /// Replaces the grant's own value, keeping it under the lease, only while it holds.
     async fn proclaim(&self, grant: &Grant, value: &[u8]) -> Result<bool>;
+    /// Puts `key` = `value` under the lease, so that it lives exactly as long as the session:
+    /// creates it, or replaces the value of this session's own key. `Ok(false)`: the key
+    /// exists and is not this session's; nothing was written.
+    async fn put_ephemeral(&self, key: &str, value: &[u8]) -> Result<bool>;
     /// Revokes the lease; everything held under it is released.
     async fn close(&self) -> Result<()>;
     /// Stops renewing without revoking, as a crashed process would.

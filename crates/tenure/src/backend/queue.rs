@@ -141,6 +141,9 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool>;
     /// Sets `mine`'s value (keeping its lease) only if it is still there.
     async fn proclaim(&self, mine: &Entry, value: &[u8]) -> Result<bool>;
+    /// See [`SessionBackend::put_ephemeral`]. Safe to retry: a put applied but unanswered
+    /// left this session's own key, which the retry replaces.
+    async fn put_ephemeral(&self, key: &str, value: &[u8]) -> Result<bool>;
     /// Asks the store whether the session's lease still exists (after an entry vanished:
     /// was it deleted by someone, or did the lease go?).
     async fn lease_alive(&self) -> Result<bool> {
@@ -245,6 +248,10 @@ impl<S: QueueStore> SessionBackend for QueueSession<S> {
         }
         let mine = Entry::of(grant);
         with_backoff(ATTEMPTS, || self.0.proclaim(&mine, value)).await
+    }
+
+    async fn put_ephemeral(&self, key: &str, value: &[u8]) -> Result<bool> {
+        with_backoff(ATTEMPTS, || self.0.put_ephemeral(key, value)).await
     }
 
     async fn close(&self) -> Result<()> {

@@ -3,7 +3,8 @@
 //! it unchanged and every clause can be tested with no server.
 //!
 //! Expiry is lazy and driven by whoever waits: a waiter sleeps until the lease of the key it
-//! watches could expire, then re-checks. No reaper task, so a store outlives any one runtime.
+//! watches could expire, then re-checks; a prefix watch does the same for the keys under its
+//! prefix. No reaper task, so a store outlives any one runtime.
 
 mod state;
 
@@ -181,7 +182,32 @@ impl Backend for MemBackend {
     }
 
     async fn watch_prefix(&self, prefix: &str) -> Result<PrefixWatch> {
-        let (initial, changes) = self.store.with(|st| st.watch_prefix(prefix));
+        let (initial, mut store_changes) = self.store.with(|st| st.watch_prefix(prefix));
+        // Forwards the store's changes, and wakes when a lease under the prefix could expire
+        // so that the expiry (and its deletes) happens without anyone else touching the store.
+        let (tx, changes) = tokio::sync::mpsc::unbounded_channel();
+        let (store, prefix) = (self.store.clone(), prefix.to_string());
+        tokio::spawn(async move {
+            loop {
+                let expiry = store.with(|st| st.next_expiry(&prefix));
+                let expired = async {
+                    match expiry {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    change = store_changes.recv() => {
+                        let Some(change) = change else { return };
+                        if tx.send(change).is_err() {
+                            return;
+                        }
+                    }
+                    () = expired => {}
+                    () = tx.closed() => return,
+                }
+            }
+        });
         Ok(PrefixWatch { initial, changes })
     }
 }
@@ -337,6 +363,13 @@ impl QueueStore for MemSession {
         Ok(self.store.with(|st| {
             st.create_rev(&mine.key) == Some(mine.token) && st.set_value(&mine.key, value)
         }))
+    }
+
+    async fn put_ephemeral(&self, key: &str, value: &[u8]) -> Result<bool> {
+        self.store.with(|st| {
+            st.check_lease(self.lease)?;
+            Ok(st.put_owned(key, value, self.lease))
+        })
     }
 
     async fn lease_alive(&self) -> Result<bool> {

@@ -131,6 +131,29 @@ impl State {
         self.rev as u64
     }
 
+    /// The earliest instant a lease of a key under `prefix` could expire.
+    pub(super) fn next_expiry(&self, prefix: &str) -> Option<Instant> {
+        self.keys
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter_map(|(_, kv)| self.leases.get(&kv.lease))
+            .map(|l| l.expires)
+            .min()
+    }
+
+    /// Creates `key` under `lease`, or replaces its value if it is already `lease`'s; `false`
+    /// (and nothing written) if it exists under another lease or none.
+    pub(super) fn put_owned(&mut self, key: &str, value: &[u8], lease: u64) -> bool {
+        match self.keys.get(key) {
+            None => {
+                self.put_if_absent(key, value, lease);
+                true
+            }
+            Some(kv) if kv.lease == lease => self.set_value(key, value),
+            Some(_) => false,
+        }
+    }
+
     /// Replaces the value of `key`, keeping its lease and create revision.
     pub(super) fn set_value(&mut self, key: &str, value: &[u8]) -> bool {
         let Some(kv) = self.keys.get_mut(key) else {

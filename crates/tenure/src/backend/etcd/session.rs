@@ -328,6 +328,25 @@ impl QueueStore for EtcdSession {
         Ok(self.txn("proclaim", txn).await?.succeeded())
     }
 
+    async fn put_ephemeral(&self, key: &str, value: &[u8]) -> Result<bool> {
+        let put = || TxnOp::put(key, value, Some(PutOptions::new().with_lease(self.lease)));
+        // etcd compares cannot say "absent or ours" at once: two conditional puts, repeated
+        // once in case the key went between them.
+        for _ in 0..2 {
+            let absent = Compare::create_revision(key, CompareOp::Equal, 0);
+            let create = Txn::new().when([absent]).and_then([put()]);
+            if self.txn("put ephemeral", create).await?.succeeded() {
+                return Ok(true);
+            }
+            let ours = Compare::lease(key, CompareOp::Equal, self.lease);
+            let replace = Txn::new().when([ours]).and_then([put()]);
+            if self.txn("put ephemeral", replace).await?.succeeded() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     async fn lease_alive(&self) -> Result<bool> {
         let lease = self.lease;
         let ttl = self.members.call("lease ttl", |c| async move {

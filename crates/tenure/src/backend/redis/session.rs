@@ -393,6 +393,14 @@ impl SessionBackend for RedisSession {
         Err(super::elections_unsupported())
     }
 
+    async fn put_ephemeral(&self, _key: &str, _value: &[u8]) -> Result<bool> {
+        Err(Error::Unsupported {
+            backend: "redis",
+            what: "ephemeral keys",
+            advice: "Redis has no leases and no ordered prefix watch, so a registered key could neither die exactly with its session nor be followed by others; use etcd:// or zk:// for service registration",
+        })
+    }
+
     async fn close(&self) -> Result<()> {
         self.keep_alive.abort();
         self.liveness.lose(LostReason::SessionClosed);

@@ -163,6 +163,40 @@ impl ZkSession {
         }))
     }
 
+    /// Creates the ephemeral node `path` (and its parents, as containers), or finds it exists.
+    /// A create applied whose answer was lost is found as existing, and as ours, on retry.
+    async fn create_ephemeral(
+        &self,
+        client: &zk::Client,
+        path: &str,
+        value: &[u8],
+    ) -> Result<Created> {
+        let acls = self.ensemble.acls();
+        let ephemeral = zk::CreateMode::Ephemeral.with_acls(acls);
+        let container = zk::CreateMode::Container.with_acls(acls);
+        for _ in 0..CREATE_TRIES {
+            let created = call("put ephemeral", async {
+                match client.create(path, value, &ephemeral).await {
+                    Ok(_) => Ok(Some(Created::Yes)),
+                    Err(zk::Error::NodeExists) => Ok(Some(Created::Exists)),
+                    Err(zk::Error::NoNode) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            });
+            if let Some(created) = created.await? {
+                return Ok(created);
+            }
+            if let Some((parent, _)) = path.rsplit_once('/').filter(|(p, _)| !p.is_empty()) {
+                call("create parents", client.mkdir(parent, &container)).await?;
+            }
+        }
+        Err(Error::Transient {
+            op: "put ephemeral",
+            message: "the key's parent node kept vanishing".into(),
+            source: None,
+        })
+    }
+
     /// Our node among `dir`'s children, by its uuid (after a lost create answer).
     async fn find_own(&self, client: &zk::Client, dir: &str, uuid: &str) -> Result<Option<Entry>> {
         let children = self.children(client, dir).await?;
@@ -217,6 +251,12 @@ fn spawn_end_on_loss(me: Weak<ZkSession>, liveness: Liveness) -> AbortHandle {
 }
 
 /// An entry: the node's path, and its czxid as the fencing token (C2).
+/// Whether an ephemeral create made the node or found it there.
+enum Created {
+    Yes,
+    Exists,
+}
+
 fn entry(path: String, stat: &zk::Stat) -> Entry {
     Entry {
         key: path,
@@ -342,6 +382,39 @@ impl QueueStore for ZkSession {
         let client = self.client()?;
         let set = call_node("proclaim", client.set_data(&mine.key, value, None)).await?;
         Ok(set.is_some())
+    }
+
+    async fn put_ephemeral(&self, key: &str, value: &[u8]) -> Result<bool> {
+        let client = self.client()?;
+        let path = layout::path_of(key)?;
+        for _ in 0..CREATE_TRIES {
+            match self.create_ephemeral(&client, &path, value).await? {
+                Created::Yes => return Ok(true),
+                Created::Exists => {}
+            }
+            let Some((_, stat)) = call_node("put ephemeral", client.get_data(&path)).await? else {
+                continue; // gone meanwhile: create it
+            };
+            if stat.ephemeral_owner != self.info.id().0 {
+                return Ok(false);
+            }
+            let set = call("put ephemeral", async {
+                match client.set_data(&path, value, Some(stat.version)).await {
+                    Ok(_) => Ok(true),
+                    // Changed or deleted meanwhile (by an administrator): look again.
+                    Err(zk::Error::BadVersion | zk::Error::NoNode) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            });
+            if set.await? {
+                return Ok(true);
+            }
+        }
+        Err(Error::Transient {
+            op: "put ephemeral",
+            message: "the key kept changing under concurrent writers".into(),
+            source: None,
+        })
     }
 
     async fn close(&self) -> Result<()> {

@@ -92,6 +92,7 @@ mod mutex;
 mod name;
 mod retry;
 mod security;
+mod semaphore;
 #[cfg(feature = "serde")]
 mod serialize;
 mod session;
@@ -114,6 +115,7 @@ pub use liveness::LostReason;
 pub use mutex::{Mutex, MutexGuard};
 pub use name::{validate as validate_name, MAX_NAME_LEN};
 pub use security::Secret;
+pub use semaphore::{Permit, Semaphore, MAX_PERMITS};
 pub use session::{Session, DEFAULT_TTL};
 pub use status::LockStatus;
 pub use token::FencingToken;

@@ -145,6 +145,42 @@ impl<S: QueueStore> Pending<S> {
         self.unknown = false;
         self.in_flight = false;
     }
+
+    /// Withdraws what this acquisition left in the store before its caller hears `err` (a
+    /// refused try leaves nothing behind, C4), then gives back the internal lock. Whatever
+    /// could not be withdrawn now, or is abandoned midway, is withdrawn in the background.
+    async fn fail(&mut self, err: Error) -> Error {
+        let store = self.store.clone();
+        let withdrawn = async {
+            if self.in_flight {
+                with_backoff(ATTEMPTS, || store.forbid(&self.dir, self.ticket)).await?;
+            }
+            let entry = match &self.entry {
+                Some(e) => Some(e.clone()),
+                None if self.unknown => {
+                    with_backoff(ATTEMPTS, || store.own_lease(&self.dir, self.ticket)).await?
+                }
+                None => None,
+            };
+            if let Some(e) = entry {
+                with_backoff(ATTEMPTS, || store.remove(&e)).await?;
+            }
+            Ok::<_, Error>(())
+        };
+        match withdrawn.await {
+            Ok(()) => self.disarm(),
+            Err(e) => {
+                tracing::debug!(dir = %self.dir, error = %e, "withdrawing a permit entry; retrying in the background");
+                return err;
+            }
+        }
+        if let Some(lock) = self.lock.take() {
+            if let Err(e) = lock.release().await {
+                tracing::debug!(dir = %self.dir, error = %e, "semaphore's internal lock release");
+            }
+        }
+        err
+    }
 }
 
 impl<S: QueueStore> Drop for Pending<S> {
@@ -234,8 +270,10 @@ pub(crate) async fn acquire<S: QueueStore>(
     match fast? {
         Unlocked::Added(mine, all) => {
             pending.entry = Some(mine.clone());
-            if admit(name, permits, &all)? {
-                return granted(store, &session, &mut pending, mine);
+            match admit(name, permits, &all) {
+                Ok(true) => return granted(store, &session, &mut pending, mine),
+                Ok(false) => {}
+                Err(e) => return Err(pending.fail(e).await),
             }
             // Every permit is taken: give the entry back before queuing (or failing a try).
             let removed = retrying(wait, &session, || store.remove(&mine)).await;
@@ -282,11 +320,13 @@ pub(crate) async fn acquire<S: QueueStore>(
             let reason = session.reason().unwrap_or(LostReason::EntryDeleted);
             return Err(Error::SessionLost { reason });
         }
-        if admit(name, permits, &all)? {
-            break;
+        match admit(name, permits, &all) {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => return Err(pending.fail(e).await),
         }
         if !wait {
-            return Err(locked(oldest_other(&all, &mine)));
+            return Err(pending.fail(locked(oldest_other(&all, &mine))).await);
         }
         waiting::note(Waiting::Queued {
             ahead: oldest_other(&all, &mine),

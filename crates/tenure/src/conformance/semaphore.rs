@@ -277,8 +277,7 @@ pub(crate) async fn s6_permit_counts_must_agree(f: Fixture) {
             }) => assert_eq!(holder, held.key()),
             other => panic!("expected PermitsDisagree, got {other:?}"),
         }
-        // The refused acquisition withdraws in the background; a try meanwhile would be
-        // told that an acquisition is in progress.
+        // The refused acquisition withdrew before it answered.
         eventually("nothing left by the refused", || async {
             semaphore_keys(&f, &name).await == vec![held.key().to_string()]
         })

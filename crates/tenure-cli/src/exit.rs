@@ -77,6 +77,8 @@ pub fn for_error(err: &tenure::Error, conflict: u8) -> u8 {
         | E::InvalidDuration { .. }
         | E::BackendDisabled { .. }
         | E::InvalidOption { .. }
+        | E::InvalidPermits { .. }
+        | E::PermitsDisagree { .. }
         | E::Unsupported { .. } => USAGE,
         E::Unreachable { .. } | E::Transient { .. } | E::Store { .. } | E::Tls { .. } => {
             UNAVAILABLE

@@ -27,10 +27,12 @@ mod injected;
 #[cfg(feature = "redis")]
 pub(crate) mod redis_only;
 mod schedules;
+pub(crate) mod semaphore;
 use election::*;
 use fixture::{eventually, Fixture};
 #[cfg(feature = "redis")]
 use redis_only::*;
+use semaphore::*;
 
 /// Bounds every wait for an outcome; far above any expected time, so it only stops a hang.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -590,6 +592,13 @@ macro_rules! all_clauses {
             e3_failover_on_crash,
             e4_cancelled_campaigns_leave_nothing,
             e5_proclaim_and_resign_conditional,
+            s1_never_more_holders_than_permits,
+            s2_crashed_holder_permit_reclaimed,
+            s3_cancellation_leaves_nothing,
+            s4_owner_only_release,
+            s5_tokens_increase_in_grant_order,
+            s6_permit_counts_must_agree,
+            s7_one_session_holds_several,
             $($store_level,)*
         );
     };
@@ -671,6 +680,13 @@ suite!(zk, super::fixture::zk;
     e3_failover_on_crash,
     e4_cancelled_campaigns_leave_nothing,
     e5_proclaim_and_resign_conditional,
+    s1_never_more_holders_than_permits,
+    s2_crashed_holder_permit_reclaimed,
+    s3_cancellation_leaves_nothing,
+    s4_owner_only_release,
+    s5_tokens_increase_in_grant_order,
+    s6_permit_counts_must_agree,
+    s7_one_session_holds_several,
 );
 #[cfg(feature = "redis")]
 redis_clauses!(redis, super::fixture::redis);

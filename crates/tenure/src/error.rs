@@ -218,6 +218,33 @@ pub enum Error {
         source: Option<Cause>,
     },
 
+    /// A semaphore's permit count is out of range (zero, or more than
+    /// [`crate::MAX_PERMITS`]).
+    #[error("invalid permit count {permits} for semaphore {name:?}: must be between 1 and {max}")]
+    InvalidPermits {
+        /// The semaphore name.
+        name: String,
+        /// The count given.
+        permits: u64,
+        /// The largest count accepted.
+        max: u32,
+    },
+
+    /// Clients disagree on a semaphore's permit count: a current holder or waiter recorded
+    /// another count than this caller's. Nothing was acquired; use one count for one name (or
+    /// wait until every holder of the old count has released it).
+    #[error("semaphore {name:?} has {recorded} permits recorded by {holder}, but this caller asked for {permits}; every client of one semaphore must use the same count")]
+    PermitsDisagree {
+        /// The semaphore name.
+        name: String,
+        /// The count this caller asked for.
+        permits: u32,
+        /// The count recorded by another holder or waiter.
+        recorded: u32,
+        /// The key of the entry that recorded it.
+        holder: String,
+    },
+
     /// The store answered with an error that retrying will not fix.
     #[error("store error during {op}: {message}")]
     Store {

@@ -94,6 +94,7 @@ mod mutex;
 mod name;
 mod retry;
 mod security;
+mod semaphore;
 #[cfg(feature = "serde")]
 mod serialize;
 mod session;
@@ -118,6 +119,7 @@ pub use liveness::LostReason;
 pub use mutex::{Mutex, MutexGuard};
 pub use name::{validate as validate_name, MAX_NAME_LEN};
 pub use security::Secret;
+pub use semaphore::{Permit, Semaphore, MAX_PERMITS};
 pub use session::{Session, DEFAULT_TTL};
 pub use status::LockStatus;
 pub use token::FencingToken;

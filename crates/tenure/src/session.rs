@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use crate::backend::{Backend, SessionBackend};
-use crate::{Election, LostReason, Mutex, Result, SessionEvents};
+use crate::{Election, LostReason, Mutex, Result, Semaphore, SessionEvents};
 
 /// A lease in the store, renewed every third of its TTL until closed, dropped or lost.
 ///
@@ -114,6 +114,15 @@ impl Session {
         crate::name::validate(name)?;
         self.inner.store.elections()?;
         Ok(Election::new(self.clone(), name))
+    }
+
+    /// A counting semaphore named `name` with `permits` permits on this session (at least 1,
+    /// at most [`crate::MAX_PERMITS`], else [`crate::Error::InvalidPermits`]). Every client of
+    /// the name must use the same count. On ZooKeeper, `pools/db` meets Curator's
+    /// `InterProcessSemaphoreV2` at `/pools/db`.
+    pub fn semaphore(&self, name: &str, permits: u32) -> Result<Semaphore> {
+        crate::name::validate(name)?;
+        Semaphore::new(self.clone(), name, permits)
     }
 
     /// The in-process queue for `name`.

@@ -21,7 +21,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::lease::Renewer;
+use super::observe::Kv;
 use super::queue::{Ahead, Enqueued, Entry, QueueStore, Role, Ticket};
+use super::semaphore::Unlocked;
 use crate::liveness::Liveness;
 use crate::{Error, Result, Write};
 
@@ -521,6 +523,40 @@ impl<S: QueueStore> QueueStore for Faulty<S> {
 
     async fn own_entries(&self, prefix: &str) -> Result<Vec<Entry>> {
         self.read("own_entries", self.inner.own_entries(prefix))
+            .await
+    }
+
+    async fn add_lease(&self, dir: &str, value: &[u8], ticket: Ticket) -> Result<(Entry, Vec<Kv>)> {
+        let (inner, dir, value) = (self.inner.clone(), dir.to_string(), value.to_vec());
+        self.write("add_lease", async move {
+            inner.add_lease(&dir, &value, ticket).await
+        })
+        .await
+    }
+
+    async fn add_lease_if_unlocked(
+        &self,
+        dir: &str,
+        locks: &str,
+        value: &[u8],
+        ticket: Ticket,
+    ) -> Result<Unlocked> {
+        let (inner, dir, value) = (self.inner.clone(), dir.to_string(), value.to_vec());
+        let locks = locks.to_string();
+        self.write("add_lease_if_unlocked", async move {
+            inner
+                .add_lease_if_unlocked(&dir, &locks, &value, ticket)
+                .await
+        })
+        .await
+    }
+
+    async fn leases(&self, dir: &str) -> Result<Vec<Kv>> {
+        self.read("leases", self.inner.leases(dir)).await
+    }
+
+    async fn own_lease(&self, dir: &str, ticket: Ticket) -> Result<Option<Entry>> {
+        self.read("own_lease", self.inner.own_lease(dir, ticket))
             .await
     }
 

@@ -29,6 +29,11 @@ pub(crate) mod observe;
 pub(crate) mod queue;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+#[cfg_attr(
+    not(any(feature = "etcd", feature = "embedded", feature = "zookeeper")),
+    allow(dead_code)
+)]
+pub(crate) mod semaphore;
 #[cfg(feature = "zookeeper")]
 pub(crate) mod zookeeper;
 
@@ -126,6 +131,21 @@ pub(crate) trait SessionBackend: Send + Sync + 'static {
         permit: OwnedMutexGuard<()>,
     ) -> Result<Grant> {
         self.acquire(name, value, true, permit).await
+    }
+    /// Takes one of `permits` permits of semaphore `name`, waiting in line for one (`wait`) or
+    /// only if one is free and nobody waits. `value` is recorded in the permit's entry;
+    /// `local` is this session's in-process queue for the semaphore's internal lock
+    /// (`<name>/locks`), taken while the acquisition uses that lock. The grant is released
+    /// with [`SessionBackend::release`]. Stores without semaphores keep this default.
+    async fn acquire_permit(
+        &self,
+        _name: &str,
+        _permits: u32,
+        _value: &[u8],
+        _wait: bool,
+        _local: Arc<tokio::sync::Mutex<()>>,
+    ) -> Result<Grant> {
+        Err(semaphore::unsupported())
     }
     /// Deletes the grant's entry if it is still this grant's (C8).
     async fn release(&self, grant: &Grant) -> Result<()>;

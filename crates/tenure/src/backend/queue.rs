@@ -60,6 +60,8 @@ pub(crate) enum Role {
     Lock,
     /// An election candidate or leader.
     Candidate,
+    /// A semaphore permit, held or awaited (Curator InterProcessSemaphoreV2's `-lease-`).
+    Lease,
 }
 
 /// One acquisition's identity, the same across all its retries (docs/contract.md, C13). A
@@ -137,6 +139,40 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     /// with [`QueueStore::remove`], so a withdrawal applied late can never delete a newer
     /// entry of the same session (C13).
     async fn own_entries(&self, prefix: &str) -> Result<Vec<Entry>>;
+    /// Creates acquisition `ticket`'s permit entry under a semaphore's `dir` (`<name>/leases/`),
+    /// or finds the one an earlier attempt of that ticket made (C13), and lists every entry
+    /// under `dir` after it. An acquisition forbidden with [`QueueStore::forbid`] on `dir`
+    /// creates nothing. Stores without semaphores keep this default.
+    async fn add_lease(
+        &self,
+        _dir: &str,
+        _value: &[u8],
+        _ticket: Ticket,
+    ) -> Result<(Entry, Vec<super::observe::Kv>)> {
+        Err(super::semaphore::unsupported())
+    }
+    /// [`QueueStore::add_lease`] in the same atomic step as a check that nobody holds or
+    /// waits for the semaphore's internal lock (the queue at `locks`), creating nothing when
+    /// someone does. An entry an earlier attempt of `ticket` made is ours whatever the lock's
+    /// state. Stores that cannot check both at once keep this default.
+    async fn add_lease_if_unlocked(
+        &self,
+        _dir: &str,
+        _locks: &str,
+        _value: &[u8],
+        _ticket: Ticket,
+    ) -> Result<super::semaphore::Unlocked> {
+        Ok(super::semaphore::Unlocked::NotAtomic)
+    }
+    /// Every entry under a semaphore's `dir` now.
+    async fn leases(&self, _dir: &str) -> Result<Vec<super::observe::Kv>> {
+        Err(super::semaphore::unsupported())
+    }
+    /// Acquisition `ticket`'s permit entry under `dir`, if it exists (after an `add_lease`
+    /// whose answer never came).
+    async fn own_lease(&self, _dir: &str, _ticket: Ticket) -> Result<Option<Entry>> {
+        Err(super::semaphore::unsupported())
+    }
     /// Applies `ops` only if `mine` is still there. `Ok(false)`: it is not.
     async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool>;
     /// Sets `mine`'s value (keeping its lease) only if it is still there.
@@ -197,6 +233,17 @@ impl<S: QueueStore> SessionBackend for QueueSession<S> {
         permit: OwnedMutexGuard<()>,
     ) -> Result<Grant> {
         acquire(&self.0, name, value, true, permit, Role::Candidate).await
+    }
+
+    async fn acquire_permit(
+        &self,
+        name: &str,
+        permits: u32,
+        value: &[u8],
+        wait: bool,
+        local: Arc<tokio::sync::Mutex<()>>,
+    ) -> Result<Grant> {
+        super::semaphore::acquire(&self.0, name, permits, value, wait, local).await
     }
 
     async fn release(&self, grant: &Grant) -> Result<()> {
@@ -430,7 +477,7 @@ async fn acquire<S: QueueStore>(
 /// a waiter's only deadline is its caller's (C11; a member fault or a leaderless spell of a
 /// cluster outlasting a fixed number of attempts is no reason to give up, C14). Once the
 /// session is lost, that is the error.
-async fn patiently<T, F, Fut>(session: &Liveness, op: F) -> Result<T>
+pub(crate) async fn patiently<T, F, Fut>(session: &Liveness, op: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -483,7 +530,7 @@ async fn wait_for_turn<S: QueueStore>(
 /// compacted, so every later watch starts from the store's current revision and re-reads the
 /// entry (as a waiter's does): a holder whose watch broke never loops on a start revision the
 /// store no longer has.
-fn spawn_entry_watch<S: QueueStore>(
+pub(crate) fn spawn_entry_watch<S: QueueStore>(
     store: Arc<S>,
     mine: Entry,
     rev: i64,

@@ -8,6 +8,14 @@
 //                             "STARTED <node>" and "SEES <leader id>"; await leadership for
 //                             MS ms: "LEADER" then "SEES <leader id>", or "NOT-LEADER"; once
 //                             leading, close the latch when N participants are there ("CLOSING")
+//   semhold CONNECT PATH P K N  take K leases of an InterProcessSemaphoreV2 of P leases;
+//                             print "HOLDING"; return them once N lease nodes are there
+//                             ("RELEASING", "RELEASED")
+//   semtry CONNECT PATH P MS  acquire(MS ms) one lease of P: "ACQUIRED" (then return it) or
+//                             "TIMEOUT"
+//   semloop CONNECT PATH P R DIR  R times: take a lease of P, create an ephemeral sequential
+//                             mark under DIR, count DIR's children ("OVER n" if more than P),
+//                             delete the mark, return the lease; then "DONE <most seen>"
 import java.util.Collection;
 import java.util.concurrent.TimeUnit;
 
@@ -15,6 +23,9 @@ import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.framework.recipes.leader.LeaderLatch;
 import org.apache.curator.framework.recipes.locks.InterProcessMutex;
+import org.apache.curator.framework.recipes.locks.InterProcessSemaphoreV2;
+import org.apache.curator.framework.recipes.locks.Lease;
+import org.apache.zookeeper.CreateMode;
 import org.apache.curator.retry.RetryNTimes;
 
 public final class CuratorPeer {
@@ -30,6 +41,16 @@ public final class CuratorPeer {
                 case "try": tryLock(client, args[2], Long.parseLong(args[3])); break;
                 case "latch":
                     latch(client, args[2], args[3], Long.parseLong(args[4]), Integer.parseInt(args[5]));
+                    break;
+                case "semhold":
+                    semHold(client, args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]),
+                            Integer.parseInt(args[5]));
+                    break;
+                case "semtry":
+                    semTry(client, args[2], Integer.parseInt(args[3]), Long.parseLong(args[4]));
+                    break;
+                case "semloop":
+                    semLoop(client, args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]), args[5]);
                     break;
                 default: throw new IllegalArgumentException("unknown mode " + args[0]);
             }
@@ -85,5 +106,49 @@ public final class CuratorPeer {
                 say("NOT-LEADER");
             }
         }
+    }
+
+    private static void semHold(CuratorFramework client, String path, int permits, int k, int n)
+            throws Exception {
+        InterProcessSemaphoreV2 sem = new InterProcessSemaphoreV2(client, path, permits);
+        Collection<Lease> leases = sem.acquire(k);
+        say("HOLDING");
+        while (sem.getParticipantNodes().size() < n) {
+            Thread.sleep(20);
+        }
+        say("RELEASING");
+        sem.returnAll(leases);
+        say("RELEASED");
+    }
+
+    private static void semTry(CuratorFramework client, String path, int permits, long ms)
+            throws Exception {
+        InterProcessSemaphoreV2 sem = new InterProcessSemaphoreV2(client, path, permits);
+        Lease lease = sem.acquire(ms, TimeUnit.MILLISECONDS);
+        if (lease == null) {
+            say("TIMEOUT");
+        } else {
+            say("ACQUIRED");
+            sem.returnLease(lease);
+        }
+    }
+
+    private static void semLoop(CuratorFramework client, String path, int permits, int rounds, String dir)
+            throws Exception {
+        InterProcessSemaphoreV2 sem = new InterProcessSemaphoreV2(client, path, permits);
+        int most = 0;
+        for (int i = 0; i < rounds; i++) {
+            Lease lease = sem.acquire();
+            String mark = client.create().creatingParentsIfNeeded()
+                    .withMode(CreateMode.EPHEMERAL_SEQUENTIAL).forPath(dir + "/java-");
+            int now = client.getChildren().forPath(dir).size();
+            most = Math.max(most, now);
+            if (now > permits) {
+                say("OVER " + now);
+            }
+            client.delete().forPath(mark);
+            sem.returnLease(lease);
+        }
+        say("DONE " + most);
     }
 }

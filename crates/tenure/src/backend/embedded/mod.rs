@@ -19,6 +19,7 @@ use self::state::{Lookup, State};
 use super::lease::{spawn_keep_alive, Renewer};
 use super::observe::{Kv, PrefixWatch};
 use super::queue::{Ahead, Enqueued, Entry, QueueSession, QueueStore, Role, Ticket};
+use super::semaphore::Unlocked;
 use super::{Backend, SessionBackend};
 use crate::liveness::{Liveness, LostReason};
 use crate::{Result, Write};
@@ -252,6 +253,36 @@ impl MemSession {
     }
 }
 
+/// Acquisition `ticket`'s permit entry under a semaphore's `dir`, laid out as on etcd.
+fn lease_key(dir: &str, lease: u64, ticket: Ticket) -> String {
+    format!("{dir}{lease:x}-{:032x}", ticket.0)
+}
+
+impl MemSession {
+    /// Creates acquisition `ticket`'s permit entry under `dir` (or finds it) and lists `dir`,
+    /// in one step, if `free(state)` holds or the entry exists; `None` otherwise.
+    fn add_lease_when(
+        &self,
+        dir: &str,
+        value: &[u8],
+        ticket: Ticket,
+        free: impl FnOnce(&State) -> bool,
+    ) -> Result<Option<(Entry, Vec<Kv>)>> {
+        let key = lease_key(dir, self.lease, ticket);
+        self.store.with(|st| {
+            st.check_lease(self.lease)?;
+            if st.create_rev(&key).is_none() {
+                if !free(st) {
+                    return Ok(None);
+                }
+                self.check_not_withdrawn(st, dir, ticket)?;
+            }
+            let token = st.put_if_absent(&key, value, self.lease);
+            Ok(Some((Entry { key, token }, st.entries(dir))))
+        })
+    }
+}
+
 fn key_in(prefix: &str, lease: u64) -> String {
     format!("{prefix}{lease:x}")
 }
@@ -347,6 +378,39 @@ impl QueueStore for MemSession {
             .map(|token| Entry { key, token })
             .into_iter()
             .collect())
+    }
+
+    async fn add_lease(&self, dir: &str, value: &[u8], ticket: Ticket) -> Result<(Entry, Vec<Kv>)> {
+        let added = self.add_lease_when(dir, value, ticket, |_| true)?;
+        added.ok_or_else(|| crate::Error::Store {
+            op: "acquire permit",
+            message: "the store created nothing".into(),
+            source: None,
+        })
+    }
+
+    async fn add_lease_if_unlocked(
+        &self,
+        dir: &str,
+        locks: &str,
+        value: &[u8],
+        ticket: Ticket,
+    ) -> Result<Unlocked> {
+        let added = self.add_lease_when(dir, value, ticket, |st| st.entries(locks).is_empty())?;
+        Ok(match added {
+            Some((mine, all)) => Unlocked::Added(mine, all),
+            None => Unlocked::LockBusy,
+        })
+    }
+
+    async fn leases(&self, dir: &str) -> Result<Vec<Kv>> {
+        Ok(self.store.with(|st| st.entries(dir)))
+    }
+
+    async fn own_lease(&self, dir: &str, ticket: Ticket) -> Result<Option<Entry>> {
+        let key = lease_key(dir, self.lease, ticket);
+        let token = self.store.with(|st| st.create_rev(&key));
+        Ok(token.map(|token| Entry { key, token }))
     }
 
     async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool> {

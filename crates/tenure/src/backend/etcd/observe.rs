@@ -8,7 +8,7 @@ use super::{map_err, revision};
 use crate::backend::observe::{Change, Kv, PrefixWatch};
 use crate::{Error, Result};
 
-fn kv_of(kv: &etcd_client::KeyValue) -> Kv {
+pub(super) fn kv_of(kv: &etcd_client::KeyValue) -> Kv {
     Kv {
         key: String::from_utf8_lossy(kv.key()).into_owned(),
         value: kv.value().to_vec(),

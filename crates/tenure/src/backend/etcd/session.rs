@@ -14,7 +14,9 @@ use super::members::Members;
 use super::watch::WatchHub;
 use super::{is_lease_not_found, map_err, revision};
 use crate::backend::lease::Renewer;
+use crate::backend::observe::Kv;
 use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore, Role, Ticket};
+use crate::backend::semaphore::Unlocked;
 use crate::liveness::{Liveness, LostReason};
 use crate::retry::with_backoff;
 use crate::retry::ATTEMPTS;
@@ -53,6 +55,58 @@ impl EtcdSession {
 
     fn my_key(&self, prefix: &str) -> String {
         format!("{prefix}{:x}", self.lease)
+    }
+
+    /// Acquisition `ticket`'s permit entry under a semaphore's `dir`:
+    /// `<name>/leases/<lease id hex>-<ticket hex>` (docs/contract.md, Semaphores).
+    fn lease_key(&self, dir: &str, ticket: Ticket) -> String {
+        format!("{dir}{:x}-{:032x}", self.lease, ticket.0)
+    }
+
+    /// Creates acquisition `ticket`'s permit entry under `dir` if `also` holds, in one Txn
+    /// that lists `dir` after it; an entry an earlier attempt made is found instead. `None`:
+    /// nothing created (a compare of `also` failed, or the ticket was withdrawn).
+    async fn add_lease_when(
+        &self,
+        dir: &str,
+        value: &[u8],
+        ticket: Ticket,
+        also: Option<Compare>,
+    ) -> Result<Option<(Entry, Vec<Kv>)>> {
+        let key = self.lease_key(dir, ticket);
+        let put = TxnOp::put(
+            key.as_str(),
+            value,
+            Some(PutOptions::new().with_lease(self.lease)),
+        );
+        let list = || TxnOp::get(dir, Some(GetOptions::new().with_prefix()));
+        let mut when = vec![
+            Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
+            self.not_withdrawn(dir, ticket),
+        ];
+        when.extend(also);
+        let txn = Txn::new()
+            .when(when)
+            .and_then([put, list()])
+            .or_else([TxnOp::get(key.as_str(), None), list()]);
+        let resp = self.txn("acquire permit", txn).await?;
+        let token = if resp.succeeded() {
+            revision(resp.header())
+        } else {
+            match nth_kv(&resp, 0) {
+                Some((_, created)) => created,
+                None => return Ok(None),
+            }
+        };
+        let all = match resp.op_responses().into_iter().nth(1) {
+            Some(TxnOpResponse::Get(g)) => g.kvs().iter().map(super::observe::kv_of).collect(),
+            _ => return Err(malformed("acquire permit")),
+        };
+        let mine = Entry {
+            key,
+            token: token as u64,
+        };
+        Ok(Some((mine, all)))
     }
 
     /// Holds while acquisition `ticket` has not been withdrawn (see [`QueueStore::forbid`]).
@@ -307,6 +361,49 @@ impl QueueStore for EtcdSession {
                 token: kv.create_revision() as u64,
             })
             .collect())
+    }
+
+    async fn add_lease(&self, dir: &str, value: &[u8], ticket: Ticket) -> Result<(Entry, Vec<Kv>)> {
+        self.add_lease_when(dir, value, ticket, None)
+            .await?
+            .ok_or_else(withdrawn)
+    }
+
+    async fn add_lease_if_unlocked(
+        &self,
+        dir: &str,
+        locks: &str,
+        value: &[u8],
+        ticket: Ticket,
+    ) -> Result<Unlocked> {
+        // A range compare holds for an empty range: nobody holds or waits for the lock.
+        let nobody = Compare::create_revision(locks, CompareOp::Equal, 0).with_prefix();
+        let added = self
+            .add_lease_when(dir, value, ticket, Some(nobody))
+            .await?;
+        Ok(match added {
+            Some((mine, all)) => Unlocked::Added(mine, all),
+            None => Unlocked::LockBusy,
+        })
+    }
+
+    async fn leases(&self, dir: &str) -> Result<Vec<Kv>> {
+        Ok(super::observe::entries(&self.members, dir).await?.0)
+    }
+
+    async fn own_lease(&self, dir: &str, ticket: Ticket) -> Result<Option<Entry>> {
+        let key = self.lease_key(dir, ticket);
+        let found = self
+            .members
+            .call(
+                "withdraw",
+                |c| async move { c.kv_client().get(key, None).await },
+            )
+            .await?;
+        Ok(found.kvs().first().map(|kv| Entry {
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            token: kv.create_revision() as u64,
+        }))
     }
 
     async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool> {

@@ -73,6 +73,7 @@ pub(super) fn node_base(uuid: &str, role: Role) -> String {
     let kind = match role {
         Role::Lock => "lock-",
         Role::Candidate => "latch-",
+        Role::Lease => "lease-",
     };
     format!("{}{kind}", protected(uuid))
 }

@@ -12,6 +12,7 @@ use zookeeper_client as zk;
 use super::state::{spawn_state_follower, Slot, ZkRenewer};
 use super::{call, call_node, layout, ops, Ensemble, OP_TIMEOUT};
 use crate::backend::lease::spawn_keep_alive;
+use crate::backend::observe::Kv;
 use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore, Role, Ticket};
 use crate::liveness::{Liveness, LostReason};
 use crate::{Error, Result, Write};
@@ -371,6 +372,27 @@ impl QueueStore for ZkSession {
             }
         }
         Ok(found)
+    }
+
+    /// Curator's `_c_<uuid>-lease-<seq>` node under `<name>/leases` (InterProcessSemaphoreV2),
+    /// then the directory's entries; a create whose answer was lost is found by its uuid.
+    async fn add_lease(&self, dir: &str, value: &[u8], ticket: Ticket) -> Result<(Entry, Vec<Kv>)> {
+        let dir = layout::dir_of(dir)?;
+        let mine = self.create_node(&dir, value, Role::Lease, ticket).await?;
+        let client = self.client()?;
+        let all = super::observe::entries(&client, &dir).await?;
+        Ok((mine, all))
+    }
+
+    async fn leases(&self, dir: &str) -> Result<Vec<Kv>> {
+        let dir = layout::dir_of(dir)?;
+        super::observe::entries(&self.client()?, &dir).await
+    }
+
+    async fn own_lease(&self, dir: &str, ticket: Ticket) -> Result<Option<Entry>> {
+        let dir = layout::dir_of(dir)?;
+        let uuid = layout::uuid_of_ticket(ticket);
+        self.find_own(&self.client()?, &dir, &uuid).await
     }
 
     async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool> {

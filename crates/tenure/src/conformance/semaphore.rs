@@ -1,0 +1,325 @@
+//! Semaphore clauses (docs/contract.md, Semaphores), on every backend that has semaphores:
+//! never more holders than permits, a crashed holder's permit reclaimed, cancellation leaves
+//! nothing, owner-only release, strictly increasing tokens, disagreeing counts refused,
+//! several permits held by the tasks of one session.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use super::fixture::{eventually, Fixture};
+use super::within;
+use crate::{Error, LostReason, Write};
+
+/// The keys of semaphore `name` that stand for acquisitions: its internal lock's queue and
+/// its permit entries (withdrawn markers, which live beside them until their session ends,
+/// are not acquisitions).
+async fn semaphore_keys(f: &Fixture, name: &str) -> Vec<String> {
+    let mut keys = f.admin.keys(&format!("{name}/locks/")).await;
+    keys.extend(f.admin.keys(&format!("{name}/leases/")).await);
+    keys.retain(|k| !k.contains('\0'));
+    keys.sort();
+    keys
+}
+
+/// N holders exactly: 50 sessions × 20 acquisitions of a semaphore of 3 permits. Each holder
+/// marks itself in the store with a guarded write (one key per holder, under a prefix), counts
+/// the marks, and removes its mark with a guarded write before it releases: the store never
+/// shows more than 3 marks, never fewer than its own, and none at the end.
+pub(crate) async fn s1_never_more_holders_than_permits(f: Fixture) {
+    let (sessions, rounds, permits) = (50, 20, 3);
+    let f = Arc::new(f);
+    let name = f.name("pool");
+    let marks = f.name("pool-occupancy/");
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..sessions {
+        let (f, name, marks) = (f.clone(), name.clone(), marks.clone());
+        let (inside, most) = (inside.clone(), most.clone());
+        tasks.push(tokio::spawn(async move {
+            let session = f.tenure.session().await.expect("session");
+            let pool = session.semaphore(&name, permits).expect("semaphore");
+            for _ in 0..rounds {
+                let permit = pool.acquire().await.expect("acquire");
+                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                assert!(now <= permits as usize, "{now} holders at once");
+                // Zero-padded: ZooKeeper's admin lists the children that end in a sequence.
+                let mark = format!("{marks}{:020}", permit.token().get());
+                permit
+                    .write([Write::put(mark.clone(), "1")])
+                    .await
+                    .expect("guarded mark");
+                let occupancy = f.admin.keys(&marks).await.len();
+                assert!(
+                    (1..=permits as usize).contains(&occupancy),
+                    "the store shows {occupancy} holders"
+                );
+                permit
+                    .write([Write::delete(mark)])
+                    .await
+                    .expect("guarded unmark");
+                inside.fetch_sub(1, Ordering::SeqCst);
+                permit.release().await.expect("release");
+            }
+            session.close().await.expect("close");
+        }));
+    }
+    for t in tasks {
+        within("contender", t).await.expect("contender task");
+    }
+    assert!(f.admin.keys(&marks).await.is_empty());
+    assert!(
+        most.load(Ordering::SeqCst) >= 2,
+        "permits were never shared"
+    );
+    eventually("nothing left", || async {
+        semaphore_keys(&f, &name).await.is_empty()
+    })
+    .await;
+}
+
+/// A holder whose process dies (stops renewing) loses its permits when its lease expires;
+/// a waiter then gets one without anyone's help, with a larger token.
+pub(crate) async fn s2_crashed_holder_permit_reclaimed(f: Fixture) {
+    let name = f.name("crash");
+    let crashed = f.tenure.session_with_ttl(f.short_ttl).await.unwrap();
+    let pool = crashed.semaphore(&name, 2).unwrap();
+    let (a, b) = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+    let last = a.token().max(b.token());
+    std::mem::forget((a, b));
+    crashed.simulate_crash();
+    let waiter = f.tenure.session().await.unwrap();
+    let pool = waiter.semaphore(&name, 2).unwrap();
+    let p = within("waiter after crash", pool.acquire()).await.unwrap();
+    assert!(p.token() > last);
+    let q = within("second permit after crash", pool.acquire())
+        .await
+        .unwrap();
+    assert!(q.token() > p.token());
+}
+
+/// Cancelled acquisitions (aborted, timed out, dropped mid-wait) leave no key: neither a
+/// permit entry nor an entry in the internal lock's queue; the permits stay usable.
+pub(crate) async fn s3_cancellation_leaves_nothing(f: Fixture) {
+    let name = f.name("cancel");
+    let holder = f.tenure.session().await.unwrap();
+    let pool = holder.semaphore(&name, 2).unwrap();
+    let held = [pool.acquire().await.unwrap(), pool.acquire().await.unwrap()];
+    let mut expected: Vec<String> = held.iter().map(|p| p.key().to_string()).collect();
+    expected.sort();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let s = f
+            .tenure
+            .session()
+            .await
+            .unwrap()
+            .semaphore(&name, 2)
+            .unwrap();
+        tasks.push(tokio::spawn(async move { s.acquire().await.map(|_| ()) }));
+    }
+    // The head of the line has a permit entry and the lock; the rest wait for the lock.
+    eventually("waiters queued", || async {
+        semaphore_keys(&f, &name).await.len() == 2 + 1 + 10
+    })
+    .await;
+    for t in &tasks {
+        t.abort();
+    }
+    let timed_out = f
+        .tenure
+        .session()
+        .await
+        .unwrap()
+        .semaphore(&name, 2)
+        .unwrap();
+    let err = timed_out
+        .acquire_timeout(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    {
+        let s = f
+            .tenure
+            .session()
+            .await
+            .unwrap()
+            .semaphore(&name, 2)
+            .unwrap();
+        let fut = s.acquire();
+        tokio::pin!(fut);
+        let _ = tokio::time::timeout(Duration::from_millis(200), &mut fut).await;
+    }
+    assert!(matches!(
+        timed_out.try_acquire().await,
+        Err(Error::Locked { .. })
+    ));
+    eventually("abandoned entries removed", || async {
+        semaphore_keys(&f, &name).await == expected
+    })
+    .await;
+    let [first, second] = held;
+    first.release().await.unwrap();
+    let next = f.tenure.session().await.unwrap();
+    let p = within(
+        "acquire after cancellations",
+        next.semaphore(&name, 2).unwrap().acquire(),
+    )
+    .await
+    .unwrap();
+    p.release().await.unwrap();
+    second.release().await.unwrap();
+    eventually("nothing left", || async {
+        semaphore_keys(&f, &name).await.is_empty()
+    })
+    .await;
+}
+
+/// Owner-only release: a permit whose entry was deleted by someone else reports it lost, and
+/// releasing it then reports `LockLost` and removes nobody else's permit.
+pub(crate) async fn s4_owner_only_release(f: Fixture) {
+    let name = f.name("owner");
+    let a = f.tenure.session().await.unwrap();
+    let b = f.tenure.session().await.unwrap();
+    let mine = a.semaphore(&name, 2).unwrap().acquire().await.unwrap();
+    let theirs = b.semaphore(&name, 2).unwrap().acquire().await.unwrap();
+    f.admin.delete(mine.key()).await;
+    assert_eq!(
+        within("lost on delete", mine.lost()).await,
+        LostReason::EntryDeleted
+    );
+    let newer = b.semaphore(&name, 2).unwrap().acquire().await.unwrap();
+    let err = mine.release().await.unwrap_err();
+    assert!(matches!(err, Error::LockLost { .. }), "{err}");
+    let mut expected = vec![theirs.key().to_string(), newer.key().to_string()];
+    expected.sort();
+    assert_eq!(semaphore_keys(&f, &name).await, expected);
+    // A released permit can no longer write.
+    theirs.release().await.unwrap();
+    assert!(matches!(
+        newer.write([Write::put(f.name("owner-x"), "1")]).await,
+        Ok(())
+    ));
+    f.admin.delete(newer.key()).await;
+    within("lost", newer.lost()).await;
+    assert!(matches!(
+        newer.write([Write::put(f.name("owner-x"), "2")]).await,
+        Err(Error::NotHeld { .. })
+    ));
+}
+
+/// Tokens strictly increase in grant order, across sessions and across overlapping holders,
+/// and a waiter is granted once a permit is released, in arrival order.
+pub(crate) async fn s5_tokens_increase_in_grant_order(f: Fixture) {
+    let name = f.name("tokens");
+    let mut tokens = Vec::new();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let s = f.tenure.session().await.unwrap();
+        let p = s.semaphore(&name, 3).unwrap().acquire().await.unwrap();
+        tokens.push(p.token());
+        held.push((s, p));
+    }
+    let order = Arc::new(StdMutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    for i in 0..3 {
+        let s = f.tenure.session().await.unwrap();
+        let pool = s.semaphore(&name, 3).unwrap();
+        let order = order.clone();
+        waiters.push(tokio::spawn(async move {
+            let p = pool.acquire().await.unwrap();
+            order.lock().unwrap().push((i, p.token()));
+            (s, p)
+        }));
+        // Arrival order: each waiter is in line before the next one starts.
+        eventually("in line", || async {
+            semaphore_keys(&f, &name).await.len() == 3 + 2 + i
+        })
+        .await;
+    }
+    let mut granted = Vec::new();
+    for (i, w) in waiters.into_iter().enumerate() {
+        let (_, p) = held.remove(0);
+        p.release().await.unwrap();
+        granted.push(within("waiter granted", w).await.unwrap());
+        assert_eq!(order.lock().unwrap().len(), i + 1);
+    }
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1, 2]);
+    tokens.extend(order.iter().map(|(_, t)| *t));
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "tokens not strictly increasing: {tokens:?}"
+    );
+}
+
+/// Clients that disagree on the permit count get a typed error and leave nothing behind;
+/// counts out of range are refused before anything is asked.
+pub(crate) async fn s6_permit_counts_must_agree(f: Fixture) {
+    let name = f.name("agree");
+    let a = f.tenure.session().await.unwrap();
+    let held = a.semaphore(&name, 3).unwrap().acquire().await.unwrap();
+    let b = f.tenure.session().await.unwrap();
+    let other = b.semaphore(&name, 2).unwrap();
+    for attempt in 0..2 {
+        let res = match attempt {
+            0 => other.acquire().await,
+            _ => other.try_acquire().await,
+        };
+        match res {
+            Err(Error::PermitsDisagree {
+                permits: 2,
+                recorded: 3,
+                holder,
+                ..
+            }) => assert_eq!(holder, held.key()),
+            other => panic!("expected PermitsDisagree, got {other:?}"),
+        }
+        // The refused acquisition withdrew before it answered.
+        eventually("nothing left by the refused", || async {
+            semaphore_keys(&f, &name).await == vec![held.key().to_string()]
+        })
+        .await;
+    }
+    for bad in [0, crate::MAX_PERMITS + 1] {
+        assert!(matches!(
+            b.semaphore(&name, bad),
+            Err(Error::InvalidPermits { .. })
+        ));
+    }
+    assert!(matches!(b.semaphore("", 1), Err(Error::InvalidName { .. })));
+    // Once every holder of the old count is gone, the count may change.
+    held.release().await.unwrap();
+    other.acquire().await.unwrap().release().await.unwrap();
+}
+
+/// Tasks of one session hold several permits of one name at once, and wait like anyone else
+/// once they are all taken.
+pub(crate) async fn s7_one_session_holds_several(f: Fixture) {
+    let name = f.name("local");
+    let s = f.tenure.session().await.unwrap();
+    let pool = s.semaphore(&name, 3).unwrap();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(within("permit", pool.acquire()).await.unwrap());
+    }
+    assert!(matches!(
+        pool.try_acquire().await,
+        Err(Error::Locked { .. })
+    ));
+    let waiter = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.acquire().await })
+    };
+    eventually("in line", || async {
+        semaphore_keys(&f, &name).await.len() == 3 + 2
+    })
+    .await;
+    let first = held.remove(0);
+    let freed = first.token();
+    first.release().await.unwrap();
+    let p = within("waiter", waiter).await.unwrap().unwrap();
+    assert!(p.token() > freed);
+}

@@ -26,11 +26,13 @@ pub(crate) mod fixture;
 mod injected;
 #[cfg(feature = "redis")]
 pub(crate) mod redis_only;
+pub(crate) mod rwlock;
 mod schedules;
 use election::*;
 use fixture::{eventually, Fixture};
 #[cfg(feature = "redis")]
 use redis_only::*;
+use rwlock::*;
 
 /// Bounds every wait for an outcome; far above any expected time, so it only stops a hang.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -590,6 +592,13 @@ macro_rules! all_clauses {
             e3_failover_on_crash,
             e4_cancelled_campaigns_leave_nothing,
             e5_proclaim_and_resign_conditional,
+            rw1_readers_share,
+            rw2_writer_excludes_everyone,
+            rw3_no_writer_starvation,
+            rw4_downgrade_without_gap,
+            rw5_cancellation_leaves_nothing,
+            rw6_tokens_and_guarded_writes,
+            rw7_mutex_of_the_same_name_is_a_writer,
             $($store_level,)*
         );
     };

@@ -91,6 +91,7 @@ mod liveness;
 mod mutex;
 mod name;
 mod retry;
+mod rwlock;
 mod security;
 #[cfg(feature = "serde")]
 mod serialize;
@@ -113,6 +114,7 @@ pub use host::host_pid;
 pub use liveness::LostReason;
 pub use mutex::{Mutex, MutexGuard};
 pub use name::{validate as validate_name, MAX_NAME_LEN};
+pub use rwlock::{ReadGuard, RwLock, WriteGuard};
 pub use security::Secret;
 pub use session::{Session, DEFAULT_TTL};
 pub use status::LockStatus;

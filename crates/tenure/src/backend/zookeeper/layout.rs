@@ -73,6 +73,9 @@ pub(super) fn node_base(uuid: &str, role: Role) -> String {
     let kind = match role {
         Role::Lock => "lock-",
         Role::Candidate => "latch-",
+        // InterProcessReadWriteLock's two lock names.
+        Role::Read => "__READ__",
+        Role::Write => "__WRIT__",
     };
     format!("{}{kind}", protected(uuid))
 }

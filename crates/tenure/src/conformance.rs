@@ -26,12 +26,14 @@ pub(crate) mod fixture;
 mod injected;
 #[cfg(feature = "redis")]
 pub(crate) mod redis_only;
+pub(crate) mod rwlock;
 mod schedules;
 pub(crate) mod semaphore;
 use election::*;
 use fixture::{eventually, Fixture};
 #[cfg(feature = "redis")]
 use redis_only::*;
+use rwlock::*;
 use semaphore::*;
 
 /// Bounds every wait for an outcome; far above any expected time, so it only stops a hang.
@@ -599,6 +601,13 @@ macro_rules! all_clauses {
             s5_tokens_increase_in_grant_order,
             s6_permit_counts_must_agree,
             s7_one_session_holds_several,
+            rw1_readers_share,
+            rw2_writer_excludes_everyone,
+            rw3_no_writer_starvation,
+            rw4_downgrade_without_gap,
+            rw5_cancellation_leaves_nothing,
+            rw6_tokens_and_guarded_writes,
+            rw7_mutex_of_the_same_name_is_a_writer,
             $($store_level,)*
         );
     };

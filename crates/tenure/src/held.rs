@@ -62,6 +62,19 @@ impl Held {
         self.session.proclaim(self.grant(), value).await
     }
 
+    /// Turns this write grant into a read grant of the same entry (read/write locks): it
+    /// holds throughout. `LockLost` if the grant no longer held.
+    pub(crate) async fn downgrade(&self) -> Result<()> {
+        let grant = self.grant();
+        if self.session.downgrade(grant).await? {
+            return Ok(());
+        }
+        Err(Error::LockLost {
+            key: grant.key.clone(),
+            reason: grant.liveness.reason().unwrap_or(LostReason::EntryDeleted),
+        })
+    }
+
     pub(crate) fn mark_lost(&self, reason: LostReason) {
         self.grant().liveness.lose(reason);
     }

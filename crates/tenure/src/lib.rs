@@ -93,6 +93,7 @@ mod liveness;
 mod mutex;
 mod name;
 mod retry;
+mod rwlock;
 mod security;
 mod semaphore;
 #[cfg(feature = "serde")]
@@ -118,6 +119,7 @@ pub use host::host_pid;
 pub use liveness::LostReason;
 pub use mutex::{Mutex, MutexGuard};
 pub use name::{validate as validate_name, MAX_NAME_LEN};
+pub use rwlock::{ReadGuard, RwLock, WriteGuard};
 pub use security::Secret;
 pub use semaphore::{Permit, Semaphore, MAX_PERMITS};
 pub use session::{Session, DEFAULT_TTL};

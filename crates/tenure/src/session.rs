@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use crate::backend::{Backend, SessionBackend};
-use crate::{Election, LostReason, Mutex, Result, Semaphore, SessionEvents};
+use crate::{Election, LostReason, Mutex, Result, RwLock, Semaphore, SessionEvents};
 
 /// A lease in the store, renewed every third of its TTL until closed, dropped or lost.
 ///
@@ -106,6 +106,14 @@ impl Session {
     pub fn mutex(&self, name: &str) -> Result<Mutex> {
         crate::name::validate(name)?;
         Ok(Mutex::new(self.clone(), name))
+    }
+
+    /// A read/write lock named `name` on this session: many readers or one writer, in arrival
+    /// order. On etcd, `jobs` meets Go's `recipe.NewRWMutex(session, "jobs")`; on ZooKeeper,
+    /// Curator's `InterProcessReadWriteLock` on `/jobs`. See [`RwLock`].
+    pub fn rwlock(&self, name: &str) -> Result<RwLock> {
+        crate::name::validate(name)?;
+        Ok(RwLock::new(self.clone(), name))
     }
 
     /// An election named `name` on this session. On etcd, `leader` meets

@@ -147,6 +147,26 @@ pub(crate) trait SessionBackend: Send + Sync + 'static {
     ) -> Result<Grant> {
         Err(semaphore::unsupported())
     }
+    /// Enters the queue of read/write lock `name` as a reader or a writer and waits until
+    /// granted (`wait`), or takes it only if it is granted at once. Stores without read/write
+    /// locks keep this default, which says so.
+    async fn acquire_rw(
+        &self,
+        name: &str,
+        mode: RwMode,
+        value: &[u8],
+        wait: bool,
+        permit: OwnedMutexGuard<()>,
+    ) -> Result<Grant> {
+        let _ = (name, mode, value, wait, permit);
+        Err(rw_unsupported())
+    }
+    /// Turns a write grant into a read grant of the same entry, with no moment unheld and no
+    /// writer let in (see `rwlock.rs`). `Ok(false)`: the grant no longer holds.
+    async fn downgrade(&self, grant: &Grant) -> Result<bool> {
+        let _ = grant;
+        Err(rw_unsupported())
+    }
     /// Deletes the grant's entry if it is still this grant's (C8).
     async fn release(&self, grant: &Grant) -> Result<()>;
     /// Applies `ops` atomically, only while `grant` still holds (C10). `Ok(false)`: not held.
@@ -178,6 +198,24 @@ impl std::fmt::Debug for dyn Backend {
 impl std::fmt::Debug for dyn SessionBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Session({:x})", self.id())
+    }
+}
+
+/// Which side of a read/write lock an acquisition is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RwMode {
+    /// Shared with other readers; excluded by writers.
+    Read,
+    /// Excludes everyone.
+    Write,
+}
+
+/// The answer of a store that has no read/write locks.
+pub(crate) fn rw_unsupported() -> crate::Error {
+    crate::Error::Unsupported {
+        backend: "this backend",
+        what: "read/write locks",
+        advice: "use a mutex, or a backend with read/write locks (etcd, ZooKeeper, Redis, mem)",
     }
 }
 

@@ -18,7 +18,9 @@ use tokio::time::Instant;
 use self::state::{Lookup, State};
 use super::lease::{spawn_keep_alive, Renewer};
 use super::observe::{Kv, PrefixWatch};
-use super::queue::{Ahead, Enqueued, Entry, QueueSession, QueueStore, Role, Ticket};
+use super::queue::{
+    downgrade_marker, Ahead, Enqueued, Entry, QueueSession, QueueStore, Role, Ticket,
+};
 use super::semaphore::Unlocked;
 use super::{Backend, SessionBackend};
 use crate::liveness::{Liveness, LostReason};
@@ -77,6 +79,24 @@ impl MemStore {
     #[cfg(test)]
     pub(crate) fn keys(&self, prefix: &str) -> Vec<String> {
         self.with(|st| st.keys_with_prefix(prefix))
+    }
+
+    /// Waits until read/write lock entry `key` is downgraded (`marker` holds `token`).
+    async fn until_marked(&self, marker: &str, token: u64) {
+        let token = token.to_string();
+        let (initial, mut changes) = self.with(|st| st.watch_prefix(marker));
+        let marked = |kv: &Kv| kv.key == marker && kv.value == token.as_bytes();
+        if initial.iter().any(marked) {
+            return;
+        }
+        while let Some(change) = changes.recv().await {
+            if let Ok(super::observe::Change::Put(kv)) = change {
+                if marked(&kv) {
+                    return;
+                }
+            }
+        }
+        std::future::pending().await
     }
 
     /// Waits until `key`, as it was at `rev`, is gone, sleeping at most until its lease could
@@ -287,21 +307,44 @@ fn key_in(prefix: &str, lease: u64) -> String {
     format!("{prefix}{lease:x}")
 }
 
+/// A session's entry of `role` in a queue: the read/write lock layout of etcd's (see
+/// `backend/etcd/rw.rs`), else the mutex one.
+fn key_of(prefix: &str, role: Role, lease: u64) -> String {
+    match role {
+        Role::Read => format!("{prefix}read/{lease:x}"),
+        Role::Write => format!("{prefix}write/{lease:x}"),
+        Role::Lock | Role::Candidate | Role::Lease => key_in(prefix, lease),
+    }
+}
+
+/// What keeps a reader whose entry was created at `before` (`None`: not yet) out: the newest
+/// non-reader ahead of it, unless that is a downgraded writer (which had nothing ahead).
+fn reader_blocker(st: &State, prefix: &str, before: Option<u64>) -> Option<(String, u64)> {
+    st.last_writer(prefix, before).filter(|(key, token)| {
+        let marker = downgrade_marker(key);
+        marker.and_then(|m| st.value(&m)) != Some(token.to_string().into_bytes())
+    })
+}
+
 #[async_trait]
 impl QueueStore for MemSession {
     async fn enqueue(
         &self,
         prefix: &str,
         value: &[u8],
-        _role: Role,
+        role: Role,
         ticket: Ticket,
     ) -> Result<Enqueued> {
-        let key = key_in(prefix, self.lease);
+        let key = key_of(prefix, role, self.lease);
         self.store.with(|st| {
             st.check_lease(self.lease)?;
             self.check_not_withdrawn(st, prefix, ticket)?;
             let token = st.put_if_absent(&key, value, self.lease);
-            let first = st.first_in(prefix).map(|(k, _)| k) == Some(key.clone());
+            let first = if role == Role::Read {
+                reader_blocker(st, prefix, Some(token)).is_none()
+            } else {
+                st.first_in(prefix).map(|(k, _)| k) == Some(key.clone())
+            };
             Ok(Enqueued {
                 mine: Entry { key, token },
                 first,
@@ -359,9 +402,92 @@ impl QueueStore for MemSession {
     }
 
     async fn remove(&self, mine: &Entry) -> Result<bool> {
-        Ok(self
-            .store
-            .with(|st| st.create_rev(&mine.key) == Some(mine.token) && st.delete(&mine.key)))
+        Ok(self.store.with(|st| {
+            if st.create_rev(&mine.key) != Some(mine.token) {
+                return false;
+            }
+            if let Some(marker) = downgrade_marker(&mine.key) {
+                st.delete(&marker);
+            }
+            st.delete(&mine.key)
+        }))
+    }
+
+    async fn try_enqueue(
+        &self,
+        prefix: &str,
+        value: &[u8],
+        role: Role,
+        ticket: Ticket,
+    ) -> Result<Result<Enqueued, Option<String>>> {
+        let key = key_of(prefix, role, self.lease);
+        self.store.with(|st| {
+            st.check_lease(self.lease)?;
+            self.check_not_withdrawn(st, prefix, ticket)?;
+            let enqueued = |token, st: &State| Enqueued {
+                mine: Entry {
+                    key: key.clone(),
+                    token,
+                },
+                first: true,
+                rev: st.rev(),
+            };
+            if let Some(token) = st.create_rev(&key) {
+                // An earlier attempt was applied but its answer lost (C13): it was made when
+                // nothing excluded it, and only entries behind it came since.
+                return Ok(Ok(enqueued(token, st)));
+            }
+            let in_the_way = if role == Role::Read {
+                // A downgraded writer is no obstacle only if it is the newest non-reader:
+                // a writer queued behind it is, and a reader must not jump it (C4).
+                reader_blocker(st, prefix, None)
+            } else {
+                st.first_in(prefix)
+            };
+            if let Some((holder, _)) = in_the_way {
+                return Ok(Err(Some(holder)));
+            }
+            let token = st.put_if_absent(&key, value, self.lease);
+            Ok(Ok(enqueued(token, st)))
+        })
+    }
+
+    async fn ahead_of_reader(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+        self.store.with(|st| {
+            if st.create_rev(&mine.key) != Some(mine.token) {
+                let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
+                return Err(crate::Error::SessionLost { reason });
+            }
+            Ok(match reader_blocker(st, prefix, Some(mine.token)) {
+                Some((key, _)) => Ahead::Entry { key, rev: st.rev() },
+                None => Ahead::Nobody { rev: st.rev() },
+            })
+        })
+    }
+
+    async fn wait_released(&self, key: &str, rev: i64) -> Result<()> {
+        let token = self.store.with(|st| st.create_rev(key));
+        match (downgrade_marker(key), token) {
+            (Some(marker), Some(token)) if token as i64 <= rev => tokio::select! {
+                () = self.store.until_deleted(key, rev) => {}
+                () = self.store.until_marked(&marker, token) => {}
+            },
+            _ => self.store.until_deleted(key, rev).await,
+        }
+        Ok(())
+    }
+
+    async fn downgrade(&self, mine: &Entry) -> Result<bool> {
+        let Some(marker) = downgrade_marker(&mine.key) else {
+            return Ok(false);
+        };
+        Ok(self.store.with(|st| {
+            if st.create_rev(&mine.key) != Some(mine.token) {
+                return false;
+            }
+            st.put_leased(&marker, mine.token.to_string().as_bytes(), self.lease);
+            true
+        }))
     }
 
     async fn forbid(&self, prefix: &str, ticket: Ticket) -> Result<()> {
@@ -372,12 +498,14 @@ impl QueueStore for MemSession {
     }
 
     async fn own_entries(&self, prefix: &str) -> Result<Vec<Entry>> {
-        let key = key_in(prefix, self.lease);
-        let token = self.store.with(|st| st.create_rev(&key));
-        Ok(token
-            .map(|token| Entry { key, token })
-            .into_iter()
-            .collect())
+        // One acquisition per session and name runs at a time (C9): whichever entry is there
+        // is the withdrawn one's.
+        let keys = [Role::Lock, Role::Read, Role::Write].map(|r| key_of(prefix, r, self.lease));
+        Ok(self.store.with(|st| {
+            keys.into_iter()
+                .filter_map(|key| st.create_rev(&key).map(|token| Entry { key, token }))
+                .collect()
+        }))
     }
 
     async fn add_lease(&self, dir: &str, value: &[u8], ticket: Ticket) -> Result<(Entry, Vec<Kv>)> {

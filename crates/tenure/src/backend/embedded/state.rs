@@ -221,6 +221,25 @@ impl State {
             .map(|(k, _)| k.clone())
     }
 
+    /// The newest entry under `prefix` that is not a reader (`<prefix>read/…`), created before
+    /// `before` if given: what a read/write lock's reader waits for.
+    pub(super) fn last_writer(&self, prefix: &str, before: Option<u64>) -> Option<(String, u64)> {
+        let readers = format!("{prefix}read/");
+        self.under(prefix)
+            .filter(|(k, kv)| {
+                !k.starts_with(&readers) && !matches!(before, Some(b) if kv.create_rev as u64 >= b)
+            })
+            .max_by_key(|(_, kv)| kv.create_rev)
+            .map(|(k, kv)| (k.clone(), kv.create_rev as u64))
+    }
+
+    /// Sets `key` to `value` under `lease`, creating it if absent.
+    pub(super) fn put_leased(&mut self, key: &str, value: &[u8], lease: u64) {
+        if !self.set_value(key, value) {
+            self.put_if_absent(key, value, lease);
+        }
+    }
+
     #[cfg(test)]
     pub(super) fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
         self.under(prefix).map(|(k, _)| k.clone()).collect()

@@ -15,12 +15,15 @@ use super::watch::WatchHub;
 use super::{is_lease_not_found, map_err, revision};
 use crate::backend::lease::Renewer;
 use crate::backend::observe::Kv;
-use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore, Role, Ticket};
+use crate::backend::queue::{downgrade_marker, Ahead, Enqueued, Entry, QueueStore, Role, Ticket};
 use crate::backend::semaphore::Unlocked;
 use crate::liveness::{Liveness, LostReason};
 use crate::retry::with_backoff;
 use crate::retry::ATTEMPTS;
 use crate::{Error, Result, Write};
+
+#[path = "rw.rs"]
+mod rw;
 
 pub(super) struct EtcdSession {
     members: Arc<Members>,
@@ -194,9 +197,12 @@ impl QueueStore for EtcdSession {
         &self,
         prefix: &str,
         value: &[u8],
-        _role: Role,
+        role: Role,
         ticket: Ticket,
     ) -> Result<Enqueued> {
+        if matches!(role, Role::Read | Role::Write) {
+            return self.enqueue_rw(prefix, value, role, ticket).await;
+        }
         let key = self.my_key(prefix);
         let put = TxnOp::put(
             key.as_str(),
@@ -329,9 +335,14 @@ impl QueueStore for EtcdSession {
     }
 
     async fn remove(&self, mine: &Entry) -> Result<bool> {
+        let mut delete = vec![TxnOp::delete(mine.key.as_str(), None)];
+        // A read/write lock's write entry goes with its downgrade marker, if it has one.
+        if let Some(marker) = downgrade_marker(&mine.key) {
+            delete.push(TxnOp::delete(marker, None));
+        }
         let txn = Txn::new()
             .when([is_mine(&mine.key, mine.token)])
-            .and_then([TxnOp::delete(mine.key.as_str(), None)]);
+            .and_then(delete);
         Ok(self.txn("unlock", txn).await?.succeeded())
     }
 
@@ -344,17 +355,24 @@ impl QueueStore for EtcdSession {
     }
 
     async fn own_entries(&self, prefix: &str) -> Result<Vec<Entry>> {
-        let key = self.my_key(prefix);
-        let found = self
-            .members
-            .call(
-                "withdraw",
-                |c| async move { c.kv_client().get(key, None).await },
-            )
-            .await?;
+        // The session's mutex or election entry, and its read/write lock entries: one
+        // acquisition per session and name runs at a time (C9), so whichever is there is the
+        // withdrawn one's.
+        let keys = [
+            self.my_key(prefix),
+            self.rw_key(prefix, Role::Read),
+            self.rw_key(prefix, Role::Write),
+        ];
+        let gets = keys.map(|k| TxnOp::get(k, None));
+        let found = self.txn("withdraw", Txn::new().and_then(gets)).await?;
         Ok(found
-            .kvs()
-            .iter()
+            .op_responses()
+            .into_iter()
+            .filter_map(|r| match r {
+                TxnOpResponse::Get(g) => Some(g),
+                _ => None,
+            })
+            .flat_map(|g| g.kvs().to_vec())
             .filter(|kv| kv.lease() == self.lease)
             .map(|kv| Entry {
                 key: String::from_utf8_lossy(kv.key()).into_owned(),
@@ -404,6 +422,31 @@ impl QueueStore for EtcdSession {
             key: String::from_utf8_lossy(kv.key()).into_owned(),
             token: kv.create_revision() as u64,
         }))
+    }
+
+    async fn try_enqueue(
+        &self,
+        prefix: &str,
+        value: &[u8],
+        role: Role,
+        ticket: Ticket,
+    ) -> Result<Result<Enqueued, Option<String>>> {
+        self.try_enqueue_rw(prefix, value, role, ticket).await
+    }
+
+    async fn ahead_of_reader(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+        self.ahead_of_reader_rw(prefix, mine).await
+    }
+
+    async fn wait_released(&self, key: &str, rev: i64) -> Result<()> {
+        match downgrade_marker(key) {
+            Some(marker) => self.wait_released_rw(key, &marker, rev).await,
+            None => self.wait_deleted(key, rev).await,
+        }
+    }
+
+    async fn downgrade(&self, mine: &Entry) -> Result<bool> {
+        self.downgrade_rw(mine).await
     }
 
     async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool> {

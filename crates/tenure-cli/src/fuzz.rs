@@ -153,7 +153,11 @@ fn check_parsed(cli: &Cli) {
             vec![a.grace]
         }
         Command::Bench(a) => {
-            assert!(a.workers.0.iter().all(|n| (1..=MAX_COUNT).contains(n)));
+            let counts = [&a.workers, &a.waiters, &Some(a.tasks.clone())];
+            for list in counts.into_iter().flatten() {
+                assert!(list.0.iter().all(|n| (1..=MAX_COUNT).contains(n)));
+            }
+            assert!(a.locks.is_none_or(|n| n >= 1));
             assert!(a.cycles >= 1);
             vec![a.max_time]
         }

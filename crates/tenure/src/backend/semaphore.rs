@@ -72,6 +72,7 @@ pub(crate) fn recorded(data: &[u8]) -> Option<(u32, &[u8])> {
 
 /// What [`QueueStore::add_lease_if_unlocked`] found.
 #[derive(Debug)]
+#[cfg_attr(not(any(feature = "etcd", feature = "embedded")), allow(dead_code))]
 pub(crate) enum Unlocked {
     /// Nobody held or waited for the internal lock: our entry, and every entry after it.
     Added(Entry, Vec<Kv>),

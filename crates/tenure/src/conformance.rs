@@ -599,6 +599,7 @@ macro_rules! all_clauses {
             s5_tokens_increase_in_grant_order,
             s6_permit_counts_must_agree,
             s7_one_session_holds_several,
+            s8_status_lists_semaphores,
             $($store_level,)*
         );
     };
@@ -695,6 +696,7 @@ suite!(zk, super::fixture::zk;
     s5_tokens_increase_in_grant_order,
     s6_permit_counts_must_agree,
     s7_one_session_holds_several,
+    s8_status_lists_semaphores,
 );
 #[cfg(feature = "redis")]
 redis_clauses!(redis, super::fixture::redis);

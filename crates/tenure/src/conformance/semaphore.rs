@@ -378,3 +378,72 @@ pub(crate) async fn rl_semaphores_unsupported(f: Fixture) {
     }
     assert!(semaphore_keys(&f, &name).await.is_empty());
 }
+
+/// C15 for semaphores: `status` lists a semaphore once, under its name, with its recorded
+/// permit count, every holder (oldest first, each with its own value and token) and how many
+/// wait; its internal lock is not listed as a lock of its own.
+pub(crate) async fn s8_status_lists_semaphores(f: Fixture) {
+    let prefix = f.name("sem-status/");
+    let name = f.name("sem-status/pool");
+    let a = f.tenure.session().await.unwrap();
+    let first = a
+        .semaphore(&name, 2)
+        .unwrap()
+        .with_value("worker-1")
+        .acquire()
+        .await
+        .unwrap();
+    let second = a
+        .semaphore(&name, 2)
+        .unwrap()
+        .with_value("worker-2")
+        .acquire()
+        .await
+        .unwrap();
+    let mut waiters = Vec::new();
+    for _ in 0..2 {
+        let s = f
+            .tenure
+            .session()
+            .await
+            .unwrap()
+            .semaphore(&name, 2)
+            .unwrap();
+        waiters.push(tokio::spawn(
+            async move { s.acquire().await.map(|p| p.token()) },
+        ));
+    }
+    eventually("waiters in line", || async {
+        semaphore_keys(&f, &name).await.len() == 2 + 1 + 2
+    })
+    .await;
+    let listed = f.tenure.status(&prefix).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let row = &listed[0];
+    assert_eq!(
+        (row.name.as_str(), row.permits, row.waiters),
+        (name.as_str(), Some(2), 2)
+    );
+    let holders: Vec<(&str, &[u8], crate::FencingToken)> = row
+        .holders
+        .iter()
+        .map(|h| (h.key.as_str(), h.value.as_slice(), h.token))
+        .collect();
+    assert_eq!(
+        holders,
+        [
+            (first.key(), &b"worker-1"[..], first.token()),
+            (second.key(), &b"worker-2"[..], second.token())
+        ]
+    );
+    assert_eq!(row.holder, row.holders[0]);
+    first.release().await.unwrap();
+    second.release().await.unwrap();
+    for w in waiters {
+        within("waiter", w).await.unwrap().unwrap();
+    }
+    eventually("nothing listed once released", || async {
+        f.tenure.status(&prefix).await.unwrap().is_empty()
+    })
+    .await;
+}

@@ -127,6 +127,28 @@ impl RedisAdmin {
         answers.into_iter().map(|(_, n)| n).sum()
     }
 
+    /// Every key that starts with `prefix`, on any master, sorted (for semaphores, whose
+    /// permits are keys of their own).
+    pub async fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let mut pattern = String::new();
+        for c in prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        let mut keys: Vec<String> = self
+            .each::<Vec<String>>(redis::cmd("KEYS").arg(&pattern))
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
     /// The lock key of `<name>/` when held (on any master), then one pseudo-entry per waiter.
     pub async fn keys(&self, prefix: &str) -> Vec<String> {
         let name = prefix.strip_suffix('/').unwrap_or(prefix);

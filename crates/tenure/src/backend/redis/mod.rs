@@ -80,6 +80,7 @@
 mod node;
 mod redlock;
 pub(crate) mod scripts;
+mod semaphore;
 mod session;
 mod waiting;
 

@@ -247,6 +247,27 @@ impl RedisSession {
         }
     }
 
+    /// A grant for `key` holding `value`, registered for renewal like a lock (a semaphore's
+    /// permit key: `backend/redis/semaphore.rs`).
+    pub(super) fn hold(&self, key: &str, value: String, token: u64) -> Grant {
+        let liveness = self.liveness.child();
+        let held = Held {
+            token,
+            value,
+            liveness: liveness.clone(),
+            releasing: false,
+        };
+        self.registry.lock().insert(key.to_string(), held);
+        Grant {
+            key: key.to_string(),
+            token,
+            liveness,
+            watch: None,
+            _permit: None,
+            in_flight: None,
+        }
+    }
+
     fn locked(name: &str) -> Error {
         Error::Locked {
             name: name.to_string(),
@@ -325,6 +346,19 @@ impl SessionBackend for RedisSession {
                 reason = self.liveness.lost() => return Err(Error::SessionLost { reason }),
             }
         }
+    }
+
+    // As for a lock, the holder's value is not recorded: a permit key's value is its random
+    // owner token. The in-process queue is not needed: every permit has a key of its own.
+    async fn acquire_permit(
+        &self,
+        name: &str,
+        permits: u32,
+        _value: &[u8],
+        wait: bool,
+        _local: Arc<tokio::sync::Mutex<()>>,
+    ) -> Result<Grant> {
+        super::semaphore::acquire(self, name, permits, new_value(self.id), wait).await
     }
 
     async fn release(&self, grant: &Grant) -> Result<()> {

@@ -680,6 +680,13 @@ suite!(zk, super::fixture::zk;
     e3_failover_on_crash,
     e4_cancelled_campaigns_leave_nothing,
     e5_proclaim_and_resign_conditional,
+    rw1_readers_share,
+    rw2_writer_excludes_everyone,
+    rw3_no_writer_starvation,
+    rw4_downgrade_without_gap,
+    rw5_cancellation_leaves_nothing,
+    rw6_tokens_and_guarded_writes,
+    rw7_mutex_of_the_same_name_is_a_writer,
 );
 #[cfg(feature = "redis")]
 redis_clauses!(redis, super::fixture::redis);

@@ -65,6 +65,19 @@ impl Admin {
         }
     }
 
+    /// Whether the store keeps markers as keys beside a queue (`<name>\0…`): etcd and the
+    /// embedded store; ZooKeeper marks nodes in their data, Redis has no queue.
+    pub fn keeps_markers_beside_queues(&self) -> bool {
+        match self {
+            #[cfg(feature = "embedded")]
+            Admin::Mem(_) => true,
+            #[cfg(feature = "etcd")]
+            Admin::Etcd(_) => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
     /// Deletes one key.
     pub async fn delete(&self, key: &str) {
         match self {

@@ -611,7 +611,10 @@ macro_rules! all_clauses {
 ///   `Error::Unsupported` (no ordered watch; see `backend/redis`), checked by
 ///   `r_elections_unsupported`;
 /// - C15 (listing): Redis keeps nothing for waiters, so `status` is `Error::Unsupported`,
-///   checked by `r_status_unsupported`.
+///   checked by `r_status_unsupported`;
+/// - rw7 (a mutex of the same name is a writer): the read/write lock's keys live under
+///   `tenure:rw:` (backend/redis/rwlock.rs), apart from the mutex key `N` that redis-py and
+///   redsync share, so on Redis the two are separate locks.
 ///
 /// C11 (transient faults) is exempt here: the fault injector wraps the fair-queue recipe's
 /// store, which Redis does not use.
@@ -637,6 +640,12 @@ macro_rules! redis_clauses {
             r12_reserved_names_refused,
             r_elections_unsupported,
             r_status_unsupported,
+            rw1_readers_share,
+            rw2_writer_excludes_everyone,
+            rw3_no_writer_starvation,
+            rw4_downgrade_without_gap,
+            rw5_cancellation_leaves_nothing,
+            rw6_tokens_and_guarded_writes,
         );
     };
 }
@@ -722,7 +731,8 @@ macro_rules! redlock_clauses {
             r7_taken_over_is_lost,
             r12_reserved_names_refused,
             r_elections_unsupported,
-            r_status_unsupported
+            r_status_unsupported,
+            rw_redlock_unsupported
             $(, $extra)*
         );
     };

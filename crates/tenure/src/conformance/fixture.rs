@@ -65,16 +65,17 @@ impl Admin {
         }
     }
 
-    /// Whether the store keeps markers as keys beside a queue (`<name>\0…`): etcd and the
-    /// embedded store; ZooKeeper marks nodes in their data, Redis has no queue.
-    pub fn keeps_markers_beside_queues(&self) -> bool {
+    /// What a read/write lock `name` may leave outside its queue: the downgrade markers
+    /// beside it (`<name>\0downgraded/…`, etcd and the embedded store), the waiting set of
+    /// writers (Redis). ZooKeeper marks nodes in their data: nothing.
+    pub async fn rw_leftovers(&self, name: &str) -> Vec<String> {
         match self {
-            #[cfg(feature = "embedded")]
-            Admin::Mem(_) => true,
-            #[cfg(feature = "etcd")]
-            Admin::Etcd(_) => true,
+            #[cfg(feature = "zookeeper")]
+            Admin::Zk(_) => Vec::new(),
+            #[cfg(feature = "redis")]
+            Admin::Redis(admin) => admin.rw_leftovers(name).await,
             #[allow(unreachable_patterns)]
-            _ => false,
+            _ => self.keys(&format!("{name}\0downgraded/")).await,
         }
     }
 

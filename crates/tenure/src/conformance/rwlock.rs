@@ -72,13 +72,11 @@ impl Grants {
     }
 }
 
-/// Entries of the lock `name` in the store (and, where the store keeps them beside the
-/// queue, its downgrade markers).
+/// Entries of the lock `name` in the store, and what it keeps beside them (downgrade
+/// markers, Redis's waiting set).
 async fn keys_of(f: &Fixture, name: &str) -> Vec<String> {
     let mut keys = f.admin.keys(&format!("{name}/")).await;
-    if f.admin.keeps_markers_beside_queues() {
-        keys.extend(f.admin.keys(&format!("{name}\0downgraded/")).await);
-    }
+    keys.extend(f.admin.rw_leftovers(name).await);
     keys
 }
 
@@ -495,4 +493,21 @@ pub(crate) async fn rw7_mutex_of_the_same_name_is_a_writer(f: Fixture) {
         Err(Error::Locked { .. })
     ));
     g.unlock().await.unwrap();
+}
+
+/// Redlock refuses read/write locks with `Error::Unsupported` (see backend/redis/rwlock.rs),
+/// leaving nothing behind, and a try refuses alike.
+pub(crate) async fn rw_redlock_unsupported(f: Fixture) {
+    let name = f.name("redlock-rw");
+    let lock = rwlock(&f.tenure, &name).await;
+    for refused in [
+        lock.read().await.map(|_| ()),
+        lock.try_write().await.map(|_| ()),
+    ] {
+        assert!(
+            matches!(refused, Err(Error::Unsupported { .. })),
+            "{refused:?}"
+        );
+    }
+    assert!(keys_of(&f, &name).await.is_empty());
 }

@@ -79,6 +79,7 @@
 
 mod node;
 mod redlock;
+pub(crate) mod rwlock;
 pub(crate) mod scripts;
 mod session;
 mod waiting;
@@ -311,6 +312,7 @@ impl Backend for RedisBackend {
             liveness,
             registry,
             keep_alive,
+            rw: Default::default(),
         }))
     }
 

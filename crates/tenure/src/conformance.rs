@@ -598,6 +598,7 @@ macro_rules! all_clauses {
             rw4_downgrade_without_gap,
             rw5_cancellation_leaves_nothing,
             rw6_tokens_and_guarded_writes,
+            rw8_crashed_reader_released_after_ttl,
             rw7_mutex_of_the_same_name_is_a_writer,
             $($store_level,)*
         );
@@ -646,6 +647,7 @@ macro_rules! redis_clauses {
             rw4_downgrade_without_gap,
             rw5_cancellation_leaves_nothing,
             rw6_tokens_and_guarded_writes,
+            rw8_crashed_reader_released_after_ttl,
         );
     };
 }
@@ -695,6 +697,7 @@ suite!(zk, super::fixture::zk;
     rw4_downgrade_without_gap,
     rw5_cancellation_leaves_nothing,
     rw6_tokens_and_guarded_writes,
+    rw8_crashed_reader_released_after_ttl,
     rw7_mutex_of_the_same_name_is_a_writer,
 );
 #[cfg(feature = "redis")]

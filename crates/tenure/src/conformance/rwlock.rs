@@ -511,3 +511,21 @@ pub(crate) async fn rw_redlock_unsupported(f: Fixture) {
     }
     assert!(keys_of(&f, &name).await.is_empty());
 }
+
+/// A reader whose process dies (stops renewing) is released when its session expires, and a
+/// waiting writer then proceeds without anyone's help (C6 for readers; on Redis the reader is
+/// reclaimed through its session's heartbeat).
+pub(crate) async fn rw8_crashed_reader_released_after_ttl(f: Fixture) {
+    let name = f.name("crashed-reader");
+    let crashed = f.tenure.session_with_ttl(f.short_ttl).await.unwrap();
+    let r = crashed.rwlock(&name).unwrap().read().await.unwrap();
+    let token = r.token();
+    std::mem::forget(r);
+    crashed.simulate_crash();
+    let writer = rwlock(&f.tenure, &name).await;
+    let w = within("writer after a crashed reader", writer.write())
+        .await
+        .unwrap();
+    assert!(w.token() > token);
+    w.unlock().await.unwrap();
+}

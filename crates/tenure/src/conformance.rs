@@ -608,6 +608,7 @@ macro_rules! all_clauses {
             rw4_downgrade_without_gap,
             rw5_cancellation_leaves_nothing,
             rw6_tokens_and_guarded_writes,
+            rw8_crashed_reader_released_after_ttl,
             rw7_mutex_of_the_same_name_is_a_writer,
             $($store_level,)*
         );
@@ -624,6 +625,9 @@ macro_rules! all_clauses {
 ///   checked by `r_status_unsupported`;
 /// - s5 (semaphore waiters granted in arrival order): Redis semaphore waiters race as mutex
 ///   waiters do; tokens strictly increasing is checked by s1's and s2's holders instead.
+/// - rw7 (a mutex of the same name is a writer): the read/write lock's keys live under
+///   `tenure:rw:` (backend/redis/rwlock.rs), apart from the mutex key `N` that redis-py and
+///   redsync share, so on Redis the two are separate locks.
 ///
 /// C11 (transient faults) is exempt here: the fault injector wraps the fair-queue recipe's
 /// store, which Redis does not use.
@@ -655,6 +659,13 @@ macro_rules! redis_clauses {
             s4_owner_only_release,
             s6_permit_counts_must_agree,
             s7_one_session_holds_several,
+            rw1_readers_share,
+            rw2_writer_excludes_everyone,
+            rw3_no_writer_starvation,
+            rw4_downgrade_without_gap,
+            rw5_cancellation_leaves_nothing,
+            rw6_tokens_and_guarded_writes,
+            rw8_crashed_reader_released_after_ttl,
         );
     };
 }
@@ -706,6 +717,14 @@ suite!(zk, super::fixture::zk;
     s6_permit_counts_must_agree,
     s7_one_session_holds_several,
     s8_status_lists_semaphores,
+    rw1_readers_share,
+    rw2_writer_excludes_everyone,
+    rw3_no_writer_starvation,
+    rw4_downgrade_without_gap,
+    rw5_cancellation_leaves_nothing,
+    rw6_tokens_and_guarded_writes,
+    rw8_crashed_reader_released_after_ttl,
+    rw7_mutex_of_the_same_name_is_a_writer,
 );
 #[cfg(feature = "redis")]
 redis_clauses!(redis, super::fixture::redis);
@@ -742,7 +761,8 @@ macro_rules! redlock_clauses {
             r12_reserved_names_refused,
             r_elections_unsupported,
             r_status_unsupported,
-            rl_semaphores_unsupported
+            rl_semaphores_unsupported,
+            rw_redlock_unsupported
             $(, $extra)*
         );
     };

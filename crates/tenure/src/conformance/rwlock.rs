@@ -159,7 +159,9 @@ pub(crate) async fn rw2_writer_excludes_everyone(f: Fixture) {
             let mut writes = 0u64;
             for i in 0..rounds {
                 if (s + i) % 5 == 0 {
-                    let g = lock.write().await.expect("write lock");
+                    // Each wait is bounded, not the whole run (1000 operations on a loaded
+                    // machine take a while; only a hang should fail).
+                    let g = within("write", lock.write()).await.expect("write lock");
                     inside.enter_write();
                     grants.log(g.token(), true);
                     let n = read_u64(tenure.read(&a_key).await.expect("read"));
@@ -174,7 +176,7 @@ pub(crate) async fn rw2_writer_excludes_everyone(f: Fixture) {
                     inside.leave_write();
                     g.unlock().await.expect("unlock writer");
                 } else {
-                    let g = lock.read().await.expect("read lock");
+                    let g = within("read", lock.read()).await.expect("read lock");
                     inside.enter_read();
                     grants.log(g.token(), false);
                     let a = tenure.read(&a_key).await.expect("read a");
@@ -190,7 +192,7 @@ pub(crate) async fn rw2_writer_excludes_everyone(f: Fixture) {
     }
     let mut writes = 0;
     for t in tasks {
-        writes += within("contender", t).await.expect("contender task");
+        writes += t.await.expect("contender task");
     }
     let a = read_u64(f.tenure.read(&a_key).await.unwrap());
     assert_eq!(a, writes, "every write counted once");

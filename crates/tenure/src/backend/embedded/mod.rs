@@ -249,6 +249,7 @@ impl QueueStore for MemSession {
                 mine: Entry { key, token },
                 first,
                 rev: st.rev(),
+                ahead: None,
             })
         })
     }
@@ -270,6 +271,7 @@ impl QueueStore for MemSession {
                         mine: Entry { key, token },
                         first: true,
                         rev: st.rev(),
+                        ahead: None,
                     }));
                 }
                 return Ok(Err(Some(holder)));
@@ -279,6 +281,7 @@ impl QueueStore for MemSession {
                 mine: Entry { key, token },
                 first: true,
                 rev: st.rev(),
+                ahead: None,
             }))
         })
     }
@@ -289,8 +292,13 @@ impl QueueStore for MemSession {
                 let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
                 return Err(crate::Error::SessionLost { reason });
             }
+            let first = st.first_in(prefix).map(|(k, _)| k);
             Ok(match st.just_before(prefix, mine.token) {
-                Some(key) => Ahead::Entry { key, rev: st.rev() },
+                Some(key) => Ahead::Entry {
+                    first: first.as_ref() == Some(&key),
+                    key,
+                    rev: st.rev(),
+                },
                 None => Ahead::Nobody { rev: st.rev() },
             })
         })

@@ -349,6 +349,7 @@ impl QueueStore for MemSession {
                 mine: Entry { key, token },
                 first,
                 rev: st.rev(),
+                ahead: None,
             })
         })
     }
@@ -370,6 +371,7 @@ impl QueueStore for MemSession {
                         mine: Entry { key, token },
                         first: true,
                         rev: st.rev(),
+                        ahead: None,
                     }));
                 }
                 return Ok(Err(Some(holder)));
@@ -379,6 +381,7 @@ impl QueueStore for MemSession {
                 mine: Entry { key, token },
                 first: true,
                 rev: st.rev(),
+                ahead: None,
             }))
         })
     }
@@ -389,8 +392,13 @@ impl QueueStore for MemSession {
                 let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
                 return Err(crate::Error::SessionLost { reason });
             }
+            let first = st.first_in(prefix).map(|(k, _)| k);
             Ok(match st.just_before(prefix, mine.token) {
-                Some(key) => Ahead::Entry { key, rev: st.rev() },
+                Some(key) => Ahead::Entry {
+                    first: first.as_ref() == Some(&key),
+                    key,
+                    rev: st.rev(),
+                },
                 None => Ahead::Nobody { rev: st.rev() },
             })
         })
@@ -431,6 +439,7 @@ impl QueueStore for MemSession {
                 },
                 first: true,
                 rev: st.rev(),
+                ahead: None,
             };
             if let Some(token) = st.create_rev(&key) {
                 // An earlier attempt was applied but its answer lost (C13): it was made when
@@ -459,7 +468,11 @@ impl QueueStore for MemSession {
                 return Err(crate::Error::SessionLost { reason });
             }
             Ok(match reader_blocker(st, prefix, Some(mine.token)) {
-                Some((key, _)) => Ahead::Entry { key, rev: st.rev() },
+                Some((key, _)) => Ahead::Entry {
+                    key,
+                    rev: st.rev(),
+                    first: false,
+                },
                 None => Ahead::Nobody { rev: st.rev() },
             })
         })

@@ -162,7 +162,11 @@ impl ZkSession {
         let dir = layout::dir_of(prefix)?;
         let me = layout::node_name(&mine.key);
         Ok(match self.reader_blocker(&dir, me).await? {
-            Some(key) => Ahead::Entry { key, rev: 0 },
+            Some(key) => Ahead::Entry {
+                key,
+                rev: 0,
+                first: false,
+            },
             None => Ahead::Nobody { rev: 0 },
         })
     }

@@ -27,8 +27,16 @@ impl hkdf::KeyType for Eight {
     }
 }
 
-/// The advisory key of `name`.
-pub(crate) fn advisory_key(name: &str) -> i64 {
+/// The PostgreSQL advisory lock key of lock `name` on `postgres://`: the key sqlx's
+/// `PgAdvisoryLock::new(name)` uses, or the number itself for a name `advisory:<i64>`. Another
+/// client that runs `SELECT pg_advisory_lock(<key>)` (or `pg_try_advisory_lock`) excludes Tenure
+/// and is excluded by it.
+///
+/// ```
+/// assert_eq!(tenure::postgres_advisory_key("my first Postgres advisory lock!"), -5560419505042474287);
+/// assert_eq!(tenure::postgres_advisory_key("advisory:42"), 42);
+/// ```
+pub fn advisory_key(name: &str) -> i64 {
     if let Some(k) = numeric(name) {
         return k;
     }

@@ -82,6 +82,37 @@ launch_postgres() {
 		-c "ssl_ca_file=$tls/ca.pem" -c log_min_messages=warning -c log_min_error_statement=panic
 }
 
+# PgBouncer in front of the cluster: database `tenure_tx` pooled per transaction (which Tenure must refuse) and
+# `tenure_session` pooled per session (which keeps advisory locks working). It refuses to run as root too.
+launch_pgbouncer() {
+	local c b="$dir/pgbouncer"
+	local -a as
+	read -r c <<<"$(free_ports 1)"
+	[[ $c ]] || die "could not pick a free port"
+	client_port[pgbouncer]=$c
+	mapfile -t as < <(pg_as)
+	rm -rf "${b:?}"
+	mkdir -p "$b"
+	printf '"tenure" "%s"\n' "$(<"$dir/pg-password")" >"$b/userlist.txt"
+	cat >"$b/pgbouncer.ini" <<-EOF
+		[databases]
+		tenure_tx = host=127.0.0.1 port=${client_port[postgres]} dbname=tenure pool_mode=transaction
+		tenure_session = host=127.0.0.1 port=${client_port[postgres]} dbname=tenure pool_mode=session
+		[pgbouncer]
+		listen_addr = 127.0.0.1
+		listen_port = $c
+		unix_socket_dir =
+		auth_type = scram-sha-256
+		auth_file = $b/userlist.txt
+		pool_mode = session
+		max_client_conn = 500
+		default_pool_size = 20
+		ignore_startup_parameters = extra_float_digits
+	EOF
+	((${#as[@]})) && chown -R postgres: "$b"
+	spawn pgbouncer "${as[@]}" "$pgbouncer_bin" "$b/pgbouncer.ini"
+}
+
 # Roles and the database, once the server answers.
 setup_postgres() {
 	local pw

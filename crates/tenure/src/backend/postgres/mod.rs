@@ -262,13 +262,7 @@ pub(crate) async fn connect(
         },
         e => e,
     };
-    // Two connections open at once are two server processes, unless a pooler shares one.
-    let (first, second) = tokio::join!(endpoint.open("tenure", ""), endpoint.open("tenure", ""));
-    let (first, second) = (first.map_err(unreachable)?, second.map_err(&unreachable)?);
-    if first.pid == second.pid {
-        return Err(pooled());
-    }
-    drop(second);
+    let first = endpoint.open("tenure", "").await.map_err(&unreachable)?;
     check_session_stable(&endpoint, &first).await?;
     ensure_schema(&endpoint, &first).await?;
     Ok(Arc::new(PgBackend {
@@ -280,38 +274,48 @@ pub(crate) async fn connect(
     }))
 }
 
-/// A setting made in one transaction must be there in the next, on the same server process.
+/// Whether `c` is a server process of its own for as long as it lives: a setting made in one
+/// transaction must be there in the next, on the same process, and a second connection opened
+/// in between must be another process. Behind PgBouncer's `pool_mode=transaction` (or
+/// `statement`) the second client is given the server connection the first just returned (its
+/// default reuse is last-in, first-out), so the process ids match, or a later transaction of
+/// the first lands elsewhere and the setting is gone.
 async fn check_session_stable(endpoint: &Endpoint, c: &Conn) -> Result<()> {
     let mark = format!("{:016x}", fastrand::u64(..));
     let set = format!(
         "SELECT pg_backend_pid()::text, set_config('tenure.session_check', '{mark}', false)"
     );
     let get = "SELECT pg_backend_pid()::text, current_setting('tenure.session_check', true)";
-    let mut seen = Vec::new();
-    for sql in [set.as_str(), get] {
-        let rows = c
-            .client
-            .simple_query(sql)
-            .await
-            .map_err(|e| endpoint.map("connect", e))?;
-        for m in rows {
-            if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
-                seen.push((
-                    r.get(0).unwrap_or_default().to_string(),
-                    r.get(1).unwrap_or_default().to_string(),
-                ));
-            }
-        }
-    }
-    let stable = seen.len() == 2
-        && seen[0] == seen[1]
-        && seen[1].1 == mark
-        && seen[0].0 == c.pid.to_string();
+    let own = c.pid.to_string();
+    let first = first_row(endpoint, c, &set).await?;
+    let other = endpoint.open("tenure", "").await?;
+    let shared_process = other.pid == c.pid;
+    drop(other);
+    let second = first_row(endpoint, c, get).await?;
+    let stable = !shared_process
+        && first.as_ref().is_some_and(|(pid, _)| *pid == own)
+        && second == Some((own, mark));
     if stable {
         Ok(())
     } else {
         Err(pooled())
     }
+}
+
+/// The first two columns of the first row of a simple query, as text.
+async fn first_row(endpoint: &Endpoint, c: &Conn, sql: &str) -> Result<Option<(String, String)>> {
+    let messages = c
+        .client
+        .simple_query(sql)
+        .await
+        .map_err(|e| endpoint.map("connect", e))?;
+    Ok(messages.into_iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+            r.get(0).unwrap_or_default().to_string(),
+            r.get(1).unwrap_or_default().to_string(),
+        )),
+        _ => None,
+    }))
 }
 
 /// Creates the sequence and tables if they are missing.
@@ -394,12 +398,14 @@ impl Backend for PgBackend {
     }
 
     async fn open_session(&self, ttl: Duration) -> Result<Arc<dyn SessionBackend>> {
-        let sent = Instant::now();
-        let control = self
-            .shared
-            .endpoint
-            .open("tenure session", &session_setup(ttl))
-            .await?;
+        let setup = session_setup(ttl);
+        let mut sent = Instant::now();
+        // A connection that failed to open holds nothing: opening again is safe (C13).
+        let control = with_backoff(ATTEMPTS, || {
+            sent = Instant::now();
+            self.shared.endpoint.open("tenure session", &setup)
+        })
+        .await?;
         let liveness = Liveness::new();
         Ok(PgSession::start(
             self.shared.clone(),
@@ -407,7 +413,7 @@ impl Backend for PgBackend {
             ttl,
             liveness,
             sent,
-            session_setup(ttl),
+            setup,
         ))
     }
 

@@ -185,14 +185,17 @@ impl Shared {
         if key::numeric(name).is_some() || self.lock_named().contains(&key) {
             return Ok(());
         }
-        self.query(
-            "name",
-            sql::NAME,
-            &[(&key, Type::INT8), (&name, Type::TEXT)],
-        )
-        .await?;
+        let recorded = self
+            .query(
+                "name",
+                sql::NAME,
+                &[(&key, Type::INT8), (&name, Type::TEXT)],
+            )
+            .await;
+        // Tried once per name and process either way: a role that may not insert there would
+        // otherwise pay a failed statement on every lock.
         self.lock_named().insert(key);
-        Ok(())
+        recorded.map(|_| ())
     }
 
     fn lock_named(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {

@@ -24,6 +24,8 @@ use crate::{Error, LostReason, Tenure, Write};
 pub(crate) mod election;
 pub(crate) mod fixture;
 mod injected;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres_only;
 #[cfg(feature = "redis")]
 pub(crate) mod redis_only;
 pub(crate) mod rwlock;
@@ -31,6 +33,8 @@ mod schedules;
 pub(crate) mod semaphore;
 use election::*;
 use fixture::{eventually, Fixture};
+#[cfg(feature = "postgres")]
+use postgres_only::*;
 #[cfg(feature = "redis")]
 use redis_only::*;
 use rwlock::*;
@@ -777,4 +781,32 @@ redlock_clauses!(
 redlock_clauses!(
     redlock_restarted,
     super::fixture::redis_fixture::redlock_restarted
+);
+
+// PostgreSQL (`TENURE_TEST_POSTGRES_URL`): every clause except, explicitly,
+// - the election clauses (e1–e5) and c15's election row: PostgreSQL tells nobody when a
+//   leader's connection ends, so elections are refused with `Error::Unsupported` (see
+//   `backend/postgres`), checked by `p_elections_unsupported`; listing is checked without the
+//   election by `p15_status_lists_holders_and_waiters`;
+// - c13 (store-level idempotency of the shared queue recipe, which PostgreSQL does not use:
+//   its steps are single statements on the holding connection, and a step whose answer is
+//   lost is never retried on that connection — it is closed, which releases what it held).
+#[cfg(feature = "postgres")]
+suite!(postgres, super::fixture::postgres;
+    c1_exclusion_many_contenders,
+    c2_tokens_increase_across_holders,
+    c3_fifo_order,
+    c4_try_lock,
+    c5_cancellation_leaves_nothing,
+    c6_crash_releases_after_ttl,
+    c7_lost_on_delete_and_revoke,
+    c7_lost_at_local_deadline_before_store_expiry,
+    c8_owner_only_release,
+    c9_in_process_exclusion,
+    c10_guarded_writes,
+    c12_bad_input,
+    p15_status_lists_holders_and_waiters,
+    p_elections_unsupported,
+    p_numeric_keys,
+    p7_terminated_holder,
 );

@@ -112,6 +112,8 @@ mod conformance;
 #[cfg(test)]
 mod fuzz;
 
+#[cfg(feature = "postgres")]
+pub use backend::postgres::key::advisory_key as postgres_advisory_key;
 pub use client::{Builder, Tenure, DEFAULT_CONNECT_TIMEOUT};
 pub use election::{Election, Leader, Leadership, Observer};
 pub use ephemeral::{KeyEvent, KeyWatcher};

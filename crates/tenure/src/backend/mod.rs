@@ -22,6 +22,8 @@ pub(crate) mod etcd;
 pub(crate) mod faulty;
 pub(crate) mod lease;
 pub(crate) mod observe;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 #[cfg_attr(
     not(any(feature = "etcd", feature = "embedded", feature = "zookeeper")),
     allow(dead_code)
@@ -59,7 +61,7 @@ pub(crate) async fn call_with<T, E>(
 /// A store, as reached through one URL.
 #[async_trait]
 pub(crate) trait Backend: Send + Sync + 'static {
-    /// Short backend name for messages: "etcd", "zk", "redis", "redlock" or "mem".
+    /// Short backend name for messages: "etcd", "zk", "redis", "redlock", "postgres" or "mem".
     fn kind(&self) -> &'static str;
     /// Shortest and longest session TTL the store honours.
     fn ttl_range(&self) -> (Duration, Duration);

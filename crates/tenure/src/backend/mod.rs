@@ -105,8 +105,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
 #[async_trait]
 pub(crate) trait SessionBackend: Send + Sync + 'static {
     /// The session's id in the store: the etcd lease id; the ZooKeeper session id; on Redis
-    /// the random 64-bit id of the heartbeat key `tenure:session:<id hex>`; the embedded
-    /// store's lease number.
+    /// the random 64-bit id of the heartbeat key `tenure:session:<id hex>`; on PostgreSQL the
+    /// server process id of the session's control connection; the embedded store's lease number.
     fn id(&self) -> u64;
     /// Fires when the lease is lost.
     fn liveness(&self) -> &Liveness;

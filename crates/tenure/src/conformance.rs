@@ -600,6 +600,7 @@ macro_rules! all_clauses {
             rw6_tokens_and_guarded_writes,
             rw8_crashed_reader_released_after_ttl,
             rw7_mutex_of_the_same_name_is_a_writer,
+            rw9_status_shows_readers_and_waiters,
             $($store_level,)*
         );
     };
@@ -699,6 +700,7 @@ suite!(zk, super::fixture::zk;
     rw6_tokens_and_guarded_writes,
     rw8_crashed_reader_released_after_ttl,
     rw7_mutex_of_the_same_name_is_a_writer,
+    rw9_status_shows_readers_and_waiters,
 );
 #[cfg(feature = "redis")]
 redis_clauses!(redis, super::fixture::redis);

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use tenure::{MutexGuard, Session, Tenure};
+use tenure::Tenure;
 use tokio::time::Instant;
 
 use crate::cli::connect;
 use crate::cli::options::{parse_duration, GlobalOpts};
 use crate::cmd;
+use crate::cmd::lock_side::{self, Guard, Side};
 use crate::exit;
 use crate::holding::{self, Holding, CLOSE_TIMEOUT};
 use crate::requeue;
@@ -26,6 +27,11 @@ while the command runs, the group gets SIGTERM, then SIGKILL after --grace, and 
 Without a command: prints the key and fencing token, holds until SIGINT, SIGTERM or SIGHUP,
 then releases.
 Interrupted while still waiting: leaves the queue (no key left behind) and exits 128+N.
+--shared and --exclusive take the read/write lock NAME (many --shared holders at once, or
+one --exclusive), in arrival order: a --shared that arrives behind a waiting --exclusive
+waits behind it. Without either, the plain mutex NAME (etcdctl lock NAME's); on etcd,
+ZooKeeper and mem:// it excludes and is excluded by both sides all the same, on Redis it is
+a lock apart.
 
 Exit codes:
   (command's)  the command's own exit code; 128+N if it died of signal N
@@ -43,7 +49,9 @@ Exit codes:
 Examples:
   tenure lock --url etcd://127.0.0.1:2379 backups -- ./backup.sh
   tenure lock -n -E 0 --url etcd://127.0.0.1:2379 cron/hourly -- ./hourly.sh
-  tenure lock -w 30s --url etcd://127.0.0.1:2379 deploy -- sh -c 'deploy --fence $TENURE_FENCING_TOKEN'";
+  tenure lock -w 30s --url etcd://127.0.0.1:2379 deploy -- sh -c 'deploy --fence $TENURE_FENCING_TOKEN'
+  tenure lock --shared --url etcd://127.0.0.1:2379 config -- ./read-config.sh
+  tenure lock --exclusive --url etcd://127.0.0.1:2379 config -- ./rewrite-config.sh";
 
 #[derive(Debug, Args)]
 pub struct LockArgs {
@@ -70,6 +78,15 @@ pub struct LockArgs {
     #[arg(long, value_name = "V")]
     pub value: Option<String>,
 
+    /// Take the read/write lock NAME shared, with other --shared holders (as flock -s)
+    #[arg(short = 's', long, conflicts_with = "exclusive")]
+    pub shared: bool,
+
+    /// Take the read/write lock NAME exclusive (as flock -x); without --shared or
+    /// --exclusive, the plain mutex NAME, which etcdctl lock, Curator and redis-py share
+    #[arg(short = 'x', long)]
+    pub exclusive: bool,
+
     /// Command to run while holding the lock, after `--`
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -89,8 +106,9 @@ pub async fn run(global: &GlobalOpts, args: LockArgs) -> Result<u8> {
     } else {
         args.wait
     };
+    let side = Side::from_flags(args.shared, args.exclusive);
     let granted = requeue::until_granted(&tenure, budget, &mut signals, &what, |session, left| {
-        wait_for(session, &args.name, args.value.as_deref(), left)
+        lock_side::wait_for(session, &args.name, side, args.value.as_deref(), left)
     });
     let (session, guard) = match granted.await {
         Ok(granted) => granted,
@@ -119,31 +137,8 @@ pub async fn run(global: &GlobalOpts, args: LockArgs) -> Result<u8> {
     holding::outcome(held, lost_at_release)
 }
 
-/// Queues on `session` for at most `left` (`None`: until granted; zero: only if free, as
-/// flock(1) treats a zero timeout), holding with `value` (`None`: the library's `HOST:PID`).
-/// Dropping it (a signal) withdraws from the queue.
-async fn wait_for(
-    session: Session,
-    name: &str,
-    value: Option<&str>,
-    left: Option<Duration>,
-) -> tenure::Result<MutexGuard> {
-    let mut mutex = session.mutex(name)?;
-    if let Some(value) = value {
-        mutex = mutex.with_value(value);
-    }
-    match left {
-        Some(left) if left.is_zero() => mutex.try_lock().await,
-        Some(left) => mutex.lock_timeout(left).await,
-        None => {
-            tracing::info!(name = mutex.name(), "waiting for the lock");
-            mutex.lock().await
-        }
-    }
-}
-
 /// The lock's details for the command, as `etcdctl lock` exports them on etcd too.
-fn command_env(tenure: &Tenure, guard: &MutexGuard, name: &str) -> Vec<(&'static str, String)> {
+fn command_env(tenure: &Tenure, guard: &Guard, name: &str) -> Vec<(&'static str, String)> {
     let key = guard.key().to_string();
     let token = guard.token().to_string();
     let mut env = vec![
@@ -151,7 +146,7 @@ fn command_env(tenure: &Tenure, guard: &MutexGuard, name: &str) -> Vec<(&'static
         ("TENURE_LOCK_KEY", key.clone()),
         ("TENURE_FENCING_TOKEN", token.clone()),
     ];
-    if tenure.backend() == "etcd" {
+    if tenure.backend() == "etcd" && matches!(guard, Guard::Mutex(_)) {
         // What `etcdctl lock NAME CMD` exports, so scripts written for it keep working.
         env.extend([("ETCD_LOCK_KEY", key), ("ETCD_LOCK_REV", token)]);
     }

@@ -12,13 +12,15 @@ use crate::output;
 
 pub const AFTER_HELP: &str = "\
 Lists every lock and election whose name starts with PREFIX (default: all), one row each:
-  NAME  HOLDER KEY  TOKEN  VALUE  WAITERS  TTL
+  NAME  HOLDER KEY  TOKEN  VALUE  WAITERS  TTL  HELD
 VALUE is the holder's value (a lock holder's `tenure lock --value`, HOST:PID by default; an
 election's proposal), shown as UTF-8 with invalid bytes replaced and cut to 32 characters;
-TTL is what is left of the holder's lease (- if unknown, as on ZooKeeper). Redis cannot list
-(exit 2).
+TTL is what is left of the holder's lease (- if unknown, as on ZooKeeper). HELD is how a
+read/write lock (`tenure lock --shared/--exclusive`) is held: shared(N) by N readers, the
+holder the oldest of them, or exclusive by its writer; - for a mutex or an election. WAITERS
+are the entries queued behind the holders. Redis cannot list (exit 2).
 --json prints one JSON array (one document, so `jq '.[]'` works), one object per row:
-  {\"name\",\"key\",\"value\",\"token\",\"waiters\",\"ttl_ms\"}  (ttl_ms null if unknown;
+  {\"name\",\"key\",\"value\",\"token\",\"waiters\",\"ttl_ms\",\"rwlock\",\"readers\"}  (ttl_ms null if unknown;
   value in full: a string, or an array of byte values if it is not UTF-8)
 Exit codes: 0 listed (also when nothing matches); 2 usage; 69 store unreachable;
 77 permission denied.
@@ -44,6 +46,7 @@ struct Row {
     value: String,
     waiters: usize,
     ttl_ms: Option<u64>,
+    held: String,
 }
 
 impl From<LockStatus> for Row {
@@ -57,6 +60,11 @@ impl From<LockStatus> for Row {
             ttl_ms: s
                 .holder_ttl
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            held: match (s.rwlock, s.readers) {
+                (false, _) => "-".to_string(),
+                (true, 0) => "exclusive".to_string(),
+                (true, n) => format!("shared({n})"),
+            },
         }
     }
 }
@@ -83,7 +91,16 @@ pub async fn run(global: &GlobalOpts, args: StatusArgs) -> Result<u8> {
 
 /// The rows as aligned columns under a header.
 fn table(rows: &[Row]) -> String {
-    let header = ["NAME", "HOLDER KEY", "TOKEN", "VALUE", "WAITERS", "TTL"].map(String::from);
+    let header = [
+        "NAME",
+        "HOLDER KEY",
+        "TOKEN",
+        "VALUE",
+        "WAITERS",
+        "TTL",
+        "HELD",
+    ]
+    .map(String::from);
     let mut cells = vec![header];
     for r in rows {
         cells.push([
@@ -93,9 +110,10 @@ fn table(rows: &[Row]) -> String {
             printable(&r.value, VALUE_WIDTH),
             r.waiters.to_string(),
             r.ttl_ms.map_or_else(|| "-".to_string(), ttl),
+            r.held.clone(),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..7)
         .map(|i| {
             cells
                 .iter()
@@ -165,11 +183,12 @@ mod tests {
             value: String::new(),
             waiters: 1,
             ttl_ms: Some(9_400),
+            held: "shared(3)".into(),
         }];
         let t = table(&rows);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("NAME      HOLDER KEY"), "{t}");
         assert!(lines[1].starts_with("app/jobs  app/jobs/694d"), "{t}");
-        assert!(lines[1].ends_with("1        9s"), "{t}");
+        assert!(lines[1].ends_with("1        9s   shared(3)"), "{t}");
     }
 }

@@ -529,3 +529,27 @@ pub(crate) async fn rw8_crashed_reader_released_after_ttl(f: Fixture) {
     assert!(w.token() > token);
     w.unlock().await.unwrap();
 }
+
+/// C15 for read/write locks: `status` lists one read/write lock once, under the name given,
+/// with how many hold it shared and how many wait behind them.
+pub(crate) async fn rw9_status_shows_readers_and_waiters(f: Fixture) {
+    let name = f.name("status");
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        readers.push(rwlock(&f.tenure, &name).await.read().await.unwrap());
+    }
+    let writer = tokio::spawn({
+        let lock = rwlock(&f.tenure, &name).await;
+        async move { lock.write().await.map(|g| g.token()) }
+    });
+    queued(&f, &name, 3).await;
+    let listed = f.tenure.status(&name).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let s = &listed[0];
+    assert_eq!(s.name, name);
+    assert!(s.rwlock);
+    assert_eq!((s.readers, s.waiters), (2, 1), "{s:?}");
+    assert!(readers.iter().any(|r| r.key() == s.holder.key), "{s:?}");
+    drop(readers);
+    within("writer", writer).await.unwrap().unwrap();
+}

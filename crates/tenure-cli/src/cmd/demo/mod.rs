@@ -3,6 +3,7 @@
 mod counter;
 mod expiry;
 mod failover;
+mod rwlock;
 mod timeline;
 mod trylock;
 
@@ -26,8 +27,11 @@ Runs on the in-process store (mem://) unless --url or TENURE_URL names another.
            the primary freezes past its lease (--ttl; default 2s on etcd, 500ms
            in-process), its lost() fires, the standby takes over with a larger fencing
            token, and the old primary's late write is refused.
-  all      counter, expiry, trylock and failover in turn.
-expiry, trylock and failover print one line per event, stamped with the time since the
+  rwlock   three readers hold a read/write lock at once; a writer waits for them, a late
+           reader waits behind the writer (arrival order); the writer holds alone, then
+           downgrades, and the late reader joins it.
+  all      counter, expiry, trylock, failover and rwlock in turn.
+expiry, trylock, failover and rwlock print one line per event, stamped with the time since the
 scenario started; --json prints them as {\"demo\",\"t\",\"event\",\"message\"} lines.
 Examples:
   tenure demo
@@ -53,6 +57,7 @@ pub enum Scenario {
     Expiry,
     Trylock,
     Failover,
+    Rwlock,
     All,
 }
 
@@ -84,6 +89,10 @@ pub async fn run(global: &GlobalOpts, args: DemoArgs) -> Result<u8> {
     if chosen(Scenario::Failover) {
         sep.next()?;
         failover::run(&tenure, global.ttl, json, &prefix).await?;
+    }
+    if chosen(Scenario::Rwlock) {
+        sep.next()?;
+        rwlock::run(&tenure, json, &prefix).await?;
     }
     Ok(0)
 }

@@ -570,7 +570,7 @@ macro_rules! suite {
 /// (all of them unless the backend says why not).
 macro_rules! all_clauses {
     ($backend:ident, $fixture:expr) => {
-        all_clauses!($backend, $fixture; c13_retried_steps_are_idempotent);
+        all_clauses!($backend, $fixture; c13_retried_steps_are_idempotent, rw13_retried_steps_are_idempotent);
     };
     ($backend:ident, $fixture:expr; $($store_level:ident),*) => {
         suite!($backend, $fixture;
@@ -686,6 +686,7 @@ suite!(zk, super::fixture::zk;
     c10_guarded_writes,
     c12_bad_input,
     c13_retried_steps_are_idempotent,
+    rw13_retried_steps_are_idempotent,
     c15_status_lists_holders_and_waiters,
     e1_single_leader_among_many,
     e2_observe_in_order_zk,

@@ -78,6 +78,12 @@ impl MemStore {
         self.with(|st| st.keys_with_prefix(prefix))
     }
 
+    /// How many deletion watchers each key has (herd-freedom checks elsewhere in the crate).
+    #[cfg(test)]
+    pub(crate) fn delete_watchers_for_test(&self) -> Vec<(String, usize)> {
+        self.with(|st| st.delete_watchers())
+    }
+
     /// Waits until `key`, as it was at `rev`, is gone, sleeping at most until its lease could
     /// expire.
     async fn until_deleted(&self, key: &str, rev: i64) {

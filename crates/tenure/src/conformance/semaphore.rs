@@ -30,6 +30,15 @@ async fn semaphore_keys(f: &Fixture, name: &str) -> Vec<String> {
     keys
 }
 
+/// How many acquisitions of semaphore `name` are in line: entries of its internal lock's
+/// queue (the head of the line holds the lock). Not its permit entries: an uncontended
+/// attempt that found every permit taken has one for a moment before it queues.
+async fn in_line(f: &Fixture, name: &str) -> usize {
+    let mut keys = f.admin.keys(&format!("{name}/locks/")).await;
+    keys.retain(|k| !k.contains('\0'));
+    keys.len()
+}
+
 /// Every key under `prefix` (the occupancy marks).
 async fn marks(f: &Fixture, prefix: &str) -> usize {
     #[cfg(feature = "redis")]
@@ -150,7 +159,7 @@ pub(crate) async fn s3_cancellation_leaves_nothing(f: Fixture) {
     // The head of the line has a permit entry and the lock; the rest wait for the lock.
     if waiters_queue(&f) {
         eventually("waiters queued", || async {
-            semaphore_keys(&f, &name).await.len() == 2 + 1 + 10
+            in_line(&f, &name).await == 10
         })
         .await;
     }
@@ -263,10 +272,7 @@ pub(crate) async fn s5_tokens_increase_in_grant_order(f: Fixture) {
             (s, p)
         }));
         // Arrival order: each waiter is in line before the next one starts.
-        eventually("in line", || async {
-            semaphore_keys(&f, &name).await.len() == 3 + 2 + i
-        })
-        .await;
+        eventually("in line", || async { in_line(&f, &name).await == i + 1 }).await;
     }
     let mut granted = Vec::new();
     for (i, w) in waiters.into_iter().enumerate() {
@@ -349,10 +355,7 @@ pub(crate) async fn s7_one_session_holds_several(f: Fixture) {
         tokio::spawn(async move { pool.acquire().await })
     };
     if waiters_queue(&f) {
-        eventually("in line", || async {
-            semaphore_keys(&f, &name).await.len() == 3 + 2
-        })
-        .await;
+        eventually("in line", || async { in_line(&f, &name).await == 1 }).await;
     }
     let first = held.remove(0);
     let freed = first.token();
@@ -414,7 +417,7 @@ pub(crate) async fn s8_status_lists_semaphores(f: Fixture) {
         ));
     }
     eventually("waiters in line", || async {
-        semaphore_keys(&f, &name).await.len() == 2 + 1 + 2
+        in_line(&f, &name).await == 2 && semaphore_keys(&f, &name).await.len() == 2 + 1 + 2
     })
     .await;
     let listed = f.tenure.status(&prefix).await.unwrap();

@@ -104,6 +104,7 @@ fn argument() -> impl Strategy<Value = OsString> {
         "--grace",
         "--value",
         "--observe",
+        "register",
         "--workers",
         "--cycles",
         "--max-time",
@@ -152,7 +153,11 @@ fn check_parsed(cli: &Cli) {
             vec![a.grace]
         }
         Command::Bench(a) => {
-            assert!(a.workers.0.iter().all(|n| (1..=MAX_COUNT).contains(n)));
+            let counts = [&a.workers, &a.waiters, &Some(a.tasks.clone())];
+            for list in counts.into_iter().flatten() {
+                assert!(list.0.iter().all(|n| (1..=MAX_COUNT).contains(n)));
+            }
+            assert!(a.locks.is_none_or(|n| n >= 1));
             assert!(a.cycles >= 1);
             vec![a.max_time]
         }
@@ -160,6 +165,7 @@ fn check_parsed(cli: &Cli) {
             assert!((1..=10_000).contains(&a.workers));
             vec![]
         }
+        Command::Register(a) => vec![a.grace],
         Command::Leader(_) | Command::Status(_) => vec![],
     };
     for d in durations.into_iter().chain(cli.global.ttl) {

@@ -45,6 +45,9 @@ enum Command {
     /// Print an election's current leader once (exit 1 if none)
     #[command(after_help = cmd::elect::LEADER_AFTER_HELP)]
     Leader(cmd::elect::LeaderArgs),
+    /// Keep an ephemeral key (service registration) while a command runs (or until interrupted)
+    #[command(after_help = cmd::register::AFTER_HELP)]
+    Register(cmd::register::RegisterArgs),
     /// List locks and elections under a prefix: holder, token, value, waiters, TTL left
     #[command(after_help = cmd::status::AFTER_HELP)]
     Status(cmd::status::StatusArgs),
@@ -65,6 +68,7 @@ async fn main() -> ExitCode {
         Command::Lock(args) => cmd::lock::run(&cli.global, args).await,
         Command::Elect(args) => cmd::elect::run(&cli.global, args).await,
         Command::Leader(args) => cmd::elect::leader(&cli.global, args).await,
+        Command::Register(args) => cmd::register::run(&cli.global, args).await,
         Command::Status(args) => cmd::status::run(&cli.global, args).await,
         Command::Demo(args) => cmd::demo::run(&cli.global, args).await,
         Command::Bench(args) => cmd::bench::run(&cli.global, args).await,

@@ -313,3 +313,57 @@ fn bench_prints_one_json_line_per_worker_count() {
         }
     }
 }
+
+#[test]
+fn bench_many_locks_and_waiters_print_one_json_line_each() {
+    let args = [
+        "bench",
+        "--locks",
+        "50",
+        "--tasks",
+        "1,4",
+        "--cycles",
+        "40",
+        "--waiters",
+        "3",
+        "--json",
+    ];
+    let out = run(tenure_at("mem://").args(args));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    // No contended rounds unless --workers is given with --locks or --waiters.
+    let workloads: Vec<&str> = rows.iter().filter_map(|r| r["workload"].as_str()).collect();
+    assert_eq!(workloads, ["locks", "locks", "waiters"], "{rows:?}");
+    for (row, tasks) in rows.iter().zip([1, 4]) {
+        assert_eq!(row["tasks"], tasks, "{row}");
+        assert_eq!(row["locks"], 50, "{row}");
+        assert_eq!(row["cycles"], 40, "{row}");
+        for field in [
+            "cycles_per_s",
+            "vs_uncontended",
+            "p50_ms",
+            "uncontended_cycles_per_s",
+        ] {
+            assert!(row[field].as_f64().is_some(), "{field} missing: {row}");
+        }
+    }
+    let waiters = &rows[2];
+    assert_eq!(waiters["waiters"], 3, "{waiters}");
+    assert_eq!(waiters["handoffs"], 3, "{waiters}");
+    for field in ["handoff_p50_ms", "handoff_p99_ms", "rss_bytes_per_waiter"] {
+        assert!(
+            waiters[field].as_f64().is_some(),
+            "{field} missing: {waiters}"
+        );
+    }
+    // The embedded store has no server counters to read.
+    assert!(waiters["store_per_handoff"].is_null(), "{waiters}");
+}
+
+#[test]
+fn tasks_need_locks() {
+    usage_error(&["bench", "--url", "mem://", "--tasks", "4"], "--locks");
+}

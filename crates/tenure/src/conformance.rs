@@ -24,14 +24,20 @@ use crate::{Error, LostReason, Tenure, Write};
 pub(crate) mod election;
 pub(crate) mod fixture;
 mod injected;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres_only;
 #[cfg(feature = "redis")]
 pub(crate) mod redis_only;
+pub(crate) mod rwlock;
 mod schedules;
 pub(crate) mod semaphore;
 use election::*;
 use fixture::{eventually, Fixture};
+#[cfg(feature = "postgres")]
+use postgres_only::*;
 #[cfg(feature = "redis")]
 use redis_only::*;
+use rwlock::*;
 use semaphore::*;
 
 /// Bounds every wait for an outcome; far above any expected time, so it only stops a hang.
@@ -600,6 +606,14 @@ macro_rules! all_clauses {
             s6_permit_counts_must_agree,
             s7_one_session_holds_several,
             s8_status_lists_semaphores,
+            rw1_readers_share,
+            rw2_writer_excludes_everyone,
+            rw3_no_writer_starvation,
+            rw4_downgrade_without_gap,
+            rw5_cancellation_leaves_nothing,
+            rw6_tokens_and_guarded_writes,
+            rw8_crashed_reader_released_after_ttl,
+            rw7_mutex_of_the_same_name_is_a_writer,
             $($store_level,)*
         );
     };
@@ -615,6 +629,9 @@ macro_rules! all_clauses {
 ///   checked by `r_status_unsupported`;
 /// - s5 (semaphore waiters granted in arrival order): Redis semaphore waiters race as mutex
 ///   waiters do; tokens strictly increasing is checked by s1's and s2's holders instead.
+/// - rw7 (a mutex of the same name is a writer): the read/write lock's keys live under
+///   `tenure:rw:` (backend/redis/rwlock.rs), apart from the mutex key `N` that redis-py and
+///   redsync share, so on Redis the two are separate locks.
 ///
 /// C11 (transient faults) is exempt here: the fault injector wraps the fair-queue recipe's
 /// store, which Redis does not use.
@@ -646,6 +663,13 @@ macro_rules! redis_clauses {
             s4_owner_only_release,
             s6_permit_counts_must_agree,
             s7_one_session_holds_several,
+            rw1_readers_share,
+            rw2_writer_excludes_everyone,
+            rw3_no_writer_starvation,
+            rw4_downgrade_without_gap,
+            rw5_cancellation_leaves_nothing,
+            rw6_tokens_and_guarded_writes,
+            rw8_crashed_reader_released_after_ttl,
         );
     };
 }
@@ -698,6 +722,14 @@ suite!(zk, super::fixture::zk;
     s7_one_session_holds_several,
     s8_status_lists_semaphores,
     s9_retried_permit_steps_are_idempotent,
+    rw1_readers_share,
+    rw2_writer_excludes_everyone,
+    rw3_no_writer_starvation,
+    rw4_downgrade_without_gap,
+    rw5_cancellation_leaves_nothing,
+    rw6_tokens_and_guarded_writes,
+    rw8_crashed_reader_released_after_ttl,
+    rw7_mutex_of_the_same_name_is_a_writer,
 );
 #[cfg(feature = "redis")]
 redis_clauses!(redis, super::fixture::redis);
@@ -734,7 +766,8 @@ macro_rules! redlock_clauses {
             r12_reserved_names_refused,
             r_elections_unsupported,
             r_status_unsupported,
-            rl_semaphores_unsupported
+            rl_semaphores_unsupported,
+            rw_redlock_unsupported
             $(, $extra)*
         );
     };
@@ -749,4 +782,32 @@ redlock_clauses!(
 redlock_clauses!(
     redlock_restarted,
     super::fixture::redis_fixture::redlock_restarted
+);
+
+// PostgreSQL (`TENURE_TEST_POSTGRES_URL`): every clause except, explicitly,
+// - the election clauses (e1–e5) and c15's election row: PostgreSQL tells nobody when a
+//   leader's connection ends, so elections are refused with `Error::Unsupported` (see
+//   `backend/postgres`), checked by `p_elections_unsupported`; listing is checked without the
+//   election by `p15_status_lists_holders_and_waiters`;
+// - c13 (store-level idempotency of the shared queue recipe, which PostgreSQL does not use:
+//   its steps are single statements on the holding connection, and a step whose answer is
+//   lost is never retried on that connection — it is closed, which releases what it held).
+#[cfg(feature = "postgres")]
+suite!(postgres, super::fixture::postgres;
+    c1_exclusion_many_contenders,
+    c2_tokens_increase_across_holders,
+    c3_fifo_order,
+    c4_try_lock,
+    c5_cancellation_leaves_nothing,
+    c6_crash_releases_after_ttl,
+    c7_lost_on_delete_and_revoke,
+    c7_lost_at_local_deadline_before_store_expiry,
+    c8_owner_only_release,
+    c9_in_process_exclusion,
+    c10_guarded_writes,
+    c12_bad_input,
+    p15_status_lists_holders_and_waiters,
+    p_elections_unsupported,
+    p_numeric_keys,
+    p7_terminated_holder,
 );

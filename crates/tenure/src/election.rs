@@ -1,6 +1,10 @@
 //! Leader election: campaign, proclaim, resign, leader, observe.
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex as StdMutex};
+use std::task::{Context, Poll};
+
+use futures_util::Stream;
 
 use crate::backend::observe::{apply, first, Kv, PrefixWatch};
 use crate::backend::Backend;
@@ -139,11 +143,26 @@ enum ObserveState {
     Ended,
 }
 
-/// The stream [`Election::observe`] returns; call [`Observer::next`].
+type LeaderChanges = Pin<Box<dyn Stream<Item = Result<Option<Leader>>> + Send>>;
+
+/// The stream of leaders [`Election::observe`] and [`Tenure::observe`] return: a
+/// [`futures_util::Stream`] (use `StreamExt::next`, or [`Observer::next`] without importing a
+/// trait), so stream combinators apply.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// use futures_util::StreamExt;
+/// let tenure = tenure::Tenure::connect("mem://observer-doc").await?;
+/// let session = tenure.session().await?;
+/// let leaders = tenure.observe("primary")?.filter_map(|l| async move { l.ok().flatten() });
+/// let mut leaders = Box::pin(leaders);
+/// let _leading = session.election("primary")?.campaign("host-a:8080").await?;
+/// assert_eq!(leaders.next().await.map(|l| l.value), Some(b"host-a:8080".to_vec()));
+/// # Ok(()) }
+/// ```
 pub struct Observer {
-    store: Arc<dyn Backend>,
     name: String,
-    state: ObserveState,
+    changes: LeaderChanges,
 }
 
 impl std::fmt::Debug for Observer {
@@ -156,18 +175,47 @@ impl std::fmt::Debug for Observer {
 
 impl Observer {
     fn new(store: Arc<dyn Backend>, name: &str) -> Self {
-        Observer {
+        let watched = Watched {
             store,
             name: name.to_string(),
             state: ObserveState::Start,
+        };
+        let changes = futures_util::stream::unfold(watched, |mut watched| async move {
+            let item = watched.next().await?;
+            Some((item, watched))
+        });
+        Observer {
+            name: name.to_string(),
+            changes: Box::pin(changes),
         }
     }
 
     /// The next leader change: `Some(Ok(Some(leader)))`, `Some(Ok(None))` when nobody leads,
     /// `Some(Err(_))` once when the watch breaks (or, as [`Error::PermissionDenied`] /
     /// [`Error::AuthFailed`], when the store refuses to show the election), then `None`.
-    /// Cancellation-safe.
+    /// Cancellation-safe: a dropped call loses no change, the next call resumes it.
     pub async fn next(&mut self) -> Option<Result<Option<Leader>>> {
+        futures_util::StreamExt::next(self).await
+    }
+}
+
+impl Stream for Observer {
+    type Item = Result<Option<Leader>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().changes.as_mut().poll_next(cx)
+    }
+}
+
+/// The watch behind an [`Observer`], one step at a time.
+struct Watched {
+    store: Arc<dyn Backend>,
+    name: String,
+    state: ObserveState,
+}
+
+impl Watched {
+    async fn next(&mut self) -> Option<Result<Option<Leader>>> {
         loop {
             match &mut self.state {
                 ObserveState::Ended => return None,

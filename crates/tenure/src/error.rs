@@ -139,7 +139,7 @@ pub enum Error {
     },
 
     /// An observe stream's watch broke; restart observing.
-    #[error("observation of {name:?} ended: {reason}; call observe() again")]
+    #[error("observation of {name:?} ended: {reason}; observe or watch it again")]
     ObserveEnded {
         /// Election name.
         name: String,

@@ -62,6 +62,19 @@ impl Held {
         self.session.proclaim(self.grant(), value).await
     }
 
+    /// Turns this write grant into a read grant of the same entry (read/write locks): it
+    /// holds throughout. `LockLost` if the grant no longer held.
+    pub(crate) async fn downgrade(&self) -> Result<()> {
+        let grant = self.grant();
+        if self.session.downgrade(grant).await? {
+            return Ok(());
+        }
+        Err(Error::LockLost {
+            key: grant.key.clone(),
+            reason: grant.liveness.reason().unwrap_or(LostReason::EntryDeleted),
+        })
+    }
+
     pub(crate) fn mark_lost(&self, reason: LostReason) {
         self.grant().liveness.lose(reason);
     }
@@ -132,10 +145,11 @@ macro_rules! grant_accessors {
             self.held.lost_reason()
         }
 
-        /// Whether the store connection is down while the session may still be alive
-        /// (ZooKeeper's Disconnected): not lost yet, but not confirmed either; it becomes lost
-        /// at the local deadline unless the connection comes back first. Cheap: no I/O. Always
-        /// `false` on stores without such a state, and once lost.
+        /// Whether the store stopped answering while the session may still be alive (a lease
+        /// renewal failed or went unanswered; ZooKeeper's Disconnected): not lost yet, but not
+        /// confirmed either; it becomes lost at the local deadline unless the store answers
+        /// first. Cheap: no I/O. `false` once lost. [`crate::Session::events`] reports the
+        /// changes.
         pub fn is_suspended(&self) -> bool {
             self.held.is_suspended()
         }

@@ -86,15 +86,20 @@
 #![warn(missing_docs)]
 
 mod backend;
+#[cfg(feature = "blocking")]
+pub mod blocking;
 mod client;
 mod election;
+mod ephemeral;
 mod error;
+mod events;
 mod held;
 mod host;
 mod liveness;
 mod mutex;
 mod name;
 mod retry;
+mod rwlock;
 mod security;
 mod semaphore;
 #[cfg(feature = "serde")]
@@ -111,13 +116,18 @@ mod conformance;
 #[cfg(test)]
 mod fuzz;
 
+#[cfg(feature = "postgres")]
+pub use backend::postgres::key::advisory_key as postgres_advisory_key;
 pub use client::{Builder, Tenure, DEFAULT_CONNECT_TIMEOUT};
 pub use election::{Election, Leader, Leadership, Observer};
+pub use ephemeral::{KeyEvent, KeyWatcher};
 pub use error::{Cause, Error, Result, TlsProblem};
+pub use events::{SessionEvent, SessionEvents};
 pub use host::host_pid;
 pub use liveness::LostReason;
 pub use mutex::{Mutex, MutexGuard};
 pub use name::{validate as validate_name, MAX_NAME_LEN};
+pub use rwlock::{ReadGuard, RwLock, WriteGuard};
 pub use security::Secret;
 pub use semaphore::{Permit, Semaphore, MAX_PERMITS};
 pub use session::{Session, DEFAULT_TTL};

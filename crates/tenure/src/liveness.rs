@@ -43,8 +43,9 @@ impl fmt::Display for LostReason {
 struct State {
     lost: Option<LostReason>,
     deadline: Option<Instant>,
-    /// The store connection is down but the lease may still be alive (ZooKeeper's
-    /// Disconnected): not lost yet, but nothing can be confirmed until it comes back.
+    /// The store connection is down but the lease may still be alive (a renewal failed or went
+    /// unanswered; ZooKeeper's Disconnected): not lost yet, but nothing can be confirmed until
+    /// it comes back.
     suspended: bool,
 }
 
@@ -146,7 +147,6 @@ impl Liveness {
     }
 
     /// Marks the connection down (`true`) or back (`false`); see [`Liveness::is_suspended`].
-    #[cfg_attr(not(feature = "zookeeper"), allow(dead_code))]
     pub(crate) fn set_suspended(&self, suspended: bool) {
         self.own.send_if_modified(|s| {
             let changed = s.suspended != suspended;
@@ -155,8 +155,8 @@ impl Liveness {
         });
     }
 
-    /// Whether the store connection is down while the lease may still live (ZooKeeper's
-    /// Disconnected); `false` once lost. Stores without such a state never report it.
+    /// Whether the store connection is down while the lease may still live (a renewal failed
+    /// or went unanswered; ZooKeeper's Disconnected); `false` once lost.
     pub(crate) fn is_suspended(&self) -> bool {
         let suspended = |tx: &watch::Sender<State>| tx.borrow().suspended;
         !self.is_lost() && (suspended(&self.own) || self.parent.as_deref().is_some_and(suspended))
@@ -174,6 +174,14 @@ impl Liveness {
         self.reason().is_some()
     }
 
+    /// A subscription to this latch's own changes (loss, suspension, the deadline moving),
+    /// for [`crate::Session::events`].
+    pub(crate) fn changes(&self) -> Changes {
+        Changes {
+            rx: self.own.subscribe(),
+        }
+    }
+
     /// Resolves when the latch (or its parent) fires.
     pub(crate) async fn lost(&self) -> LostReason {
         match &self.parent {
@@ -186,6 +194,32 @@ impl Liveness {
                 // Both may have fired; report the root cause, as `reason()` does.
                 self.reason().unwrap_or(woke)
             }
+        }
+    }
+}
+
+/// See [`Liveness::changes`].
+pub(crate) struct Changes {
+    rx: watch::Receiver<State>,
+}
+
+impl Changes {
+    /// Resolves once the latch's state changed since the last call, or its deadline passed
+    /// (which is a change too: the latch counts as lost from then on).
+    pub(crate) async fn changed(&mut self) {
+        let deadline = self.rx.borrow_and_update().deadline;
+        let changed = async {
+            if self.rx.changed().await.is_err() {
+                // The latch is gone with everything that could fire it: nothing will change.
+                std::future::pending::<()>().await;
+            }
+        };
+        match deadline {
+            Some(d) => tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep_until(d) => {}
+            },
+            None => changed.await,
         }
     }
 }

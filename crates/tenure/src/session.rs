@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use crate::backend::{Backend, SessionBackend};
-use crate::{Election, LostReason, Mutex, Result, Semaphore};
+use crate::{Election, LostReason, Mutex, Result, RwLock, Semaphore, SessionEvents};
 
 /// A lease in the store, renewed every third of its TTL until closed, dropped or lost.
 ///
@@ -59,7 +59,8 @@ impl Session {
 
     /// The session's id in the store: on etcd the lease id, whose lowercase hex ends every key
     /// of this session; on ZooKeeper the session id; on Redis the random id of the session's
-    /// heartbeat key `tenure:session:<id hex>`; on `mem://` the lease number.
+    /// heartbeat key `tenure:session:<id hex>`; on PostgreSQL the server process id
+    /// (`pg_backend_pid()`) of the session's own connection; on `mem://` the lease number.
     pub fn id(&self) -> u64 {
         self.inner.backend.id()
     }
@@ -80,11 +81,40 @@ impl Session {
         self.inner.backend.liveness().lost().await
     }
 
+    /// The session's connection states as a stream, like Curator's connection-state listener:
+    /// first [`crate::SessionEvent::Connected`] (or `Suspended`), then every change — `Suspended` when
+    /// the store stops answering, `Resumed` when it answers again in time — and finally
+    /// [`crate::SessionEvent::Lost`]. The stream does not keep the session open.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// use tenure::SessionEvent;
+    /// let tenure = tenure::Tenure::connect("mem://events-doc").await?;
+    /// let session = tenure.session().await?;
+    /// let mut events = session.events();
+    /// assert_eq!(events.next().await, Some(SessionEvent::Connected));
+    /// session.close().await?;
+    /// assert!(matches!(events.next().await, Some(SessionEvent::Lost(_))));
+    /// assert_eq!(events.next().await, None);
+    /// # Ok(()) }
+    /// ```
+    pub fn events(&self) -> SessionEvents {
+        SessionEvents::new(self.inner.backend.liveness().clone())
+    }
+
     /// A mutex named `name` on this session. The name is the key prefix: on etcd, `jobs`
     /// meets `etcdctl lock jobs`.
     pub fn mutex(&self, name: &str) -> Result<Mutex> {
         crate::name::validate(name)?;
         Ok(Mutex::new(self.clone(), name))
+    }
+
+    /// A read/write lock named `name` on this session: many readers or one writer, in arrival
+    /// order. On etcd, `jobs` meets Go's `recipe.NewRWMutex(session, "jobs")`; on ZooKeeper,
+    /// Curator's `InterProcessReadWriteLock` on `/jobs`. See [`RwLock`].
+    pub fn rwlock(&self, name: &str) -> Result<RwLock> {
+        crate::name::validate(name)?;
+        Ok(RwLock::new(self.clone(), name))
     }
 
     /// An election named `name` on this session. On etcd, `leader` meets

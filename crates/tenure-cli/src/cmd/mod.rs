@@ -4,6 +4,7 @@ pub mod bench;
 pub mod demo;
 pub mod elect;
 pub mod lock;
+pub mod register;
 pub mod status;
 
 use std::time::Duration;

@@ -577,6 +577,47 @@ impl<S: QueueStore> QueueStore for Faulty<S> {
         .await
     }
 
+    async fn put_ephemeral(&self, key: &str, value: &[u8]) -> Result<bool> {
+        let (inner, key, value) = (self.inner.clone(), key.to_string(), value.to_vec());
+        self.write("put_ephemeral", async move {
+            inner.put_ephemeral(&key, &value).await
+        })
+        .await
+    }
+
+    async fn try_enqueue(
+        &self,
+        prefix: &str,
+        value: &[u8],
+        role: Role,
+        ticket: Ticket,
+    ) -> Result<Result<Enqueued, Option<String>>> {
+        let (inner, prefix, value) = (self.inner.clone(), prefix.to_string(), value.to_vec());
+        self.write("try_enqueue", async move {
+            inner.try_enqueue(&prefix, &value, role, ticket).await
+        })
+        .await
+    }
+
+    async fn ahead_of_reader(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+        self.read("ahead_of_reader", self.inner.ahead_of_reader(prefix, mine))
+            .await
+    }
+
+    // Like `wait_deleted`: from the store's present, so it only breaks.
+    async fn wait_released(&self, key: &str, rev: i64) -> Result<()> {
+        let fault = self.draw("wait_released", Call::Watch);
+        self.plan
+            .faulted("wait_released", fault, self.inner.wait_released(key, rev))
+            .await
+    }
+
+    async fn downgrade(&self, mine: &Entry) -> Result<bool> {
+        let (inner, mine) = (self.inner.clone(), mine.clone());
+        self.write("downgrade", async move { inner.downgrade(&mine).await })
+            .await
+    }
+
     async fn lease_alive(&self) -> Result<bool> {
         self.read("lease_alive", self.inner.lease_alive()).await
     }

@@ -33,7 +33,9 @@ pub(crate) fn deadline_after(sent: Instant, ttl: Duration) -> Instant {
 }
 
 /// Renews every third of the TTL; each confirmed renewal moves the deadline to its *send*
-/// instant + TTL − margin, so the holder hears of loss before the store can re-grant.
+/// instant + TTL − margin, so the holder hears of loss before the store can re-grant. A
+/// renewal that fails or goes unanswered suspends the session (the store may still keep the
+/// lease); the next confirmed one resumes it.
 pub(crate) fn spawn_keep_alive<R: Renewer>(
     mut renewer: R,
     liveness: Liveness,
@@ -56,6 +58,7 @@ pub(crate) fn spawn_keep_alive<R: Renewer>(
             match answer {
                 Ok(Ok(Some(granted))) => {
                     liveness.set_deadline(deadline_after(sent, granted));
+                    liveness.set_suspended(false);
                     next = sent + granted / 3;
                 }
                 Ok(Ok(None)) => {
@@ -64,10 +67,12 @@ pub(crate) fn spawn_keep_alive<R: Renewer>(
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "lease renewal failed; retrying");
+                    liveness.set_suspended(true);
                     next = Instant::now() + jitter((ttl / 10).min(Duration::from_millis(500)));
                 }
                 Err(_) => {
                     tracing::warn!("lease renewal unanswered; retrying");
+                    liveness.set_suspended(true);
                     renewer.reset();
                     next = Instant::now();
                 }

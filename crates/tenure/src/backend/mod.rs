@@ -22,6 +22,8 @@ pub(crate) mod etcd;
 pub(crate) mod faulty;
 pub(crate) mod lease;
 pub(crate) mod observe;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 #[cfg_attr(
     not(any(feature = "etcd", feature = "embedded", feature = "zookeeper")),
     allow(dead_code)
@@ -59,7 +61,7 @@ pub(crate) async fn call_with<T, E>(
 /// A store, as reached through one URL.
 #[async_trait]
 pub(crate) trait Backend: Send + Sync + 'static {
-    /// Short backend name for messages: "etcd", "zk", "redis", "redlock" or "mem".
+    /// Short backend name for messages: "etcd", "zk", "redis", "redlock", "postgres" or "mem".
     fn kind(&self) -> &'static str;
     /// Shortest and longest session TTL the store honours.
     fn ttl_range(&self) -> (Duration, Duration);
@@ -92,14 +94,19 @@ pub(crate) trait Backend: Send + Sync + 'static {
     }
     /// The entries under `prefix` now, and every change after, in revision order.
     async fn watch_prefix(&self, prefix: &str) -> Result<observe::PrefixWatch>;
+    /// Like [`Backend::watch_prefix`], but for every key under `prefix`, not only queue
+    /// entries: stores that tell the two apart (ZooKeeper's sequential recipe nodes) override it.
+    async fn watch_keys(&self, prefix: &str) -> Result<observe::PrefixWatch> {
+        self.watch_prefix(prefix).await
+    }
 }
 
 /// One lease and what is held under it.
 #[async_trait]
 pub(crate) trait SessionBackend: Send + Sync + 'static {
     /// The session's id in the store: the etcd lease id; the ZooKeeper session id; on Redis
-    /// the random 64-bit id of the heartbeat key `tenure:session:<id hex>`; the embedded
-    /// store's lease number.
+    /// the random 64-bit id of the heartbeat key `tenure:session:<id hex>`; on PostgreSQL the
+    /// server process id of the session's control connection; the embedded store's lease number.
     fn id(&self) -> u64;
     /// Fires when the lease is lost.
     fn liveness(&self) -> &Liveness;
@@ -142,12 +149,36 @@ pub(crate) trait SessionBackend: Send + Sync + 'static {
     ) -> Result<Grant> {
         Err(semaphore::unsupported())
     }
+    /// Enters the queue of read/write lock `name` as a reader or a writer and waits until
+    /// granted (`wait`), or takes it only if it is granted at once. Stores without read/write
+    /// locks keep this default, which says so.
+    async fn acquire_rw(
+        &self,
+        name: &str,
+        mode: RwMode,
+        value: &[u8],
+        wait: bool,
+        permit: OwnedMutexGuard<()>,
+    ) -> Result<Grant> {
+        let _ = (name, mode, value, wait, permit);
+        Err(rw_unsupported())
+    }
+    /// Turns a write grant into a read grant of the same entry, with no moment unheld and no
+    /// writer let in (see `rwlock.rs`). `Ok(false)`: the grant no longer holds.
+    async fn downgrade(&self, grant: &Grant) -> Result<bool> {
+        let _ = grant;
+        Err(rw_unsupported())
+    }
     /// Deletes the grant's entry if it is still this grant's (C8).
     async fn release(&self, grant: &Grant) -> Result<()>;
     /// Applies `ops` atomically, only while `grant` still holds (C10). `Ok(false)`: not held.
     async fn guarded_write(&self, grant: &Grant, ops: &[Write]) -> Result<bool>;
     /// Replaces the grant's own value, keeping it under the lease, only while it holds.
     async fn proclaim(&self, grant: &Grant, value: &[u8]) -> Result<bool>;
+    /// Puts `key` = `value` under the lease, so that it lives exactly as long as the session:
+    /// creates it, or replaces the value of this session's own key. `Ok(false)`: the key
+    /// exists and is not this session's; nothing was written.
+    async fn put_ephemeral(&self, key: &str, value: &[u8]) -> Result<bool>;
     /// Revokes the lease; everything held under it is released.
     async fn close(&self) -> Result<()>;
     /// Stops renewing without revoking, as a crashed process would.
@@ -169,6 +200,24 @@ impl std::fmt::Debug for dyn Backend {
 impl std::fmt::Debug for dyn SessionBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Session({:x})", self.id())
+    }
+}
+
+/// Which side of a read/write lock an acquisition is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RwMode {
+    /// Shared with other readers; excluded by writers.
+    Read,
+    /// Excludes everyone.
+    Write,
+}
+
+/// The answer of a store that has no read/write locks.
+pub(crate) fn rw_unsupported() -> crate::Error {
+    crate::Error::Unsupported {
+        backend: "this backend",
+        what: "read/write locks",
+        advice: "use a mutex, or a backend with read/write locks (etcd, ZooKeeper, Redis, mem)",
     }
 }
 

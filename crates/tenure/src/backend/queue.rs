@@ -41,6 +41,9 @@ pub(crate) struct Enqueued {
     pub mine: Entry,
     pub first: bool,
     pub rev: i64,
+    /// What stood ahead of the entry when it was made, where the store's answer to the enqueue
+    /// already said (saving a waiter its first [`QueueStore::ahead`] request); `None`: ask.
+    pub ahead: Option<Ahead>,
 }
 
 /// What stands ahead of our entry.
@@ -48,8 +51,11 @@ pub(crate) struct Enqueued {
 pub(crate) enum Ahead {
     /// Nobody: we are first, as of `rev`.
     Nobody { rev: i64 },
-    /// The entry just ahead, and the revision to watch it from.
-    Entry { key: String, rev: i64 },
+    /// The entry just ahead, and the revision to watch it from; `first`: it was the queue's
+    /// first entry (the holder) as of `rev`. No entry is ever queued ahead of an existing one
+    /// (create revisions and sequence numbers only grow), so once a first predecessor is
+    /// deleted we are first, without reading the queue again.
+    Entry { key: String, rev: i64, first: bool },
 }
 
 /// What an entry is queued for. Most stores lay both out alike; ZooKeeper names Curator's
@@ -63,6 +69,22 @@ pub(crate) enum Role {
     /// A semaphore permit, held or awaited (Curator InterProcessSemaphoreV2's `-lease-`).
     #[cfg_attr(not(feature = "zookeeper"), allow(dead_code))]
     Lease,
+    /// A read/write lock's reader: granted when no writer is ahead of it (a mutex entry
+    /// counts as a writer).
+    Read,
+    /// A read/write lock's writer: granted when nothing is ahead of it, like a mutex.
+    Write,
+}
+
+/// The downgrade marker of a read/write lock's write entry `<name>/write/<id>`:
+/// `<name>\0downgraded/<id>`, beside the queue (as the withdrawn markers are), holding the
+/// entry's token in decimal. Our readers take a write entry whose marker holds its token for
+/// a reader; a peer that does not know the marker (Go's RWMutex) keeps taking it for a writer,
+/// which only makes that peer wait longer. `None` for keys that are no write entry.
+#[cfg_attr(not(any(feature = "etcd", feature = "embedded")), allow(dead_code))]
+pub(crate) fn downgrade_marker(key: &str) -> Option<String> {
+    let (name, id) = key.rsplit_once("/write/")?;
+    (!id.is_empty() && !id.contains('/')).then(|| format!("{name}\0downgraded/{id}"))
 }
 
 /// One acquisition's identity, the same across all its retries (docs/contract.md, C13). A
@@ -178,10 +200,44 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool>;
     /// Sets `mine`'s value (keeping its lease) only if it is still there.
     async fn proclaim(&self, mine: &Entry, value: &[u8]) -> Result<bool>;
+    /// See [`SessionBackend::put_ephemeral`]. Safe to retry: a put applied but unanswered
+    /// left this session's own key, which the retry replaces.
+    async fn put_ephemeral(&self, key: &str, value: &[u8]) -> Result<bool>;
     /// Asks the store whether the session's lease still exists (after an entry vanished:
     /// was it deleted by someone, or did the lease go?).
     async fn lease_alive(&self) -> Result<bool> {
         Ok(true)
+    }
+    /// Read/write locks: in one round trip, creates the entry of `role` only if it would be
+    /// granted at once (a writer: the queue is empty; a reader: no writer is queued, or the
+    /// only one is a downgraded holder); else names the entry in the way. Like
+    /// [`QueueStore::enqueue_if_empty`], a refusal leaves nothing of ours in the store.
+    async fn try_enqueue(
+        &self,
+        prefix: &str,
+        value: &[u8],
+        role: Role,
+        ticket: Ticket,
+    ) -> Result<Result<Enqueued, Option<String>>> {
+        let _ = (prefix, value, role, ticket);
+        Err(super::rw_unsupported())
+    }
+    /// What a reader `mine` waits for: the last entry ahead of it that is not a reader nor a
+    /// downgraded writer (so a release of a reader ahead never wakes it), or nobody.
+    async fn ahead_of_reader(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+        let _ = (prefix, mine);
+        Err(super::rw_unsupported())
+    }
+    /// Resolves once the entry `key` (as it was at `rev`) no longer excludes readers: it is
+    /// deleted, or downgraded.
+    async fn wait_released(&self, key: &str, rev: i64) -> Result<()> {
+        self.wait_deleted(key, rev).await
+    }
+    /// Marks the write entry `mine` downgraded, only if it is still there (`Ok(false)`: it is
+    /// not). Its release removes the mark with it.
+    async fn downgrade(&self, mine: &Entry) -> Result<bool> {
+        let _ = mine;
+        Err(super::rw_unsupported())
     }
     /// Revokes the session's lease.
     async fn close(&self) -> Result<()>;
@@ -244,6 +300,29 @@ impl<S: QueueStore> SessionBackend for QueueSession<S> {
         super::semaphore::acquire(&self.0, name, permits, value, wait, local).await
     }
 
+    async fn acquire_rw(
+        &self,
+        name: &str,
+        mode: super::RwMode,
+        value: &[u8],
+        wait: bool,
+        permit: OwnedMutexGuard<()>,
+    ) -> Result<Grant> {
+        let role = match mode {
+            super::RwMode::Read => Role::Read,
+            super::RwMode::Write => Role::Write,
+        };
+        acquire(&self.0, name, value, wait, permit, role).await
+    }
+
+    async fn downgrade(&self, grant: &Grant) -> Result<bool> {
+        if grant.liveness.is_lost() {
+            return Ok(false);
+        }
+        let mine = Entry::of(grant);
+        with_backoff(ATTEMPTS, || self.0.downgrade(&mine)).await
+    }
+
     async fn release(&self, grant: &Grant) -> Result<()> {
         // Our own delete must not wake our own lost-signal watch (and cost a lease query).
         if let Some(watch) = &grant.watch {
@@ -293,6 +372,10 @@ impl<S: QueueStore> SessionBackend for QueueSession<S> {
         }
         let mine = Entry::of(grant);
         with_backoff(ATTEMPTS, || self.0.proclaim(&mine, value)).await
+    }
+
+    async fn put_ephemeral(&self, key: &str, value: &[u8]) -> Result<bool> {
+        with_backoff(ATTEMPTS, || self.0.put_ephemeral(key, value)).await
     }
 
     async fn close(&self) -> Result<()> {
@@ -422,7 +505,12 @@ async fn acquire<S: QueueStore>(
     } else {
         let tried = with_backoff(ATTEMPTS, || {
             tries += 1;
-            store.enqueue_if_empty(&prefix, value, ticket)
+            match role {
+                Role::Read | Role::Write => store.try_enqueue(&prefix, value, role, ticket),
+                Role::Lock | Role::Candidate | Role::Lease => {
+                    store.enqueue_if_empty(&prefix, value, ticket)
+                }
+            }
         });
         let answer = tried.await;
         pending.in_flight = answer.is_err() || tries > 1;
@@ -444,7 +532,10 @@ async fn acquire<S: QueueStore>(
     let rev = if enq.first {
         enq.rev
     } else {
-        wait_for_turn(store.as_ref(), &session, &prefix, &enq.mine).await?
+        // What the enqueue saw just ahead is what a writer or a mutex waiter waits on, but
+        // not a reader, which waits on the newest writer ahead: a reader asks again.
+        let known = enq.ahead.clone().filter(|_| role != Role::Read);
+        wait_for_turn(store.as_ref(), &session, &prefix, &enq.mine, role, known).await?
     };
     // A grant is never handed out past the session's local deadline (C14): the answers above
     // may have come after retries that outlived the last confirmed renewal. `pending` is still
@@ -484,24 +575,59 @@ where
     }
 }
 
-/// Waits until nothing is ahead of `mine`; returns the revision at which that was seen.
+/// Waits until nothing is ahead of `mine` that excludes it (for a reader: no writer; for
+/// anyone else: nothing at all), starting from `known` (what the enqueue saw ahead) when
+/// given; returns a revision at which `mine` was seen queued, for the holder's watch. Each
+/// pass waits on exactly the entry that blocks it, so a release wakes only the waiters it
+/// unblocks.
+///
+/// After the blocker's release the queue is read again, unless that blocker was the first
+/// entry: then nothing that excludes us can be ahead any more (a reader's blocker is the
+/// newest writer ahead, so only readers stood between), and the hand-off costs the holder's
+/// delete and one watch event, no read (docs/contract.md, Performance rules). Our own entry's
+/// presence is then not re-read either: a deletion of it by someone else reaches the grant's
+/// lost signal through its entry watch, which starts at `rev` (C7a), and a lease that
+/// expired has already passed the session's local deadline, checked before granting (C14).
 async fn wait_for_turn<S: QueueStore>(
     store: &S,
     session: &Liveness,
     prefix: &str,
     mine: &Entry,
+    role: Role,
+    mut known: Option<Ahead>,
 ) -> Result<i64> {
+    let reader = role == Role::Read;
     loop {
-        let ahead = patiently(session, || store.ahead(prefix, mine)).await?;
-        let (key, rev) = match ahead {
+        let ahead = match known.take() {
+            Some(ahead) => ahead,
+            None => {
+                patiently(session, || async {
+                    if reader {
+                        store.ahead_of_reader(prefix, mine).await
+                    } else {
+                        store.ahead(prefix, mine).await
+                    }
+                })
+                .await?
+            }
+        };
+        let (key, rev, first) = match ahead {
             Ahead::Nobody { rev } => return Ok(rev),
-            Ahead::Entry { key, rev } => (key, rev),
+            Ahead::Entry { key, rev, first } => (key, rev, first),
         };
         waiting::note(Waiting::Queued {
             ahead: Some(key.clone()),
         });
+        let released = async {
+            if reader {
+                store.wait_released(&key, rev).await
+            } else {
+                store.wait_deleted(&key, rev).await
+            }
+        };
         tokio::select! {
-            res = store.wait_deleted(&key, rev) => match res {
+            res = released => match res {
+                Ok(()) if first => return Ok(rev),
                 Ok(()) => {}
                 Err(e) if e.is_transient() => {
                     tracing::debug!(error = %e, "predecessor watch broke; re-checking");

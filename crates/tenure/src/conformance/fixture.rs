@@ -35,6 +35,8 @@ pub(crate) enum Admin {
     Zk(Box<zk_fixture::ZkAdmin>),
     #[cfg(feature = "redis")]
     Redis(redis_fixture::RedisAdmin),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres_fixture::PgAdmin),
 }
 
 impl Admin {
@@ -47,6 +49,8 @@ impl Admin {
             Admin::Zk(admin) => admin.keys(prefix).await,
             #[cfg(feature = "redis")]
             Admin::Redis(admin) => admin.keys(prefix).await,
+            #[cfg(feature = "postgres")]
+            Admin::Postgres(admin) => admin.keys(prefix).await,
             #[cfg(feature = "etcd")]
             Admin::Etcd(c) => {
                 let opts = etcd_client::GetOptions::new()
@@ -65,6 +69,20 @@ impl Admin {
         }
     }
 
+    /// What a read/write lock `name` may leave outside its queue: the downgrade markers
+    /// beside it (`<name>\0downgraded/…`, etcd and the embedded store), the waiting set of
+    /// writers (Redis). ZooKeeper marks nodes in their data: nothing.
+    pub async fn rw_leftovers(&self, name: &str) -> Vec<String> {
+        match self {
+            #[cfg(feature = "zookeeper")]
+            Admin::Zk(_) => Vec::new(),
+            #[cfg(feature = "redis")]
+            Admin::Redis(admin) => admin.rw_leftovers(name).await,
+            #[allow(unreachable_patterns)]
+            _ => self.keys(&format!("{name}\0downgraded/")).await,
+        }
+    }
+
     /// Deletes one key.
     pub async fn delete(&self, key: &str) {
         match self {
@@ -76,6 +94,8 @@ impl Admin {
             Admin::Zk(admin) => admin.delete(key).await,
             #[cfg(feature = "redis")]
             Admin::Redis(admin) => admin.delete(key).await,
+            #[cfg(feature = "postgres")]
+            Admin::Postgres(admin) => admin.delete(key).await,
             #[cfg(feature = "etcd")]
             Admin::Etcd(c) => {
                 c.kv_client().delete(key, None).await.expect("admin delete");
@@ -92,6 +112,8 @@ impl Admin {
             Admin::Zk(admin) => admin.revoke(lease).await,
             #[cfg(feature = "redis")]
             Admin::Redis(admin) => admin.revoke(lease).await,
+            #[cfg(feature = "postgres")]
+            Admin::Postgres(admin) => admin.terminate(lease as i32).await,
             #[cfg(feature = "etcd")]
             Admin::Etcd(c) => {
                 c.lease_client()
@@ -108,6 +130,12 @@ impl Admin {
 pub(crate) mod redis_fixture;
 #[cfg(feature = "redis")]
 pub(crate) use redis_fixture::redis;
+
+#[cfg(feature = "postgres")]
+#[path = "fixture_postgres.rs"]
+pub(crate) mod postgres_fixture;
+#[cfg(feature = "postgres")]
+pub(crate) use postgres_fixture::postgres;
 
 #[cfg(feature = "zookeeper")]
 #[path = "fixture_zk.rs"]

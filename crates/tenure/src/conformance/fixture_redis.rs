@@ -18,6 +18,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::Mutex;
 
 use super::{namespace, skip, Admin, Fixture};
+use crate::backend::redis::rwlock::RwKeys;
 use crate::backend::redis::scripts::{fence_key, release_channel, session_key};
 use crate::Tenure;
 
@@ -160,7 +161,34 @@ impl RedisAdmin {
         for i in 0..self.waiters(name).await {
             keys.push(format!("{name} (waiter {i})"));
         }
+        // The read/write lock of the same name (backend/redis/rwlock.rs): its writer, one
+        // pseudo-entry per reader, and one per subscriber of its release channel.
+        let rw = RwKeys::of(name);
+        let writer: Vec<bool> = self.each(redis::cmd("EXISTS").arg(&rw.writer)).await;
+        if writer.contains(&true) {
+            keys.push(rw.writer.clone());
+        }
+        let readers: Vec<Vec<String>> = self.each(redis::cmd("HKEYS").arg(&rw.readers)).await;
+        for (i, _) in readers.iter().flatten().enumerate() {
+            keys.push(format!("{} (reader {i})", rw.readers));
+        }
+        for i in 0..self.waiters(&rw.writer).await {
+            keys.push(format!("{} (waiter {i})", rw.writer));
+        }
         keys
+    }
+
+    /// What a read/write lock may leave beside its holders: waiters in its waiting set.
+    pub async fn rw_leftovers(&self, name: &str) -> Vec<String> {
+        let rw = RwKeys::of(name);
+        let waiting: Vec<Vec<String>> = self
+            .each(redis::cmd("ZRANGE").arg(&rw.waiting).arg(0).arg(-1))
+            .await;
+        waiting
+            .into_iter()
+            .flatten()
+            .map(|w| format!("{} (waiter {w})", rw.waiting))
+            .collect()
     }
 
     /// Whether `key` is a lock (it has a TTL) with one value on every master.

@@ -67,6 +67,11 @@ pub struct RedisProcess {
 }
 
 impl RedisProcess {
+    /// The server's process id (to freeze it with SIGSTOP).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// Kills the server now, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

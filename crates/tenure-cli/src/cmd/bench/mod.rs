@@ -2,8 +2,11 @@
 //! and hand-off for each worker count, measured in one run so the ratios mean something.
 
 mod contended;
+mod counters;
+mod many;
 mod report;
 mod solo;
+mod waiters;
 
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
@@ -23,15 +26,40 @@ Measures, in one run against --url (mem:// measures the in-process store):
   contended    for each worker count W: W sessions take turns on one lock for --cycles
                cycles (or until --max-time), reporting cycles/s, lock-acquire p50/p99 and
                hand-off p50 (previous holder starts unlocking -> next holder is granted)
-The table shows ratios to the floor; --json prints one JSON object per worker count.
-Example:
-  tenure bench --url etcd://127.0.0.1:2379 --workers 1,5,50 --cycles 1000";
+  many locks   with --locks N: for each count T of --tasks, T tasks on one session each lock
+               a random one of N names, --cycles cycles in all, reporting cycles/s against
+               the uncontended rate
+  waiters      with --waiters LIST: for each W, W sessions queue on one lock; reports the
+               client's resident memory per queued waiter, hand-off p50/p99 over the first
+               200 hand-offs, and the store's own requests and events per hand-off (etcd
+               /metrics, ZooKeeper mntr, Redis INFO commandstats; null where it cannot say)
+The contended rounds run by default, or with --locks/--waiters only when --workers is given.
+The table shows ratios to the floor; --json prints one JSON object per line, each with a
+\"workload\" field (contended, locks, waiters).
+Examples:
+  tenure bench --url etcd://127.0.0.1:2379 --workers 1,5,50 --cycles 1000
+  tenure bench --url etcd://127.0.0.1:2379 --locks 10000 --tasks 1,64 --cycles 5000
+  tenure bench --url etcd://127.0.0.1:2379 --ttl 60s --waiters 10,10000";
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Comma-separated numbers of contending sessions
-    #[arg(long, value_name = "LIST", default_value = "1,5,50", value_parser = parse_counts)]
-    pub workers: Counts,
+    /// Comma-separated numbers of contending sessions [default: 1,5,50 unless --locks or
+    /// --waiters is given]
+    #[arg(long, value_name = "LIST", value_parser = parse_counts)]
+    pub workers: Option<Counts>,
+
+    /// Many locks on one session: the number of names the tasks of --tasks lock at random
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub locks: Option<u32>,
+
+    /// Comma-separated numbers of tasks sharing one session (with --locks)
+    #[arg(long, value_name = "LIST", default_value = "1,64", value_parser = parse_counts,
+          requires = "locks")]
+    pub tasks: Counts,
+
+    /// Comma-separated numbers of waiters queued on one lock, one session each
+    #[arg(long, value_name = "LIST", value_parser = parse_counts)]
+    pub waiters: Option<Counts>,
 
     /// Lock+unlock cycles to measure at each worker count
     #[arg(long, value_name = "N", default_value_t = 1000,
@@ -69,8 +97,12 @@ pub async fn run(global: &GlobalOpts, args: BenchArgs) -> Result<u8> {
     tenure.write([Write::delete(floor_key)]).await?;
     let out = report::Report::new(&tenure, base, global.json);
     out.header()?;
-    let workers = args.workers.0.iter().copied();
-    for (round, w) in workers.enumerate() {
+    let workers = match (&args.workers, args.locks, &args.waiters) {
+        (Some(workers), ..) => workers.0.clone(),
+        (None, None, None) => vec![1, 5, 50],
+        (None, ..) => Vec::new(),
+    };
+    for (round, w) in workers.into_iter().enumerate() {
         let name = format!("{prefix}/contended-{round}");
         let plan = contended::Plan {
             workers: w,
@@ -78,6 +110,22 @@ pub async fn run(global: &GlobalOpts, args: BenchArgs) -> Result<u8> {
             max_time: args.max_time,
         };
         out.row(&contended::run(&tenure, &name, plan).await?)?;
+    }
+    if let Some(locks) = args.locks {
+        for (round, &tasks) in args.tasks.0.iter().enumerate() {
+            let plan = many::Plan {
+                locks: locks as usize,
+                tasks,
+                cycles: args.cycles as usize,
+                max_time: args.max_time,
+            };
+            let names = format!("{prefix}/many-{round}");
+            out.many_row(&many::run(&tenure, &names, plan).await?)?;
+        }
+    }
+    for (round, &w) in args.waiters.iter().flat_map(|w| &w.0).enumerate() {
+        let name = format!("{prefix}/waiters-{round}");
+        out.waiters_row(&waiters::run(&tenure, &name, w).await?)?;
     }
     Ok(0)
 }

@@ -3,7 +3,8 @@
 //! it unchanged and every clause can be tested with no server.
 //!
 //! Expiry is lazy and driven by whoever waits: a waiter sleeps until the lease of the key it
-//! watches could expire, then re-checks. No reaper task, so a store outlives any one runtime.
+//! watches could expire, then re-checks; a prefix watch does the same for the keys under its
+//! prefix. No reaper task, so a store outlives any one runtime.
 
 mod state;
 
@@ -17,7 +18,9 @@ use tokio::time::Instant;
 use self::state::{Lookup, State};
 use super::lease::{spawn_keep_alive, Renewer};
 use super::observe::{Kv, PrefixWatch};
-use super::queue::{Ahead, Enqueued, Entry, QueueSession, QueueStore, Role, Ticket};
+use super::queue::{
+    downgrade_marker, Ahead, Enqueued, Entry, QueueSession, QueueStore, Role, Ticket,
+};
 use super::semaphore::Unlocked;
 use super::{Backend, SessionBackend};
 use crate::liveness::{Liveness, LostReason};
@@ -82,6 +85,24 @@ impl MemStore {
     #[cfg(test)]
     pub(crate) fn delete_watchers_for_test(&self) -> Vec<(String, usize)> {
         self.with(|st| st.delete_watchers())
+    }
+
+    /// Waits until read/write lock entry `key` is downgraded (`marker` holds `token`).
+    async fn until_marked(&self, marker: &str, token: u64) {
+        let token = token.to_string();
+        let (initial, mut changes) = self.with(|st| st.watch_prefix(marker));
+        let marked = |kv: &Kv| kv.key == marker && kv.value == token.as_bytes();
+        if initial.iter().any(marked) {
+            return;
+        }
+        while let Some(change) = changes.recv().await {
+            if let Ok(super::observe::Change::Put(kv)) = change {
+                if marked(&kv) {
+                    return;
+                }
+            }
+        }
+        std::future::pending().await
     }
 
     /// Waits until `key`, as it was at `rev`, is gone, sleeping at most until its lease could
@@ -188,7 +209,32 @@ impl Backend for MemBackend {
     }
 
     async fn watch_prefix(&self, prefix: &str) -> Result<PrefixWatch> {
-        let (initial, changes) = self.store.with(|st| st.watch_prefix(prefix));
+        let (initial, mut store_changes) = self.store.with(|st| st.watch_prefix(prefix));
+        // Forwards the store's changes, and wakes when a lease under the prefix could expire
+        // so that the expiry (and its deletes) happens without anyone else touching the store.
+        let (tx, changes) = tokio::sync::mpsc::unbounded_channel();
+        let (store, prefix) = (self.store.clone(), prefix.to_string());
+        tokio::spawn(async move {
+            loop {
+                let expiry = store.with(|st| st.next_expiry(&prefix));
+                let expired = async {
+                    match expiry {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    change = store_changes.recv() => {
+                        let Some(change) = change else { return };
+                        if tx.send(change).is_err() {
+                            return;
+                        }
+                    }
+                    () = expired => {}
+                    () = tx.closed() => return,
+                }
+            }
+        });
         Ok(PrefixWatch { initial, changes })
     }
 }
@@ -267,25 +313,49 @@ fn key_in(prefix: &str, lease: u64) -> String {
     format!("{prefix}{lease:x}")
 }
 
+/// A session's entry of `role` in a queue: the read/write lock layout of etcd's (see
+/// `backend/etcd/rw.rs`), else the mutex one.
+fn key_of(prefix: &str, role: Role, lease: u64) -> String {
+    match role {
+        Role::Read => format!("{prefix}read/{lease:x}"),
+        Role::Write => format!("{prefix}write/{lease:x}"),
+        Role::Lock | Role::Candidate | Role::Lease => key_in(prefix, lease),
+    }
+}
+
+/// What keeps a reader whose entry was created at `before` (`None`: not yet) out: the newest
+/// non-reader ahead of it, unless that is a downgraded writer (which had nothing ahead).
+fn reader_blocker(st: &State, prefix: &str, before: Option<u64>) -> Option<(String, u64)> {
+    st.last_writer(prefix, before).filter(|(key, token)| {
+        let marker = downgrade_marker(key);
+        marker.and_then(|m| st.value(&m)) != Some(token.to_string().into_bytes())
+    })
+}
+
 #[async_trait]
 impl QueueStore for MemSession {
     async fn enqueue(
         &self,
         prefix: &str,
         value: &[u8],
-        _role: Role,
+        role: Role,
         ticket: Ticket,
     ) -> Result<Enqueued> {
-        let key = key_in(prefix, self.lease);
+        let key = key_of(prefix, role, self.lease);
         self.store.with(|st| {
             st.check_lease(self.lease)?;
             self.check_not_withdrawn(st, prefix, ticket)?;
             let token = st.put_if_absent(&key, value, self.lease);
-            let first = st.first_in(prefix).map(|(k, _)| k) == Some(key.clone());
+            let first = if role == Role::Read {
+                reader_blocker(st, prefix, Some(token)).is_none()
+            } else {
+                st.first_in(prefix).map(|(k, _)| k) == Some(key.clone())
+            };
             Ok(Enqueued {
                 mine: Entry { key, token },
                 first,
                 rev: st.rev(),
+                ahead: None,
             })
         })
     }
@@ -307,6 +377,7 @@ impl QueueStore for MemSession {
                         mine: Entry { key, token },
                         first: true,
                         rev: st.rev(),
+                        ahead: None,
                     }));
                 }
                 return Ok(Err(Some(holder)));
@@ -316,6 +387,7 @@ impl QueueStore for MemSession {
                 mine: Entry { key, token },
                 first: true,
                 rev: st.rev(),
+                ahead: None,
             }))
         })
     }
@@ -326,8 +398,13 @@ impl QueueStore for MemSession {
                 let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
                 return Err(crate::Error::SessionLost { reason });
             }
+            let first = st.first_in(prefix).map(|(k, _)| k);
             Ok(match st.just_before(prefix, mine.token) {
-                Some(key) => Ahead::Entry { key, rev: st.rev() },
+                Some(key) => Ahead::Entry {
+                    first: first.as_ref() == Some(&key),
+                    key,
+                    rev: st.rev(),
+                },
                 None => Ahead::Nobody { rev: st.rev() },
             })
         })
@@ -339,9 +416,97 @@ impl QueueStore for MemSession {
     }
 
     async fn remove(&self, mine: &Entry) -> Result<bool> {
-        Ok(self
-            .store
-            .with(|st| st.create_rev(&mine.key) == Some(mine.token) && st.delete(&mine.key)))
+        Ok(self.store.with(|st| {
+            if st.create_rev(&mine.key) != Some(mine.token) {
+                return false;
+            }
+            if let Some(marker) = downgrade_marker(&mine.key) {
+                st.delete(&marker);
+            }
+            st.delete(&mine.key)
+        }))
+    }
+
+    async fn try_enqueue(
+        &self,
+        prefix: &str,
+        value: &[u8],
+        role: Role,
+        ticket: Ticket,
+    ) -> Result<Result<Enqueued, Option<String>>> {
+        let key = key_of(prefix, role, self.lease);
+        self.store.with(|st| {
+            st.check_lease(self.lease)?;
+            self.check_not_withdrawn(st, prefix, ticket)?;
+            let enqueued = |token, st: &State| Enqueued {
+                mine: Entry {
+                    key: key.clone(),
+                    token,
+                },
+                first: true,
+                rev: st.rev(),
+                ahead: None,
+            };
+            if let Some(token) = st.create_rev(&key) {
+                // An earlier attempt was applied but its answer lost (C13): it was made when
+                // nothing excluded it, and only entries behind it came since.
+                return Ok(Ok(enqueued(token, st)));
+            }
+            let in_the_way = if role == Role::Read {
+                // A downgraded writer is no obstacle only if it is the newest non-reader:
+                // a writer queued behind it is, and a reader must not jump it (C4).
+                reader_blocker(st, prefix, None)
+            } else {
+                st.first_in(prefix)
+            };
+            if let Some((holder, _)) = in_the_way {
+                return Ok(Err(Some(holder)));
+            }
+            let token = st.put_if_absent(&key, value, self.lease);
+            Ok(Ok(enqueued(token, st)))
+        })
+    }
+
+    async fn ahead_of_reader(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+        self.store.with(|st| {
+            if st.create_rev(&mine.key) != Some(mine.token) {
+                let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
+                return Err(crate::Error::SessionLost { reason });
+            }
+            Ok(match reader_blocker(st, prefix, Some(mine.token)) {
+                Some((key, _)) => Ahead::Entry {
+                    key,
+                    rev: st.rev(),
+                    first: false,
+                },
+                None => Ahead::Nobody { rev: st.rev() },
+            })
+        })
+    }
+
+    async fn wait_released(&self, key: &str, rev: i64) -> Result<()> {
+        let token = self.store.with(|st| st.create_rev(key));
+        match (downgrade_marker(key), token) {
+            (Some(marker), Some(token)) if token as i64 <= rev => tokio::select! {
+                () = self.store.until_deleted(key, rev) => {}
+                () = self.store.until_marked(&marker, token) => {}
+            },
+            _ => self.store.until_deleted(key, rev).await,
+        }
+        Ok(())
+    }
+
+    async fn downgrade(&self, mine: &Entry) -> Result<bool> {
+        let Some(marker) = downgrade_marker(&mine.key) else {
+            return Ok(false);
+        };
+        Ok(self.store.with(|st| {
+            if st.create_rev(&mine.key) != Some(mine.token) {
+                return false;
+            }
+            st.put_leased(&marker, mine.token.to_string().as_bytes(), self.lease);
+            true
+        }))
     }
 
     async fn forbid(&self, prefix: &str, ticket: Ticket) -> Result<()> {
@@ -352,12 +517,14 @@ impl QueueStore for MemSession {
     }
 
     async fn own_entries(&self, prefix: &str) -> Result<Vec<Entry>> {
-        let key = key_in(prefix, self.lease);
-        let token = self.store.with(|st| st.create_rev(&key));
-        Ok(token
-            .map(|token| Entry { key, token })
-            .into_iter()
-            .collect())
+        // One acquisition per session and name runs at a time (C9): whichever entry is there
+        // is the withdrawn one's.
+        let keys = [Role::Lock, Role::Read, Role::Write].map(|r| key_of(prefix, r, self.lease));
+        Ok(self.store.with(|st| {
+            keys.into_iter()
+                .filter_map(|key| st.create_rev(&key).map(|token| Entry { key, token }))
+                .collect()
+        }))
     }
 
     async fn add_lease(&self, dir: &str, value: &[u8], ticket: Ticket) -> Result<(Entry, Vec<Kv>)> {
@@ -407,6 +574,13 @@ impl QueueStore for MemSession {
         Ok(self.store.with(|st| {
             st.create_rev(&mine.key) == Some(mine.token) && st.set_value(&mine.key, value)
         }))
+    }
+
+    async fn put_ephemeral(&self, key: &str, value: &[u8]) -> Result<bool> {
+        self.store.with(|st| {
+            st.check_lease(self.lease)?;
+            Ok(st.put_owned(key, value, self.lease))
+        })
     }
 
     async fn lease_alive(&self) -> Result<bool> {

@@ -131,6 +131,29 @@ impl State {
         self.rev as u64
     }
 
+    /// The earliest instant a lease of a key under `prefix` could expire.
+    pub(super) fn next_expiry(&self, prefix: &str) -> Option<Instant> {
+        self.keys
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter_map(|(_, kv)| self.leases.get(&kv.lease))
+            .map(|l| l.expires)
+            .min()
+    }
+
+    /// Creates `key` under `lease`, or replaces its value if it is already `lease`'s; `false`
+    /// (and nothing written) if it exists under another lease or none.
+    pub(super) fn put_owned(&mut self, key: &str, value: &[u8], lease: u64) -> bool {
+        match self.keys.get(key) {
+            None => {
+                self.put_if_absent(key, value, lease);
+                true
+            }
+            Some(kv) if kv.lease == lease => self.set_value(key, value),
+            Some(_) => false,
+        }
+    }
+
     /// Replaces the value of `key`, keeping its lease and create revision.
     pub(super) fn set_value(&mut self, key: &str, value: &[u8]) -> bool {
         let Some(kv) = self.keys.get_mut(key) else {
@@ -196,6 +219,25 @@ impl State {
             .filter(|(_, kv)| (kv.create_rev as u64) < token)
             .max_by_key(|(_, kv)| kv.create_rev)
             .map(|(k, _)| k.clone())
+    }
+
+    /// The newest entry under `prefix` that is not a reader (`<prefix>read/…`), created before
+    /// `before` if given: what a read/write lock's reader waits for.
+    pub(super) fn last_writer(&self, prefix: &str, before: Option<u64>) -> Option<(String, u64)> {
+        let readers = format!("{prefix}read/");
+        self.under(prefix)
+            .filter(|(k, kv)| {
+                !k.starts_with(&readers) && !matches!(before, Some(b) if kv.create_rev as u64 >= b)
+            })
+            .max_by_key(|(_, kv)| kv.create_rev)
+            .map(|(k, kv)| (k.clone(), kv.create_rev as u64))
+    }
+
+    /// Sets `key` to `value` under `lease`, creating it if absent.
+    pub(super) fn put_leased(&mut self, key: &str, value: &[u8], lease: u64) {
+        if !self.set_value(key, value) {
+            self.put_if_absent(key, value, lease);
+        }
     }
 
     #[cfg(test)]

@@ -74,6 +74,8 @@ enum Cmd {
         id: i64,
         key: String,
         from: Option<i64>,
+        /// Report a put as a change too (see [`WatchHub::watch_put`]).
+        puts: bool,
         events: mpsc::UnboundedSender<WatchEvent>,
     },
     Cancel {
@@ -166,12 +168,24 @@ impl WatchHub {
     /// synced, prompt), or from a given revision (may be caught up only every 100 ms, which
     /// suits the holder's own lost-signal watch, not hand-offs).
     pub(super) fn watch_delete(&self, key: &str, from: Option<i64>) -> DeleteWatch {
+        self.register(key, from, false)
+    }
+
+    /// Registers a watch, from etcd's current revision on, that reports a put of `key` as well
+    /// as its deletion (both as [`WatchEvent::Deleted`]): a read/write lock's reader waits
+    /// for its writer's downgrade marker to appear.
+    pub(super) fn watch_put(&self, key: &str) -> DeleteWatch {
+        self.register(key, None, true)
+    }
+
+    fn register(&self, key: &str, from: Option<i64>, puts: bool) -> DeleteWatch {
         let id = 1 + self.next_id.fetch_add(1, Ordering::Relaxed);
         let (events_tx, events) = mpsc::unbounded_channel();
         let cmd = Cmd::Watch {
             id,
             key: key.to_string(),
             from,
+            puts,
             events: events_tx,
         };
         if let Err(mpsc::error::SendError(Cmd::Watch { events, .. })) = self.tx.send(cmd) {
@@ -190,13 +204,24 @@ struct Driver {
     /// The stream, and the member it is on.
     stream: Option<(usize, WatchRequestSender, WatchResponseStream)>,
     watching: HashMap<i64, mpsc::UnboundedSender<WatchEvent>>,
+    /// The watches that report puts too.
+    puts: std::collections::HashSet<i64>,
 }
 
 impl Driver {
-    async fn watch(&mut self, id: i64, key: String, from: Option<i64>) -> Result<(), String> {
-        let mut opts = WatchOptions::new()
-            .with_filters([WatchFilterType::NoPut])
-            .with_watch_id(id);
+    async fn watch(
+        &mut self,
+        id: i64,
+        key: String,
+        from: Option<i64>,
+        puts: bool,
+    ) -> Result<(), String> {
+        let mut opts = WatchOptions::new().with_watch_id(id);
+        if puts {
+            self.puts.insert(id);
+        } else {
+            opts = opts.with_filters([WatchFilterType::NoPut]);
+        }
         if let Some(rev) = from {
             opts = opts.with_start_revision(rev);
         }
@@ -251,12 +276,14 @@ impl Driver {
 
     fn break_all(&mut self, why: &str) {
         self.stream = None;
+        self.puts.clear();
         for (_, events) in self.watching.drain() {
             let _ = events.send(WatchEvent::Broken(why.to_string()));
         }
     }
 
     async fn cancel(&mut self, id: i64) {
+        self.puts.remove(&id);
         if self.watching.remove(&id).is_some() {
             if let Some((_, sender, _)) = &mut self.stream {
                 let _ = sender.cancel(id).await;
@@ -273,12 +300,14 @@ impl Driver {
             let why = format!("watch canceled by etcd: {}", resp.cancel_reason());
             self.tell(id, WatchEvent::Broken(why));
             self.watching.remove(&id);
+            self.puts.remove(&id);
             return None;
         }
+        let puts = self.puts.contains(&id);
         let deleted = resp
             .events()
             .iter()
-            .any(|e| e.event_type() == EventType::Delete);
+            .any(|e| e.event_type() == EventType::Delete || puts);
         if deleted {
             self.tell(id, WatchEvent::Deleted);
             return Some(id);
@@ -301,6 +330,7 @@ async fn drive(members: Arc<Members>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         members,
         stream: None,
         watching: HashMap::new(),
+        puts: Default::default(),
     };
     let mut tick = tokio::time::interval(CHECK_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -311,9 +341,9 @@ async fn drive(members: Arc<Members>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         tokio::select! {
             cmd = rx.recv() => match cmd {
                 None => return,
-                Some(Cmd::Watch { id, key, from, events }) => {
+                Some(Cmd::Watch { id, key, from, puts, events }) => {
                     d.watching.insert(id, events);
-                    if let Err(e) = d.watch(id, key, from).await {
+                    if let Err(e) = d.watch(id, key, from, puts).await {
                         d.break_all(&e);
                     }
                 }

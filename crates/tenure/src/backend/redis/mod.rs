@@ -79,6 +79,7 @@
 
 mod node;
 mod redlock;
+pub(crate) mod rwlock;
 pub(crate) mod scripts;
 mod semaphore;
 mod session;
@@ -312,6 +313,7 @@ impl Backend for RedisBackend {
             liveness,
             registry,
             keep_alive,
+            rw: Default::default(),
         }))
     }
 

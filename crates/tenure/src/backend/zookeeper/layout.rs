@@ -74,6 +74,9 @@ pub(super) fn node_base(uuid: &str, role: Role) -> String {
         Role::Lock => "lock-",
         Role::Candidate => "latch-",
         Role::Lease => "lease-",
+        // InterProcessReadWriteLock's two lock names.
+        Role::Read => "__READ__",
+        Role::Write => "__WRIT__",
     };
     format!("{}{kind}", protected(uuid))
 }

@@ -359,7 +359,12 @@ impl Backend for ZkBackend {
 
     async fn watch_prefix(&self, prefix: &str) -> Result<super::observe::PrefixWatch> {
         let dir = layout::dir_of(prefix)?;
-        observe::watch_prefix(self.client.clone(), dir).await
+        observe::watch_prefix(self.client.clone(), dir, observe::Watched::Queue).await
+    }
+
+    async fn watch_keys(&self, prefix: &str) -> Result<super::observe::PrefixWatch> {
+        let dir = layout::dir_of(prefix)?;
+        observe::watch_prefix(self.client.clone(), dir, observe::Watched::Keys).await
     }
 }
 

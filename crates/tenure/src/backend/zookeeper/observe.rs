@@ -18,12 +18,33 @@ use crate::{Error, Result};
 /// The entries of `dir` now, in queue order.
 pub(super) async fn entries(client: &zk::Client, dir: &str) -> Result<Vec<Kv>> {
     let children = call_node("list", client.list_children(dir)).await?;
-    read_all(client, dir, children.unwrap_or_default()).await
+    let ordered = Watched::Queue.order(children.unwrap_or_default());
+    read_all(client, dir, ordered).await
 }
 
-/// Reads the data of `children` of `dir` (those still there), in queue order.
-async fn read_all(client: &zk::Client, dir: &str, children: Vec<String>) -> Result<Vec<Kv>> {
-    let ordered = layout::queue_order(children);
+/// What a watch follows: a queue's entries (the sequential nodes of the recipes, in queue
+/// order, and the first one's value), or every child as a key (in name order, with every
+/// child's value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Watched {
+    Queue,
+    Keys,
+}
+
+impl Watched {
+    fn order(self, mut children: Vec<String>) -> Vec<String> {
+        match self {
+            Watched::Queue => layout::queue_order(children),
+            Watched::Keys => {
+                children.sort();
+                children
+            }
+        }
+    }
+}
+
+/// Reads the data of the `ordered` children of `dir` (those still there), in that order.
+async fn read_all(client: &zk::Client, dir: &str, ordered: Vec<String>) -> Result<Vec<Kv>> {
     if ordered.is_empty() {
         return Ok(Vec::new());
     }
@@ -50,26 +71,27 @@ async fn read_all(client: &zk::Client, dir: &str, children: Vec<String>) -> Resu
 }
 
 /// The watches one snapshot set: on the directory's children (or its creation), and on the
-/// leader's data.
+/// data of the leader (a queue) or of every child (keys).
 struct Watches {
     children: zk::OneshotWatcher,
-    leader: Option<zk::OneshotWatcher>,
+    data: Vec<zk::OneshotWatcher>,
 }
 
 impl Watches {
     async fn fired(self) -> zk::WatchedEvent {
-        match self.leader {
-            None => self.children.changed().await,
-            Some(leader) => tokio::select! {
-                e = self.children.changed() => e,
-                e = leader.changed() => e,
-            },
+        if self.data.is_empty() {
+            return self.children.changed().await;
+        }
+        let data = self.data.into_iter().map(|w| Box::pin(w.changed()));
+        tokio::select! {
+            e = self.children.changed() => e,
+            (e, _, _) = futures_util::future::select_all(data) => e,
         }
     }
 }
 
 /// One consistent-enough reading of `dir`, with the watches that tell when it changes.
-async fn snapshot(client: &zk::Client, dir: &str) -> Result<(Vec<Kv>, Watches)> {
+async fn snapshot(client: &zk::Client, dir: &str, watched: Watched) -> Result<(Vec<Kv>, Watches)> {
     loop {
         let children = match call_node("watch", client.get_and_watch_children(dir)).await? {
             Some((children, _, watcher)) => (children, watcher),
@@ -79,29 +101,41 @@ async fn snapshot(client: &zk::Client, dir: &str) -> Result<(Vec<Kv>, Watches)> 
             },
         };
         let (names, children) = children;
-        let kvs = read_all(client, dir, names).await?;
-        let leader = match kvs.first() {
-            None => None,
-            Some(first) => match call_node("watch", client.get_and_watch_data(&first.key)).await? {
-                Some((data, _, w)) if data == first.value => Some(w),
-                _ => continue, // The leader changed while we read: read again.
-            },
+        let kvs = read_all(client, dir, watched.order(names)).await?;
+        let with_values = match watched {
+            Watched::Queue => &kvs[..kvs.len().min(1)],
+            Watched::Keys => &kvs[..],
         };
-        return Ok((kvs, Watches { children, leader }));
+        let mut data = Vec::with_capacity(with_values.len());
+        for kv in with_values {
+            match call_node("watch", client.get_and_watch_data(&kv.key)).await? {
+                Some((value, _, w)) if value == kv.value => data.push(w),
+                _ => break, // Changed while we read: read again.
+            }
+        }
+        if data.len() < with_values.len() {
+            continue;
+        }
+        return Ok((kvs, Watches { children, data }));
     }
 }
 
 /// The entries of `dir` now, and every change seen after.
-pub(super) async fn watch_prefix(client: zk::Client, dir: String) -> Result<PrefixWatch> {
-    let (initial, watches) = snapshot(&client, &dir).await?;
+pub(super) async fn watch_prefix(
+    client: zk::Client,
+    dir: String,
+    watched: Watched,
+) -> Result<PrefixWatch> {
+    let (initial, watches) = snapshot(&client, &dir, watched).await?;
     let (tx, changes) = mpsc::unbounded_channel();
-    tokio::spawn(follow(client, dir, initial.clone(), watches, tx));
+    tokio::spawn(follow(client, dir, watched, initial.clone(), watches, tx));
     Ok(PrefixWatch { initial, changes })
 }
 
 async fn follow(
     client: zk::Client,
     dir: String,
+    watched: Watched,
     mut seen: Vec<Kv>,
     mut watches: Watches,
     tx: mpsc::UnboundedSender<Result<Change>>,
@@ -115,7 +149,7 @@ async fn follow(
             let _ = tx.send(Err(state_err(event.session_state)));
             return;
         }
-        let (now, next) = match with_backoff(ATTEMPTS, || snapshot(&client, &dir)).await {
+        let (now, next) = match with_backoff(ATTEMPTS, || snapshot(&client, &dir, watched)).await {
             Ok(s) => s,
             Err(e) => {
                 let _ = tx.send(Err(ended(e)));

@@ -17,6 +17,9 @@ use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore, Role, Ticket};
 use crate::liveness::{Liveness, LostReason};
 use crate::{Error, Result, Write};
 
+#[path = "rw.rs"]
+mod rw;
+
 /// Tries of one protected create before a transient fault goes back to the recipe.
 const CREATE_TRIES: u32 = 5;
 
@@ -164,6 +167,40 @@ impl ZkSession {
         }))
     }
 
+    /// Creates the ephemeral node `path` (and its parents, as containers), or finds it exists.
+    /// A create applied whose answer was lost is found as existing, and as ours, on retry.
+    async fn create_ephemeral(
+        &self,
+        client: &zk::Client,
+        path: &str,
+        value: &[u8],
+    ) -> Result<Created> {
+        let acls = self.ensemble.acls();
+        let ephemeral = zk::CreateMode::Ephemeral.with_acls(acls);
+        let container = zk::CreateMode::Container.with_acls(acls);
+        for _ in 0..CREATE_TRIES {
+            let created = call("put ephemeral", async {
+                match client.create(path, value, &ephemeral).await {
+                    Ok(_) => Ok(Some(Created::Yes)),
+                    Err(zk::Error::NodeExists) => Ok(Some(Created::Exists)),
+                    Err(zk::Error::NoNode) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            });
+            if let Some(created) = created.await? {
+                return Ok(created);
+            }
+            if let Some((parent, _)) = path.rsplit_once('/').filter(|(p, _)| !p.is_empty()) {
+                call("create parents", client.mkdir(parent, &container)).await?;
+            }
+        }
+        Err(Error::Transient {
+            op: "put ephemeral",
+            message: "the key's parent node kept vanishing".into(),
+            source: None,
+        })
+    }
+
     /// Our node among `dir`'s children, by its uuid (after a lost create answer).
     async fn find_own(&self, client: &zk::Client, dir: &str, uuid: &str) -> Result<Option<Entry>> {
         let children = self.children(client, dir).await?;
@@ -195,10 +232,17 @@ impl ZkSession {
         let client = self.client()?;
         let children = self.children(&client, &dir).await?;
         let first = children.first().map(|c| layout::child(&dir, c)) == Some(mine.key.clone());
+        // The listing already names the node ahead: a waiter needs no second listing.
+        let me = layout::node_name(&mine.key);
+        let ahead = children
+            .iter()
+            .position(|c| c == me)
+            .map(|pos| ahead_at(&dir, &children, pos));
         Ok(Enqueued {
             rev: mine.token as i64,
             mine,
             first,
+            ahead,
         })
     }
 }
@@ -217,7 +261,25 @@ fn spawn_end_on_loss(me: Weak<ZkSession>, liveness: Liveness) -> AbortHandle {
     .abort_handle()
 }
 
+/// What stands ahead of the node at `pos` of the sorted `children` of `dir`.
+fn ahead_at(dir: &str, children: &[String], pos: usize) -> Ahead {
+    match pos.checked_sub(1) {
+        Some(i) => Ahead::Entry {
+            key: layout::child(dir, &children[i]),
+            rev: 0,
+            first: i == 0,
+        },
+        None => Ahead::Nobody { rev: 0 },
+    }
+}
+
 /// An entry: the node's path, and its czxid as the fencing token (C2).
+/// Whether an ephemeral create made the node or found it there.
+enum Created {
+    Yes,
+    Exists,
+}
+
 fn entry(path: String, stat: &zk::Stat) -> Entry {
     Entry {
         key: path,
@@ -234,7 +296,32 @@ impl QueueStore for ZkSession {
         role: Role,
         ticket: Ticket,
     ) -> Result<Enqueued> {
+        if role == Role::Read {
+            return self.enqueue_rw(prefix, value, role, ticket).await;
+        }
         self.enqueue_role(prefix, value, role, ticket).await
+    }
+
+    async fn try_enqueue(
+        &self,
+        prefix: &str,
+        value: &[u8],
+        role: Role,
+        ticket: Ticket,
+    ) -> Result<Result<Enqueued, Option<String>>> {
+        self.try_enqueue_rw(prefix, value, role, ticket).await
+    }
+
+    async fn ahead_of_reader(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+        self.ahead_of_reader_rw(prefix, mine).await
+    }
+
+    async fn wait_released(&self, key: &str, _rev: i64) -> Result<()> {
+        self.wait_released_rw(key).await
+    }
+
+    async fn downgrade(&self, mine: &Entry) -> Result<bool> {
+        self.downgrade_rw(mine).await
     }
 
     /// ZooKeeper cannot create "only if no sibling exists" in one request, so this lists the
@@ -282,13 +369,7 @@ impl QueueStore for ZkSession {
             let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
             return Err(Error::SessionLost { reason });
         };
-        Ok(match pos.checked_sub(1) {
-            Some(i) => Ahead::Entry {
-                key: layout::child(&dir, &children[i]),
-                rev: 0,
-            },
-            None => Ahead::Nobody { rev: 0 },
-        })
+        Ok(ahead_at(&dir, &children, pos))
     }
 
     /// Watches `key` alone (Curator's predecessor watch): one watcher per waiter.
@@ -364,6 +445,39 @@ impl QueueStore for ZkSession {
         let client = self.client()?;
         let set = call_node("proclaim", client.set_data(&mine.key, value, None)).await?;
         Ok(set.is_some())
+    }
+
+    async fn put_ephemeral(&self, key: &str, value: &[u8]) -> Result<bool> {
+        let client = self.client()?;
+        let path = layout::path_of(key)?;
+        for _ in 0..CREATE_TRIES {
+            match self.create_ephemeral(&client, &path, value).await? {
+                Created::Yes => return Ok(true),
+                Created::Exists => {}
+            }
+            let Some((_, stat)) = call_node("put ephemeral", client.get_data(&path)).await? else {
+                continue; // gone meanwhile: create it
+            };
+            if stat.ephemeral_owner != self.info.id().0 {
+                return Ok(false);
+            }
+            let set = call("put ephemeral", async {
+                match client.set_data(&path, value, Some(stat.version)).await {
+                    Ok(_) => Ok(true),
+                    // Changed or deleted meanwhile (by an administrator): look again.
+                    Err(zk::Error::BadVersion | zk::Error::NoNode) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            });
+            if set.await? {
+                return Ok(true);
+            }
+        }
+        Err(Error::Transient {
+            op: "put ephemeral",
+            message: "the key kept changing under concurrent writers".into(),
+            source: None,
+        })
     }
 
     async fn close(&self) -> Result<()> {

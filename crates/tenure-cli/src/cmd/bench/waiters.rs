@@ -1,0 +1,181 @@
+//! W queued waiters on one lock in one process: what each costs the client in memory, how
+//! fast the lock passes down the queue, and how much store work each hand-off takes.
+//!
+//! Each waiter has a session of its own (opened before anything is measured), so that all W
+//! wait in the store: tasks sharing one session queue in the process first (C9) and would
+//! leave one waiter in the store. Memory is the growth of the resident set while the W
+//! waiters enter the queue, so the sessions themselves are not counted (their cost is
+//! reported apart). Hand-offs are timed, and the store's counters read, over the first
+//! [`WINDOW`] hand-offs, while the queue is still about W deep; the rest then drain.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tenure::{Session, Tenure};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::counters::{PerUnit, Source};
+use crate::progress::Progress;
+use crate::stats::{self, Summary};
+
+/// Hand-offs measured per run (fewer if there are fewer waiters).
+const WINDOW: usize = 200;
+
+/// How long to give waiters to enter the queue on a store that cannot list them (Redis).
+const SETTLE_UNLISTED: Duration = Duration::from_secs(2);
+
+/// The outcome for one number of waiters.
+#[derive(Debug)]
+pub struct Waiters {
+    pub waiters: usize,
+    pub handoffs: usize,
+    pub handoff: Summary,
+    /// Resident-set growth per queued waiter, in bytes.
+    pub waiter_bytes: f64,
+    /// Resident-set growth per open session, in bytes.
+    pub session_bytes: f64,
+    /// Store work per hand-off, from the store's own counters.
+    pub store: Option<PerUnit>,
+}
+
+/// Resident set size in bytes (Linux's /proc/self/statm; 0 elsewhere).
+fn rss_bytes() -> u64 {
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|pages| pages.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+struct Shared {
+    /// When the latest holder began to unlock (the hand-off clock's start).
+    unlock_started: StdMutex<Option<Instant>>,
+    granted: AtomicUsize,
+    window: usize,
+    samples: StdMutex<Vec<Duration>>,
+    /// Told when the last measured hand-off is done.
+    window_done: Notify,
+    /// Set once the counters after the window are read: the waiter holding then may go on.
+    go: watch::Receiver<bool>,
+    progress: Progress,
+}
+
+impl Shared {
+    fn swap_unlock_started(&self, now: Option<Instant>) -> Option<Instant> {
+        let mut slot = self
+            .unlock_started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut slot, now)
+    }
+}
+
+pub async fn run(tenure: &Tenure, name: &str, waiters: usize) -> Result<Waiters> {
+    let counters = Source::for_url(tenure.url());
+    let window = waiters.min(WINDOW);
+    let rss_empty = rss_bytes();
+    let holder = tenure.session().await?;
+    let sessions = crate::cmd::open_sessions(tenure, waiters).await?;
+    let rss_sessions = rss_bytes();
+    let guard = holder.mutex(name)?.lock().await?;
+
+    let (go_tx, go) = watch::channel(false);
+    let progress = Progress::start(&format!("{waiters} waiters"), waiters);
+    let shared = Arc::new(Shared {
+        unlock_started: StdMutex::new(None),
+        granted: AtomicUsize::new(0),
+        window,
+        samples: StdMutex::new(Vec::with_capacity(window)),
+        window_done: Notify::new(),
+        go,
+        progress: progress.clone(),
+    });
+    let mut set = JoinSet::new();
+    for session in &sessions {
+        set.spawn(waiter(session.clone(), name.to_string(), shared.clone()));
+    }
+    settle(tenure, name, waiters).await?;
+    let rss_queued = rss_bytes();
+
+    let before = match &counters {
+        Some(source) => source.read().await,
+        None => None,
+    };
+    let window_done = shared.window_done.notified();
+    shared.swap_unlock_started(Some(Instant::now()));
+    guard.unlock().await?;
+    window_done.await;
+    let after = match &counters {
+        Some(source) => source.read().await,
+        None => None,
+    };
+    go_tx.send_replace(true);
+    while let Some(joined) = set.join_next().await {
+        joined.context("bench waiter")??;
+    }
+    progress.finish();
+    let samples = std::mem::take(&mut *shared.samples.lock().unwrap_or_else(|p| p.into_inner()));
+    crate::cmd::close_sessions(sessions, Duration::from_secs(5)).await;
+    crate::cmd::close_session(holder, Duration::from_secs(5)).await;
+    let per = |grown: u64, n: usize| grown as f64 / n.max(1) as f64;
+    Ok(Waiters {
+        waiters,
+        handoffs: samples.len(),
+        handoff: stats::summarize(samples),
+        waiter_bytes: per(rss_queued.saturating_sub(rss_sessions), waiters),
+        session_bytes: per(rss_sessions.saturating_sub(rss_empty), waiters),
+        store: before.zip(after).map(|(b, a)| a.per(b, window)),
+    })
+}
+
+/// Waits until all `waiters` are queued in the store, as the store lists them; a store that
+/// cannot list (Redis) gets a fixed time instead.
+async fn settle(tenure: &Tenure, name: &str, waiters: usize) -> Result<()> {
+    loop {
+        match tenure.status(name).await {
+            Ok(status) => {
+                let queued = status
+                    .iter()
+                    .find(|s| s.name == name)
+                    .map_or(0, |s| s.waiters);
+                if queued >= waiters {
+                    return Ok(());
+                }
+            }
+            Err(tenure::Error::Unsupported { .. }) => {
+                tokio::time::sleep(SETTLE_UNLISTED).await;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn waiter(session: Session, name: String, shared: Arc<Shared>) -> Result<()> {
+    let guard = session.mutex(&name)?.lock().await?;
+    let granted = Instant::now();
+    let index = 1 + shared.granted.fetch_add(1, Ordering::SeqCst);
+    if let Some(unlock_started) = shared.swap_unlock_started(None) {
+        if index <= shared.window {
+            let mut samples = shared.samples.lock().unwrap_or_else(|p| p.into_inner());
+            samples.push(granted - unlock_started);
+        }
+    }
+    if index == shared.window {
+        shared.window_done.notify_one();
+        let mut go = shared.go.clone();
+        go.wait_for(|go| *go).await.context("bench stopped")?;
+    }
+    shared.progress.tick();
+    shared.swap_unlock_started(Some(Instant::now()));
+    guard.unlock().await?;
+    Ok(())
+}

@@ -576,7 +576,13 @@ macro_rules! suite {
 /// (all of them unless the backend says why not).
 macro_rules! all_clauses {
     ($backend:ident, $fixture:expr) => {
-        all_clauses!($backend, $fixture; c13_retried_steps_are_idempotent, rw13_retried_steps_are_idempotent);
+        all_clauses!(
+            $backend,
+            $fixture;
+            c13_retried_steps_are_idempotent,
+            rw13_retried_steps_are_idempotent,
+            s9_retried_permit_steps_are_idempotent
+        );
     };
     ($backend:ident, $fixture:expr; $($store_level:ident),*) => {
         suite!($backend, $fixture;
@@ -723,6 +729,7 @@ suite!(zk, super::fixture::zk;
     s6_permit_counts_must_agree,
     s7_one_session_holds_several,
     s8_status_lists_semaphores,
+    s9_retried_permit_steps_are_idempotent,
     rw1_readers_share,
     rw2_writer_excludes_everyone,
     rw3_no_writer_starvation,

@@ -81,6 +81,12 @@ impl MemStore {
         self.with(|st| st.keys_with_prefix(prefix))
     }
 
+    /// How many deletion watchers each key has (herd-freedom checks elsewhere in the crate).
+    #[cfg(test)]
+    pub(crate) fn delete_watchers_for_test(&self) -> Vec<(String, usize)> {
+        self.with(|st| st.delete_watchers())
+    }
+
     /// Waits until read/write lock entry `key` is downgraded (`marker` holds `token`).
     async fn until_marked(&self, marker: &str, token: u64) {
         let token = token.to_string();

@@ -90,6 +90,7 @@ mod events;
 mod held;
 mod host;
 mod liveness;
+mod metrics;
 mod mutex;
 mod name;
 mod retry;
@@ -110,6 +111,8 @@ mod conformance;
 #[cfg(test)]
 mod fuzz;
 
+#[cfg(feature = "metrics")]
+pub use crate::metrics::describe_metrics;
 pub use client::{Builder, Tenure, DEFAULT_CONNECT_TIMEOUT};
 pub use election::{Election, Leader, Leadership, Observer};
 pub use ephemeral::{KeyEvent, KeyWatcher};

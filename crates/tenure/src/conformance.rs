@@ -601,12 +601,14 @@ macro_rules! all_clauses {
             s5_tokens_increase_in_grant_order,
             s6_permit_counts_must_agree,
             s7_one_session_holds_several,
+            s8_status_lists_semaphores,
             rw1_readers_share,
             rw2_writer_excludes_everyone,
             rw3_no_writer_starvation,
             rw4_downgrade_without_gap,
             rw5_cancellation_leaves_nothing,
             rw6_tokens_and_guarded_writes,
+            rw8_crashed_reader_released_after_ttl,
             rw7_mutex_of_the_same_name_is_a_writer,
             $($store_level,)*
         );
@@ -620,7 +622,12 @@ macro_rules! all_clauses {
 ///   `Error::Unsupported` (no ordered watch; see `backend/redis`), checked by
 ///   `r_elections_unsupported`;
 /// - C15 (listing): Redis keeps nothing for waiters, so `status` is `Error::Unsupported`,
-///   checked by `r_status_unsupported`.
+///   checked by `r_status_unsupported`;
+/// - s5 (semaphore waiters granted in arrival order): Redis semaphore waiters race as mutex
+///   waiters do; tokens strictly increasing is checked by s1's and s2's holders instead.
+/// - rw7 (a mutex of the same name is a writer): the read/write lock's keys live under
+///   `tenure:rw:` (backend/redis/rwlock.rs), apart from the mutex key `N` that redis-py and
+///   redsync share, so on Redis the two are separate locks.
 ///
 /// C11 (transient faults) is exempt here: the fault injector wraps the fair-queue recipe's
 /// store, which Redis does not use.
@@ -646,6 +653,19 @@ macro_rules! redis_clauses {
             r12_reserved_names_refused,
             r_elections_unsupported,
             r_status_unsupported,
+            s1_never_more_holders_than_permits,
+            s2_crashed_holder_permit_reclaimed,
+            s3_cancellation_leaves_nothing,
+            s4_owner_only_release,
+            s6_permit_counts_must_agree,
+            s7_one_session_holds_several,
+            rw1_readers_share,
+            rw2_writer_excludes_everyone,
+            rw3_no_writer_starvation,
+            rw4_downgrade_without_gap,
+            rw5_cancellation_leaves_nothing,
+            rw6_tokens_and_guarded_writes,
+            rw8_crashed_reader_released_after_ttl,
         );
     };
 }
@@ -696,6 +716,15 @@ suite!(zk, super::fixture::zk;
     s5_tokens_increase_in_grant_order,
     s6_permit_counts_must_agree,
     s7_one_session_holds_several,
+    s8_status_lists_semaphores,
+    rw1_readers_share,
+    rw2_writer_excludes_everyone,
+    rw3_no_writer_starvation,
+    rw4_downgrade_without_gap,
+    rw5_cancellation_leaves_nothing,
+    rw6_tokens_and_guarded_writes,
+    rw8_crashed_reader_released_after_ttl,
+    rw7_mutex_of_the_same_name_is_a_writer,
 );
 #[cfg(feature = "redis")]
 redis_clauses!(redis, super::fixture::redis);
@@ -731,7 +760,9 @@ macro_rules! redlock_clauses {
             r7_taken_over_is_lost,
             r12_reserved_names_refused,
             r_elections_unsupported,
-            r_status_unsupported
+            r_status_unsupported,
+            rl_semaphores_unsupported,
+            rw_redlock_unsupported
             $(, $extra)*
         );
     };

@@ -82,6 +82,8 @@
 #![warn(missing_docs)]
 
 mod backend;
+#[cfg(feature = "blocking")]
+pub mod blocking;
 mod client;
 mod election;
 mod ephemeral;

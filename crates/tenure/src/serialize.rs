@@ -144,6 +144,8 @@ mod tests {
             holder: leader(b"host-a:8080"),
             waiters: 2,
             holder_ttl: Some(Duration::from_millis(9_400)),
+            permits: None,
+            holders: Vec::new(),
         };
         round_trip(
             status.clone(),
@@ -154,7 +156,7 @@ mod tests {
         );
         let unknown = LockStatus {
             holder_ttl: None,
-            ..status
+            ..status.clone()
         };
         round_trip(
             unknown.clone(),
@@ -166,6 +168,19 @@ mod tests {
         let without_ttl = r#"{"name":"jobs","key":"jobs/694d8c3b1f2e4a01","value":"host-a:8080","token":7,"waiters":2}"#;
         let read: LockStatus = serde_json::from_str(without_ttl).expect("ttl_ms is optional");
         assert_eq!(read, unknown);
+        let semaphore = LockStatus {
+            permits: Some(3),
+            holders: vec![leader(b"host-a:8080")],
+            ..status
+        };
+        round_trip(
+            semaphore,
+            json!({
+                "name": "jobs", "key": "jobs/694d8c3b1f2e4a01", "value": "host-a:8080",
+                "token": 7, "waiters": 2, "ttl_ms": 9400, "permits": 3,
+                "holders": [{"key": "jobs/694d8c3b1f2e4a01", "value": "host-a:8080", "token": 7}]
+            }),
+        );
     }
 
     #[test]

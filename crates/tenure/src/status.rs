@@ -4,14 +4,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::backend::observe::{first, Kv};
+use crate::backend::semaphore::{recorded, LEASES, LOCKS};
 use crate::{Leader, Result, Tenure};
 
-/// One lock or election as the store shows it.
+/// One lock, election or semaphore as the store shows it.
 ///
 /// With the `serde` feature it is one flat object, the holder's fields beside the name, the
 /// TTL in whole milliseconds (`null` when the store does not report it) — the shape of
 /// `tenure status --json`: `{"name": "jobs", "key": "jobs/694d…", "value": "host-a:8080",
-/// "token": 7, "waiters": 2, "ttl_ms": 9400}`.
+/// "token": 7, "waiters": 2, "ttl_ms": 9400}`. A semaphore's row adds `"permits"` (when
+/// recorded) and `"holders"` (an array of `{"key", "value", "token"}`, oldest first); a lock's
+/// or election's row has neither.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct LockStatus {
@@ -28,6 +31,52 @@ pub struct LockStatus {
         serde(rename = "ttl_ms", default, with = "crate::serialize::millis")
     )]
     pub holder_ttl: Option<Duration>,
+    /// For a semaphore, its permit count as its holders recorded it (`None` where none did:
+    /// Curator's `InterProcessSemaphoreV2`), else `None`.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub permits: Option<u32>,
+    /// For a semaphore, every holder of a permit, oldest first (`holder` is the first of
+    /// them); empty for a lock or an election.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub holders: Vec<Leader>,
+}
+
+/// A permit entry as status shows it: its value without the recorded count.
+fn permit_holder(kv: &Kv) -> Leader {
+    let mut holder = Leader::from(kv);
+    if let Some((_, value)) = recorded(&kv.value) {
+        holder.value = value.to_vec();
+    }
+    holder
+}
+
+/// Whether the entries under `<X>/leases` are a semaphore's permits: ours record a count,
+/// Curator's are named `…-lease-<seq>`.
+fn is_permits(kvs: &[Kv]) -> bool {
+    kvs.iter()
+        .any(|kv| recorded(&kv.value).is_some() || kv.key.contains("-lease-"))
+}
+
+/// The holders of a semaphore's permit entries (oldest first; a head waiter's entry past the
+/// recorded count is not a holder), that count, and the oldest holder's lease.
+fn semaphore_holders(mut kvs: Vec<Kv>) -> (Option<u32>, Vec<Leader>, u64) {
+    kvs.sort_by_key(|kv| kv.create_rev);
+    let permits = kvs
+        .iter()
+        .find_map(|kv| recorded(&kv.value).map(|(n, _)| n));
+    let held = permits.map_or(kvs.len(), |n| kvs.len().min(n as usize));
+    let lease = kvs.first().map_or(0, |kv| kv.lease);
+    (
+        permits,
+        kvs[..held].iter().map(permit_holder).collect(),
+        lease,
+    )
 }
 
 /// Groups queue entries (keys held under a lease) by name: the key up to its last `/`.
@@ -59,21 +108,53 @@ impl Tenure {
         let backend = self.backend_ref();
         let entries = backend.entries_under(prefix).await?;
         let unrooted = backend.rooted_names() && !prefix.starts_with('/');
+        let shown = |name: String| match name.strip_prefix('/') {
+            Some(given) if unrooted => given.to_string(),
+            _ => name,
+        };
+        let mut names = by_name(entries);
+        // A semaphore `X` is its permits `X/leases/…` and its internal lock `X/locks/…`.
+        let semaphores: Vec<String> = names
+            .iter()
+            .filter_map(|(name, kvs)| {
+                let base = name.strip_suffix(&format!("/{LEASES}"))?;
+                is_permits(kvs).then(|| base.to_string())
+            })
+            .collect();
         let mut out = Vec::new();
-        for (name, kvs) in by_name(entries) {
+        for base in semaphores {
+            let kvs = names
+                .remove(&format!("{base}/{LEASES}"))
+                .unwrap_or_default();
+            let waiting = names
+                .remove(&format!("{base}/{LOCKS}"))
+                .map_or(0, |l| l.len());
+            let (permits, holders, lease) = semaphore_holders(kvs);
+            let Some(holder) = holders.first().cloned() else {
+                continue;
+            };
+            out.push(LockStatus {
+                name: shown(base),
+                holder_ttl: backend.lease_ttl(lease).await?,
+                holder,
+                waiters: waiting,
+                permits,
+                holders,
+            });
+        }
+        for (name, kvs) in names {
             let Some(holder) = first(&kvs) else { continue };
             let holder_ttl = backend.lease_ttl(holder.lease).await?;
-            let name = match name.strip_prefix('/') {
-                Some(given) if unrooted => given.to_string(),
-                _ => name,
-            };
             out.push(LockStatus {
                 holder: Leader::from(holder),
                 waiters: kvs.len() - 1,
-                name,
+                name: shown(name),
                 holder_ttl,
+                permits: None,
+                holders: Vec::new(),
             });
         }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 }

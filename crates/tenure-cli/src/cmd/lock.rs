@@ -1,12 +1,14 @@
 //! `tenure lock NAME [-- CMD ARGS…]`: run a command while holding a lock, or hold it until
-//! interrupted. flock(1)'s options and exit codes, etcdctl's environment variables.
+//! interrupted. flock(1)'s options and exit codes, etcdctl's environment variables. With
+//! `--permits N`, one of N permits of a semaphore instead (GNU parallel's `sem -j N`, across
+//! machines), with the same options and exit codes.
 
 use std::ffi::OsString;
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use tenure::{MutexGuard, Session, Tenure};
+use tenure::{LostReason, MutexGuard, Permit, Session, Tenure};
 use tokio::time::Instant;
 
 use crate::cli::connect;
@@ -26,12 +28,18 @@ while the command runs, the group gets SIGTERM, then SIGKILL after --grace, and 
 Without a command: prints the key and fencing token, holds until SIGINT, SIGTERM or SIGHUP,
 then releases.
 Interrupted while still waiting: leaves the queue (no key left behind) and exits 128+N.
+With --permits N, NAME is a semaphore of N permits and the command runs while holding one:
+at most N commands run at once across every machine (GNU parallel's `sem -j N`). Every
+client of NAME must use the same N (exit 2 otherwise). -n, -w, -E, --grace, --value and the
+exit codes are the same; the environment also has TENURE_PERMITS. On ZooKeeper the
+semaphore is Curator's InterProcessSemaphoreV2; Redlock refuses semaphores (exit 2).
 
 Exit codes:
   (command's)  the command's own exit code; 128+N if it died of signal N
   0            without a command: released after a signal
-  1            the lock is held (-n) or --wait ran out (change it with -E)
-  2            usage: bad option, URL, name or duration; no --url; mem:// given
+  1            the lock (every permit) is held (-n) or --wait ran out (change it with -E)
+  2            usage: bad option, URL, name or duration; no --url; mem:// given; a
+               --permits count other than the one the semaphore's holders use
   69           the store is unreachable or failing
   70           internal error
   75           the lock was lost while held (the command was stopped); a session lost while
@@ -43,7 +51,8 @@ Exit codes:
 Examples:
   tenure lock --url etcd://127.0.0.1:2379 backups -- ./backup.sh
   tenure lock -n -E 0 --url etcd://127.0.0.1:2379 cron/hourly -- ./hourly.sh
-  tenure lock -w 30s --url etcd://127.0.0.1:2379 deploy -- sh -c 'deploy --fence $TENURE_FENCING_TOKEN'";
+  tenure lock -w 30s --url etcd://127.0.0.1:2379 deploy -- sh -c 'deploy --fence $TENURE_FENCING_TOKEN'
+  tenure lock --permits 3 --url etcd://127.0.0.1:2379 encoders -- ./encode.sh big.mov";
 
 #[derive(Debug, Args)]
 pub struct LockArgs {
@@ -70,6 +79,11 @@ pub struct LockArgs {
     #[arg(long, value_name = "V")]
     pub value: Option<String>,
 
+    /// Hold one of N permits of a semaphore named NAME instead (at most N holders at once);
+    /// every client of NAME must use the same N
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(tenure::MAX_PERMITS)))]
+    pub permits: Option<u32>,
+
     /// Command to run while holding the lock, after `--`
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -83,14 +97,23 @@ pub async fn run(global: &GlobalOpts, args: LockArgs) -> Result<u8> {
         Ok(tenure) => tenure?,
         Err(sig) => return Ok(holding::interrupted(sig, &waiting)),
     };
-    let what = format!("lock {:?}", args.name);
+    let what = match args.permits {
+        Some(n) => format!("a permit of {:?} ({n} permits)", args.name),
+        None => format!("lock {:?}", args.name),
+    };
     let budget = if args.no_wait {
         Some(Duration::ZERO)
     } else {
         args.wait
     };
     let granted = requeue::until_granted(&tenure, budget, &mut signals, &what, |session, left| {
-        wait_for(session, &args.name, args.value.as_deref(), left)
+        wait_for(
+            session,
+            &args.name,
+            args.permits,
+            args.value.as_deref(),
+            left,
+        )
     });
     let (session, guard) = match granted.await {
         Ok(granted) => granted,
@@ -109,41 +132,117 @@ pub async fn run(global: &GlobalOpts, args: LockArgs) -> Result<u8> {
         };
         holding::hold(&holding, &what, guard.lost(), &mut signals, global.json).await
     } else {
-        let env = command_env(&tenure, &guard, &args.name);
+        let env = command_env(&tenure, &guard, &args.name, args.permits);
         let lost = guard.lost();
         holding::run_command(&args.command, &env, lost, &mut signals, args.grace, &what).await
     };
     let deadline = Instant::now() + CLOSE_TIMEOUT;
-    let lost_at_release = holding::release(guard.unlock(), deadline, &what).await;
+    let lost_at_release = holding::release(guard.release(), deadline, &what).await;
     cmd::close_session(session, deadline.saturating_duration_since(Instant::now())).await;
     holding::outcome(held, lost_at_release)
 }
 
+/// What `tenure lock` holds: the lock, or one permit of a semaphore (`--permits`).
+enum LockGrant {
+    Lock(MutexGuard),
+    Permit(Permit),
+}
+
+impl LockGrant {
+    fn name(&self) -> &str {
+        match self {
+            LockGrant::Lock(g) => g.name(),
+            LockGrant::Permit(p) => p.name(),
+        }
+    }
+
+    fn key(&self) -> &str {
+        match self {
+            LockGrant::Lock(g) => g.key(),
+            LockGrant::Permit(p) => p.key(),
+        }
+    }
+
+    fn token(&self) -> tenure::FencingToken {
+        match self {
+            LockGrant::Lock(g) => g.token(),
+            LockGrant::Permit(p) => p.token(),
+        }
+    }
+
+    async fn lost(&self) -> LostReason {
+        match self {
+            LockGrant::Lock(g) => g.lost().await,
+            LockGrant::Permit(p) => p.lost().await,
+        }
+    }
+
+    async fn release(self) -> tenure::Result<()> {
+        match self {
+            LockGrant::Lock(g) => g.unlock().await,
+            LockGrant::Permit(p) => p.release().await,
+        }
+    }
+}
+
+impl requeue::Grant for LockGrant {
+    fn is_lost(&self) -> bool {
+        match self {
+            LockGrant::Lock(g) => g.is_lost(),
+            LockGrant::Permit(p) => p.is_lost(),
+        }
+    }
+}
+
 /// Queues on `session` for at most `left` (`None`: until granted; zero: only if free, as
-/// flock(1) treats a zero timeout), holding with `value` (`None`: the library's `HOST:PID`).
-/// Dropping it (a signal) withdraws from the queue.
+/// flock(1) treats a zero timeout), for the lock or, with `permits`, one permit of the
+/// semaphore, holding with `value` (`None`: the library's `HOST:PID`). Dropping it (a
+/// signal) withdraws from the queue.
 async fn wait_for(
     session: Session,
     name: &str,
+    permits: Option<u32>,
     value: Option<&str>,
     left: Option<Duration>,
-) -> tenure::Result<MutexGuard> {
+) -> tenure::Result<LockGrant> {
+    if let Some(permits) = permits {
+        let mut semaphore = session.semaphore(name, permits)?;
+        if let Some(value) = value {
+            semaphore = semaphore.with_value(value);
+        }
+        let permit = match left {
+            Some(left) if left.is_zero() => semaphore.try_acquire().await,
+            Some(left) => semaphore.acquire_timeout(left).await,
+            None => {
+                tracing::info!(name, permits, "waiting for a permit");
+                semaphore.acquire().await
+            }
+        };
+        return permit.map(LockGrant::Permit);
+    }
     let mut mutex = session.mutex(name)?;
     if let Some(value) = value {
         mutex = mutex.with_value(value);
     }
-    match left {
+    let guard = match left {
         Some(left) if left.is_zero() => mutex.try_lock().await,
         Some(left) => mutex.lock_timeout(left).await,
         None => {
             tracing::info!(name = mutex.name(), "waiting for the lock");
             mutex.lock().await
         }
-    }
+    };
+    guard.map(LockGrant::Lock)
 }
 
-/// The lock's details for the command, as `etcdctl lock` exports them on etcd too.
-fn command_env(tenure: &Tenure, guard: &MutexGuard, name: &str) -> Vec<(&'static str, String)> {
+/// The lock's details for the command, as `etcdctl lock` exports them on etcd too (for a
+/// permit, TENURE_PERMITS instead: etcdctl has no semaphores).
+fn command_env(
+    tenure: &Tenure,
+    guard: &LockGrant,
+    name: &str,
+    permits: Option<u32>,
+) -> Vec<(&'static str, String)> {
     let key = guard.key().to_string();
     let token = guard.token().to_string();
     let mut env = vec![
@@ -151,7 +250,9 @@ fn command_env(tenure: &Tenure, guard: &MutexGuard, name: &str) -> Vec<(&'static
         ("TENURE_LOCK_KEY", key.clone()),
         ("TENURE_FENCING_TOKEN", token.clone()),
     ];
-    if tenure.backend() == "etcd" {
+    if let Some(permits) = permits {
+        env.push(("TENURE_PERMITS", permits.to_string()));
+    } else if tenure.backend() == "etcd" {
         // What `etcdctl lock NAME CMD` exports, so scripts written for it keep working.
         env.extend([("ETCD_LOCK_KEY", key), ("ETCD_LOCK_REV", token)]);
     }

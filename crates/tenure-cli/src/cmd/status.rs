@@ -11,15 +11,19 @@ use crate::cli::{connect, options::GlobalOpts};
 use crate::output;
 
 pub const AFTER_HELP: &str = "\
-Lists every lock and election whose name starts with PREFIX (default: all), one row each:
-  NAME  HOLDER KEY  TOKEN  VALUE  WAITERS  TTL
+Lists every lock, election and semaphore whose name starts with PREFIX (default: all), one
+row each:
+  NAME  HOLDER KEY  TOKEN  VALUE  WAITERS  TTL  PERMITS
+A semaphore's row shows its oldest holder, and PERMITS as HELD/N (HELD/? where the holders
+recorded no count, as Curator's do); a lock's or election's PERMITS is empty.
 VALUE is the holder's value (a lock holder's `tenure lock --value`, HOST:PID by default; an
 election's proposal), shown as UTF-8 with invalid bytes replaced and cut to 32 characters;
 TTL is what is left of the holder's lease (- if unknown, as on ZooKeeper). Redis cannot list
 (exit 2).
 --json prints one JSON array (one document, so `jq '.[]'` works), one object per row:
   {\"name\",\"key\",\"value\",\"token\",\"waiters\",\"ttl_ms\"}  (ttl_ms null if unknown;
-  value in full: a string, or an array of byte values if it is not UTF-8)
+  value in full: a string, or an array of byte values if it is not UTF-8); a semaphore's
+  also has \"permits\" (when recorded) and \"holders\": [{\"key\",\"value\",\"token\"}, …]
 Exit codes: 0 listed (also when nothing matches); 2 usage; 69 store unreachable;
 77 permission denied.
 Examples:
@@ -44,6 +48,8 @@ struct Row {
     value: String,
     waiters: usize,
     ttl_ms: Option<u64>,
+    /// A semaphore's `HELD/N`; empty for a lock or an election.
+    permits: String,
 }
 
 impl From<LockStatus> for Row {
@@ -57,6 +63,11 @@ impl From<LockStatus> for Row {
             ttl_ms: s
                 .holder_ttl
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            permits: match (s.holders.len(), s.permits) {
+                (0, _) => String::new(),
+                (held, Some(n)) => format!("{held}/{n}"),
+                (held, None) => format!("{held}/?"),
+            },
         }
     }
 }
@@ -83,7 +94,16 @@ pub async fn run(global: &GlobalOpts, args: StatusArgs) -> Result<u8> {
 
 /// The rows as aligned columns under a header.
 fn table(rows: &[Row]) -> String {
-    let header = ["NAME", "HOLDER KEY", "TOKEN", "VALUE", "WAITERS", "TTL"].map(String::from);
+    let header = [
+        "NAME",
+        "HOLDER KEY",
+        "TOKEN",
+        "VALUE",
+        "WAITERS",
+        "TTL",
+        "PERMITS",
+    ]
+    .map(String::from);
     let mut cells = vec![header];
     for r in rows {
         cells.push([
@@ -93,9 +113,10 @@ fn table(rows: &[Row]) -> String {
             printable(&r.value, VALUE_WIDTH),
             r.waiters.to_string(),
             r.ttl_ms.map_or_else(|| "-".to_string(), ttl),
+            r.permits.clone(),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..7)
         .map(|i| {
             cells
                 .iter()
@@ -165,11 +186,21 @@ mod tests {
             value: String::new(),
             waiters: 1,
             ttl_ms: Some(9_400),
+            permits: String::new(),
         }];
         let t = table(&rows);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("NAME      HOLDER KEY"), "{t}");
         assert!(lines[1].starts_with("app/jobs  app/jobs/694d"), "{t}");
         assert!(lines[1].ends_with("1        9s"), "{t}");
+        let semaphore = Row {
+            permits: "2/3".into(),
+            ..rows.into_iter().next().expect("a row")
+        };
+        let t = table(&[semaphore]);
+        assert!(
+            t.lines().nth(1).is_some_and(|l| l.ends_with("9s   2/3")),
+            "{t}"
+        );
     }
 }

@@ -61,6 +61,7 @@ pub(crate) enum Role {
     /// An election candidate or leader.
     Candidate,
     /// A semaphore permit, held or awaited (Curator InterProcessSemaphoreV2's `-lease-`).
+    #[cfg_attr(not(feature = "zookeeper"), allow(dead_code))]
     Lease,
     /// A read/write lock's reader: granted when no writer is ahead of it (a mutex entry
     /// counts as a writer).

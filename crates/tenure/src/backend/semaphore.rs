@@ -25,7 +25,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::select_all;
 use tokio::sync::OwnedMutexGuard;
 
 use super::observe::Kv;
@@ -72,6 +71,7 @@ pub(crate) fn recorded(data: &[u8]) -> Option<(u32, &[u8])> {
 
 /// What [`QueueStore::add_lease_if_unlocked`] found.
 #[derive(Debug)]
+#[cfg_attr(not(any(feature = "etcd", feature = "embedded")), allow(dead_code))]
 pub(crate) enum Unlocked {
     /// Nobody held or waited for the internal lock: our entry, and every entry after it.
     Added(Entry, Vec<Kv>),
@@ -351,18 +351,27 @@ async fn wait_any_deleted<S: QueueStore>(
     all: &[Kv],
     mine: &Entry,
 ) -> Result<()> {
-    let watches: Vec<_> = all
+    let mut watches: Vec<_> = all
         .iter()
         .filter(|kv| kv.key != mine.key)
-        .map(|kv| Box::pin(store.wait_deleted(&kv.key, kv.create_rev)))
+        .map(|kv| store.wait_deleted(&kv.key, kv.create_rev))
         .collect();
     if watches.is_empty() {
         // Only over the count with our own entry alone: `permits` is 0, which the API refuses.
         tokio::time::sleep(jitter(Duration::from_millis(200))).await;
         return Ok(());
     }
+    // The first of the watches to finish (no allocation-free select over a Vec in tokio).
+    let first = std::future::poll_fn(|cx| {
+        for w in watches.iter_mut() {
+            if let std::task::Poll::Ready(res) = w.as_mut().poll(cx) {
+                return std::task::Poll::Ready(res);
+            }
+        }
+        std::task::Poll::Pending
+    });
     tokio::select! {
-        (res, _, _) = select_all(watches) => match res {
+        res = first => match res {
             Ok(()) => Ok(()),
             Err(e) if e.is_transient() => {
                 tracing::debug!(error = %e, "permit watch broke; counting again");

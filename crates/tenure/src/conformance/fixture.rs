@@ -65,6 +65,20 @@ impl Admin {
         }
     }
 
+    /// What a read/write lock `name` may leave outside its queue: the downgrade markers
+    /// beside it (`<name>\0downgraded/…`, etcd and the embedded store), the waiting set of
+    /// writers (Redis). ZooKeeper marks nodes in their data: nothing.
+    pub async fn rw_leftovers(&self, name: &str) -> Vec<String> {
+        match self {
+            #[cfg(feature = "zookeeper")]
+            Admin::Zk(_) => Vec::new(),
+            #[cfg(feature = "redis")]
+            Admin::Redis(admin) => admin.rw_leftovers(name).await,
+            #[allow(unreachable_patterns)]
+            _ => self.keys(&format!("{name}\0downgraded/")).await,
+        }
+    }
+
     /// Deletes one key.
     pub async fn delete(&self, key: &str) {
         match self {

@@ -18,6 +18,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::Mutex;
 
 use super::{namespace, skip, Admin, Fixture};
+use crate::backend::redis::rwlock::RwKeys;
 use crate::backend::redis::scripts::{fence_key, release_channel, session_key};
 use crate::Tenure;
 
@@ -127,6 +128,28 @@ impl RedisAdmin {
         answers.into_iter().map(|(_, n)| n).sum()
     }
 
+    /// Every key that starts with `prefix`, on any master, sorted (for semaphores, whose
+    /// permits are keys of their own).
+    pub async fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let mut pattern = String::new();
+        for c in prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        let mut keys: Vec<String> = self
+            .each::<Vec<String>>(redis::cmd("KEYS").arg(&pattern))
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
     /// The lock key of `<name>/` when held (on any master), then one pseudo-entry per waiter.
     pub async fn keys(&self, prefix: &str) -> Vec<String> {
         let name = prefix.strip_suffix('/').unwrap_or(prefix);
@@ -138,7 +161,34 @@ impl RedisAdmin {
         for i in 0..self.waiters(name).await {
             keys.push(format!("{name} (waiter {i})"));
         }
+        // The read/write lock of the same name (backend/redis/rwlock.rs): its writer, one
+        // pseudo-entry per reader, and one per subscriber of its release channel.
+        let rw = RwKeys::of(name);
+        let writer: Vec<bool> = self.each(redis::cmd("EXISTS").arg(&rw.writer)).await;
+        if writer.contains(&true) {
+            keys.push(rw.writer.clone());
+        }
+        let readers: Vec<Vec<String>> = self.each(redis::cmd("HKEYS").arg(&rw.readers)).await;
+        for (i, _) in readers.iter().flatten().enumerate() {
+            keys.push(format!("{} (reader {i})", rw.readers));
+        }
+        for i in 0..self.waiters(&rw.writer).await {
+            keys.push(format!("{} (waiter {i})", rw.writer));
+        }
         keys
+    }
+
+    /// What a read/write lock may leave beside its holders: waiters in its waiting set.
+    pub async fn rw_leftovers(&self, name: &str) -> Vec<String> {
+        let rw = RwKeys::of(name);
+        let waiting: Vec<Vec<String>> = self
+            .each(redis::cmd("ZRANGE").arg(&rw.waiting).arg(0).arg(-1))
+            .await;
+        waiting
+            .into_iter()
+            .flatten()
+            .map(|w| format!("{} (waiter {w})", rw.waiting))
+            .collect()
     }
 
     /// Whether `key` is a lock (it has a TTL) with one value on every master.

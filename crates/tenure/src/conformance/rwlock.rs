@@ -72,11 +72,11 @@ impl Grants {
     }
 }
 
-/// Entries of the lock `name` in the store (and, where the store keeps them beside the
-/// queue, its downgrade markers).
+/// Entries of the lock `name` in the store, and what it keeps beside them (downgrade
+/// markers, Redis's waiting set).
 async fn keys_of(f: &Fixture, name: &str) -> Vec<String> {
     let mut keys = f.admin.keys(&format!("{name}/")).await;
-    keys.extend(f.admin.keys(&format!("{name}\0downgraded/")).await);
+    keys.extend(f.admin.rw_leftovers(name).await);
     keys
 }
 
@@ -493,4 +493,39 @@ pub(crate) async fn rw7_mutex_of_the_same_name_is_a_writer(f: Fixture) {
         Err(Error::Locked { .. })
     ));
     g.unlock().await.unwrap();
+}
+
+/// Redlock refuses read/write locks with `Error::Unsupported` (see backend/redis/rwlock.rs),
+/// leaving nothing behind, and a try refuses alike.
+pub(crate) async fn rw_redlock_unsupported(f: Fixture) {
+    let name = f.name("redlock-rw");
+    let lock = rwlock(&f.tenure, &name).await;
+    for refused in [
+        lock.read().await.map(|_| ()),
+        lock.try_write().await.map(|_| ()),
+    ] {
+        assert!(
+            matches!(refused, Err(Error::Unsupported { .. })),
+            "{refused:?}"
+        );
+    }
+    assert!(keys_of(&f, &name).await.is_empty());
+}
+
+/// A reader whose process dies (stops renewing) is released when its session expires, and a
+/// waiting writer then proceeds without anyone's help (C6 for readers; on Redis the reader is
+/// reclaimed through its session's heartbeat).
+pub(crate) async fn rw8_crashed_reader_released_after_ttl(f: Fixture) {
+    let name = f.name("crashed-reader");
+    let crashed = f.tenure.session_with_ttl(f.short_ttl).await.unwrap();
+    let r = crashed.rwlock(&name).unwrap().read().await.unwrap();
+    let token = r.token();
+    std::mem::forget(r);
+    crashed.simulate_crash();
+    let writer = rwlock(&f.tenure, &name).await;
+    let w = within("writer after a crashed reader", writer.write())
+        .await
+        .unwrap();
+    assert!(w.token() > token);
+    w.unlock().await.unwrap();
 }

@@ -3,6 +3,7 @@
 mod counter;
 mod expiry;
 mod failover;
+mod semaphore;
 mod timeline;
 mod trylock;
 
@@ -26,14 +27,17 @@ Runs on the in-process store (mem://) unless --url or TENURE_URL names another.
            the primary freezes past its lease (--ttl; default 2s on etcd, 500ms
            in-process), its lost() fires, the standby takes over with a larger fencing
            token, and the old primary's late write is refused.
-  all      counter, expiry, trylock and failover in turn.
-expiry, trylock and failover print one line per event, stamped with the time since the
+  semaphore 10 workers, each with its own session, share a pool of 3 permits; each line
+           says how many are in use, never more than 3.
+  all      counter, expiry, trylock, failover and semaphore in turn.
+expiry, trylock, failover and semaphore print one line per event, stamped with the time since the
 scenario started; --json prints them as {\"demo\",\"t\",\"event\",\"message\"} lines.
 Examples:
   tenure demo
   tenure demo expiry --url etcd://127.0.0.1:2379
   tenure demo counter --workers 20 --json
-  tenure demo failover --url etcd://127.0.0.1:2379";
+  tenure demo failover --url etcd://127.0.0.1:2379
+  tenure demo semaphore --url zk://127.0.0.1:2181";
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -53,6 +57,7 @@ pub enum Scenario {
     Expiry,
     Trylock,
     Failover,
+    Semaphore,
     All,
 }
 
@@ -84,6 +89,10 @@ pub async fn run(global: &GlobalOpts, args: DemoArgs) -> Result<u8> {
     if chosen(Scenario::Failover) {
         sep.next()?;
         failover::run(&tenure, global.ttl, json, &prefix).await?;
+    }
+    if chosen(Scenario::Semaphore) {
+        sep.next()?;
+        semaphore::run(&tenure, json, &prefix).await?;
     }
     Ok(0)
 }

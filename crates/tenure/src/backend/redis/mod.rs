@@ -79,7 +79,9 @@
 
 mod node;
 mod redlock;
+pub(crate) mod rwlock;
 pub(crate) mod scripts;
+mod semaphore;
 mod session;
 mod waiting;
 
@@ -311,6 +313,7 @@ impl Backend for RedisBackend {
             liveness,
             registry,
             keep_alive,
+            rw: Default::default(),
         }))
     }
 

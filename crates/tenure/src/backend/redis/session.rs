@@ -63,18 +63,29 @@ impl Registry {
     /// value: whatever happens to the release from here on (answered, refused, or its future
     /// dropped), renewal can no longer keep the lock alive, so at worst it expires within
     /// one TTL (docs/contract.md, C13).
-    fn start_release(&self, key: &str, token: u64) -> Option<String> {
+    pub(super) fn start_release(&self, key: &str, token: u64) -> Option<String> {
         let mut map = self.lock();
         let held = map.get_mut(key).filter(|h| h.token == token)?;
         held.releasing = true;
         Some(held.value.clone())
     }
 
-    fn remove(&self, key: &str, token: u64) {
+    pub(super) fn remove(&self, key: &str, token: u64) {
         let mut map = self.lock();
         if map.get(key).is_some_and(|h| h.token == token) {
             map.remove(key);
         }
+    }
+
+    /// Registers a held lock key for renewal (a read/write lock's writer key).
+    pub(super) fn insert(&self, key: &str, value: String, token: u64, liveness: Liveness) {
+        let held = Held {
+            token,
+            value,
+            liveness,
+            releasing: false,
+        };
+        self.lock().insert(key.to_string(), held);
     }
 
     /// The locks to renew: every lock held, except those being released.
@@ -186,6 +197,8 @@ pub(crate) struct RedisSession {
     pub(crate) liveness: Liveness,
     pub(crate) registry: Arc<Registry>,
     pub(crate) keep_alive: AbortHandle,
+    /// Read/write lock holds (see `rwlock.rs`).
+    pub(crate) rw: super::rwlock::RwHolds,
 }
 
 impl Drop for RedisSession {
@@ -243,6 +256,27 @@ impl RedisSession {
             liveness,
             watch: None,
             _permit: pending.permit.take(),
+            in_flight: None,
+        }
+    }
+
+    /// A grant for `key` holding `value`, registered for renewal like a lock (a semaphore's
+    /// permit key: `backend/redis/semaphore.rs`).
+    pub(super) fn hold(&self, key: &str, value: String, token: u64) -> Grant {
+        let liveness = self.liveness.child();
+        let held = Held {
+            token,
+            value,
+            liveness: liveness.clone(),
+            releasing: false,
+        };
+        self.registry.lock().insert(key.to_string(), held);
+        Grant {
+            key: key.to_string(),
+            token,
+            liveness,
+            watch: None,
+            _permit: None,
             in_flight: None,
         }
     }
@@ -327,7 +361,38 @@ impl SessionBackend for RedisSession {
         }
     }
 
+    // As for a lock, the holder's value is not recorded: a permit key's value is its random
+    // owner token. The in-process queue is not needed: every permit has a key of its own.
+    async fn acquire_permit(
+        &self,
+        name: &str,
+        permits: u32,
+        _value: &[u8],
+        wait: bool,
+        _local: Arc<tokio::sync::Mutex<()>>,
+    ) -> Result<Grant> {
+        super::semaphore::acquire(self, name, permits, new_value(self.id), wait).await
+    }
+
+    async fn acquire_rw(
+        &self,
+        name: &str,
+        mode: crate::backend::RwMode,
+        _value: &[u8],
+        wait: bool,
+        permit: OwnedMutexGuard<()>,
+    ) -> Result<Grant> {
+        self.acquire_rw_redis(name, mode, wait, permit).await
+    }
+
+    async fn downgrade(&self, grant: &Grant) -> Result<bool> {
+        self.downgrade_redis(grant).await
+    }
+
     async fn release(&self, grant: &Grant) -> Result<()> {
+        if let Some(done) = self.release_rw(grant).await {
+            return done;
+        }
         let lost = grant.liveness.reason();
         let Some(value) = self.registry.start_release(&grant.key, grant.token) else {
             return Err(Error::LockLost {
@@ -359,6 +424,9 @@ impl SessionBackend for RedisSession {
     }
 
     async fn guarded_write(&self, grant: &Grant, ops: &[Write]) -> Result<bool> {
+        if let Some(done) = self.guarded_write_rw(grant, ops).await {
+            return done;
+        }
         check_targets(ops)?;
         if grant.liveness.is_lost() {
             return Ok(false);
@@ -404,6 +472,7 @@ impl SessionBackend for RedisSession {
     async fn close(&self) -> Result<()> {
         self.keep_alive.abort();
         self.liveness.lose(LostReason::SessionClosed);
+        self.close_rw().await;
         let key = session_key(self.id);
         let del = redis::cmd("DEL").arg(&key).clone();
         self.nodes.majority::<i64>("close", &del).await?;

@@ -17,6 +17,9 @@ use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore, Role, Ticket};
 use crate::liveness::{Liveness, LostReason};
 use crate::{Error, Result, Write};
 
+#[path = "rw.rs"]
+mod rw;
+
 /// Tries of one protected create before a transient fault goes back to the recipe.
 const CREATE_TRIES: u32 = 5;
 
@@ -274,7 +277,32 @@ impl QueueStore for ZkSession {
         role: Role,
         ticket: Ticket,
     ) -> Result<Enqueued> {
+        if role == Role::Read {
+            return self.enqueue_rw(prefix, value, role, ticket).await;
+        }
         self.enqueue_role(prefix, value, role, ticket).await
+    }
+
+    async fn try_enqueue(
+        &self,
+        prefix: &str,
+        value: &[u8],
+        role: Role,
+        ticket: Ticket,
+    ) -> Result<Result<Enqueued, Option<String>>> {
+        self.try_enqueue_rw(prefix, value, role, ticket).await
+    }
+
+    async fn ahead_of_reader(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+        self.ahead_of_reader_rw(prefix, mine).await
+    }
+
+    async fn wait_released(&self, key: &str, _rev: i64) -> Result<()> {
+        self.wait_released_rw(key).await
+    }
+
+    async fn downgrade(&self, mine: &Entry) -> Result<bool> {
+        self.downgrade_rw(mine).await
     }
 
     /// ZooKeeper cannot create "only if no sibling exists" in one request, so this lists the

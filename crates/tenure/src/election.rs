@@ -9,6 +9,8 @@ use futures_util::Stream;
 use crate::backend::observe::{apply, first, Kv, PrefixWatch};
 use crate::backend::Backend;
 use crate::held::Held;
+use crate::metrics::{Meter, Primitive};
+use crate::waiting::{self, Stage};
 use crate::{Error, FencingToken, LostReason, Result, Session, Tenure, Write};
 
 /// A named election on a [`Session`]; create it with [`Session::election`].
@@ -77,15 +79,19 @@ impl Election {
     /// is dropped or fails leaves no candidate key behind (etcd#21128).
     pub async fn campaign(&self, value: impl Into<Vec<u8>>) -> Result<Leadership> {
         let value = value.into();
-        let permit = self.session.local_queue(&self.name).lock_owned().await;
-        let backend = self.session.inner.backend.clone();
-        let grant = backend.campaign(&self.name, &value, permit).await?;
-        Ok(Leadership {
-            held: Held::new(backend, grant),
-            name: self.name.clone(),
-            value: StdMutex::new(value),
-            _session: self.session.clone(),
-        })
+        let meter = Meter::new(&self.session, Primitive::Election, &self.name);
+        let campaign = async {
+            let permit = waiting::queue_locally(self.session.local_queue(&self.name)).await;
+            let backend = self.session.inner.backend.clone();
+            let grant = backend.campaign(&self.name, &value, permit).await?;
+            Ok(Leadership {
+                held: Held::new(backend, grant).metered(&meter),
+                name: self.name.clone(),
+                value: StdMutex::new(value),
+                _session: self.session.clone(),
+            })
+        };
+        meter.acquire(&Stage::new(), true, campaign).await
     }
 
     /// The current leader, or `None` when nobody campaigns. [`Tenure::leader`] does the same

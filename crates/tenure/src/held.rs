@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::backend::{Grant, SessionBackend};
+use crate::metrics::{Holding, Meter};
 use crate::retry::while_alive;
 use crate::{Error, FencingToken, LostReason, Result, Write};
 
@@ -12,6 +13,9 @@ use crate::{Error, FencingToken, LostReason, Result, Write};
 pub(crate) struct Held {
     session: Arc<dyn SessionBackend>,
     grant: Option<Grant>,
+    /// Hold time and loss, for grants handed to users (`crate::metrics`); `None` for a
+    /// recipe's internal grants.
+    holding: Option<Holding>,
 }
 
 impl Held {
@@ -19,6 +23,21 @@ impl Held {
         Held {
             session,
             grant: Some(grant),
+            holding: None,
+        }
+    }
+
+    /// This grant, its hold time and loss recorded under `meter`'s labels.
+    pub(crate) fn metered(mut self, meter: &Meter) -> Self {
+        self.holding = Some(meter.hold(&self.grant().liveness));
+        self
+    }
+
+    /// The hold is over for the metrics: before the store hears of the release, so that a
+    /// release never counts as a loss.
+    fn end_holding(&self) {
+        if let Some(holding) = &self.holding {
+            holding.end();
         }
     }
 
@@ -87,6 +106,7 @@ impl Held {
         let Some(grant) = self.grant.as_ref() else {
             return Ok(());
         };
+        self.end_holding();
         let answer = self.session.release(grant).await;
         if !matches!(&answer, Err(e) if e.is_transient()) {
             self.grant = None;
@@ -104,6 +124,7 @@ async fn release_in_background(session: Arc<dyn SessionBackend>, grant: Grant) {
 
 impl Drop for Held {
     fn drop(&mut self) {
+        self.end_holding();
         let Some(grant) = self.grant.take() else {
             return;
         };

@@ -96,6 +96,7 @@ mod events;
 mod held;
 mod host;
 mod liveness;
+mod metrics;
 mod mutex;
 mod name;
 mod retry;
@@ -116,6 +117,8 @@ mod conformance;
 #[cfg(test)]
 mod fuzz;
 
+#[cfg(feature = "metrics")]
+pub use crate::metrics::describe_metrics;
 #[cfg(feature = "postgres")]
 pub use backend::postgres::key::advisory_key as postgres_advisory_key;
 pub use client::{Builder, Tenure, DEFAULT_CONNECT_TIMEOUT};

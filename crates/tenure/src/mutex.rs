@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use crate::backend::Grant;
 use crate::held::Held;
-use crate::waiting::{self, Stage, Waiting};
+use crate::metrics::{Meter, Primitive};
+use crate::waiting::{self, Stage};
 use crate::{Error, Result, Session, Write};
 
 /// A named lock on a [`Session`]; create it with [`Session::mutex`].
@@ -79,49 +80,66 @@ impl Mutex {
     /// Waits until this caller holds the lock. Fails with [`Error::SessionLost`] if the
     /// session is lost while waiting.
     pub async fn lock(&self) -> Result<MutexGuard> {
-        waiting::note(Waiting::LocalQueue);
-        let permit = self.session.local_queue(&self.name).lock_owned().await;
-        waiting::note(Waiting::Store);
-        self.acquire(true, permit).await
+        let meter = self.meter();
+        meter.acquire(&Stage::new(), true, self.wait(&meter)).await
     }
 
     /// Takes the lock only if nobody holds or waits for it, in one round trip, leaving no
     /// trace in the store when it fails ([`Error::Locked`], naming the holder if known).
     pub async fn try_lock(&self) -> Result<MutexGuard> {
-        let Ok(permit) = self.session.local_queue(&self.name).try_lock_owned() else {
-            return Err(Error::Locked {
-                name: self.name.clone(),
-                holder: None,
-            });
+        let meter = self.meter();
+        let attempt = async {
+            let Ok(permit) = self.session.local_queue(&self.name).try_lock_owned() else {
+                return Err(Error::Locked {
+                    name: self.name.clone(),
+                    holder: None,
+                });
+            };
+            self.acquire(false, permit, &meter).await
         };
-        self.acquire(false, permit).await
+        meter.acquire(&Stage::new(), false, attempt).await
     }
 
     /// Like [`Mutex::lock`], but gives up with [`Error::Timeout`] after `timeout`, withdrawing
     /// from the queue. The error says what the wait was doing ([`Waiting`]): queued behind a
     /// holder, or retrying a store that kept failing.
     pub async fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard> {
+        let meter = self.meter();
         let stage = Stage::new();
-        tokio::time::timeout(timeout, waiting::observed(&stage, self.lock()))
-            .await
-            .map_err(|_| Error::Timeout {
-                name: self.name.clone(),
-                waited: timeout,
-                waiting: stage.get(),
-            })?
+        let bounded = async {
+            tokio::time::timeout(timeout, self.wait(&meter))
+                .await
+                .map_err(|_| Error::Timeout {
+                    name: self.name.clone(),
+                    waited: timeout,
+                    waiting: stage.get(),
+                })?
+        };
+        meter.acquire(&stage, true, bounded).await
+    }
+
+    fn meter(&self) -> Meter {
+        Meter::new(&self.session, Primitive::Mutex, &self.name)
+    }
+
+    /// Queues in process, then in the store, until granted.
+    async fn wait(&self, meter: &Meter) -> Result<MutexGuard> {
+        let permit = waiting::queue_locally(self.session.local_queue(&self.name)).await;
+        self.acquire(true, permit, meter).await
     }
 
     async fn acquire(
         &self,
         wait: bool,
         permit: tokio::sync::OwnedMutexGuard<()>,
+        meter: &Meter,
     ) -> Result<MutexGuard> {
         let backend = self.session.inner.backend.clone();
         let grant: Grant = backend
             .acquire(&self.name, &self.value, wait, permit)
             .await?;
         Ok(MutexGuard {
-            held: Held::new(backend, grant),
+            held: Held::new(backend, grant).metered(meter),
             name: self.name.clone(),
             _session: self.session.clone(),
         })

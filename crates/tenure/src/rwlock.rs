@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::backend::RwMode;
 use crate::held::Held;
-use crate::waiting::{self, Stage, Waiting};
+use crate::metrics::{Meter, Primitive};
+use crate::waiting::{self, Stage};
 use crate::{Error, Result, Session, Write};
 
 /// A named read/write lock on a [`Session`]; create it with [`Session::rwlock`].
@@ -115,44 +116,72 @@ impl RwLock {
     /// Like [`RwLock::read`], but gives up with [`Error::Timeout`] after `timeout`,
     /// withdrawing from the queue; the error says what the wait was doing ([`Waiting`]).
     pub async fn read_timeout(&self, timeout: Duration) -> Result<ReadGuard> {
-        self.bounded(timeout, self.read()).await
+        let held = self.bounded(timeout, RwMode::Read).await?;
+        Ok(ReadGuard {
+            held,
+            name: self.name.clone(),
+            _session: self.session.clone(),
+        })
     }
 
     /// Like [`RwLock::write`], but gives up with [`Error::Timeout`] after `timeout`.
     pub async fn write_timeout(&self, timeout: Duration) -> Result<WriteGuard> {
-        self.bounded(timeout, self.write()).await
+        let held = self.bounded(timeout, RwMode::Write).await?;
+        Ok(WriteGuard {
+            held,
+            name: self.name.clone(),
+            _session: self.session.clone(),
+        })
     }
 
-    async fn bounded<T>(
-        &self,
-        timeout: Duration,
-        wait: impl std::future::Future<Output = Result<T>>,
-    ) -> Result<T> {
+    async fn bounded(&self, timeout: Duration, mode: RwMode) -> Result<Held> {
+        let meter = self.meter(mode);
         let stage = Stage::new();
-        tokio::time::timeout(timeout, waiting::observed(&stage, wait))
-            .await
-            .map_err(|_| Error::Timeout {
-                name: self.name.clone(),
-                waited: timeout,
-                waiting: stage.get(),
-            })?
+        let bounded = async {
+            tokio::time::timeout(timeout, self.queued(mode, &meter))
+                .await
+                .map_err(|_| Error::Timeout {
+                    name: self.name.clone(),
+                    waited: timeout,
+                    waiting: stage.get(),
+                })?
+        };
+        meter.acquire(&stage, true, bounded).await
+    }
+
+    fn meter(&self, mode: RwMode) -> Meter {
+        let primitive = match mode {
+            RwMode::Read => Primitive::RwLockRead,
+            RwMode::Write => Primitive::RwLockWrite,
+        };
+        Meter::new(&self.session, primitive, &self.name)
     }
 
     async fn wait(&self, mode: RwMode) -> Result<Held> {
-        waiting::note(Waiting::LocalQueue);
-        let permit = self.session.local_queue(&self.name).lock_owned().await;
-        waiting::note(Waiting::Store);
-        self.acquire(mode, true, permit).await
+        let meter = self.meter(mode);
+        meter
+            .acquire(&Stage::new(), true, self.queued(mode, &meter))
+            .await
+    }
+
+    /// Queues in process, then in the store, until granted.
+    async fn queued(&self, mode: RwMode, meter: &Meter) -> Result<Held> {
+        let permit = waiting::queue_locally(self.session.local_queue(&self.name)).await;
+        self.acquire(mode, true, permit, meter).await
     }
 
     async fn try_take(&self, mode: RwMode) -> Result<Held> {
-        let Ok(permit) = self.session.local_queue(&self.name).try_lock_owned() else {
-            return Err(Error::Locked {
-                name: self.name.clone(),
-                holder: None,
-            });
+        let meter = self.meter(mode);
+        let attempt = async {
+            let Ok(permit) = self.session.local_queue(&self.name).try_lock_owned() else {
+                return Err(Error::Locked {
+                    name: self.name.clone(),
+                    holder: None,
+                });
+            };
+            self.acquire(mode, false, permit, &meter).await
         };
-        self.acquire(mode, false, permit).await
+        meter.acquire(&Stage::new(), false, attempt).await
     }
 
     async fn acquire(
@@ -160,12 +189,13 @@ impl RwLock {
         mode: RwMode,
         wait: bool,
         permit: tokio::sync::OwnedMutexGuard<()>,
+        meter: &Meter,
     ) -> Result<Held> {
         let backend = self.session.inner.backend.clone();
         let grant = backend
             .acquire_rw(&self.name, mode, &self.value, wait, permit)
             .await?;
-        Ok(Held::new(backend, grant))
+        Ok(Held::new(backend, grant).metered(meter))
     }
 }
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::held::Held;
+use crate::metrics::{Meter, Primitive};
 use crate::waiting::{self, Stage, Waiting};
 use crate::{Error, Result, Session, Write};
 
@@ -108,17 +109,32 @@ impl Semaphore {
     /// Like [`Semaphore::acquire`], but gives up with [`Error::Timeout`] after `timeout`,
     /// leaving the line. The error says what the wait was doing ([`Waiting`]).
     pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Permit> {
+        let meter = self.meter();
         let stage = Stage::new();
-        tokio::time::timeout(timeout, waiting::observed(&stage, self.acquire()))
-            .await
-            .map_err(|_| Error::Timeout {
-                name: self.name.clone(),
-                waited: timeout,
-                waiting: stage.get(),
-            })?
+        let bounded = async {
+            tokio::time::timeout(timeout, self.grant(true, &meter))
+                .await
+                .map_err(|_| Error::Timeout {
+                    name: self.name.clone(),
+                    waited: timeout,
+                    waiting: stage.get(),
+                })?
+        };
+        meter.acquire(&stage, true, bounded).await
+    }
+
+    fn meter(&self) -> Meter {
+        Meter::new(&self.session, Primitive::Semaphore, &self.name)
     }
 
     async fn take(&self, wait: bool) -> Result<Permit> {
+        let meter = self.meter();
+        meter
+            .acquire(&Stage::new(), wait, self.grant(wait, &meter))
+            .await
+    }
+
+    async fn grant(&self, wait: bool, meter: &Meter) -> Result<Permit> {
         waiting::note(Waiting::Store);
         let backend = self.session.inner.backend.clone();
         let local = self.session.local_queue(&format!(
@@ -130,7 +146,7 @@ impl Semaphore {
             .acquire_permit(&self.name, self.permits, &self.value, wait, local)
             .await?;
         Ok(Permit {
-            held: Held::new(backend, grant),
+            held: Held::new(backend, grant).metered(meter),
             name: self.name.clone(),
             _session: self.session.clone(),
         })

@@ -38,6 +38,8 @@ pub(crate) struct SessionInner {
     local: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Set once revoked (or, in tests, abandoned as if crashed) so drop does nothing.
     done: AtomicBool,
+    /// The session's metrics, and the labels of everything acquired under it.
+    pub(crate) metrics: crate::metrics::SessionMeter,
 }
 
 impl Session {
@@ -45,7 +47,9 @@ impl Session {
         backend: Arc<dyn SessionBackend>,
         store: Arc<dyn Backend>,
         ttl: Duration,
+        metrics: crate::metrics::Options,
     ) -> Self {
+        let metrics = crate::metrics::SessionMeter::open(store.kind(), metrics, backend.liveness());
         Session {
             inner: Arc::new(SessionInner {
                 backend,
@@ -53,6 +57,7 @@ impl Session {
                 ttl,
                 local: StdMutex::default(),
                 done: AtomicBool::new(false),
+                metrics,
             }),
         }
     }
@@ -144,6 +149,7 @@ impl Session {
     /// Revokes the lease: every grant under it is released and reports itself lost.
     pub async fn close(self) -> Result<()> {
         self.inner.done.store(true, Ordering::SeqCst);
+        self.inner.metrics.close();
         self.inner.backend.close().await
     }
 

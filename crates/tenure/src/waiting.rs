@@ -7,7 +7,10 @@
 //! `lock()`, background tasks) reporting does nothing.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
+
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 /// What a wait was doing when its time ran out.
 ///
@@ -57,7 +60,15 @@ impl std::fmt::Display for Waiting {
     }
 }
 
-type Cell = Arc<StdMutex<Waiting>>;
+type Cell = Arc<Shared>;
+
+/// What a [`Stage`] records.
+struct Shared {
+    now: StdMutex<Waiting>,
+    /// Whether the wait was ever held up by someone ahead (queued in the store, or behind
+    /// another task of this process): a grant after that is a hand-off (`crate::metrics`).
+    blocked: AtomicBool,
+}
 
 tokio::task_local! {
     static STAGE: Cell;
@@ -69,12 +80,21 @@ pub(crate) struct Stage(Cell);
 
 impl Stage {
     pub(crate) fn new() -> Self {
-        Stage(Arc::new(StdMutex::new(Waiting::LocalQueue)))
+        Stage(Arc::new(Shared {
+            now: StdMutex::new(Waiting::LocalQueue),
+            blocked: AtomicBool::new(false),
+        }))
     }
 
     /// What the wait was doing last.
     pub(crate) fn get(&self) -> Waiting {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.now.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether the wait ever had to wait for someone ahead of it.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn blocked(&self) -> bool {
+        self.0.blocked.load(Ordering::Relaxed)
     }
 }
 
@@ -85,13 +105,33 @@ pub(crate) async fn observed<F: Future>(stage: &Stage, fut: F) -> F::Output {
 
 /// Records what the current wait is doing (nothing outside [`observed`]).
 pub(crate) fn note(now: Waiting) {
-    let _ = STAGE.try_with(|cell| *cell.lock().unwrap_or_else(|p| p.into_inner()) = now);
+    let _ = STAGE.try_with(|cell| {
+        if matches!(now, Waiting::Queued { .. }) {
+            cell.blocked.store(true, Ordering::Relaxed);
+        }
+        *cell.now.lock().unwrap_or_else(|p| p.into_inner()) = now;
+    });
+}
+
+/// Takes this session's in-process queue for a name (C9), noting [`Waiting::LocalQueue`]
+/// meanwhile, and that the wait was held up if another task of this process was ahead.
+pub(crate) async fn queue_locally(queue: Arc<AsyncMutex<()>>) -> OwnedMutexGuard<()> {
+    note(Waiting::LocalQueue);
+    let place = match queue.clone().try_lock_owned() {
+        Ok(place) => place,
+        Err(_) => {
+            let _ = STAGE.try_with(|cell| cell.blocked.store(true, Ordering::Relaxed));
+            queue.lock_owned().await
+        }
+    };
+    note(Waiting::Store);
+    place
 }
 
 /// Records that a request was answered: a fault recorded before is over.
 pub(crate) fn note_answered() {
     let _ = STAGE.try_with(|cell| {
-        let mut stage = cell.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stage = cell.now.lock().unwrap_or_else(|p| p.into_inner());
         if matches!(*stage, Waiting::Retrying { .. }) {
             *stage = Waiting::Store;
         }

@@ -7,6 +7,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::liveness::{Liveness, LostReason};
+use crate::metrics::{renewal, Renewal};
 use crate::retry::jitter;
 use crate::Result;
 
@@ -35,12 +36,14 @@ pub(crate) fn deadline_after(sent: Instant, ttl: Duration) -> Instant {
 /// Renews every third of the TTL; each confirmed renewal moves the deadline to its *send*
 /// instant + TTL − margin, so the holder hears of loss before the store can re-grant. A
 /// renewal that fails or goes unanswered suspends the session (the store may still keep the
-/// lease); the next confirmed one resumes it.
+/// lease); the next confirmed one resumes it. Each renewal is counted under `backend` (the
+/// store's kind, "etcd", "zk", …; `crate::metrics`).
 pub(crate) fn spawn_keep_alive<R: Renewer>(
     mut renewer: R,
     liveness: Liveness,
     ttl: Duration,
     granted_at: Instant,
+    backend: &'static str,
 ) -> AbortHandle {
     liveness.set_deadline(deadline_after(granted_at, ttl));
     tokio::spawn(async move {
@@ -55,22 +58,27 @@ pub(crate) fn spawn_keep_alive<R: Renewer>(
             if liveness.is_lost() {
                 return;
             }
+            let latency = sent.elapsed();
             match answer {
                 Ok(Ok(Some(granted))) => {
+                    renewal(backend, Renewal::Ok, Some(latency));
                     liveness.set_deadline(deadline_after(sent, granted));
                     liveness.set_suspended(false);
                     next = sent + granted / 3;
                 }
                 Ok(Ok(None)) => {
+                    renewal(backend, Renewal::Expired, Some(latency));
                     liveness.lose(LostReason::LeaseExpired);
                     return;
                 }
                 Ok(Err(e)) => {
+                    renewal(backend, Renewal::Failed, Some(latency));
                     tracing::warn!(error = %e, "lease renewal failed; retrying");
                     liveness.set_suspended(true);
                     next = Instant::now() + jitter((ttl / 10).min(Duration::from_millis(500)));
                 }
                 Err(_) => {
+                    renewal(backend, Renewal::Unanswered, None);
                     tracing::warn!("lease renewal unanswered; retrying");
                     liveness.set_suspended(true);
                     renewer.reset();
@@ -115,7 +123,7 @@ mod tests {
         let l = Liveness::new();
         let start = Instant::now();
         let ttl = Duration::from_secs(3);
-        let _task = spawn_keep_alive(Fails, l.clone(), ttl, start);
+        let _task = spawn_keep_alive(Fails, l.clone(), ttl, start, "test");
         assert_eq!(l.lost().await, LostReason::RenewalDeadline);
         assert_eq!(Instant::now(), start + ttl - safety_margin(ttl));
     }

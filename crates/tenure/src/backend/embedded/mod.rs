@@ -183,11 +183,11 @@ impl Backend for MemBackend {
             use super::faulty::{Faulty, FaultyRenewer};
             let ordinal = plan.open_session();
             let renewer = FaultyRenewer::new(renewer, plan.clone(), ordinal);
-            let keep_alive = spawn_keep_alive(renewer, liveness.clone(), ttl, granted_at);
+            let keep_alive = spawn_keep_alive(renewer, liveness.clone(), ttl, granted_at, "mem");
             let faulty = Faulty::new(session(keep_alive), plan.clone(), ordinal);
             return Ok(Arc::new(QueueSession(Arc::new(faulty))));
         }
-        let keep_alive = spawn_keep_alive(renewer, liveness.clone(), ttl, granted_at);
+        let keep_alive = spawn_keep_alive(renewer, liveness.clone(), ttl, granted_at, "mem");
         Ok(Arc::new(QueueSession(Arc::new(session(keep_alive)))))
     }
 

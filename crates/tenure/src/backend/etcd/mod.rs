@@ -290,7 +290,7 @@ impl Backend for EtcdBackend {
         let granted = Duration::from_secs(grant.ttl().max(1) as u64);
         let liveness = Liveness::new();
         let renewer = EtcdRenewer::new(self.members.clone(), grant.id());
-        let keep_alive = spawn_keep_alive(renewer, liveness.clone(), granted, granted_at);
+        let keep_alive = spawn_keep_alive(renewer, liveness.clone(), granted, granted_at, "etcd");
         let session = EtcdSession::new(
             self.members.clone(),
             self.watch.clone(),

@@ -201,6 +201,7 @@ impl PgSession {
             liveness.clone(),
             ttl,
             sent,
+            "postgres",
         );
         let conns = Arc::new(Conns::default());
         // The control connection's end is the session's; the session's end closes every lock
@@ -355,6 +356,7 @@ impl PgSession {
             liveness.clone(),
             self.ttl,
             sent,
+            "postgres",
         );
         // The connection's end is the lock's: the server has released it.
         let watcher = tokio::spawn({

@@ -305,7 +305,7 @@ impl Backend for RedisBackend {
             registry: registry.clone(),
         };
         let valid = ttl.saturating_sub(drift(ttl));
-        let keep_alive = spawn_keep_alive(renewer, liveness.clone(), valid, sent);
+        let keep_alive = spawn_keep_alive(renewer, liveness.clone(), valid, sent, self.kind());
         Ok(Arc::new(RedisSession {
             id,
             nodes: self.nodes.clone(),

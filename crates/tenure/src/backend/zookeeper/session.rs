@@ -50,7 +50,7 @@ impl ZkSession {
         let liveness = Liveness::new();
         let follower = spawn_state_follower(client.state_watcher(), liveness.clone());
         let renewer = ZkRenewer::new(client.clone(), timeout);
-        let keep_alive = spawn_keep_alive(renewer, liveness.clone(), timeout, started);
+        let keep_alive = spawn_keep_alive(renewer, liveness.clone(), timeout, started, "zk");
         #[cfg(test)]
         super::test_support::register(&ensemble, client.session(), timeout, &liveness);
         Ok(Arc::new_cyclic(|me| ZkSession {

@@ -576,7 +576,7 @@ macro_rules! suite {
 /// (all of them unless the backend says why not).
 macro_rules! all_clauses {
     ($backend:ident, $fixture:expr) => {
-        all_clauses!($backend, $fixture; c13_retried_steps_are_idempotent, s9_retried_permit_steps_are_idempotent);
+        all_clauses!($backend, $fixture; c13_retried_steps_are_idempotent, rw13_retried_steps_are_idempotent, s9_retried_permit_steps_are_idempotent);
     };
     ($backend:ident, $fixture:expr; $($store_level:ident),*) => {
         suite!($backend, $fixture;
@@ -614,6 +614,7 @@ macro_rules! all_clauses {
             rw6_tokens_and_guarded_writes,
             rw8_crashed_reader_released_after_ttl,
             rw7_mutex_of_the_same_name_is_a_writer,
+            rw9_status_shows_readers_and_waiters,
             $($store_level,)*
         );
     };
@@ -707,6 +708,7 @@ suite!(zk, super::fixture::zk;
     c10_guarded_writes,
     c12_bad_input,
     c13_retried_steps_are_idempotent,
+    rw13_retried_steps_are_idempotent,
     c15_status_lists_holders_and_waiters,
     e1_single_leader_among_many,
     e2_observe_in_order_zk,
@@ -730,6 +732,7 @@ suite!(zk, super::fixture::zk;
     rw6_tokens_and_guarded_writes,
     rw8_crashed_reader_released_after_ttl,
     rw7_mutex_of_the_same_name_is_a_writer,
+    rw9_status_shows_readers_and_waiters,
 );
 #[cfg(feature = "redis")]
 redis_clauses!(redis, super::fixture::redis);

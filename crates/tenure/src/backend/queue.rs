@@ -4,6 +4,11 @@
 //! wait for that one's deletion (so a release wakes exactly one waiter); repeat until first.
 //! A waiter that is dropped or fails removes its entry in the background, still holding the
 //! in-process permit so that no sibling task can enter the queue under the same key meanwhile.
+//!
+//! Read/write locks ([`Role::Read`], [`Role::Write`]) run the same recipe: a writer is granted
+//! when nothing is ahead of it, exactly as a mutex; a reader when no writer (nor mutex entry)
+//! is ahead of it, and it waits on the newest one that is, until that one is deleted or marked
+//! downgraded ([`QueueStore::ahead_of_reader`], [`QueueStore::wait_released`]).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -36,8 +36,8 @@ fn assert_curator_lease_node(key: &str, path: &str) {
 }
 
 /// Curator holds both permits → our try fails naming a Curator lease and leaves nothing; our
-/// acquire waits in Curator's line (its lease node makes the third participant, which is
-/// Curator's cue to return its leases) and is granted once Curator returns them.
+/// acquire waits (its lease node is the third participant) and is granted once Curator, told
+/// by a file, returns its leases.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curator_holds_every_permit_ours_waits() {
     let Some((tenure, admin, curator)) = setup("curator_holds_every_permit_ours_waits").await
@@ -47,7 +47,10 @@ async fn curator_holds_every_permit_ours_waits() {
     let name = unique("curator-sem");
     let path = format!("/{name}");
     let leases = format!("{name}/leases");
-    let mut peer = curator.spawn("semhold", &path, &["2", "2", "3"]);
+    let dir = support::TempDir::new("curator-sem");
+    let release = dir.path("release");
+    let release_arg = release.to_string_lossy().into_owned();
+    let mut peer = curator.spawn("semhold", &path, &["2", "2", &release_arg]);
     assert_eq!(
         peer.line_where(PATIENCE, |l| l == "HOLDING").await,
         "HOLDING"
@@ -71,10 +74,14 @@ async fn curator_holds_every_permit_ours_waits() {
     );
     assert!(admin.children(&format!("{name}/locks")).await.is_empty());
 
-    let permit = within("our permit after Curator's", PATIENCE, pool.acquire())
-        .await
-        .expect("acquire");
+    let waiter = tokio::spawn(async move { pool.acquire().await });
+    admin.wait_children(&leases, 3).await;
+    std::fs::write(&release, "").expect("tell Curator to return its leases");
     assert_eq!(peer.line(PATIENCE).await, "RELEASING");
+    let permit = within("our permit after Curator's", PATIENCE, waiter)
+        .await
+        .expect("join")
+        .expect("acquire");
     assert_curator_lease_node(permit.key(), &path);
     assert_eq!(admin.czxid(permit.key()).await, permit.token().get());
     for c in &curators {

@@ -68,11 +68,10 @@ pub(crate) async fn s1_never_more_holders_than_permits(f: Fixture) {
     let name = f.name("pool");
     let marks = f.name("pool-occupancy/");
     let inside = Arc::new(AtomicUsize::new(0));
-    let most = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..sessions {
         let (f, name, marks) = (f.clone(), name.clone(), marks.clone());
-        let (inside, most) = (inside.clone(), most.clone());
+        let inside = inside.clone();
         tasks.push(tokio::spawn(async move {
             let session = f.tenure.session().await.expect("session");
             let pool = session.semaphore(&name, permits).expect("semaphore");
@@ -81,7 +80,6 @@ pub(crate) async fn s1_never_more_holders_than_permits(f: Fixture) {
                 // permits take a while on a loaded machine, and only a hang should fail.
                 let permit = within("acquire", pool.acquire()).await.expect("acquire");
                 let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
-                most.fetch_max(now, Ordering::SeqCst);
                 assert!(now <= permits as usize, "{now} holders at once");
                 // Zero-padded: ZooKeeper's admin lists the children that end in a sequence.
                 let mark = format!("{marks}{:020}", permit.token().get());
@@ -108,10 +106,6 @@ pub(crate) async fn s1_never_more_holders_than_permits(f: Fixture) {
         t.await.expect("contender task");
     }
     assert_eq!(self::marks(&f, &marks).await, 0);
-    assert!(
-        most.load(Ordering::SeqCst) >= 2,
-        "permits were never shared"
-    );
     eventually("nothing left", || async {
         semaphore_keys(&f, &name).await.is_empty()
     })

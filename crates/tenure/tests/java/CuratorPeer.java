@@ -8,9 +8,9 @@
 //                             "STARTED <node>" and "SEES <leader id>"; await leadership for
 //                             MS ms: "LEADER" then "SEES <leader id>", or "NOT-LEADER"; once
 //                             leading, close the latch when N participants are there ("CLOSING")
-//   semhold CONNECT PATH P K N  take K leases of an InterProcessSemaphoreV2 of P leases;
-//                             print "HOLDING"; return them once N lease nodes are there
-//                             ("RELEASING", "RELEASED")
+//   semhold CONNECT PATH P K FILE  take K leases of an InterProcessSemaphoreV2 of P leases;
+//                             print "HOLDING"; return them once FILE exists ("RELEASING",
+//                             "RELEASED")
 //   semtry CONNECT PATH P MS  acquire(MS ms) one lease of P: "ACQUIRED" (then return it) or
 //                             "TIMEOUT"
 //   semloop CONNECT PATH P R DIR  R times: take a lease of P, create an ephemeral sequential
@@ -44,7 +44,7 @@ public final class CuratorPeer {
                     break;
                 case "semhold":
                     semHold(client, args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]),
-                            Integer.parseInt(args[5]));
+                            args[5]);
                     break;
                 case "semtry":
                     semTry(client, args[2], Integer.parseInt(args[3]), Long.parseLong(args[4]));
@@ -108,12 +108,12 @@ public final class CuratorPeer {
         }
     }
 
-    private static void semHold(CuratorFramework client, String path, int permits, int k, int n)
+    private static void semHold(CuratorFramework client, String path, int permits, int k, String file)
             throws Exception {
         InterProcessSemaphoreV2 sem = new InterProcessSemaphoreV2(client, path, permits);
         Collection<Lease> leases = sem.acquire(k);
         say("HOLDING");
-        while (sem.getParticipantNodes().size() < n) {
+        while (!new java.io.File(file).exists()) {
             Thread.sleep(20);
         }
         say("RELEASING");

@@ -359,10 +359,13 @@ async fn acquire<S: QueueStore>(
     };
     let mut tries = 0;
     let enq = if wait {
-        let enqueued = patiently(&session, || {
+        // Retry loops are boxed here and below: an acquisition's future lives as long as it
+        // waits, and would otherwise keep room for them (and their backoff timers) all along;
+        // docs/contract.md, Performance rules (client memory per queued waiter).
+        let enqueued = Box::pin(patiently(&session, || {
             tries += 1;
             store.enqueue(&prefix, value, role, ticket)
-        });
+        }));
         let enq = match enqueued.await {
             Ok(enq) => enq,
             Err(e) if e.is_permission() => {
@@ -378,10 +381,10 @@ async fn acquire<S: QueueStore>(
         pending.in_flight = tries > 1;
         enq
     } else {
-        let tried = with_backoff(ATTEMPTS, || {
+        let tried = Box::pin(with_backoff(ATTEMPTS, || {
             tries += 1;
             store.enqueue_if_empty(&prefix, value, ticket)
-        });
+        }));
         let answer = tried.await;
         pending.in_flight = answer.is_err() || tries > 1;
         match answer {
@@ -462,7 +465,7 @@ async fn wait_for_turn<S: QueueStore>(
     loop {
         let ahead = match known.take() {
             Some(ahead) => ahead,
-            None => patiently(session, || store.ahead(prefix, mine)).await?,
+            None => Box::pin(patiently(session, || store.ahead(prefix, mine))).await?,
         };
         let (key, rev, first) = match ahead {
             Ahead::Nobody { rev } => return Ok(rev),

@@ -85,7 +85,11 @@ pub async fn run(tenure: &Tenure, name: &str, waiters: usize) -> Result<Waiters>
     let window = waiters.min(WINDOW);
     let rss_empty = rss_bytes();
     let holder = tenure.session().await?;
-    let sessions = crate::cmd::open_sessions(tenure, waiters).await?;
+    let mut sessions = Vec::with_capacity(waiters);
+    while sessions.len() < waiters {
+        let batch = BATCH.min(waiters - sessions.len());
+        sessions.extend(crate::cmd::open_sessions(tenure, batch).await?);
+    }
     let rss_sessions = rss_bytes();
     let guard = holder.mutex(name)?.lock().await?;
 

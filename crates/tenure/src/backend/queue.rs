@@ -489,10 +489,13 @@ async fn acquire<S: QueueStore>(
     };
     let mut tries = 0;
     let enq = if wait {
-        let enqueued = patiently(&session, || {
+        // Retry loops are boxed here and below: an acquisition's future lives as long as it
+        // waits, and would otherwise keep room for them (and their backoff timers) all along;
+        // docs/contract.md, Performance rules (client memory per queued waiter).
+        let enqueued = Box::pin(patiently(&session, || {
             tries += 1;
             store.enqueue(&prefix, value, role, ticket)
-        });
+        }));
         let enq = match enqueued.await {
             Ok(enq) => enq,
             Err(e) if e.is_permission() => {
@@ -508,7 +511,7 @@ async fn acquire<S: QueueStore>(
         pending.in_flight = tries > 1;
         enq
     } else {
-        let tried = with_backoff(ATTEMPTS, || {
+        let tried = Box::pin(with_backoff(ATTEMPTS, || {
             tries += 1;
             match role {
                 Role::Read | Role::Write => store.try_enqueue(&prefix, value, role, ticket),
@@ -516,7 +519,7 @@ async fn acquire<S: QueueStore>(
                     store.enqueue_if_empty(&prefix, value, ticket)
                 }
             }
-        });
+        }));
         let answer = tried.await;
         pending.in_flight = answer.is_err() || tries > 1;
         match answer {
@@ -606,13 +609,15 @@ async fn wait_for_turn<S: QueueStore>(
         let ahead = match known.take() {
             Some(ahead) => ahead,
             None => {
-                patiently(session, || async {
+                // Boxed: a queued waiter's future need not keep room for a store request's
+                // state machine the whole time it waits.
+                Box::pin(patiently(session, || async {
                     if reader {
                         store.ahead_of_reader(prefix, mine).await
                     } else {
                         store.ahead(prefix, mine).await
                     }
-                })
+                }))
                 .await?
             }
         };

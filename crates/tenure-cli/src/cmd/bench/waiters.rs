@@ -25,6 +25,9 @@ use crate::stats::{self, Summary};
 /// Hand-offs measured per run (fewer if there are fewer waiters).
 const WINDOW: usize = 200;
 
+/// Waiters that start entering the queue together.
+const BATCH: usize = 100;
+
 /// How long to give waiters to enter the queue on a store that cannot list them (Redis).
 const SETTLE_UNLISTED: Duration = Duration::from_secs(2);
 
@@ -82,7 +85,11 @@ pub async fn run(tenure: &Tenure, name: &str, waiters: usize) -> Result<Waiters>
     let window = waiters.min(WINDOW);
     let rss_empty = rss_bytes();
     let holder = tenure.session().await?;
-    let sessions = crate::cmd::open_sessions(tenure, waiters).await?;
+    let mut sessions = Vec::with_capacity(waiters);
+    while sessions.len() < waiters {
+        let batch = BATCH.min(waiters - sessions.len());
+        sessions.extend(crate::cmd::open_sessions(tenure, batch).await?);
+    }
     let rss_sessions = rss_bytes();
     let guard = holder.mutex(name)?.lock().await?;
 
@@ -98,10 +105,18 @@ pub async fn run(tenure: &Tenure, name: &str, waiters: usize) -> Result<Waiters>
         progress: progress.clone(),
     });
     let mut set = JoinSet::new();
-    for session in &sessions {
+    // In batches, each queued before the next starts, as jobs arrive over time: thousands of
+    // enqueues in flight at once would measure the client's buffers for that burst (which the
+    // allocator keeps), not what a queued waiter holds.
+    for (i, session) in sessions.iter().enumerate() {
         set.spawn(waiter(session.clone(), name.to_string(), shared.clone()));
+        if (i + 1) % BATCH == 0 || i + 1 == waiters {
+            settle(tenure, name, i + 1).await?;
+        }
     }
-    settle(tenure, name, waiters).await?;
+    if let Some(source) = &counters {
+        quiesce(source).await;
+    }
     let rss_queued = rss_bytes();
 
     let before = match &counters {
@@ -135,6 +150,22 @@ pub async fn run(tenure: &Tenure, name: &str, waiters: usize) -> Result<Waiters>
     })
 }
 
+/// Waits until the store's request counter stops moving (every waiter has set up its watch),
+/// so that the window counts hand-offs only; gives up after a while on a busy store.
+async fn quiesce(source: &Source) {
+    let mut last = None;
+    for _ in 0..50 {
+        let now = source.read().await.map(|c| c.requests);
+        // Our own scrape is not a request the store counts (etcd's /metrics is HTTP, mntr
+        // and INFO are excluded).
+        if now.is_some() && now == last {
+            return;
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Waits until all `waiters` are queued in the store, as the store lists them; a store that
 /// cannot list (Redis) gets a fixed time instead.
 async fn settle(tenure: &Tenure, name: &str, waiters: usize) -> Result<()> {
@@ -153,6 +184,8 @@ async fn settle(tenure: &Tenure, name: &str, waiters: usize) -> Result<()> {
                 tokio::time::sleep(SETTLE_UNLISTED).await;
                 return Ok(());
             }
+            // Thousands of waiters entering at once can keep a listing waiting; ask again.
+            Err(e) if e.is_transient() => tracing::debug!("listing the waiters: {e}"),
             Err(e) => return Err(e.into()),
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -66,7 +66,12 @@ pub(super) fn map_err(op: &'static str, e: etcd_client::Error) -> Error {
             _ if std::error::Error::source(s).is_some() => true,
             // etcd's errors without a gRPC code of their own (sent as Unknown): a proposal
             // raft dropped, as it does while leadership moves, was not applied (C14).
-            _ => s.message().contains("raft proposal dropped"),
+            // So is its "too many requests" (applying has fallen behind committing), which a
+            // lease grant answers as Unknown too (seen opening 10,000 sessions at once).
+            _ => {
+                s.message().contains("raft proposal dropped")
+                    || s.message().contains("too many requests")
+            }
         },
         E::TransportError(_) | E::IoError(_) | E::WatchError(_) | E::LeaseKeepAliveError(_) => true,
         _ => false,
@@ -365,6 +370,8 @@ mod tests {
             (Code::ResourceExhausted, "etcdserver: too many requests"),
             // Seen on a 3-member cluster while leadership moved (it exited 69 before).
             (Code::Unknown, "raft proposal dropped"),
+            // Answered to lease grants while applying lagged (10,000 sessions opened at once).
+            (Code::Unknown, "etcdserver: too many requests"),
         ] {
             let e = from_etcd(code, message);
             assert!(e.is_transient(), "{message}: {e:?}");

@@ -363,13 +363,14 @@ impl QueueStore for EtcdSession {
         };
         let mut watch = self.watch.watch_delete(key, None);
         let created_rev = watch.created().await.map_err(broken)?;
-        // From here the watch sees every delete; one read covers the time before it.
-        let now = self
-            .members
-            .call(
+        // From here the watch sees every delete; one read covers the time before it. Boxed:
+        // a waiter's future lives as long as it waits, and would otherwise keep room for a
+        // gRPC call's whole state machine (about 20 KB) the entire time.
+        let now =
+            Box::pin(self.members.call(
                 "wait",
                 |c| async move { c.kv_client().get(key, None).await },
-            )
+            ))
             .await?;
         let same_entry = now
             .kvs()

@@ -24,6 +24,8 @@ use std::time::Duration;
 use etcd_client::{
     EventType, WatchFilterType, WatchOptions, WatchRequestSender, WatchResponseStream,
 };
+use futures_channel::mpsc as events;
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::members::{Members, ATTEMPT_TIMEOUT};
@@ -76,7 +78,7 @@ enum Cmd {
         from: Option<i64>,
         /// Report a put as a change too (see [`WatchHub::watch_put`]).
         puts: bool,
-        events: mpsc::UnboundedSender<WatchEvent>,
+        events: events::UnboundedSender<WatchEvent>,
     },
     Cancel {
         id: i64,
@@ -94,7 +96,9 @@ pub(super) struct WatchHub {
 pub(super) struct DeleteWatch {
     hub: WatchHub,
     id: i64,
-    events: mpsc::UnboundedReceiver<WatchEvent>,
+    /// A channel that allocates per message, not a block of slots up front: every queued
+    /// waiter holds one for as long as it waits, and receives two or three messages in all.
+    events: events::UnboundedReceiver<WatchEvent>,
 }
 
 impl Drop for DeleteWatch {
@@ -106,7 +110,7 @@ impl Drop for DeleteWatch {
 impl DeleteWatch {
     async fn next(&mut self) -> WatchEvent {
         self.events
-            .recv()
+            .next()
             .await
             .unwrap_or_else(|| WatchEvent::Broken("watch driver stopped".into()))
     }
@@ -180,7 +184,7 @@ impl WatchHub {
 
     fn register(&self, key: &str, from: Option<i64>, puts: bool) -> DeleteWatch {
         let id = 1 + self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (events_tx, events) = mpsc::unbounded_channel();
+        let (events_tx, events) = events::unbounded();
         let cmd = Cmd::Watch {
             id,
             key: key.to_string(),
@@ -189,7 +193,7 @@ impl WatchHub {
             events: events_tx,
         };
         if let Err(mpsc::error::SendError(Cmd::Watch { events, .. })) = self.tx.send(cmd) {
-            let _ = events.send(WatchEvent::Broken("watch driver stopped".into()));
+            let _ = events.unbounded_send(WatchEvent::Broken("watch driver stopped".into()));
         }
         DeleteWatch {
             hub: self.clone(),
@@ -203,7 +207,7 @@ struct Driver {
     members: Arc<Members>,
     /// The stream, and the member it is on.
     stream: Option<(usize, WatchRequestSender, WatchResponseStream)>,
-    watching: HashMap<i64, mpsc::UnboundedSender<WatchEvent>>,
+    watching: HashMap<i64, events::UnboundedSender<WatchEvent>>,
     /// The watches that report puts too.
     puts: std::collections::HashSet<i64>,
 }
@@ -270,7 +274,7 @@ impl Driver {
 
     fn tell(&mut self, id: i64, event: WatchEvent) {
         if let Some(events) = self.watching.get(&id) {
-            let _ = events.send(event);
+            let _ = events.unbounded_send(event);
         }
     }
 
@@ -278,7 +282,7 @@ impl Driver {
         self.stream = None;
         self.puts.clear();
         for (_, events) in self.watching.drain() {
-            let _ = events.send(WatchEvent::Broken(why.to_string()));
+            let _ = events.unbounded_send(WatchEvent::Broken(why.to_string()));
         }
     }
 

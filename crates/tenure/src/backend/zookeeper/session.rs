@@ -376,7 +376,9 @@ impl QueueStore for ZkSession {
     async fn wait_deleted(&self, key: &str, _rev: i64) -> Result<()> {
         loop {
             let client = self.client()?;
-            let (stat, watcher) = call("watch", client.check_and_watch_stat(key)).await?;
+            // Boxed: a waiter's future lives as long as it waits, and would otherwise keep
+            // room for this request's whole state machine (tens of KB) the entire time.
+            let (stat, watcher) = Box::pin(call("watch", client.check_and_watch_stat(key))).await?;
             drop(client);
             if stat.is_none() {
                 return Ok(());

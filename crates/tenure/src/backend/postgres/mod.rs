@@ -82,10 +82,11 @@
 //! statement (`sql::DOWNGRADE` says why no writer gets in). Release of a read/write hold is
 //! `pg_advisory_unlock_all()`, whatever mode the connection holds.
 //!
-//! **Semaphores are not offered** ([`Error::Unsupported`]): a waiter must be granted when any
-//! one of N permit keys frees, but a connection waits on one advisory lock at a time, and while
-//! a graceful release could `NOTIFY`, the server releases a crashed holder's key silently: the
-//! head waiter would have to poll to notice it, or hold N connections blocked on the N keys.
+//! **Semaphores are not offered yet** ([`Error::Unsupported`]): a waiter must be granted when
+//! any one of N permit keys frees, but a connection waits on one advisory lock at a time and
+//! the server releases a crashed holder's key without telling anyone, so the server's queue
+//! cannot order semaphore waiters by itself (docs/contract.md, PostgreSQL, sketches the design
+//! that would: a queue key, `NOTIFY` on release, a bounded poll by the head waiter alone).
 //!
 //! **Elections are not offered** ([`Error::Unsupported`]): a leader could be an advisory lock
 //! and its value a row, but PostgreSQL tells nobody when a connection ends — `LISTEN/NOTIFY`

@@ -615,7 +615,7 @@ impl SessionBackend for PgSession {
         Err(Error::Unsupported {
             backend: "postgres",
             what: "a semaphore",
-            advice: "a waiter must be granted when any one of N permit keys frees, but a connection waits on one advisory lock at a time and PostgreSQL releases a crashed holder's key without telling anyone, so the head waiter could only poll or hold N blocked connections; use etcd://, zk://, redis:// or mem:// for semaphores (read/write locks and mutexes are fine on PostgreSQL)",
+            advice: "not in this version: a waiter must be granted when any one of N permit keys frees, but a connection waits on one advisory lock at a time and PostgreSQL releases a crashed holder's key without telling anyone, so the server's queue cannot order semaphore waiters by itself; use etcd://, zk://, redis:// or mem:// for semaphores (read/write locks and mutexes are fine on PostgreSQL)",
         })
     }
 

@@ -92,3 +92,21 @@ fn status_lists_holder_and_elections_are_refused() {
     assert_eq!(code(&elect), 2, "{}", stderr(&elect));
     assert!(stderr(&elect).contains("etcd://"), "{}", stderr(&elect));
 }
+
+/// `tenure lock --permits N` on PostgreSQL is refused as a usage error (exit 2) naming the
+/// stores that offer semaphores, and runs nothing.
+#[test]
+fn permits_are_refused() {
+    let Some(pg) = pg("permits_are_refused") else {
+        return;
+    };
+    let dir = TempDir::new("tenure-cli-pg");
+    let ran = dir.path("ran");
+    let out = run(pg
+        .tenure()
+        .args(["lock", "--permits", "3", &unique("pg-sem"), "--", "touch"])
+        .arg(&ran));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("etcd://"), "{}", stderr(&out));
+    assert!(!ran.exists(), "the command ran without a permit");
+}

@@ -800,7 +800,10 @@ redlock_clauses!(
 //   election by `p15_status_lists_holders_and_waiters`;
 // - c13 (store-level idempotency of the shared queue recipe, which PostgreSQL does not use:
 //   its steps are single statements on the holding connection, and a step whose answer is
-//   lost is never retried on that connection — it is closed, which releases what it held).
+//   lost is never retried on that connection — it is closed, which releases what it held);
+// - the semaphore clauses (s1–s8): refused with `Error::Unsupported` (a waiter cannot wait for
+//   any one of N advisory keys; docs/contract.md, PostgreSQL), checked by
+//   `p_semaphores_unsupported`.
 #[cfg(feature = "postgres")]
 suite!(postgres, super::fixture::postgres;
     c1_exclusion_many_contenders,
@@ -819,4 +822,14 @@ suite!(postgres, super::fixture::postgres;
     p_elections_unsupported,
     p_numeric_keys,
     p7_terminated_holder,
+    p_semaphores_unsupported,
+    p_rw_modes_and_peer_readers,
+    rw1_readers_share,
+    rw2_writer_excludes_everyone,
+    rw3_no_writer_starvation,
+    rw4_downgrade_without_gap,
+    rw5_cancellation_leaves_nothing,
+    rw6_tokens_and_guarded_writes,
+    rw8_crashed_reader_released_after_ttl,
+    rw7_mutex_of_the_same_name_is_a_writer,
 );

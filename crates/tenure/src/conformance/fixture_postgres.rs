@@ -61,6 +61,29 @@ impl PgAdmin {
             .collect()
     }
 
+    /// The `pg_locks` modes of `name`'s advisory key, granted first: (`ShareLock` or
+    /// `ExclusiveLock`, granted).
+    pub async fn modes(&self, name: &str) -> Vec<(String, bool)> {
+        let rows = self
+            .client
+            .query(
+                "SELECT mode, granted FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 \
+                 AND ((classid::bigint << 32) | objid::bigint) = $1 ORDER BY granted DESC, pid",
+                &[&advisory_key(name)],
+            )
+            .await
+            .expect("admin pg_locks modes");
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+    }
+
+    /// Runs one statement as the superuser, as `psql` would (a peer's advisory lock calls).
+    pub async fn run(&self, sql: &str) {
+        self.client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("admin {sql}: {e}"));
+    }
+
     /// Terminates a server process and waits until it is gone.
     pub async fn terminate(&self, pid: i32) {
         self.client

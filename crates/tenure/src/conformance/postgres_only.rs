@@ -87,6 +87,80 @@ pub(crate) async fn p_elections_unsupported(f: Fixture) {
     }
 }
 
+/// Semaphores are refused with the reason (a waiter cannot wait for any one of N keys).
+pub(crate) async fn p_semaphores_unsupported(f: Fixture) {
+    let s = f.tenure.session().await.unwrap();
+    let sem = s.semaphore(&f.name("sem"), 3).unwrap();
+    for refused in [
+        sem.acquire().await.map(|_| ()),
+        sem.try_acquire().await.map(|_| ()),
+    ] {
+        match refused {
+            Err(Error::Unsupported { advice, .. }) => {
+                assert!(advice.contains("etcd"), "{advice}")
+            }
+            other => panic!("expected Unsupported, got {other:?}"),
+        }
+    }
+}
+
+/// Read/write locks meet a peer's advisory locks on the name's key: readers are `ShareLock`
+/// rows and a writer an `ExclusiveLock` row in `pg_locks`; a peer's `pg_advisory_lock_shared`
+/// shares with our readers and keeps our writer out, and a writer waiting behind it keeps a
+/// later reader of ours out too (no barging), until the peer lets go.
+pub(crate) async fn p_rw_modes_and_peer_readers(f: Fixture) {
+    let name = f.name("rw-peer");
+    let key = advisory_key(&name);
+    let peer = admin(&f);
+    peer.run(&format!("SELECT pg_advisory_lock_shared({key})"))
+        .await;
+    let lock = |s: crate::Session| s.rwlock(&name).unwrap();
+    let r = lock(f.tenure.session().await.unwrap())
+        .try_read()
+        .await
+        .expect("a reader beside a peer's shared lock");
+    let writer = lock(f.tenure.session().await.unwrap());
+    assert!(matches!(
+        writer.try_write().await,
+        Err(Error::Locked { .. })
+    ));
+    let w = tokio::spawn(async move { writer.write().await.map(|g| g.token()) });
+    eventually("the writer waits", || async {
+        peer.modes(&name).await
+            == vec![
+                ("ShareLock".to_string(), true),
+                ("ShareLock".to_string(), true),
+                ("ExclusiveLock".to_string(), false),
+            ]
+    })
+    .await;
+    let late = lock(f.tenure.session().await.unwrap());
+    assert!(
+        matches!(
+            late.try_read().await,
+            Err(Error::Locked {
+                holder: Some(_),
+                ..
+            })
+        ),
+        "a reader passed the waiting writer"
+    );
+    r.unlock().await.unwrap();
+    assert!(!w.is_finished());
+    peer.run(&format!("SELECT pg_advisory_unlock_shared({key})"))
+        .await;
+    let t = within("writer after the peer", w).await.unwrap().unwrap();
+    let r2 = within("reader after the writer", late.read())
+        .await
+        .unwrap();
+    assert!(r2.token() > t);
+    assert_eq!(
+        peer.modes(&name).await,
+        vec![("ShareLock".to_string(), true)]
+    );
+    r2.unlock().await.unwrap();
+}
+
 /// A name and `advisory:<its key>` are one lock; a key no name maps to is listed as
 /// `advisory:<key>`, and the holder's key names its server process.
 pub(crate) async fn p_numeric_keys(f: Fixture) {

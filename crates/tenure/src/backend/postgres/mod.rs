@@ -74,6 +74,20 @@
 //! statement checks it runs on the process the connection started on. Either failing is
 //! [`Error::Unsupported`] naming the fix (connect directly, or use `pool_mode=session`).
 //!
+//! **Read/write locks** are the name's key held shared (readers, `pg_advisory_lock_shared`) or
+//! exclusive (writers, the mutex's `pg_advisory_lock`), one connection per hold as for a
+//! mutex. PostgreSQL queues a shared request behind a conflicting exclusive one queued before
+//! it, so writers are not starved and readers that arrive together share. Downgrade takes the
+//! shared lock on the holding connection and then releases the exclusive one, in one
+//! statement (`sql::DOWNGRADE` says why no writer gets in). Release of a read/write hold is
+//! `pg_advisory_unlock_all()`, whatever mode the connection holds.
+//!
+//! **Semaphores are not offered yet** ([`Error::Unsupported`]): a waiter must be granted when
+//! any one of N permit keys frees, but a connection waits on one advisory lock at a time and
+//! the server releases a crashed holder's key without telling anyone, so the server's queue
+//! cannot order semaphore waiters by itself (docs/contract.md, PostgreSQL, sketches the design
+//! that would: a queue key, `NOTIFY` on release, a bounded poll by the head waiter alone).
+//!
 //! **Elections are not offered** ([`Error::Unsupported`]): a leader could be an advisory lock
 //! and its value a row, but PostgreSQL tells nobody when a connection ends — `LISTEN/NOTIFY`
 //! has no notice for a leader whose connection died — so `observe()` could only poll, and would

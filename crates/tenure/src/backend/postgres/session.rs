@@ -15,7 +15,7 @@ use tokio_postgres::Row;
 use super::conn::Conn;
 use super::{key, pooled, sql, Shared};
 use crate::backend::lease::{safety_margin, spawn_keep_alive, Renewer};
-use crate::backend::{Grant, SessionBackend};
+use crate::backend::{Grant, RwMode, SessionBackend};
 use crate::liveness::{Liveness, LostReason};
 use crate::retry::while_alive;
 use crate::waiting::{self, Waiting};
@@ -50,6 +50,9 @@ impl Renewer for Prober {
 struct Holding {
     conn: Conn,
     key: i64,
+    /// A read/write lock's grant, released with `UNLOCK_RW` (it may hold the shared lock, or
+    /// both after a downgrade abandoned midway); a mutex's with `UNLOCK`.
+    rw: bool,
     tasks: [AbortHandle; 2],
 }
 
@@ -289,6 +292,7 @@ impl PgSession {
         key: i64,
         value: &str,
         wait: bool,
+        mode: RwMode,
     ) -> Result<(Conn, u64, Instant)> {
         if let Some(reason) = self.liveness.reason() {
             return Err(Error::SessionLost { reason });
@@ -304,8 +308,12 @@ impl PgSession {
         pending.armed = true;
         let try_params: [(&(dyn ToSql + Sync), Type); 2] =
             [(&key, Type::INT8), (&value, Type::TEXT)];
+        let (try_sql, wait_sql) = match mode {
+            RwMode::Write => (sql::TRY_LOCK, sql::LOCK),
+            RwMode::Read => (sql::TRY_LOCK_SHARED, sql::LOCK_SHARED),
+        };
         let (tried, named) = tokio::join!(
-            self.run(&conn, "lock", sql::TRY_LOCK, &try_params, true),
+            self.run(&conn, "lock", try_sql, &try_params, true),
             self.shared.record_name(name, key)
         );
         if let Err(e) = named {
@@ -332,7 +340,7 @@ impl PgSession {
         pending.armed = true;
         let lock_params: [(&(dyn ToSql + Sync), Type); 1] = [(&key, Type::INT8)];
         let waited = tokio::select! {
-            r = self.run(&conn, "lock", sql::LOCK, &lock_params, false) => r,
+            r = self.run(&conn, "lock", wait_sql, &lock_params, false) => r,
             reason = self.liveness.lost() => return Err(Error::SessionLost { reason }),
         };
         waited?;
@@ -346,7 +354,13 @@ impl PgSession {
         Ok((conn, token as u64, sent))
     }
 
-    fn grant(&self, name: &str, key: i64, conn: Conn, token: u64, sent: Instant) -> Grant {
+    fn grant(
+        &self,
+        name: &str,
+        key: i64,
+        rw: bool,
+        (conn, token, sent): (Conn, u64, Instant),
+    ) -> Grant {
         let liveness = self.liveness.child();
         let keep_alive = spawn_keep_alive(
             Prober {
@@ -373,6 +387,7 @@ impl PgSession {
         let holding = Holding {
             conn,
             key,
+            rw,
             tasks: [keep_alive, watcher],
         };
         if self.liveness.is_lost() {
@@ -419,11 +434,79 @@ impl SessionBackend for PgSession {
         let value = String::from_utf8_lossy(value).into_owned();
         // A fault of the server or the connection is retried on another connection while the
         // session lives (C11): a connection that failed holds nothing once it is closed.
-        let (conn, token, sent) =
-            while_alive(&self.liveness, || self.attempt(name, key, &value, wait)).await?;
-        let mut grant = self.grant(name, key, conn, token, sent);
+        let held = while_alive(&self.liveness, || {
+            self.attempt(name, key, &value, wait, RwMode::Write)
+        })
+        .await?;
+        let mut grant = self.grant(name, key, false, held);
         grant._permit = Some(permit);
         Ok(grant)
+    }
+
+    /// A reader holds the name's key shared (`pg_advisory_lock_shared`), a writer exclusive:
+    /// the key of the mutex of that name, so a mutex holder is a writer (rw7), and so is a
+    /// peer's `pg_advisory_lock`. Fairness, tokens and cancellation are the mutex's (see
+    /// `sql::TRY_LOCK_SHARED`, `sql::LOCK_SHARED`).
+    async fn acquire_rw(
+        &self,
+        name: &str,
+        mode: RwMode,
+        value: &[u8],
+        wait: bool,
+        permit: OwnedMutexGuard<()>,
+    ) -> Result<Grant> {
+        let key = key::advisory_key(name);
+        let value = String::from_utf8_lossy(value).into_owned();
+        let held = while_alive(&self.liveness, || {
+            self.attempt(name, key, &value, wait, mode)
+        })
+        .await?;
+        let mut grant = self.grant(name, key, true, held);
+        grant._permit = Some(permit);
+        Ok(grant)
+    }
+
+    async fn downgrade(&self, grant: &Grant) -> Result<bool> {
+        if grant.liveness.is_lost() {
+            return Ok(false);
+        }
+        let Some((conn, key)) = self
+            .conns
+            .held()
+            .get(&grant.token)
+            .map(|h| (h.conn.clone(), h.key))
+        else {
+            return Ok(false);
+        };
+        // Not retried: a statement without an answer may have been applied, so the connection
+        // is closed instead (which releases the lock; `Held` reports the error).
+        let answer = self
+            .run(
+                &conn,
+                "downgrade",
+                sql::DOWNGRADE,
+                &[(&key, Type::INT8)],
+                true,
+            )
+            .await;
+        match answer {
+            Ok(row) if row.get::<_, bool>(0) => Ok(true),
+            Ok(_) => {
+                self.conns.held().remove(&grant.token);
+                grant.liveness.lose(LostReason::EntryDeleted);
+                Ok(false)
+            }
+            Err(_) if conn.is_ended() => {
+                self.conns.held().remove(&grant.token);
+                grant.liveness.lose(LostReason::EntryDeleted);
+                Ok(false)
+            }
+            Err(e) => {
+                self.conns.held().remove(&grant.token);
+                grant.liveness.lose(LostReason::EntryDeleted);
+                Err(e)
+            }
+        }
     }
 
     async fn release(&self, grant: &Grant) -> Result<()> {
@@ -439,9 +522,14 @@ impl SessionBackend for PgSession {
         }
         let conn = holding.conn.clone();
         let key = holding.key;
+        let unlock = if holding.rw {
+            sql::UNLOCK_RW
+        } else {
+            sql::UNLOCK
+        };
         drop(holding);
         let answer = self
-            .run(&conn, "unlock", sql::UNLOCK, &[(&key, Type::INT8)], true)
+            .run(&conn, "unlock", unlock, &[(&key, Type::INT8)], true)
             .await;
         match answer {
             Ok(row) if row.get::<_, bool>(0) => {
@@ -516,6 +604,21 @@ impl SessionBackend for PgSession {
             }
             Err(e) => Err(e),
         }
+    }
+
+    async fn acquire_permit(
+        &self,
+        _name: &str,
+        _permits: u32,
+        _value: &[u8],
+        _wait: bool,
+        _local: Arc<tokio::sync::Mutex<()>>,
+    ) -> Result<Grant> {
+        Err(Error::Unsupported {
+            backend: "postgres",
+            what: "a semaphore",
+            advice: "not in this version: a waiter must be granted when any one of N permit keys frees, but a connection waits on one advisory lock at a time and PostgreSQL releases a crashed holder's key without telling anyone, so the server's queue cannot order semaphore waiters by itself; use etcd://, zk://, redis:// or mem:// for semaphores (read/write locks and mutexes are fine on PostgreSQL)",
+        })
     }
 
     async fn proclaim(&self, _grant: &Grant, _value: &[u8]) -> Result<bool> {

@@ -42,6 +42,43 @@ FROM (SELECT CASE WHEN pg_try_advisory_lock($1) THEN nextval('tenure_fence') END
 /// Waits in the server's queue for the lock. $1 key.
 pub(crate) const LOCK: &str = "SELECT pg_advisory_lock($1)";
 
+/// `TRY_LOCK` for a reader of a read/write lock: the shared lock (a `ShareLock` in
+/// `pg_locks`), which PostgreSQL refuses while a writer holds *or waits* (a shared request that
+/// conflicts with a queued exclusive one does not pass it). When not granted, the writer in the
+/// way: the holder, else the first waiting writer. $1 key, $2 value.
+pub(crate) const TRY_LOCK_SHARED: &str = concat!(
+    "SELECT s.t, CASE WHEN s.t IS NULL THEN (SELECT l.pid FROM pg_locks l \
+WHERE l.locktype = 'advisory' AND l.mode = 'ExclusiveLock' AND l.objsubid = 1 AND l.database = \
+(SELECT oid FROM pg_database WHERE datname = current_database()) AND ",
+    lock_key!(),
+    " = $1 ORDER BY l.granted DESC LIMIT 1) END, CASE WHEN s.t IS NOT NULL THEN set_config('application_name', \
+left(s.t::text || ' ' || $2, 63), false) END, pg_backend_pid() \
+FROM (SELECT CASE WHEN pg_try_advisory_lock_shared($1) THEN nextval('tenure_fence') END AS t) s"
+);
+
+/// Waits in the server's queue for the shared lock: behind every request queued before it that
+/// it conflicts with (a writer), so writers are not starved by a stream of readers. $1 key.
+pub(crate) const LOCK_SHARED: &str = "SELECT pg_advisory_lock_shared($1)";
+
+/// Downgrades a writer to a reader on its holding connection, in one statement: first the
+/// shared lock, then the release of the exclusive one. A process that holds the exclusive lock
+/// is granted the shared one at once even with writers queued (PostgreSQL puts a request ahead
+/// of the waiters that wait for a lock it holds, and grants it if nobody else holds), so the
+/// key is never unheld, and the release of the exclusive lock then wakes only the readers
+/// queued before the first waiting writer. Answers whether the exclusive lock was held. $1 key.
+pub(crate) const DOWNGRADE: &str =
+    "SELECT pg_advisory_unlock($1) FROM (SELECT pg_advisory_lock_shared($1) OFFSET 0) s";
+
+/// Releases a read/write grant, whatever mode it holds (a downgrade abandoned midway may
+/// leave it holding both): whether the connection held the key, then everything it holds (a
+/// lock connection holds one key only). $1 key.
+pub(crate) const UNLOCK_RW: &str = concat!(
+    "WITH h AS MATERIALIZED (SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' \
+AND l.granted AND l.objsubid = 1 AND l.pid = pg_backend_pid() AND ",
+    lock_key!(),
+    " = $1) AS held) SELECT h.held, pg_advisory_unlock_all() FROM h"
+);
+
 /// The token, taken once the lock is held, and the holder's `application_name`. $1 value.
 pub(crate) const TOKEN: &str = "SELECT s.t, set_config('application_name', \
 left(s.t::text || ' ' || $1, 63), false), pg_backend_pid() \

@@ -118,6 +118,37 @@ fn failover_demo_hands_over_in_process() {
         .all(|e| e["t"].as_f64().is_some() && e["demo"] == "failover"));
 }
 
+/// `tenure demo rwlock` in process: the readers overlap, the writer holds only after every
+/// reader left, and the late reader (queued behind the writer) only after the downgrade.
+#[test]
+fn rwlock_demo_shows_readers_overlapping_and_the_writer_alone() {
+    let out = run(tenure().args(["--json", "demo", "rwlock"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let events: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let names: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    let all =
+        |event: &str| -> Vec<usize> { (0..names.len()).filter(|i| names[*i] == event).collect() };
+    let (holds, leaves) = (all("reader_holds"), all("reader_leaves"));
+    assert_eq!((holds.len(), leaves.len()), (3, 3), "{names:?}");
+    assert!(
+        holds.iter().all(|h| leaves.iter().all(|l| h < l)),
+        "{names:?}"
+    );
+    let writer = all("writer_holds");
+    assert!(
+        writer.len() == 1 && leaves.iter().all(|l| *l < writer[0]),
+        "{names:?}"
+    );
+    let (downgrade, late) = (all("writer_downgrades"), all("late_reader_holds"));
+    assert!(downgrade[0] < late[0], "{names:?}");
+    assert!(events[holds[2]]["message"]
+        .as_str()
+        .is_some_and(|m| m.ends_with("readers inside: 3")));
+}
+
 #[test]
 fn bad_names_exit_2_before_connecting() {
     // Port 1 on loopback: nothing listens; the name is refused before anything connects.

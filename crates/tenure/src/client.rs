@@ -272,6 +272,13 @@ async fn open(target: Target, security: &Security, timeout: Duration) -> Result<
             scheme: "redis".into(),
             feature: "redis",
         }),
+        #[cfg(feature = "postgres")]
+        Target::Postgres(t) => crate::backend::postgres::connect(&t, security, timeout).await,
+        #[cfg(not(feature = "postgres"))]
+        Target::Postgres(_) => Err(Error::BackendDisabled {
+            scheme: "postgres".into(),
+            feature: "postgres",
+        }),
     }
 }
 
@@ -318,7 +325,7 @@ impl Tenure {
     }
 
     /// The backend's short name: `"etcd"` (also for `etcds://`), `"zk"`, `"redis"` (also for
-    /// `rediss://`), `"redlock"` or `"mem"`.
+    /// `rediss://`), `"redlock"`, `"postgres"` (also for `postgresql://`) or `"mem"`.
     pub fn backend(&self) -> &'static str {
         self.backend.kind()
     }

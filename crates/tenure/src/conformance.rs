@@ -24,6 +24,8 @@ use crate::{Error, LostReason, Tenure, Write};
 pub(crate) mod election;
 pub(crate) mod fixture;
 mod injected;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres_only;
 #[cfg(feature = "redis")]
 pub(crate) mod redis_only;
 pub(crate) mod rwlock;
@@ -31,6 +33,8 @@ mod schedules;
 pub(crate) mod semaphore;
 use election::*;
 use fixture::{eventually, Fixture};
+#[cfg(feature = "postgres")]
+use postgres_only::*;
 #[cfg(feature = "redis")]
 use redis_only::*;
 use rwlock::*;
@@ -572,7 +576,13 @@ macro_rules! suite {
 /// (all of them unless the backend says why not).
 macro_rules! all_clauses {
     ($backend:ident, $fixture:expr) => {
-        all_clauses!($backend, $fixture; c13_retried_steps_are_idempotent);
+        all_clauses!(
+            $backend,
+            $fixture;
+            c13_retried_steps_are_idempotent,
+            rw13_retried_steps_are_idempotent,
+            s9_retried_permit_steps_are_idempotent
+        );
     };
     ($backend:ident, $fixture:expr; $($store_level:ident),*) => {
         suite!($backend, $fixture;
@@ -610,6 +620,7 @@ macro_rules! all_clauses {
             rw6_tokens_and_guarded_writes,
             rw8_crashed_reader_released_after_ttl,
             rw7_mutex_of_the_same_name_is_a_writer,
+            rw9_status_shows_readers_and_waiters,
             $($store_level,)*
         );
     };
@@ -703,6 +714,7 @@ suite!(zk, super::fixture::zk;
     c10_guarded_writes,
     c12_bad_input,
     c13_retried_steps_are_idempotent,
+    rw13_retried_steps_are_idempotent,
     c15_status_lists_holders_and_waiters,
     e1_single_leader_among_many,
     e2_observe_in_order_zk,
@@ -717,6 +729,7 @@ suite!(zk, super::fixture::zk;
     s6_permit_counts_must_agree,
     s7_one_session_holds_several,
     s8_status_lists_semaphores,
+    s9_retried_permit_steps_are_idempotent,
     rw1_readers_share,
     rw2_writer_excludes_everyone,
     rw3_no_writer_starvation,
@@ -725,6 +738,7 @@ suite!(zk, super::fixture::zk;
     rw6_tokens_and_guarded_writes,
     rw8_crashed_reader_released_after_ttl,
     rw7_mutex_of_the_same_name_is_a_writer,
+    rw9_status_shows_readers_and_waiters,
 );
 #[cfg(feature = "redis")]
 redis_clauses!(redis, super::fixture::redis);
@@ -777,4 +791,32 @@ redlock_clauses!(
 redlock_clauses!(
     redlock_restarted,
     super::fixture::redis_fixture::redlock_restarted
+);
+
+// PostgreSQL (`TENURE_TEST_POSTGRES_URL`): every clause except, explicitly,
+// - the election clauses (e1–e5) and c15's election row: PostgreSQL tells nobody when a
+//   leader's connection ends, so elections are refused with `Error::Unsupported` (see
+//   `backend/postgres`), checked by `p_elections_unsupported`; listing is checked without the
+//   election by `p15_status_lists_holders_and_waiters`;
+// - c13 (store-level idempotency of the shared queue recipe, which PostgreSQL does not use:
+//   its steps are single statements on the holding connection, and a step whose answer is
+//   lost is never retried on that connection — it is closed, which releases what it held).
+#[cfg(feature = "postgres")]
+suite!(postgres, super::fixture::postgres;
+    c1_exclusion_many_contenders,
+    c2_tokens_increase_across_holders,
+    c3_fifo_order,
+    c4_try_lock,
+    c5_cancellation_leaves_nothing,
+    c6_crash_releases_after_ttl,
+    c7_lost_on_delete_and_revoke,
+    c7_lost_at_local_deadline_before_store_expiry,
+    c8_owner_only_release,
+    c9_in_process_exclusion,
+    c10_guarded_writes,
+    c12_bad_input,
+    p15_status_lists_holders_and_waiters,
+    p_elections_unsupported,
+    p_numeric_keys,
+    p7_terminated_holder,
 );

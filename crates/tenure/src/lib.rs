@@ -14,6 +14,10 @@
 //! | `zk://h:p[,…][/chroot]` | ZooKeeper (`zookeeper`) | Curator `InterProcessMutex`, `LeaderLatch` |
 //! | `redis://…`, `redlock://h1,h2,h3` | Redis, Redlock (`redis`) | redis-py `Lock`, redsync (same key) |
 //!
+//! Besides mutexes and elections, [`Session::semaphore`] gives counting semaphores: at most N
+//! [`Permit`]s of a name at once, each fenced, crash-safe and cancellation-safe like a lock
+//! (on ZooKeeper, Curator's `InterProcessSemaphoreV2`).
+//!
 //! Redis is weaker than the others and says so: waiting is not FIFO, elections are refused
 //! with [`Error::Unsupported`], and a lock taken over by someone else is noticed at the next
 //! renewal rather than at once.
@@ -50,7 +54,7 @@
 //! | [`FencingToken`] | a number: `7` |
 //! | [`LostReason`] | a snake-case string: `"lease_expired"`, `"renewal_deadline"`, `"entry_deleted"`, `"session_closed"` |
 //! | [`Leader`] | `{"key": "jobs/694d…", "value": "host-a:8080", "token": 7}`; `value` is a string when it is UTF-8, else an array of byte values |
-//! | [`LockStatus`] | flat, the holder's fields beside the name, the holder's TTL left in whole milliseconds (`null` if unknown): `{"name": "jobs", "key": "jobs/694d…", "value": "host-a:8080", "token": 7, "waiters": 2, "ttl_ms": 9400}` — what `tenure status --json` prints |
+//! | [`LockStatus`] | flat, the holder's fields beside the name, the holder's TTL left in whole milliseconds (`null` if unknown): `{"name": "jobs", "key": "jobs/694d…", "value": "host-a:8080", "token": 7, "waiters": 2, "ttl_ms": 9400}` — what `tenure status --json` prints; a semaphore's adds `"permits": 3` and `"holders": [{"key", "value", "token"}, …]` |
 //! | [`Waiting`] | tagged by `state`: `{"state": "queued", "ahead": "jobs/694d…"}`, `{"state": "retrying", "last_error": "…"}`, `{"state": "local_queue"}`, `{"state": "store"}` |
 //!
 //! A future variant of a (non-exhaustive) enum is a new string or state. Tokens can reach
@@ -124,6 +128,8 @@ mod fuzz;
 
 #[cfg(feature = "metrics")]
 pub use crate::metrics::describe_metrics;
+#[cfg(feature = "postgres")]
+pub use backend::postgres::key::advisory_key as postgres_advisory_key;
 pub use client::{Builder, Tenure, DEFAULT_CONNECT_TIMEOUT};
 pub use election::{Election, Leader, Leadership, Observer};
 pub use ephemeral::{KeyEvent, KeyWatcher};

@@ -53,9 +53,10 @@ impl Mutex {
     ///
     /// The value is informational: no peer's locking reads it. On etcd it is the holder key's
     /// value (Go's `concurrency.Mutex` and `etcdctl lock` write an empty one and ignore it); on
-    /// ZooKeeper the holder node's data (as Curator's). On Redis it is not recorded: the lock
-    /// key's value must stay the random owner token that redis-py and redsync compare on
-    /// release, and Redis does not list holders anyway.
+    /// ZooKeeper the holder node's data (as Curator's); on PostgreSQL the holding connection's
+    /// `application_name`, after the token (63 bytes in all, non-ASCII shown as `?`). On Redis
+    /// it is not recorded: the lock key's value must stay the random owner token that redis-py
+    /// and redsync compare on release, and Redis does not list holders anyway.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {

@@ -55,7 +55,12 @@ impl From<&str> for Secret {
 
 /// Where the password comes from: given, or read from a file when connecting.
 #[cfg_attr(
-    not(any(feature = "etcd", feature = "zookeeper", feature = "redis")),
+    not(any(
+        feature = "etcd",
+        feature = "zookeeper",
+        feature = "redis",
+        feature = "postgres"
+    )),
     allow(dead_code)
 )]
 #[derive(Debug, Clone)]
@@ -81,7 +86,10 @@ pub(crate) struct Security {
 }
 
 /// PEM contents read from the files of [`Security`], ready for a TLS client.
-#[cfg_attr(not(any(feature = "etcd", feature = "redis")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "etcd", feature = "redis", feature = "postgres")),
+    allow(dead_code)
+)]
 #[derive(Debug, Clone)]
 pub(crate) struct TlsFiles {
     /// The CA bundle (PEM).
@@ -91,7 +99,10 @@ pub(crate) struct TlsFiles {
 }
 
 /// System CA bundles tried, in order, when no CA file is given.
-#[cfg_attr(not(any(feature = "etcd", feature = "redis")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "etcd", feature = "redis", feature = "postgres")),
+    allow(dead_code)
+)]
 const SYSTEM_CA_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
@@ -106,7 +117,12 @@ impl Security {
 
     /// The password, read from its file if it comes from one.
     #[cfg_attr(
-        not(any(feature = "etcd", feature = "zookeeper", feature = "redis")),
+        not(any(
+            feature = "etcd",
+            feature = "zookeeper",
+            feature = "redis",
+            feature = "postgres"
+        )),
         allow(dead_code)
     )]
     pub(crate) fn password(&self) -> Result<Option<Secret>> {
@@ -136,7 +152,10 @@ impl Security {
     }
 
     /// Reads the CA bundle (or the system's) and the client certificate and key.
-    #[cfg_attr(not(any(feature = "etcd", feature = "redis")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "etcd", feature = "redis", feature = "postgres")),
+        allow(dead_code)
+    )]
     pub(crate) fn tls_files(&self) -> Result<TlsFiles> {
         let ca = match &self.ca_file {
             Some(path) => read_file("ca_file", path)?,
@@ -163,7 +182,12 @@ pub(crate) fn invalid(option: &'static str, reason: impl Into<String>) -> Error 
 
 /// A file named by `option` that could not be read, keeping the I/O error as the source.
 #[cfg_attr(
-    not(any(feature = "etcd", feature = "zookeeper", feature = "redis")),
+    not(any(
+        feature = "etcd",
+        feature = "zookeeper",
+        feature = "redis",
+        feature = "postgres"
+    )),
     allow(dead_code)
 )]
 fn unreadable(option: &'static str, path: &Path, e: std::io::Error) -> Error {
@@ -174,12 +198,18 @@ fn unreadable(option: &'static str, path: &Path, e: std::io::Error) -> Error {
     }
 }
 
-#[cfg_attr(not(any(feature = "etcd", feature = "redis")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "etcd", feature = "redis", feature = "postgres")),
+    allow(dead_code)
+)]
 fn read_file(option: &'static str, path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| unreadable(option, path, e))
 }
 
-#[cfg_attr(not(any(feature = "etcd", feature = "redis")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "etcd", feature = "redis", feature = "postgres")),
+    allow(dead_code)
+)]
 fn system_ca() -> Result<Vec<u8>> {
     SYSTEM_CA_BUNDLES
         .iter()
@@ -194,7 +224,12 @@ fn system_ca() -> Result<Vec<u8>> {
 
 /// The first line of `path`, without its line ending: the usual shape of a password file.
 #[cfg_attr(
-    not(any(feature = "etcd", feature = "zookeeper", feature = "redis")),
+    not(any(
+        feature = "etcd",
+        feature = "zookeeper",
+        feature = "redis",
+        feature = "postgres"
+    )),
     allow(dead_code)
 )]
 fn read_password_file(path: &Path) -> Result<Secret> {
@@ -212,7 +247,10 @@ fn read_password_file(path: &Path) -> Result<Secret> {
     Ok(Secret::new(line))
 }
 
-#[cfg_attr(not(any(feature = "etcd", feature = "redis")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "etcd", feature = "redis", feature = "postgres")),
+    allow(dead_code)
+)]
 /// Which side of a failed TLS handshake is at fault, from rustls's messages (the error and
 /// its causes as one line); `None` when `detail` is not about TLS. Shared by every backend on
 /// rustls (etcd, Redis). Reads rustls's messages: "invalid peer certificate: ..." is about the server's

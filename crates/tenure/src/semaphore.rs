@@ -30,6 +30,10 @@ pub const MAX_PERMITS: u32 = 100_000;
 ///
 /// Tasks of one process may share a session and hold several permits of one name at once.
 ///
+/// A name is a semaphore or a mutex, not both: the semaphore's entries live under
+/// `<name>/locks/` and `<name>/leases/`, which a mutex of the same name (whose queue is
+/// `<name>/`) would take for waiters, while the semaphore would not count the mutex's holder.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
 /// let tenure = tenure::Tenure::connect("mem://semaphore-doc").await?;

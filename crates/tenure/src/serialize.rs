@@ -146,12 +146,14 @@ mod tests {
             holder_ttl: Some(Duration::from_millis(9_400)),
             permits: None,
             holders: Vec::new(),
+            rwlock: false,
+            readers: 0,
         };
         round_trip(
             status.clone(),
             json!({
                 "name": "jobs", "key": "jobs/694d8c3b1f2e4a01", "value": "host-a:8080",
-                "token": 7, "waiters": 2, "ttl_ms": 9400
+                "token": 7, "waiters": 2, "ttl_ms": 9400, "rwlock": false, "readers": 0
             }),
         );
         let unknown = LockStatus {
@@ -162,11 +164,12 @@ mod tests {
             unknown.clone(),
             json!({
                 "name": "jobs", "key": "jobs/694d8c3b1f2e4a01", "value": "host-a:8080",
-                "token": 7, "waiters": 2, "ttl_ms": null
+                "token": 7, "waiters": 2, "ttl_ms": null, "rwlock": false, "readers": 0
             }),
         );
         let without_ttl = r#"{"name":"jobs","key":"jobs/694d8c3b1f2e4a01","value":"host-a:8080","token":7,"waiters":2}"#;
-        let read: LockStatus = serde_json::from_str(without_ttl).expect("ttl_ms is optional");
+        let read: LockStatus =
+            serde_json::from_str(without_ttl).expect("ttl_ms, rwlock and readers are optional");
         assert_eq!(read, unknown);
         let semaphore = LockStatus {
             permits: Some(3),

@@ -64,7 +64,8 @@ impl Session {
 
     /// The session's id in the store: on etcd the lease id, whose lowercase hex ends every key
     /// of this session; on ZooKeeper the session id; on Redis the random id of the session's
-    /// heartbeat key `tenure:session:<id hex>`; on `mem://` the lease number.
+    /// heartbeat key `tenure:session:<id hex>`; on PostgreSQL the server process id
+    /// (`pg_backend_pid()`) of the session's own connection; on `mem://` the lease number.
     pub fn id(&self) -> u64 {
         self.inner.backend.id()
     }

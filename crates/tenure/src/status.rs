@@ -31,6 +31,13 @@ pub struct LockStatus {
         serde(rename = "ttl_ms", default, with = "crate::serialize::millis")
     )]
     pub holder_ttl: Option<Duration>,
+    /// Whether this is a read/write lock ([`crate::RwLock`]).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub rwlock: bool,
+    /// How many hold a read/write lock shared, the holder among them (0: held by its writer,
+    /// or not a read/write lock); `waiters` are the others queued behind them.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub readers: usize,
     /// For a semaphore, its permit count as its holders recorded it (`None` where none did:
     /// Curator's `InterProcessSemaphoreV2`), else `None`.
     #[cfg_attr(
@@ -79,16 +86,74 @@ fn semaphore_holders(mut kvs: Vec<Kv>) -> (Option<u32>, Vec<Leader>, u64) {
     )
 }
 
-/// Groups queue entries (keys held under a lease) by name: the key up to its last `/`.
+/// A read/write lock entry's lock name and side, from its key: etcd's and the embedded
+/// store's `N/read/<id>` and `N/write/<id>`, ZooKeeper's `N/_c_…-__READ__…` and `…-__WRIT__…`
+/// (kazoo's `__rlock__` readers too). `None`: a mutex or election entry.
+fn rw_entry(key: &str) -> Option<(&str, bool)> {
+    let (parent, node) = key.rsplit_once('/')?;
+    if let Some(name) = parent.strip_suffix("/read") {
+        return Some((name, true));
+    }
+    if let Some(name) = parent.strip_suffix("/write") {
+        return Some((name, false));
+    }
+    if node.contains("__READ__") || node.contains("__rlock__") {
+        return Some((parent, true));
+    }
+    node.contains("__WRIT__").then_some((parent, false))
+}
+
+/// What ZooKeeper's downgraded writer's data starts with (backend/zookeeper/rw.rs).
+const ZK_DOWNGRADED: &[u8] = b"\0tenure:downgraded\0";
+
+/// The downgrade markers among `entries` (`N\0downgraded/<id>` → the write entry
+/// `N/write/<id>` and its token), which make a writer count as a reader.
+fn downgraded(entries: &[Kv]) -> BTreeMap<String, Vec<u8>> {
+    entries
+        .iter()
+        .filter_map(|kv| {
+            let (name, id) = kv.key.split_once("\0downgraded/")?;
+            Some((format!("{name}/write/{id}"), kv.value.clone()))
+        })
+        .collect()
+}
+
+/// How many of `kvs` hold a read/write lock shared: the readers (and downgraded writers)
+/// before its first writer in queue order.
+fn shared_holders(kvs: &mut [Kv], markers: &BTreeMap<String, Vec<u8>>) -> usize {
+    kvs.sort_by_key(|kv| kv.create_rev);
+    kvs.iter_mut()
+        .take_while(|kv| {
+            let reader = rw_entry(&kv.key).is_some_and(|(_, reader)| reader);
+            let marked = markers
+                .get(&kv.key)
+                .is_some_and(|token| *token == kv.create_rev.to_string().into_bytes());
+            reader || marked || kv.value.starts_with(ZK_DOWNGRADED)
+        })
+        .map(|kv| {
+            if let Some(value) = kv.value.strip_prefix(ZK_DOWNGRADED) {
+                kv.value = value.to_vec();
+            }
+        })
+        .count()
+}
+
+/// Groups queue entries (keys held under a lease) by name: the key up to its last `/`, or a
+/// read/write lock's name for its readers and writers.
 fn by_name(entries: Vec<Kv>) -> BTreeMap<String, Vec<Kv>> {
     let mut names: BTreeMap<String, Vec<Kv>> = BTreeMap::new();
-    // Keys with NUL are not queue entries (no name contains it): withdrawn markers.
+    // Keys with NUL are not queue entries (no name contains it): withdrawn and downgrade
+    // markers.
     let entries = entries
         .into_iter()
         .filter(|kv| kv.lease != 0 && !kv.key.contains('\0'));
     for kv in entries {
-        if let Some((name, _)) = kv.key.rsplit_once('/') {
-            names.entry(name.to_string()).or_default().push(kv);
+        let name = match rw_entry(&kv.key) {
+            Some((name, _)) => Some(name.to_string()),
+            None => kv.key.rsplit_once('/').map(|(name, _)| name.to_string()),
+        };
+        if let Some(name) = name {
+            names.entry(name).or_default().push(kv);
         }
     }
     names
@@ -99,7 +164,8 @@ impl Tenure {
     /// its holder or leader (key, token and value: a mutex holder's
     /// [`Mutex::with_value`](crate::Mutex::with_value), `HOST:PID` by default; an election's
     /// proposal), how many wait behind it, and the holder lease's remaining TTL where the store
-    /// reports it (etcd, `mem://`).
+    /// reports it (etcd, `mem://`). A read/write lock is one entry whatever its layout, with
+    /// how many hold it shared ([`LockStatus::readers`]; the holder is the oldest of them).
     ///
     /// Names are shown as they were given. ZooKeeper cannot tell `a` from `/a` (one znode), so
     /// there a name is shown without a leading `/` unless `prefix` starts with one. Redis keeps
@@ -112,6 +178,7 @@ impl Tenure {
             Some(given) if unrooted => given.to_string(),
             _ => name,
         };
+        let markers = downgraded(&entries);
         let mut names = by_name(entries);
         // A semaphore `X` is its permits `X/leases/…` and its internal lock `X/locks/…`.
         let semaphores: Vec<String> = names
@@ -140,18 +207,28 @@ impl Tenure {
                 waiters: waiting,
                 permits,
                 holders,
+                rwlock: false,
+                readers: 0,
             });
         }
-        for (name, kvs) in names {
+        for (name, mut kvs) in names {
+            let rwlock = kvs.iter().any(|kv| rw_entry(&kv.key).is_some());
+            let readers = if rwlock {
+                shared_holders(&mut kvs, &markers)
+            } else {
+                0
+            };
             let Some(holder) = first(&kvs) else { continue };
             let holder_ttl = backend.lease_ttl(holder.lease).await?;
             out.push(LockStatus {
                 holder: Leader::from(holder),
-                waiters: kvs.len() - 1,
+                waiters: kvs.len() - readers.max(1),
                 name: shown(name),
                 holder_ttl,
                 permits: None,
                 holders: Vec::new(),
+                rwlock,
+                readers,
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -205,5 +282,38 @@ mod tests {
             .is_some_and(|ttl| ttl <= crate::DEFAULT_TTL));
         drop((g, l));
         waiter.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn shows_read_write_locks_as_one_with_their_readers() {
+        let t = Tenure::connect("mem://status-rw-test").await.unwrap();
+        let mut readers = Vec::new();
+        for _ in 0..3 {
+            let s = t.session().await.unwrap();
+            readers.push(s.rwlock("app/config").unwrap().read().await.unwrap());
+        }
+        let s = t.session().await.unwrap();
+        let writer = tokio::spawn(async move {
+            let g = s.rwlock("app/config").unwrap().write().await.unwrap();
+            g.downgrade().await.map(|_| ())
+        });
+        let queued = async {
+            loop {
+                let st = t.status("app/").await.unwrap();
+                if st.iter().any(|s| s.waiters == 1) {
+                    return st;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        let st = tokio::time::timeout(std::time::Duration::from_secs(30), queued)
+            .await
+            .expect("writer queued");
+        assert_eq!(st.len(), 1, "{st:?}");
+        assert_eq!((st[0].name.as_str(), st[0].rwlock), ("app/config", true));
+        assert_eq!((st[0].readers, st[0].waiters), (3, 1));
+        assert_eq!(st[0].holder.key, readers[0].key());
+        drop(readers);
+        writer.await.unwrap().unwrap();
     }
 }

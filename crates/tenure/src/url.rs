@@ -1,5 +1,6 @@
-//! Backend URLs: `mem://`, `etcd://`/`etcds://`, `zk://`, `redis://`/`rediss://` and
-//! `redlock://` (see [`VALID_FORMS`]), parsed without touching the network.
+//! Backend URLs: `mem://`, `etcd://`/`etcds://`, `zk://`, `redis://`/`rediss://`,
+//! `redlock://` and `postgres://`/`postgresql://` (see [`VALID_FORMS`]), parsed without
+//! touching the network.
 
 use crate::{Error, Result};
 
@@ -7,7 +8,8 @@ use crate::{Error, Result};
 pub const VALID_FORMS: &str = "mem://[NAME] (embedded, in-process), \
 etcd://HOST:PORT[,HOST:PORT...] (etcd v3), etcds://HOST:PORT[,...] (etcd over TLS), \
 zk://HOST:PORT[,...][/CHROOT] (ZooKeeper), redis://[USER:PASSWORD@]HOST:PORT[/DB], \
-redlock://HOST:PORT,HOST:PORT,... (Redis, Redlock)";
+redlock://HOST:PORT,HOST:PORT,... (Redis, Redlock), \
+postgres://USER@HOST:PORT/DB[?sslmode=disable|require|verify-ca|verify-full] (Postgres, also postgresql://)";
 
 /// A parsed backend location.
 #[derive(Clone, PartialEq, Eq)]
@@ -25,6 +27,31 @@ pub(crate) enum Target {
     Redis(RedisNode),
     /// Independent Redis masters for Redlock.
     Redlock { nodes: Vec<RedisNode> },
+    /// One PostgreSQL server.
+    Postgres(PgTarget),
+}
+
+/// How `sslmode` asks for TLS on `postgres://` (libpq's names; `prefer` and `allow` are
+/// refused: a lock service must know whether it is encrypted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SslMode {
+    /// Plaintext.
+    Disable,
+    /// TLS, the server's certificate verified against the CA, its name not checked
+    /// (`require` and `verify-ca`, as libpq's `require` does when it has a root certificate).
+    Require,
+    /// TLS, certificate verified and naming the host (or `tls_server_name`).
+    VerifyFull,
+}
+
+/// One PostgreSQL server: `host:port`, role, database, `sslmode` if given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PgTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub db: Option<String>,
+    pub sslmode: Option<SslMode>,
 }
 
 /// One Redis server: `host:port`, database, optional ACL credentials, TLS.
@@ -66,6 +93,17 @@ impl std::fmt::Debug for Target {
                 )
             }
             Target::Redis(node) => write!(f, "{node:?}"),
+            Target::Postgres(t) => write!(
+                f,
+                "postgres://{}{}:{}/{}",
+                t.user
+                    .as_deref()
+                    .map(|u| format!("{u}@"))
+                    .unwrap_or_default(),
+                t.host,
+                t.port,
+                t.db.as_deref().unwrap_or_default()
+            ),
             Target::Redlock { nodes } => {
                 let addrs: Vec<&str> = nodes.iter().map(|n| n.addr.as_str()).collect();
                 write!(f, "redlock://{}", addrs.join(","))
@@ -121,6 +159,7 @@ pub(crate) fn parse(url: &str) -> Result<Target> {
         "redis" => parse_redis(url, rest, false).map(Target::Redis),
         "rediss" => parse_redis(url, rest, true).map(Target::Redis),
         "redlock" => parse_redlock(url, rest),
+        "postgres" | "postgresql" => parse_postgres(url, rest).map(Target::Postgres),
         "" => Err(invalid(url, "empty scheme")),
         other => Err(invalid(url, format!("unknown scheme {other:?}"))),
     }
@@ -233,6 +272,87 @@ fn parse_redlock(url: &str, rest: &str) -> Result<Target> {
         ));
     }
     Ok(Target::Redlock { nodes })
+}
+
+/// `USER@HOST:PORT/DB?sslmode=MODE`. A password in the URL is refused: URLs end up on command
+/// lines and in logs; it comes from the Builder (`TENURE_PASSWORD`, `--password-file`).
+fn parse_postgres(url: &str, rest: &str) -> Result<PgTarget> {
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
+    };
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((u, r)) => (Some(u), r),
+        None => (None, rest),
+    };
+    if userinfo.is_some_and(|u| u.contains(':')) {
+        return Err(invalid(
+            url,
+            "a password in a postgres:// URL is not accepted; give it with TENURE_PASSWORD, --password-file or Builder::password",
+        ));
+    }
+    let user = userinfo.filter(|u| !u.is_empty()).map(str::to_string);
+    let (addr, db) = match rest.split_once('/') {
+        Some((a, d)) => (a, d.trim_end_matches('/')),
+        None => (rest, ""),
+    };
+    if addr.contains([',', '#']) {
+        return Err(invalid(url, "a postgres URL names one server"));
+    }
+    if db.contains(['/', '#']) || db.chars().any(char::is_control) {
+        return Err(invalid(
+            url,
+            format!("bad database name {}", quote(url, db)),
+        ));
+    }
+    let hp = parse_host_port(url, addr.trim(), 5432)?;
+    let (host, port) = hp
+        .rsplit_once(':')
+        .and_then(|(h, p)| {
+            Some((
+                h.trim_start_matches('[').trim_end_matches(']'),
+                p.parse().ok()?,
+            ))
+        })
+        .ok_or_else(|| invalid(url, "bad host or port"))?;
+    let mut sslmode = None;
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let mode = match pair.split_once('=') {
+            Some(("sslmode", "disable")) => SslMode::Disable,
+            Some(("sslmode", "require" | "verify-ca")) => SslMode::Require,
+            Some(("sslmode", "verify-full")) => SslMode::VerifyFull,
+            Some(("sslmode", other)) => {
+                return Err(invalid(
+                    url,
+                    format!(
+                        "sslmode {} is not accepted; use disable, require, verify-ca or verify-full",
+                        quote(url, other)
+                    ),
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    url,
+                    format!(
+                        "unknown parameter {} (only sslmode is accepted; TLS files and credentials are options)",
+                        quote(url, pair)
+                    ),
+                ))
+            }
+        };
+        sslmode = Some(mode);
+    }
+    Ok(PgTarget {
+        host: host.to_string(),
+        port,
+        user,
+        db: Some(db.to_string()).filter(|d| !d.is_empty()),
+        sslmode,
+    })
 }
 
 /// Validates `host[:port]` (or `[v6]:port`), filling in `default_port`.
@@ -366,6 +486,38 @@ mod tests {
             "rediss://h:0",
         ] {
             assert!(matches!(parse(bad), Err(Error::InvalidUrl { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_postgres() {
+        let Target::Postgres(t) =
+            parse("postgresql://app@db.internal/locks?sslmode=verify-full").unwrap()
+        else {
+            panic!("not postgres")
+        };
+        assert_eq!(
+            (t.host.as_str(), t.port, t.user.as_deref(), t.db.as_deref()),
+            ("db.internal", 5432, Some("app"), Some("locks"))
+        );
+        assert_eq!(t.sslmode, Some(SslMode::VerifyFull));
+        let Target::Postgres(t) = parse("postgres://[::1]:6543").unwrap() else {
+            panic!("not postgres")
+        };
+        assert_eq!(
+            (t.host.as_str(), t.port, t.user, t.db),
+            ("::1", 6543, None, None)
+        );
+        for bad in [
+            "postgres://u:secret@h/db",
+            "postgres://h/db?sslmode=prefer",
+            "postgres://h/db?password=x",
+            "postgres://a,b/db",
+            "postgres://h:0/db",
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(matches!(err, Error::InvalidUrl { .. }), "{bad}");
+            assert!(!err.to_string().contains("secret"), "{err}");
         }
     }
 

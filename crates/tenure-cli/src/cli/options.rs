@@ -27,7 +27,7 @@ pub fn global_help() -> String {
 /// Options every subcommand accepts.
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
-    /// Store: etcd://HOST:PORT[,...], etcds://... (TLS), zk://..., redis://..., mem:// (demo, bench)
+    /// Store: etcd://HOST:PORT[,...], etcds://... (TLS), zk://..., redis://..., postgres://USER@HOST:PORT/DB, mem:// (demo, bench)
     #[arg(long, global = true, env = "TENURE_URL", value_name = "URL")]
     pub url: Option<String>,
 

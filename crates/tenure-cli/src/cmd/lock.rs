@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use tenure::{LostReason, MutexGuard, Permit, Session, Tenure};
+use tenure::Tenure;
 use tokio::time::Instant;
 
 use crate::cli::connect;
 use crate::cli::options::{parse_duration, GlobalOpts};
 use crate::cmd;
+use crate::cmd::lock_side::{self, Guard, Side};
 use crate::exit;
 use crate::holding::{self, Holding, CLOSE_TIMEOUT};
 use crate::requeue;
@@ -33,6 +34,11 @@ at most N commands run at once across every machine (GNU parallel's `sem -j N`).
 client of NAME must use the same N (exit 2 otherwise). -n, -w, -E, --grace, --value and the
 exit codes are the same; the environment also has TENURE_PERMITS. On ZooKeeper the
 semaphore is Curator's InterProcessSemaphoreV2; Redlock refuses semaphores (exit 2).
+--shared and --exclusive take the read/write lock NAME (many --shared holders at once, or
+one --exclusive), in arrival order: a --shared that arrives behind a waiting --exclusive
+waits behind it. Without either, the plain mutex NAME (etcdctl lock NAME's); on etcd,
+ZooKeeper and mem:// it excludes and is excluded by both sides all the same, on Redis it is
+a lock apart.
 
 Exit codes:
   (command's)  the command's own exit code; 128+N if it died of signal N
@@ -52,7 +58,9 @@ Examples:
   tenure lock --url etcd://127.0.0.1:2379 backups -- ./backup.sh
   tenure lock -n -E 0 --url etcd://127.0.0.1:2379 cron/hourly -- ./hourly.sh
   tenure lock -w 30s --url etcd://127.0.0.1:2379 deploy -- sh -c 'deploy --fence $TENURE_FENCING_TOKEN'
-  tenure lock --permits 3 --url etcd://127.0.0.1:2379 encoders -- ./encode.sh big.mov";
+  tenure lock --permits 3 --url etcd://127.0.0.1:2379 encoders -- ./encode.sh big.mov
+  tenure lock --shared --url etcd://127.0.0.1:2379 config -- ./read-config.sh
+  tenure lock --exclusive --url etcd://127.0.0.1:2379 config -- ./rewrite-config.sh";
 
 #[derive(Debug, Args)]
 pub struct LockArgs {
@@ -81,8 +89,17 @@ pub struct LockArgs {
 
     /// Hold one of N permits of a semaphore named NAME instead (at most N holders at once);
     /// every client of NAME must use the same N
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(tenure::MAX_PERMITS)))]
+    #[arg(long, value_name = "N", conflicts_with_all = ["shared", "exclusive"], value_parser = clap::value_parser!(u32).range(1..=i64::from(tenure::MAX_PERMITS)))]
     pub permits: Option<u32>,
+
+    /// Take the read/write lock NAME shared, with other --shared holders (as flock -s)
+    #[arg(short = 's', long, conflicts_with = "exclusive")]
+    pub shared: bool,
+
+    /// Take the read/write lock NAME exclusive (as flock -x); without --shared or
+    /// --exclusive, the plain mutex NAME, which etcdctl lock, Curator and redis-py share
+    #[arg(short = 'x', long)]
+    pub exclusive: bool,
 
     /// Command to run while holding the lock, after `--`
     #[arg(last = true, value_name = "CMD")]
@@ -106,14 +123,9 @@ pub async fn run(global: &GlobalOpts, args: LockArgs) -> Result<u8> {
     } else {
         args.wait
     };
+    let side = Side::from_flags(args.shared, args.exclusive, args.permits);
     let granted = requeue::until_granted(&tenure, budget, &mut signals, &what, |session, left| {
-        wait_for(
-            session,
-            &args.name,
-            args.permits,
-            args.value.as_deref(),
-            left,
-        )
+        lock_side::wait_for(session, &args.name, side, args.value.as_deref(), left)
     });
     let (session, guard) = match granted.await {
         Ok(granted) => granted,
@@ -142,104 +154,11 @@ pub async fn run(global: &GlobalOpts, args: LockArgs) -> Result<u8> {
     holding::outcome(held, lost_at_release)
 }
 
-/// What `tenure lock` holds: the lock, or one permit of a semaphore (`--permits`).
-enum LockGrant {
-    Lock(MutexGuard),
-    Permit(Permit),
-}
-
-impl LockGrant {
-    fn name(&self) -> &str {
-        match self {
-            LockGrant::Lock(g) => g.name(),
-            LockGrant::Permit(p) => p.name(),
-        }
-    }
-
-    fn key(&self) -> &str {
-        match self {
-            LockGrant::Lock(g) => g.key(),
-            LockGrant::Permit(p) => p.key(),
-        }
-    }
-
-    fn token(&self) -> tenure::FencingToken {
-        match self {
-            LockGrant::Lock(g) => g.token(),
-            LockGrant::Permit(p) => p.token(),
-        }
-    }
-
-    async fn lost(&self) -> LostReason {
-        match self {
-            LockGrant::Lock(g) => g.lost().await,
-            LockGrant::Permit(p) => p.lost().await,
-        }
-    }
-
-    async fn release(self) -> tenure::Result<()> {
-        match self {
-            LockGrant::Lock(g) => g.unlock().await,
-            LockGrant::Permit(p) => p.release().await,
-        }
-    }
-}
-
-impl requeue::Grant for LockGrant {
-    fn is_lost(&self) -> bool {
-        match self {
-            LockGrant::Lock(g) => g.is_lost(),
-            LockGrant::Permit(p) => p.is_lost(),
-        }
-    }
-}
-
-/// Queues on `session` for at most `left` (`None`: until granted; zero: only if free, as
-/// flock(1) treats a zero timeout), for the lock or, with `permits`, one permit of the
-/// semaphore, holding with `value` (`None`: the library's `HOST:PID`). Dropping it (a
-/// signal) withdraws from the queue.
-async fn wait_for(
-    session: Session,
-    name: &str,
-    permits: Option<u32>,
-    value: Option<&str>,
-    left: Option<Duration>,
-) -> tenure::Result<LockGrant> {
-    if let Some(permits) = permits {
-        let mut semaphore = session.semaphore(name, permits)?;
-        if let Some(value) = value {
-            semaphore = semaphore.with_value(value);
-        }
-        let permit = match left {
-            Some(left) if left.is_zero() => semaphore.try_acquire().await,
-            Some(left) => semaphore.acquire_timeout(left).await,
-            None => {
-                tracing::info!(name, permits, "waiting for a permit");
-                semaphore.acquire().await
-            }
-        };
-        return permit.map(LockGrant::Permit);
-    }
-    let mut mutex = session.mutex(name)?;
-    if let Some(value) = value {
-        mutex = mutex.with_value(value);
-    }
-    let guard = match left {
-        Some(left) if left.is_zero() => mutex.try_lock().await,
-        Some(left) => mutex.lock_timeout(left).await,
-        None => {
-            tracing::info!(name = mutex.name(), "waiting for the lock");
-            mutex.lock().await
-        }
-    };
-    guard.map(LockGrant::Lock)
-}
-
 /// The lock's details for the command, as `etcdctl lock` exports them on etcd too (for a
 /// permit, TENURE_PERMITS instead: etcdctl has no semaphores).
 fn command_env(
     tenure: &Tenure,
-    guard: &LockGrant,
+    guard: &Guard,
     name: &str,
     permits: Option<u32>,
 ) -> Vec<(&'static str, String)> {
@@ -252,7 +171,7 @@ fn command_env(
     ];
     if let Some(permits) = permits {
         env.push(("TENURE_PERMITS", permits.to_string()));
-    } else if tenure.backend() == "etcd" {
+    } else if tenure.backend() == "etcd" && matches!(guard, Guard::Mutex(_)) {
         // What `etcdctl lock NAME CMD` exports, so scripts written for it keep working.
         env.extend([("ETCD_LOCK_KEY", key), ("ETCD_LOCK_REV", token)]);
     }

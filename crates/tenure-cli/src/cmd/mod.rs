@@ -4,6 +4,7 @@ pub mod bench;
 pub mod demo;
 pub mod elect;
 pub mod lock;
+pub mod lock_side;
 pub mod register;
 pub mod status;
 

@@ -11,17 +11,19 @@ use crate::cli::{connect, options::GlobalOpts};
 use crate::output;
 
 pub const AFTER_HELP: &str = "\
-Lists every lock, election and semaphore whose name starts with PREFIX (default: all), one
-row each:
-  NAME  HOLDER KEY  TOKEN  VALUE  WAITERS  TTL  PERMITS
-A semaphore's row shows its oldest holder, and PERMITS as HELD/N (HELD/? where the holders
-recorded no count, as Curator's do); a lock's or election's PERMITS is empty.
+Lists every lock, election, semaphore and read/write lock whose name starts with PREFIX
+(default: all), one row each:
+  NAME  HOLDER KEY  TOKEN  VALUE  WAITERS  TTL  HELD
+A semaphore's row shows its oldest holder, and HELD as H/N: H of its N permits held (H/?
+where the holders recorded no count, as Curator's do).
 VALUE is the holder's value (a lock holder's `tenure lock --value`, HOST:PID by default; an
 election's proposal), shown as UTF-8 with invalid bytes replaced and cut to 32 characters;
-TTL is what is left of the holder's lease (- if unknown, as on ZooKeeper). Redis cannot list
-(exit 2).
+TTL is what is left of the holder's lease (- if unknown, as on ZooKeeper). HELD is how a
+read/write lock (`tenure lock --shared/--exclusive`) is held: shared(N) by N readers, the
+holder the oldest of them, or exclusive by its writer; - for a mutex or an election. WAITERS
+are the entries queued behind the holders. Redis cannot list (exit 2).
 --json prints one JSON array (one document, so `jq '.[]'` works), one object per row:
-  {\"name\",\"key\",\"value\",\"token\",\"waiters\",\"ttl_ms\"}  (ttl_ms null if unknown;
+  {\"name\",\"key\",\"value\",\"token\",\"waiters\",\"ttl_ms\",\"rwlock\",\"readers\"}  (ttl_ms null if unknown;
   value in full: a string, or an array of byte values if it is not UTF-8); a semaphore's
   also has \"permits\" (when recorded) and \"holders\": [{\"key\",\"value\",\"token\"}, …]
 Exit codes: 0 listed (also when nothing matches); 2 usage; 69 store unreachable;
@@ -48,8 +50,9 @@ struct Row {
     value: String,
     waiters: usize,
     ttl_ms: Option<u64>,
-    /// A semaphore's `HELD/N`; empty for a lock or an election.
-    permits: String,
+    /// How it is held: a semaphore's `H/N`, a read/write lock's `shared(N)` or `exclusive`,
+    /// `-` for a mutex or an election.
+    held: String,
 }
 
 impl From<LockStatus> for Row {
@@ -63,10 +66,12 @@ impl From<LockStatus> for Row {
             ttl_ms: s
                 .holder_ttl
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            permits: match (s.holders.len(), s.permits) {
-                (0, _) => String::new(),
-                (held, Some(n)) => format!("{held}/{n}"),
-                (held, None) => format!("{held}/?"),
+            held: match (s.holders.len(), s.permits, s.rwlock, s.readers) {
+                (0, _, false, _) => "-".to_string(),
+                (0, _, true, 0) => "exclusive".to_string(),
+                (0, _, true, n) => format!("shared({n})"),
+                (held, Some(n), _, _) => format!("{held}/{n}"),
+                (held, None, _, _) => format!("{held}/?"),
             },
         }
     }
@@ -101,7 +106,7 @@ fn table(rows: &[Row]) -> String {
         "VALUE",
         "WAITERS",
         "TTL",
-        "PERMITS",
+        "HELD",
     ]
     .map(String::from);
     let mut cells = vec![header];
@@ -113,7 +118,7 @@ fn table(rows: &[Row]) -> String {
             printable(&r.value, VALUE_WIDTH),
             r.waiters.to_string(),
             r.ttl_ms.map_or_else(|| "-".to_string(), ttl),
-            r.permits.clone(),
+            r.held.clone(),
         ]);
     }
     let widths: Vec<usize> = (0..7)
@@ -186,15 +191,15 @@ mod tests {
             value: String::new(),
             waiters: 1,
             ttl_ms: Some(9_400),
-            permits: String::new(),
+            held: "shared(3)".into(),
         }];
         let t = table(&rows);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("NAME      HOLDER KEY"), "{t}");
         assert!(lines[1].starts_with("app/jobs  app/jobs/694d"), "{t}");
-        assert!(lines[1].ends_with("1        9s"), "{t}");
+        assert!(lines[1].ends_with("1        9s   shared(3)"), "{t}");
         let semaphore = Row {
-            permits: "2/3".into(),
+            held: "2/3".into(),
             ..rows.into_iter().next().expect("a row")
         };
         let t = table(&[semaphore]);

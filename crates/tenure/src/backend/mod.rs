@@ -22,6 +22,8 @@ pub(crate) mod etcd;
 pub(crate) mod faulty;
 pub(crate) mod lease;
 pub(crate) mod observe;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 #[cfg_attr(
     not(any(feature = "etcd", feature = "embedded", feature = "zookeeper")),
     allow(dead_code)
@@ -59,7 +61,7 @@ pub(crate) async fn call_with<T, E>(
 /// A store, as reached through one URL.
 #[async_trait]
 pub(crate) trait Backend: Send + Sync + 'static {
-    /// Short backend name for messages: "etcd", "zk", "redis", "redlock" or "mem".
+    /// Short backend name for messages: "etcd", "zk", "redis", "redlock", "postgres" or "mem".
     fn kind(&self) -> &'static str;
     /// Shortest and longest session TTL the store honours.
     fn ttl_range(&self) -> (Duration, Duration);
@@ -103,8 +105,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
 #[async_trait]
 pub(crate) trait SessionBackend: Send + Sync + 'static {
     /// The session's id in the store: the etcd lease id; the ZooKeeper session id; on Redis
-    /// the random 64-bit id of the heartbeat key `tenure:session:<id hex>`; the embedded
-    /// store's lease number.
+    /// the random 64-bit id of the heartbeat key `tenure:session:<id hex>`; on PostgreSQL the
+    /// server process id of the session's control connection; the embedded store's lease number.
     fn id(&self) -> u64;
     /// Fires when the lease is lost.
     fn liveness(&self) -> &Liveness;

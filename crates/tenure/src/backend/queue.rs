@@ -4,6 +4,11 @@
 //! wait for that one's deletion (so a release wakes exactly one waiter); repeat until first.
 //! A waiter that is dropped or fails removes its entry in the background, still holding the
 //! in-process permit so that no sibling task can enter the queue under the same key meanwhile.
+//!
+//! Read/write locks ([`Role::Read`], [`Role::Write`]) run the same recipe: a writer is granted
+//! when nothing is ahead of it, exactly as a mutex; a reader when no writer (nor mutex entry)
+//! is ahead of it, and it waits on the newest one that is, until that one is deleted or marked
+//! downgraded ([`QueueStore::ahead_of_reader`], [`QueueStore::wait_released`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +46,9 @@ pub(crate) struct Enqueued {
     pub mine: Entry,
     pub first: bool,
     pub rev: i64,
+    /// What stood ahead of the entry when it was made, where the store's answer to the enqueue
+    /// already said (saving a waiter its first [`QueueStore::ahead`] request); `None`: ask.
+    pub ahead: Option<Ahead>,
 }
 
 /// What stands ahead of our entry.
@@ -48,8 +56,11 @@ pub(crate) struct Enqueued {
 pub(crate) enum Ahead {
     /// Nobody: we are first, as of `rev`.
     Nobody { rev: i64 },
-    /// The entry just ahead, and the revision to watch it from.
-    Entry { key: String, rev: i64 },
+    /// The entry just ahead, and the revision to watch it from; `first`: it was the queue's
+    /// first entry (the holder) as of `rev`. No entry is ever queued ahead of an existing one
+    /// (create revisions and sequence numbers only grow), so once a first predecessor is
+    /// deleted we are first, without reading the queue again.
+    Entry { key: String, rev: i64, first: bool },
 }
 
 /// What an entry is queued for. Most stores lay both out alike; ZooKeeper names Curator's
@@ -526,7 +537,10 @@ async fn acquire<S: QueueStore>(
     let rev = if enq.first {
         enq.rev
     } else {
-        wait_for_turn(store.as_ref(), &session, &prefix, &enq.mine, role).await?
+        // What the enqueue saw just ahead is what a writer or a mutex waiter waits on, but
+        // not a reader, which waits on the newest writer ahead: a reader asks again.
+        let known = enq.ahead.clone().filter(|_| role != Role::Read);
+        wait_for_turn(store.as_ref(), &session, &prefix, &enq.mine, role, known).await?
     };
     // A grant is never handed out past the session's local deadline (C14): the answers above
     // may have come after retries that outlived the last confirmed renewal. `pending` is still
@@ -567,28 +581,44 @@ where
 }
 
 /// Waits until nothing is ahead of `mine` that excludes it (for a reader: no writer; for
-/// anyone else: nothing at all); returns the revision at which that was seen. Each pass waits
-/// on exactly the entry that blocks it, so a release wakes only the waiters it unblocks.
+/// anyone else: nothing at all), starting from `known` (what the enqueue saw ahead) when
+/// given; returns a revision at which `mine` was seen queued, for the holder's watch. Each
+/// pass waits on exactly the entry that blocks it, so a release wakes only the waiters it
+/// unblocks.
+///
+/// After the blocker's release the queue is read again, unless that blocker was the first
+/// entry: then nothing that excludes us can be ahead any more (a reader's blocker is the
+/// newest writer ahead, so only readers stood between), and the hand-off costs the holder's
+/// delete and one watch event, no read (docs/contract.md, Performance rules). Our own entry's
+/// presence is then not re-read either: a deletion of it by someone else reaches the grant's
+/// lost signal through its entry watch, which starts at `rev` (C7a), and a lease that
+/// expired has already passed the session's local deadline, checked before granting (C14).
 async fn wait_for_turn<S: QueueStore>(
     store: &S,
     session: &Liveness,
     prefix: &str,
     mine: &Entry,
     role: Role,
+    mut known: Option<Ahead>,
 ) -> Result<i64> {
     let reader = role == Role::Read;
     loop {
-        let ahead = patiently(session, || async {
-            if reader {
-                store.ahead_of_reader(prefix, mine).await
-            } else {
-                store.ahead(prefix, mine).await
+        let ahead = match known.take() {
+            Some(ahead) => ahead,
+            None => {
+                patiently(session, || async {
+                    if reader {
+                        store.ahead_of_reader(prefix, mine).await
+                    } else {
+                        store.ahead(prefix, mine).await
+                    }
+                })
+                .await?
             }
-        })
-        .await?;
-        let (key, rev) = match ahead {
+        };
+        let (key, rev, first) = match ahead {
             Ahead::Nobody { rev } => return Ok(rev),
-            Ahead::Entry { key, rev } => (key, rev),
+            Ahead::Entry { key, rev, first } => (key, rev, first),
         };
         waiting::note(Waiting::Queued {
             ahead: Some(key.clone()),
@@ -602,6 +632,7 @@ async fn wait_for_turn<S: QueueStore>(
         };
         tokio::select! {
             res = released => match res {
+                Ok(()) if first => return Ok(rev),
                 Ok(()) => {}
                 Err(e) if e.is_transient() => {
                     tracing::debug!(error = %e, "predecessor watch broke; re-checking");

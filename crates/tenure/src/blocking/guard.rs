@@ -77,8 +77,8 @@ impl<G: Grant> Guard<G> {
             .block_on(self.get().write(ops.into_iter().collect()))
     }
 
-    /// Blocks until the grant is lost (C7), with the reason. Check [`Guard::is_lost`]-style
-    /// accessors (through `Deref`) to look without blocking.
+    /// Blocks until the grant is lost (C7), with the reason. The `is_lost()` of the async
+    /// grant (through `Deref`) looks without blocking.
     pub fn lost(&self) -> LostReason {
         self.rt.block_on(self.get().lost())
     }

@@ -35,6 +35,8 @@ pub(crate) enum Admin {
     Zk(Box<zk_fixture::ZkAdmin>),
     #[cfg(feature = "redis")]
     Redis(redis_fixture::RedisAdmin),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres_fixture::PgAdmin),
 }
 
 impl Admin {
@@ -47,6 +49,8 @@ impl Admin {
             Admin::Zk(admin) => admin.keys(prefix).await,
             #[cfg(feature = "redis")]
             Admin::Redis(admin) => admin.keys(prefix).await,
+            #[cfg(feature = "postgres")]
+            Admin::Postgres(admin) => admin.keys(prefix).await,
             #[cfg(feature = "etcd")]
             Admin::Etcd(c) => {
                 let opts = etcd_client::GetOptions::new()
@@ -90,6 +94,8 @@ impl Admin {
             Admin::Zk(admin) => admin.delete(key).await,
             #[cfg(feature = "redis")]
             Admin::Redis(admin) => admin.delete(key).await,
+            #[cfg(feature = "postgres")]
+            Admin::Postgres(admin) => admin.delete(key).await,
             #[cfg(feature = "etcd")]
             Admin::Etcd(c) => {
                 c.kv_client().delete(key, None).await.expect("admin delete");
@@ -106,6 +112,8 @@ impl Admin {
             Admin::Zk(admin) => admin.revoke(lease).await,
             #[cfg(feature = "redis")]
             Admin::Redis(admin) => admin.revoke(lease).await,
+            #[cfg(feature = "postgres")]
+            Admin::Postgres(admin) => admin.terminate(lease as i32).await,
             #[cfg(feature = "etcd")]
             Admin::Etcd(c) => {
                 c.lease_client()
@@ -122,6 +130,12 @@ impl Admin {
 pub(crate) mod redis_fixture;
 #[cfg(feature = "redis")]
 pub(crate) use redis_fixture::redis;
+
+#[cfg(feature = "postgres")]
+#[path = "fixture_postgres.rs"]
+pub(crate) mod postgres_fixture;
+#[cfg(feature = "postgres")]
+pub(crate) use postgres_fixture::postgres;
 
 #[cfg(feature = "zookeeper")]
 #[path = "fixture_zk.rs"]

@@ -159,7 +159,9 @@ pub(crate) async fn rw2_writer_excludes_everyone(f: Fixture) {
             let mut writes = 0u64;
             for i in 0..rounds {
                 if (s + i) % 5 == 0 {
-                    let g = lock.write().await.expect("write lock");
+                    // Each wait is bounded, not the whole run (1000 operations on a loaded
+                    // machine take a while; only a hang should fail).
+                    let g = within("write", lock.write()).await.expect("write lock");
                     inside.enter_write();
                     grants.log(g.token(), true);
                     let n = read_u64(tenure.read(&a_key).await.expect("read"));
@@ -174,7 +176,7 @@ pub(crate) async fn rw2_writer_excludes_everyone(f: Fixture) {
                     inside.leave_write();
                     g.unlock().await.expect("unlock writer");
                 } else {
-                    let g = lock.read().await.expect("read lock");
+                    let g = within("read", lock.read()).await.expect("read lock");
                     inside.enter_read();
                     grants.log(g.token(), false);
                     let a = tenure.read(&a_key).await.expect("read a");
@@ -190,7 +192,7 @@ pub(crate) async fn rw2_writer_excludes_everyone(f: Fixture) {
     }
     let mut writes = 0;
     for t in tasks {
-        writes += within("contender", t).await.expect("contender task");
+        writes += t.await.expect("contender task");
     }
     let a = read_u64(f.tenure.read(&a_key).await.unwrap());
     assert_eq!(a, writes, "every write counted once");
@@ -528,4 +530,107 @@ pub(crate) async fn rw8_crashed_reader_released_after_ttl(f: Fixture) {
         .unwrap();
     assert!(w.token() > token);
     w.unlock().await.unwrap();
+}
+
+/// C15 for read/write locks: `status` lists one read/write lock once, under the name given,
+/// with how many hold it shared and how many wait behind them.
+pub(crate) async fn rw9_status_shows_readers_and_waiters(f: Fixture) {
+    let name = f.name("status");
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        readers.push(rwlock(&f.tenure, &name).await.read().await.unwrap());
+    }
+    let writer = tokio::spawn({
+        let lock = rwlock(&f.tenure, &name).await;
+        async move { lock.write().await.map(|g| g.token()) }
+    });
+    queued(&f, &name, 3).await;
+    let listed = f.tenure.status(&name).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let s = &listed[0];
+    assert_eq!(s.name, name);
+    assert!(s.rwlock);
+    assert_eq!((s.readers, s.waiters), (2, 1), "{s:?}");
+    assert!(readers.iter().any(|r| r.key() == s.holder.key), "{s:?}");
+    drop(readers);
+    within("writer", writer).await.unwrap().unwrap();
+}
+
+/// C13 for read/write locks, at the store level (each step repeated as a retry after a lost
+/// answer would repeat it): a repeated try of either side finds its own entry and is granted;
+/// a repeated enqueue finds the entry instead of queueing a second; a repeated downgrade is a
+/// downgrade; a repeated try refused behind a writer leaves nothing; a repeated conditional
+/// delete removes nothing more.
+pub(crate) async fn rw13_retried_steps_are_idempotent(f: Fixture) {
+    use crate::backend::queue::{Ahead, Role, Ticket};
+    let name = f.name("rw-retried");
+    let prefix = format!("{name}/");
+    let session = f.tenure.session().await.unwrap();
+    let store = session
+        .inner
+        .backend
+        .queue_store()
+        .expect("a store of the shared recipe");
+    for role in [Role::Read, Role::Write] {
+        let ticket = Ticket::new();
+        let first = store
+            .try_enqueue(&prefix, b"v", role, ticket)
+            .await
+            .unwrap();
+        let first = first.expect("a free lock is taken");
+        let again = store
+            .try_enqueue(&prefix, b"v", role, ticket)
+            .await
+            .unwrap();
+        let again = again.expect("our own entry is ours, not Locked by ourselves");
+        assert_eq!(
+            (again.mine.clone(), again.first),
+            (first.mine.clone(), true)
+        );
+        assert_eq!(f.admin.keys(&prefix).await, vec![first.mine.key.clone()]);
+        assert!(store.remove(&first.mine).await.unwrap());
+        assert!(!store.remove(&first.mine).await.unwrap());
+    }
+    let ticket = Ticket::new();
+    let w = store
+        .enqueue(&prefix, b"v", Role::Write, ticket)
+        .await
+        .unwrap();
+    let w2 = store
+        .enqueue(&prefix, b"v", Role::Write, ticket)
+        .await
+        .unwrap();
+    assert_eq!(w.mine, w2.mine);
+    assert!(matches!(
+        store.ahead(&prefix, &w.mine).await.unwrap(),
+        Ahead::Nobody { .. }
+    ));
+    // Behind our writer, another session's reader try is refused, twice, leaving nothing.
+    let other = f.tenure.session().await.unwrap();
+    let other_store = other.inner.backend.queue_store().expect("same store");
+    let ticket = Ticket::new();
+    for _ in 0..2 {
+        let held = other_store
+            .try_enqueue(&prefix, b"v", Role::Read, ticket)
+            .await
+            .unwrap();
+        assert_eq!(held.unwrap_err().as_deref(), Some(w.mine.key.as_str()));
+    }
+    assert_eq!(f.admin.keys(&prefix).await, vec![w.mine.key.clone()]);
+    // A repeated downgrade; then the other session's reader is let in beside it.
+    assert!(store.downgrade(&w.mine).await.unwrap());
+    assert!(store.downgrade(&w.mine).await.unwrap());
+    let joined = other_store
+        .try_enqueue(&prefix, b"v", Role::Read, ticket)
+        .await
+        .unwrap()
+        .expect("a reader joins the downgraded writer");
+    assert_eq!(f.admin.keys(&prefix).await.len(), 2);
+    assert!(other_store.remove(&joined.mine).await.unwrap());
+    assert!(store.remove(&w.mine).await.unwrap());
+    assert!(
+        !store.downgrade(&w.mine).await.unwrap(),
+        "gone: not downgraded"
+    );
+    assert!(keys_of(&f, &name).await.is_empty());
 }

@@ -1,12 +1,15 @@
 //! Many short random scenarios under injected faults, each from one seed: a few sessions lock,
-//! try, time out, cancel, campaign, write and release (by `unlock`, by drop, or by abandoning
-//! `unlock` at an await point) while their store calls fault; then the contract is checked.
+//! try, time out, cancel, campaign, take a read/write lock's either side (and downgrade), write
+//! and release (by `unlock`, by drop, or by abandoning `unlock` at an await point) while their
+//! store calls fault; then the contract is checked. The read/write lock's operations come from
+//! a generator of their own, so every schedule's other operations are as they were before it.
 //!
 //! In a third of the scenarios one session crashes (stops renewing, as a dead process would)
 //! or is closed part-way, so that holders are lost and waiters see their session end.
 //!
 //! Checked per scenario: never two valid holders of one name (C1: when a name is granted,
-//! whoever held it before has been told it lost it); tokens strictly increase (C2); `try_lock` never names our own entry as the holder, `unlock` never reports a loss
+//! whoever held it before has been told it lost it; for the read/write lock, a writer never
+//! beside a valid reader or writer, a reader never beside a valid writer); tokens strictly increase (C2); `try_lock` never names our own entry as the holder, `unlock` never reports a loss
 //! nobody caused, no call hangs past a bound (C8, C11, C13); no entry is left in the store once
 //! the background cleanups have run, and a newcomer gets the lock and the leadership (C5, C13);
 //! no watch is re-armed at a revision already refused as compacted (the injector's own check).
@@ -24,7 +27,9 @@ use std::time::Duration;
 
 use crate::backend::embedded::MemStore;
 use crate::backend::faulty::{drop_at_pending, FaultConfig, FaultPlan};
-use crate::{Error, FencingToken, Leadership, MutexGuard, Session, Tenure, Write};
+use crate::{
+    Error, FencingToken, Leadership, MutexGuard, ReadGuard, Session, Tenure, Write, WriteGuard,
+};
 
 /// Schedules in the default run (`cargo test`, `scripts/test`).
 const DEFAULT_SCHEDULES: u64 = 1000;
@@ -39,6 +44,8 @@ const REAL_LIMIT: Duration = Duration::from_secs(60);
 
 const MUTEX: &str = "m";
 const ELECTION: &str = "e";
+/// The read/write lock of the scenarios (docs/contract.md, Read/write locks).
+const RW: &str = "r";
 
 /// The fault kinds, by the names `TENURE_FAULT_KINDS` takes.
 const KINDS: [&str; 8] = [
@@ -62,6 +69,15 @@ enum Acquire {
     Campaign,
     /// `campaign()` abandoned at its K-th await point.
     DroppedCampaign(usize),
+    Read,
+    TryRead,
+    ReadTimeout(Duration),
+    /// `read()` abandoned at its K-th await point.
+    DroppedRead(usize),
+    Write,
+    TryWrite,
+    /// `write()` abandoned at its K-th await point.
+    DroppedWrite(usize),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -77,6 +93,8 @@ struct Op {
     acquire: Acquire,
     hold: Duration,
     write: bool,
+    /// A write hold is downgraded half-way through.
+    downgrade: bool,
     release: Release,
 }
 
@@ -142,27 +160,46 @@ impl Scenario {
             compact: rate("compact", 0.3),
             renewals: rng.bool() && allowed.iter().any(|k| k == "renewals"),
         };
+        // Read/write lock operations come from a generator of their own, so that the mutex
+        // and election operations of every earlier schedule stay as they were.
+        let mut rw = fastrand::Rng::with_seed(seed ^ 0x7277_6c6f_636b);
         let sessions = rng.usize(1..=4);
         let ttl = Duration::from_secs([1, 3, 10][rng.usize(0..3)]);
         let tasks = (0..rng.usize(2..=6))
             .map(|_| {
                 let ops = (0..rng.usize(1..=5))
-                    .map(|_| Op {
-                        acquire: match rng.u8(0..6) {
-                            0 => Acquire::Lock,
-                            1 => Acquire::TryLock,
-                            2 => Acquire::LockTimeout(Duration::from_millis(rng.u64(50..3000))),
-                            3 => Acquire::DroppedLock(rng.usize(1..8)),
-                            4 => Acquire::Campaign,
-                            _ => Acquire::DroppedCampaign(rng.usize(1..8)),
-                        },
-                        hold: Duration::from_millis(rng.u64(0..500)),
-                        write: rng.bool(),
-                        release: match rng.u8(0..3) {
-                            0 => Release::Unlock,
-                            1 => Release::Drop,
-                            _ => Release::DroppedUnlock(rng.usize(1..6)),
-                        },
+                    .map(|_| {
+                        let mut op = Op {
+                            acquire: match rng.u8(0..6) {
+                                0 => Acquire::Lock,
+                                1 => Acquire::TryLock,
+                                2 => Acquire::LockTimeout(Duration::from_millis(rng.u64(50..3000))),
+                                3 => Acquire::DroppedLock(rng.usize(1..8)),
+                                4 => Acquire::Campaign,
+                                _ => Acquire::DroppedCampaign(rng.usize(1..8)),
+                            },
+                            hold: Duration::from_millis(rng.u64(0..500)),
+                            write: rng.bool(),
+                            downgrade: false,
+                            release: match rng.u8(0..3) {
+                                0 => Release::Unlock,
+                                1 => Release::Drop,
+                                _ => Release::DroppedUnlock(rng.usize(1..6)),
+                            },
+                        };
+                        if rw.u8(0..3) == 0 {
+                            op.acquire = match rw.u8(0..7) {
+                                0 => Acquire::Read,
+                                1 => Acquire::TryRead,
+                                2 => Acquire::ReadTimeout(Duration::from_millis(rw.u64(50..3000))),
+                                3 => Acquire::DroppedRead(rw.usize(1..8)),
+                                4 => Acquire::Write,
+                                5 => Acquire::TryWrite,
+                                _ => Acquire::DroppedWrite(rw.usize(1..8)),
+                            };
+                            op.downgrade = rw.bool();
+                        }
+                        op
                     })
                     .collect();
                 (rng.usize(0..sessions), ops)
@@ -191,7 +228,68 @@ struct Checker {
     holder: std::collections::HashMap<&'static str, (u64, String, Session)>,
     grants: u64,
     last_token: std::collections::HashMap<&'static str, FencingToken>,
+    /// The read/write lock's holders as far as the tasks know: its writer, its readers (by
+    /// grant number), the largest token granted and the largest writer's token.
+    rw_writer: Option<(u64, String, Session)>,
+    rw_readers: std::collections::HashMap<u64, (String, Session)>,
+    rw_max: Option<FencingToken>,
+    rw_max_writer: Option<FencingToken>,
     violations: Vec<String>,
+}
+
+impl Checker {
+    /// Registers a read/write grant; what it breaks (RW2, RW6), if anything.
+    fn rw_granted(
+        &mut self,
+        grant: u64,
+        key: &str,
+        token: FencingToken,
+        writer: bool,
+        session: &Session,
+    ) -> Vec<String> {
+        let mut broken = Vec::new();
+        let live = |s: &Session| !s.is_lost();
+        if let Some((_, other, _)) = self.rw_writer.as_ref().filter(|(_, _, s)| live(s)) {
+            broken.push(format!(
+                "[C1] {key} granted {RW} while writer {other} held it, not told"
+            ));
+        }
+        if writer {
+            if let Some((other, _)) = self.rw_readers.values().find(|(_, s)| live(s)) {
+                broken.push(format!(
+                    "[C1] writer {key} granted {RW} while reader {other} held it, not told"
+                ));
+            }
+        }
+        let bound = if writer {
+            self.rw_max
+        } else {
+            self.rw_max_writer
+        };
+        if let Some(last) = bound.filter(|last| token <= *last) {
+            broken.push(format!(
+                "[C2] {key} got token {token} after {last} for {RW}"
+            ));
+        }
+        self.rw_max = self.rw_max.max(Some(token));
+        if writer {
+            self.rw_max_writer = self.rw_max_writer.max(Some(token));
+            self.rw_writer = Some((grant, key.to_string(), session.clone()));
+        } else {
+            self.rw_readers
+                .insert(grant, (key.to_string(), session.clone()));
+        }
+        broken
+    }
+
+    /// The grant leaves the read/write lock (out of the critical section before the store can
+    /// hand it on).
+    fn rw_left(&mut self, grant: u64) {
+        if self.rw_writer.as_ref().is_some_and(|(g, _, _)| *g == grant) {
+            self.rw_writer = None;
+        }
+        self.rw_readers.remove(&grant);
+    }
 }
 
 /// One scenario's shared state: the checks, and the plan whose schedule also records what
@@ -216,10 +314,12 @@ impl Ctx {
     }
 }
 
-/// A held mutex or leadership.
+/// A held mutex, leadership, or read/write hold.
 enum Holding {
     Guard(MutexGuard),
     Lead(Leadership),
+    Read(ReadGuard),
+    Write(WriteGuard),
 }
 
 impl Holding {
@@ -227,42 +327,55 @@ impl Holding {
         match self {
             Holding::Guard(_) => MUTEX,
             Holding::Lead(_) => ELECTION,
+            Holding::Read(_) | Holding::Write(_) => RW,
         }
     }
     fn key(&self) -> String {
         match self {
             Holding::Guard(g) => g.key().to_string(),
             Holding::Lead(l) => l.key().to_string(),
+            Holding::Read(g) => g.key().to_string(),
+            Holding::Write(g) => g.key().to_string(),
         }
     }
     fn token(&self) -> FencingToken {
         match self {
             Holding::Guard(g) => g.token(),
             Holding::Lead(l) => l.token(),
+            Holding::Read(g) => g.token(),
+            Holding::Write(g) => g.token(),
         }
     }
     fn is_lost(&self) -> bool {
         match self {
             Holding::Guard(g) => g.is_lost(),
             Holding::Lead(l) => l.is_lost(),
+            Holding::Read(g) => g.is_lost(),
+            Holding::Write(g) => g.is_lost(),
         }
     }
     async fn lost(&self) -> crate::LostReason {
         match self {
             Holding::Guard(g) => g.lost().await,
             Holding::Lead(l) => l.lost().await,
+            Holding::Read(g) => g.lost().await,
+            Holding::Write(g) => g.lost().await,
         }
     }
     async fn write(&self, value: String) -> crate::Result<()> {
         match self {
             Holding::Guard(g) => g.write([Write::put(format!("{MUTEX}-value"), value)]).await,
             Holding::Lead(l) => l.proclaim(value).await,
+            Holding::Read(g) => g.write([Write::put(format!("{RW}-read"), value)]).await,
+            Holding::Write(g) => g.write([Write::put(format!("{RW}-value"), value)]).await,
         }
     }
     async fn release(self) -> crate::Result<()> {
         match self {
             Holding::Guard(g) => g.unlock().await,
             Holding::Lead(l) => l.resign().await,
+            Holding::Read(g) => g.unlock().await,
+            Holding::Write(g) => g.unlock().await,
         }
     }
 }
@@ -328,6 +441,9 @@ async fn run_task(ctx: Arc<Ctx>, task: usize, session: Session, ops: Vec<Op>) {
     let election = session.election(ELECTION).expect("election name");
     let own_lock_key = format!("{MUTEX}/{:x}", session.id());
     let own_lead_key = format!("{ELECTION}/{:x}", session.id());
+    let rwlock = session.rwlock(RW).expect("rwlock name");
+    let own_read_key = format!("{RW}/read/{:x}", session.id());
+    let own_write_key = format!("{RW}/write/{:x}", session.id());
     for (i, op) in ops.into_iter().enumerate() {
         let what = format!("t{task}.{i} {:?}", op.acquire);
         ctx.note(format!("{what}: starts"));
@@ -357,6 +473,34 @@ async fn run_task(ctx: Arc<Ctx>, task: usize, session: Session, ops: Vec<Op>) {
                 let r = bounded(ctx, &what, drop_at_pending(election.campaign("v"), k)).await;
                 acquired(ctx, &what, &session, &own_lead_key, r).map(Holding::Lead)
             }
+            Acquire::Read => {
+                let r = bounded(ctx, &what, async { Some(rwlock.read().await) }).await;
+                acquired(ctx, &what, &session, &own_read_key, r).map(Holding::Read)
+            }
+            Acquire::TryRead => {
+                let r = bounded(ctx, &what, async { Some(rwlock.try_read().await) }).await;
+                acquired(ctx, &what, &session, &own_read_key, r).map(Holding::Read)
+            }
+            Acquire::ReadTimeout(d) => {
+                let r = bounded(ctx, &what, async { Some(rwlock.read_timeout(d).await) }).await;
+                acquired(ctx, &what, &session, &own_read_key, r).map(Holding::Read)
+            }
+            Acquire::DroppedRead(k) => {
+                let r = bounded(ctx, &what, drop_at_pending(rwlock.read(), k)).await;
+                acquired(ctx, &what, &session, &own_read_key, r).map(Holding::Read)
+            }
+            Acquire::Write => {
+                let r = bounded(ctx, &what, async { Some(rwlock.write().await) }).await;
+                acquired(ctx, &what, &session, &own_write_key, r).map(Holding::Write)
+            }
+            Acquire::TryWrite => {
+                let r = bounded(ctx, &what, async { Some(rwlock.try_write().await) }).await;
+                acquired(ctx, &what, &session, &own_write_key, r).map(Holding::Write)
+            }
+            Acquire::DroppedWrite(k) => {
+                let r = bounded(ctx, &what, drop_at_pending(rwlock.write(), k)).await;
+                acquired(ctx, &what, &session, &own_write_key, r).map(Holding::Write)
+            }
         };
         let Some(h) = holding else { continue };
         hold(ctx, &what, &session, h, op).await;
@@ -371,6 +515,9 @@ async fn hold(ctx: &Ctx, what: &str, session: &Session, h: Holding, op: Op) {
         ctx.violation(format!(
             "[lost] {key} lost at once, with nothing deleted or expired"
         ));
+    }
+    if name == RW {
+        return hold_rw(ctx, what, session, h, op).await;
     }
     let (grant, before, last) = {
         let mut c = ctx.check();
@@ -391,6 +538,20 @@ async fn hold(ctx: &Ctx, what: &str, session: &Session, h: Holding, op: Op) {
             "[C2] {key} got token {token} after {last} for {name}"
         ));
     }
+    held(ctx, session, &h, &key, op).await;
+    // Out of the critical section before the store can hand the name on (unless the name was
+    // already handed on, after this grant was lost).
+    {
+        let mut c = ctx.check();
+        if c.holder.get(name).is_some_and(|(g, _, _)| *g == grant) {
+            c.holder.remove(name);
+        }
+    }
+    release(ctx, what, session, h, &key, op).await;
+}
+
+/// Holds for `op.hold` (a loss with nothing deleted is a violation), then writes if asked.
+async fn held(ctx: &Ctx, session: &Session, h: &Holding, key: &str, op: Op) {
     // Nobody deletes entries in these scenarios: a grant lost while its session lives was
     // taken away by the library itself (a stale request of our own).
     tokio::select! {
@@ -404,20 +565,16 @@ async fn hold(ctx: &Ctx, what: &str, session: &Session, h: Holding, op: Op) {
         }
     }
     if op.write {
-        match bounded(ctx, "write()", h.write(token.to_string())).await {
+        match bounded(ctx, "write()", h.write(h.token().to_string())).await {
             None | Some(Ok(())) => {}
             Some(Err(e)) if e.is_transient() || ended(session, &e) => {}
             Some(Err(e)) => ctx.violation(format!("[write] {key}: {e}")),
         }
     }
-    // Out of the critical section before the store can hand the name on (unless the name was
-    // already handed on, after this grant was lost).
-    {
-        let mut c = ctx.check();
-        if c.holder.get(name).is_some_and(|(g, _, _)| *g == grant) {
-            c.holder.remove(name);
-        }
-    }
+}
+
+/// Releases as `op` says (the caller has left the critical section in the checker).
+async fn release(ctx: &Ctx, what: &str, session: &Session, h: Holding, key: &str, op: Op) {
     ctx.note(format!("{what}: releases {key} by {:?}", op.release));
     let res = match op.release {
         Release::Drop => {
@@ -439,6 +596,56 @@ async fn hold(ctx: &Ctx, what: &str, session: &Session, h: Holding, op: Op) {
             "[release] {key}: unlock()/resign() said {e:?}, though nothing else touched it"
         )),
     }
+}
+
+/// [`hold`] for the read/write lock: shared and exclusive holds checked apart (RW2, RW6), and
+/// a write hold downgraded half-way when `op` says so (RW4: it counts as a reader from the
+/// moment it asks, so a writer let in at the downgrade is caught).
+async fn hold_rw(ctx: &Ctx, what: &str, session: &Session, h: Holding, op: Op) {
+    let (key, token) = (h.key(), h.token());
+    let writer = matches!(h, Holding::Write(_));
+    let grant = {
+        let mut c = ctx.check();
+        c.grants += 1;
+        let grant = c.grants;
+        let broken = c.rw_granted(grant, &key, token, writer, session);
+        drop(c);
+        broken.into_iter().for_each(|v| ctx.violation(v));
+        grant
+    };
+    held(ctx, session, &h, &key, op).await;
+    let h = match h {
+        Holding::Write(w) if op.downgrade => {
+            {
+                let mut c = ctx.check();
+                c.rw_readers.insert(grant, (key.clone(), session.clone()));
+                if c.rw_writer.as_ref().is_some_and(|(g, _, _)| *g == grant) {
+                    c.rw_writer = None;
+                }
+            }
+            match bounded(ctx, "downgrade()", w.downgrade()).await {
+                Some(Ok(r)) => {
+                    ctx.note(format!("{what}: downgraded {key}"));
+                    let r = Holding::Read(r);
+                    held(ctx, session, &r, &key, op).await;
+                    r
+                }
+                other => {
+                    ctx.note(format!("{what}: downgrade: {other:?}"));
+                    if let Some(Err(e)) = other {
+                        if !(e.is_transient() || ended(session, &e)) {
+                            ctx.violation(format!("[downgrade] {key}: {e}"));
+                        }
+                    }
+                    ctx.check().rw_left(grant);
+                    return;
+                }
+            }
+        }
+        h => h,
+    };
+    ctx.check().rw_left(grant);
+    release(ctx, what, session, h, &key, op).await;
 }
 
 async fn run_scenario(
@@ -490,8 +697,9 @@ async fn run_scenario(
         .filter(|(i, s)| s.is_lost() && sc.end.is_none_or(|(e, ..)| e != *i))
         .count();
     tokio::time::sleep(QUIESCE).await;
-    for name in [MUTEX, ELECTION] {
-        let left = store.keys(&format!("{name}/"));
+    for name in [MUTEX, ELECTION, RW] {
+        let mut left = store.keys(&format!("{name}/"));
+        left.extend(store.keys(&format!("{name}\0downgraded/")));
         if !left.is_empty() {
             ctx.violation(format!(
                 "[leak] entries left after the scenario under {name}/: {left:?}"
@@ -499,9 +707,10 @@ async fn run_scenario(
         }
     }
     // Nothing left blocks a newcomer (C5).
-    ctx.note("newcomer: lock() and campaign()".into());
-    newcomer(&ctx, &tenure, false).await;
-    newcomer(&ctx, &tenure, true).await;
+    ctx.note("newcomer: lock(), campaign() and write()".into());
+    newcomer(&ctx, &tenure, Acquire::Lock).await;
+    newcomer(&ctx, &tenure, Acquire::Campaign).await;
+    newcomer(&ctx, &tenure, Acquire::Write).await;
     for s in sessions {
         let _ = s.close().await;
     }
@@ -517,20 +726,19 @@ async fn run_scenario(
 /// A newcomer takes the lock (or leadership) once everything else is over. It retries what
 /// the store did not answer (a run of faults longer than the retry budget is a transient error,
 /// C11) and opens a new session if renewal faults ended its own: neither is a block.
-async fn newcomer(ctx: &Ctx, tenure: &Tenure, elect: bool) {
-    let what = if elect {
-        "newcomer's campaign()"
-    } else {
-        "newcomer's lock()"
+async fn newcomer(ctx: &Ctx, tenure: &Tenure, kind: Acquire) {
+    let what = match kind {
+        Acquire::Campaign => "newcomer's campaign()",
+        Acquire::Write => "newcomer's write()",
+        _ => "newcomer's lock()",
     };
     let attempt = async {
         loop {
             let session = tenure.session().await?;
-            let got = if elect {
-                let e = session.election(ELECTION)?;
-                e.campaign("n").await.map(drop)
-            } else {
-                session.mutex(MUTEX)?.lock().await.map(drop)
+            let got = match kind {
+                Acquire::Campaign => session.election(ELECTION)?.campaign("n").await.map(drop),
+                Acquire::Write => session.rwlock(RW)?.write().await.map(drop),
+                _ => session.mutex(MUTEX)?.lock().await.map(drop),
             };
             match got {
                 Err(e) if e.is_transient() || ended(&session, &e) => {}

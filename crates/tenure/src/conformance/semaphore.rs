@@ -30,6 +30,15 @@ async fn semaphore_keys(f: &Fixture, name: &str) -> Vec<String> {
     keys
 }
 
+/// How many acquisitions of semaphore `name` are in line: entries of its internal lock's
+/// queue (the head of the line holds the lock). Not its permit entries: an uncontended
+/// attempt that found every permit taken has one for a moment before it queues.
+async fn in_line(f: &Fixture, name: &str) -> usize {
+    let mut keys = f.admin.keys(&format!("{name}/locks/")).await;
+    keys.retain(|k| !k.contains('\0'));
+    keys.len()
+}
+
 /// Every key under `prefix` (the occupancy marks).
 async fn marks(f: &Fixture, prefix: &str) -> usize {
     #[cfg(feature = "redis")]
@@ -68,7 +77,9 @@ pub(crate) async fn s1_never_more_holders_than_permits(f: Fixture) {
             let session = f.tenure.session().await.expect("session");
             let pool = session.semaphore(&name, permits).expect("semaphore");
             for _ in 0..rounds {
-                let permit = pool.acquire().await.expect("acquire");
+                // Each wait is bounded, not the whole run: 1000 acquisitions through 3
+                // permits take a while on a loaded machine, and only a hang should fail.
+                let permit = within("acquire", pool.acquire()).await.expect("acquire");
                 let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
                 most.fetch_max(now, Ordering::SeqCst);
                 assert!(now <= permits as usize, "{now} holders at once");
@@ -94,7 +105,7 @@ pub(crate) async fn s1_never_more_holders_than_permits(f: Fixture) {
         }));
     }
     for t in tasks {
-        within("contender", t).await.expect("contender task");
+        t.await.expect("contender task");
     }
     assert_eq!(self::marks(&f, &marks).await, 0);
     assert!(
@@ -150,7 +161,7 @@ pub(crate) async fn s3_cancellation_leaves_nothing(f: Fixture) {
     // The head of the line has a permit entry and the lock; the rest wait for the lock.
     if waiters_queue(&f) {
         eventually("waiters queued", || async {
-            semaphore_keys(&f, &name).await.len() == 2 + 1 + 10
+            in_line(&f, &name).await == 10
         })
         .await;
     }
@@ -263,10 +274,7 @@ pub(crate) async fn s5_tokens_increase_in_grant_order(f: Fixture) {
             (s, p)
         }));
         // Arrival order: each waiter is in line before the next one starts.
-        eventually("in line", || async {
-            semaphore_keys(&f, &name).await.len() == 3 + 2 + i
-        })
-        .await;
+        eventually("in line", || async { in_line(&f, &name).await == i + 1 }).await;
     }
     let mut granted = Vec::new();
     for (i, w) in waiters.into_iter().enumerate() {
@@ -349,10 +357,7 @@ pub(crate) async fn s7_one_session_holds_several(f: Fixture) {
         tokio::spawn(async move { pool.acquire().await })
     };
     if waiters_queue(&f) {
-        eventually("in line", || async {
-            semaphore_keys(&f, &name).await.len() == 3 + 2
-        })
-        .await;
+        eventually("in line", || async { in_line(&f, &name).await == 1 }).await;
     }
     let first = held.remove(0);
     let freed = first.token();
@@ -414,7 +419,7 @@ pub(crate) async fn s8_status_lists_semaphores(f: Fixture) {
         ));
     }
     eventually("waiters in line", || async {
-        semaphore_keys(&f, &name).await.len() == 2 + 1 + 2
+        in_line(&f, &name).await == 2 && semaphore_keys(&f, &name).await.len() == 2 + 1 + 2
     })
     .await;
     let listed = f.tenure.status(&prefix).await.unwrap();
@@ -446,4 +451,134 @@ pub(crate) async fn s8_status_lists_semaphores(f: Fixture) {
         f.tenure.status(&prefix).await.unwrap().is_empty()
     })
     .await;
+}
+
+/// C13 for the semaphore's store steps, each repeated as if its first answer had been lost:
+/// creating a permit entry (with and without the internal-lock check) finds the entry the
+/// first attempt made instead of making a second one; `own_lease` finds it for a withdrawal;
+/// once the acquisition is forbidden, a create of its ticket makes nothing.
+pub(crate) async fn s9_retried_permit_steps_are_idempotent(f: Fixture) {
+    use crate::backend::queue::{Role, Ticket};
+    use crate::backend::semaphore::{record, Unlocked};
+    let name = f.name("retried");
+    let dir = format!("{name}/leases/");
+    let locks = format!("{name}/locks/");
+    let session = f.tenure.session().await.unwrap();
+    let store = session
+        .inner
+        .backend
+        .queue_store()
+        .expect("a store of the shared recipe");
+    let data = record(2, b"v");
+    let ticket = Ticket::new();
+    let (a, _) = store.add_lease(&dir, &data, ticket).await.unwrap();
+    let (b, all) = store.add_lease(&dir, &data, ticket).await.unwrap();
+    assert_eq!(a, b);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(
+        store.own_lease(&dir, ticket).await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(semaphore_keys(&f, &name).await, vec![a.key.clone()]);
+    // The uncontended step, where the store has one: repeated, it finds its own entry even
+    // though the semaphore is no longer free of entries.
+    let fast = Ticket::new();
+    let first = store
+        .add_lease_if_unlocked(&dir, &locks, &data, fast)
+        .await
+        .unwrap();
+    if let Unlocked::Added(c, all) = first {
+        assert_eq!(all.len(), 2);
+        match store
+            .add_lease_if_unlocked(&dir, &locks, &data, fast)
+            .await
+            .unwrap()
+        {
+            Unlocked::Added(d, all) => assert_eq!((d, all.len()), (c.clone(), 2)),
+            other => panic!("a repeated create found {other:?}"),
+        }
+        // Behind a holder or waiter of the internal lock, a new ticket creates nothing.
+        let queued = store
+            .enqueue(&locks, b"v", Role::Lock, Ticket::new())
+            .await
+            .unwrap();
+        let busy = store
+            .add_lease_if_unlocked(&dir, &locks, &data, Ticket::new())
+            .await
+            .unwrap();
+        assert!(matches!(busy, Unlocked::LockBusy), "{busy:?}");
+        assert!(store.remove(&queued.mine).await.unwrap());
+        assert!(store.remove(&c).await.unwrap());
+        assert!(!store.remove(&c).await.unwrap());
+    }
+    // A forbidden acquisition's late create makes nothing (docs/contract.md, Idempotency
+    // rule 4).
+    let late = Ticket::new();
+    store.forbid(&dir, late).await.unwrap();
+    let landed = store.add_lease(&dir, &data, late).await;
+    if f.tenure.backend() == "zk" {
+        // ZooKeeper applies one session's requests in order and needs no marker: a create
+        // sent after the acquisition ended is just a create, which a withdrawal finds by its
+        // uuid.
+        let (e, _) = landed.unwrap();
+        assert_eq!(store.own_lease(&dir, late).await.unwrap(), Some(e.clone()));
+        assert!(store.remove(&e).await.unwrap());
+    } else {
+        assert!(landed.is_err(), "{landed:?}");
+        assert_eq!(store.own_lease(&dir, late).await.unwrap(), None);
+    }
+    assert!(store.remove(&a).await.unwrap());
+    assert!(semaphore_keys(&f, &name).await.is_empty());
+}
+
+/// Herd-freedom on the embedded store: with 20 acquisitions waiting behind 3 held permits,
+/// the head of the line watches the 3 holders, every other waiter only its predecessor in the
+/// internal lock's line, so no key has more than its successor's watch and its own holder's.
+#[tokio::test]
+async fn only_the_head_of_the_line_watches_the_holders() {
+    use crate::backend::embedded::MemStore;
+    let store_name = format!("sem-herd-{}", fastrand::u32(..));
+    let tenure = crate::Tenure::connect(&format!("mem://{store_name}"))
+        .await
+        .unwrap();
+    let store = MemStore::named(&store_name);
+    let holder = tenure.session().await.unwrap();
+    let pool = holder.semaphore("q", 3).unwrap();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(pool.acquire().await.unwrap());
+    }
+    let mut waiters = Vec::new();
+    for _ in 0..20 {
+        let s = tenure.session().await.unwrap().semaphore("q", 3).unwrap();
+        waiters.push(tokio::spawn(
+            async move { s.acquire().await.map(|p| p.token()) },
+        ));
+    }
+    // 19 predecessor watches in the internal lock's line, the head's watch of each of the 3
+    // holders, the 3 holders' own lost-signal watches, and the internal lock holder's own.
+    let settled = async {
+        loop {
+            let watched = store.delete_watchers_for_test();
+            if watched.iter().map(|(_, n)| n).sum::<usize>() == 19 + 3 + 3 + 1 {
+                return watched;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let watched = within("watches settled", settled).await;
+    for (key, n) in &watched {
+        assert!(*n <= 2, "{key}: {n} watchers");
+    }
+    let holders = watched
+        .iter()
+        .filter(|(k, _)| k.starts_with("q/leases/"))
+        .count();
+    assert_eq!(holders, 3, "{watched:?}");
+    for p in held {
+        p.release().await.unwrap();
+    }
+    for w in waiters {
+        within("waiter", w).await.unwrap().unwrap();
+    }
 }

@@ -85,6 +85,25 @@ fn assert_well_formed(t: &Target) {
             assert!(nodes.len() >= 3 && nodes.len() % 2 == 1);
             nodes.iter().for_each(|n| assert_endpoint(&n.addr));
         }
+        Target::Postgres(t) => {
+            assert_endpoint(&pg_addr(t));
+            assert!(t
+                .user
+                .as_deref()
+                .is_none_or(|u| !u.is_empty() && !u.contains(':')));
+            assert!(t
+                .db
+                .as_deref()
+                .is_none_or(|d| !d.is_empty() && !d.contains(['/', '#', '?'])));
+        }
+    }
+}
+
+fn pg_addr(t: &crate::url::PgTarget) -> String {
+    if t.host.contains(':') {
+        format!("[{}]:{}", t.host, t.port)
+    } else {
+        format!("{}:{}", t.host, t.port)
     }
 }
 
@@ -117,6 +136,21 @@ fn render(t: &Target) -> String {
                 })
                 .collect();
             format!("redlock://{}", nodes.join(","))
+        }
+        Target::Postgres(t) => {
+            let mode = match t.sslmode {
+                None => "",
+                Some(crate::url::SslMode::Disable) => "sslmode=disable",
+                Some(crate::url::SslMode::Require) => "sslmode=require",
+                Some(crate::url::SslMode::VerifyFull) => "sslmode=verify-full",
+            };
+            let user = t
+                .user
+                .as_deref()
+                .map(|u| format!("{u}@"))
+                .unwrap_or_default();
+            let db = t.db.as_deref().unwrap_or_default();
+            format!("postgres://{user}{}/{db}?{mode}", pg_addr(t))
         }
     }
 }

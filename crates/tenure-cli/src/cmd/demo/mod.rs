@@ -3,6 +3,7 @@
 mod counter;
 mod expiry;
 mod failover;
+mod rwlock;
 mod semaphore;
 mod timeline;
 mod trylock;
@@ -29,8 +30,11 @@ Runs on the in-process store (mem://) unless --url or TENURE_URL names another.
            token, and the old primary's late write is refused.
   semaphore 10 workers, each with its own session, share a pool of 3 permits; each line
            says how many are in use, never more than 3.
-  all      counter, expiry, trylock, failover and semaphore in turn.
-expiry, trylock, failover and semaphore print one line per event, stamped with the time since the
+  rwlock   three readers hold a read/write lock at once; a writer waits for them, a late
+           reader waits behind the writer (arrival order); the writer holds alone, then
+           downgrades, and the late reader joins it.
+  all      counter, expiry, trylock, failover, semaphore and rwlock in turn.
+expiry, trylock, failover, semaphore and rwlock print one line per event, stamped with the time since the
 scenario started; --json prints them as {\"demo\",\"t\",\"event\",\"message\"} lines.
 Examples:
   tenure demo
@@ -58,6 +62,7 @@ pub enum Scenario {
     Trylock,
     Failover,
     Semaphore,
+    Rwlock,
     All,
 }
 
@@ -93,6 +98,10 @@ pub async fn run(global: &GlobalOpts, args: DemoArgs) -> Result<u8> {
     if chosen(Scenario::Semaphore) {
         sep.next()?;
         semaphore::run(&tenure, json, &prefix).await?;
+    }
+    if chosen(Scenario::Rwlock) {
+        sep.next()?;
+        rwlock::run(&tenure, json, &prefix).await?;
     }
     Ok(0)
 }

@@ -81,6 +81,12 @@ impl MemStore {
         self.with(|st| st.keys_with_prefix(prefix))
     }
 
+    /// How many deletion watchers each key has (herd-freedom checks elsewhere in the crate).
+    #[cfg(test)]
+    pub(crate) fn delete_watchers_for_test(&self) -> Vec<(String, usize)> {
+        self.with(|st| st.delete_watchers())
+    }
+
     /// Waits until read/write lock entry `key` is downgraded (`marker` holds `token`).
     async fn until_marked(&self, marker: &str, token: u64) {
         let token = token.to_string();
@@ -349,6 +355,7 @@ impl QueueStore for MemSession {
                 mine: Entry { key, token },
                 first,
                 rev: st.rev(),
+                ahead: None,
             })
         })
     }
@@ -370,6 +377,7 @@ impl QueueStore for MemSession {
                         mine: Entry { key, token },
                         first: true,
                         rev: st.rev(),
+                        ahead: None,
                     }));
                 }
                 return Ok(Err(Some(holder)));
@@ -379,6 +387,7 @@ impl QueueStore for MemSession {
                 mine: Entry { key, token },
                 first: true,
                 rev: st.rev(),
+                ahead: None,
             }))
         })
     }
@@ -389,8 +398,13 @@ impl QueueStore for MemSession {
                 let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
                 return Err(crate::Error::SessionLost { reason });
             }
+            let first = st.first_in(prefix).map(|(k, _)| k);
             Ok(match st.just_before(prefix, mine.token) {
-                Some(key) => Ahead::Entry { key, rev: st.rev() },
+                Some(key) => Ahead::Entry {
+                    first: first.as_ref() == Some(&key),
+                    key,
+                    rev: st.rev(),
+                },
                 None => Ahead::Nobody { rev: st.rev() },
             })
         })
@@ -431,6 +445,7 @@ impl QueueStore for MemSession {
                 },
                 first: true,
                 rev: st.rev(),
+                ahead: None,
             };
             if let Some(token) = st.create_rev(&key) {
                 // An earlier attempt was applied but its answer lost (C13): it was made when
@@ -459,7 +474,11 @@ impl QueueStore for MemSession {
                 return Err(crate::Error::SessionLost { reason });
             }
             Ok(match reader_blocker(st, prefix, Some(mine.token)) {
-                Some((key, _)) => Ahead::Entry { key, rev: st.rev() },
+                Some((key, _)) => Ahead::Entry {
+                    key,
+                    rev: st.rev(),
+                    first: false,
+                },
                 None => Ahead::Nobody { rev: st.rev() },
             })
         })
@@ -629,6 +648,72 @@ mod tests {
             );
         }
         guard.unlock().await.unwrap();
+        for w in waiters {
+            w.await.unwrap().unwrap();
+        }
+    }
+
+    /// RW3, herd-free: behind a writer W1 wait readers R1–R5, a writer W2, readers R6–R10.
+    /// R1–R5 watch W1 (its release unblocks all of them), W2 watches R5 (the entry just ahead),
+    /// R6–R10 watch W2: no waiter watches anything that does not keep it out, so a reader's
+    /// release wakes at most the one writer behind it.
+    #[tokio::test]
+    async fn rw_waiters_watch_only_what_keeps_them_out() {
+        let name = format!("rw-herd-{}", fastrand::u32(..));
+        let tenure = Tenure::connect(&format!("mem://{name}")).await.unwrap();
+        let store = MemStore::named(&name);
+        let w1 = tenure.session().await.unwrap().rwlock("q").unwrap();
+        let w1 = w1.write().await.unwrap();
+        let mut waiters = Vec::new();
+        let mut w2_key = String::new();
+        let mut r5_key = String::new();
+        for i in 1..=11 {
+            let session = tenure.session().await.unwrap();
+            let lock = session.rwlock("q").unwrap();
+            let key = |role: &str| format!("q/{role}/{:x}", session.id());
+            if i == 6 {
+                w2_key = key("write");
+                waiters.push(tokio::spawn(async move {
+                    lock.write().await.map(|g| g.token())
+                }));
+            } else {
+                if i == 5 {
+                    r5_key = key("read");
+                }
+                waiters.push(tokio::spawn(
+                    async move { lock.read().await.map(|g| g.token()) },
+                ));
+            }
+            let queued = async {
+                while store.keys("q/").len() != i + 1 {
+                    tokio::task::yield_now().await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(30), queued)
+                .await
+                .expect("queued");
+        }
+        let settled = async {
+            loop {
+                let watched = store.with(|st| st.delete_watchers());
+                if watched.iter().map(|(_, n)| n).sum::<usize>() == 12 {
+                    return watched;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        let watched: std::collections::HashMap<String, usize> =
+            tokio::time::timeout(Duration::from_secs(30), settled)
+                .await
+                .expect("11 waiters' watches and the holder's own")
+                .into_iter()
+                .collect();
+        let expected: std::collections::HashMap<String, usize> =
+            [(w1.key().to_string(), 6), (r5_key, 1), (w2_key, 5)]
+                .into_iter()
+                .collect();
+        assert_eq!(watched, expected);
+        w1.unlock().await.unwrap();
         for w in waiters {
             w.await.unwrap().unwrap();
         }

@@ -143,6 +143,7 @@ impl EtcdSession {
                 mine: Entry { key, token },
                 first: false,
                 rev,
+                ahead: None,
             });
         }
         let first = if role == Role::Read {
@@ -157,6 +158,7 @@ impl EtcdSession {
             },
             first,
             rev,
+            ahead: None,
         })
     }
 
@@ -198,6 +200,7 @@ impl EtcdSession {
                 mine,
                 first: true,
                 rev,
+                ahead: None,
             }));
         }
         // A reader: no non-reader may be queued, except a downgraded writer with nobody
@@ -243,6 +246,7 @@ impl EtcdSession {
                     mine,
                     first: true,
                     rev,
+                    ahead: None,
                 }));
             }
             let newest = newest_writer(&resp, 1);
@@ -273,7 +277,11 @@ impl EtcdSession {
             return Err(Error::SessionLost { reason });
         }
         Ok(match reader_blocker(&resp, 0, 3) {
-            Some((key, _)) => Ahead::Entry { key, rev },
+            Some((key, _)) => Ahead::Entry {
+                key,
+                rev,
+                first: false,
+            },
             None => Ahead::Nobody { rev },
         })
     }

@@ -146,6 +146,62 @@ fn first_created(prefix: &str) -> TxnOp {
     TxnOp::get(prefix, Some(opts))
 }
 
+/// Up to three entries of `prefix` newest first, up to create revision `max` (all if `None`):
+/// the entry itself, the one just ahead of it, and whether a third exists, which tells
+/// whether the one ahead is the holder.
+fn newest_three(max: Option<i64>) -> GetOptions {
+    let opts = GetOptions::new()
+        .with_prefix()
+        .with_keys_only()
+        .with_sort(SortTarget::Create, SortOrder::Descend)
+        .with_limit(3);
+    match max {
+        Some(rev) => opts.with_max_create_revision(rev),
+        None => opts,
+    }
+}
+
+/// What stands ahead of `mine`, from [`newest_three`]'s answer up to `mine`'s create
+/// revision, seen at `rev`. `None` if `mine` is not the newest of them (it is gone).
+fn ahead_of(kvs: &[etcd_client::KeyValue], mine: &Entry, rev: i64) -> Option<Ahead> {
+    let newest = kvs.first()?;
+    if newest.key() != mine.key.as_bytes() || newest.create_revision() as u64 != mine.token {
+        return None;
+    }
+    Some(match kvs.get(1) {
+        Some(kv) => Ahead::Entry {
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            rev,
+            first: kvs.len() == 2,
+        },
+        None => Ahead::Nobody { rev },
+    })
+}
+
+impl EtcdSession {
+    /// One range (not a read-only Txn: etcd 3.5.0–3.5.4 panic when one is cancelled while it
+    /// runs, etcd#14110, as a timed-out or dropped waiter's request is) for what stands ahead
+    /// of `mine`; `None` if `mine` is not there.
+    async fn read_ahead(
+        &self,
+        prefix: &str,
+        mine: &Entry,
+        serializable: bool,
+    ) -> Result<Option<Ahead>> {
+        let mut opts = newest_three(Some(mine.token as i64));
+        if serializable {
+            opts = opts.with_serializable();
+        }
+        let resp = self
+            .members
+            .call("wait", |c| async move {
+                c.kv_client().get(prefix, Some(opts)).await
+            })
+            .await?;
+        Ok(ahead_of(resp.kvs(), mine, revision(resp.header())))
+    }
+}
+
 /// The first key-value of the `i`th response of a transaction, as (key, create revision).
 fn nth_kv(resp: &TxnResponse, i: usize) -> Option<(String, i64)> {
     match resp.op_responses().into_iter().nth(i)? {
@@ -209,12 +265,15 @@ impl QueueStore for EtcdSession {
             value,
             Some(PutOptions::new().with_lease(self.lease)),
         );
+        // A new entry is the newest: the same answer names the one ahead of it, so a waiter
+        // starts watching at once instead of reading the queue again.
+        let newest = TxnOp::get(prefix, Some(newest_three(None)));
         let txn = Txn::new()
             .when([
                 Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
                 self.not_withdrawn(prefix, ticket),
             ])
-            .and_then([put, first_created(prefix)])
+            .and_then([put, first_created(prefix), newest])
             .or_else([TxnOp::get(key.as_str(), None), first_created(prefix)]);
         let resp = self.txn("lock", txn).await?;
         let rev = revision(resp.header());
@@ -224,13 +283,19 @@ impl QueueStore for EtcdSession {
             nth_kv(&resp, 0).ok_or_else(withdrawn)?.1
         };
         let (_, owner) = nth_kv(&resp, 1).ok_or_else(|| malformed("lock"))?;
+        let mine = Entry {
+            key,
+            token: token as u64,
+        };
+        let ahead = match resp.op_responses().into_iter().nth(2) {
+            Some(TxnOpResponse::Get(newest)) => ahead_of(newest.kvs(), &mine, rev),
+            _ => None,
+        };
         Ok(Enqueued {
-            mine: Entry {
-                key,
-                token: token as u64,
-            },
+            mine,
             first: owner == token,
             rev,
+            ahead,
         })
     }
 
@@ -270,29 +335,23 @@ impl QueueStore for EtcdSession {
             },
             first: true,
             rev,
+            ahead: None,
         }))
     }
 
     async fn ahead(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
-        let last_before = GetOptions::new()
-            .with_prefix()
-            .with_sort(SortTarget::Create, SortOrder::Descend)
-            .with_max_create_revision(mine.token as i64 - 1)
-            .with_limit(1);
-        let txn = Txn::new().and_then([
-            TxnOp::get(prefix, Some(last_before)),
-            TxnOp::get(mine.key.as_str(), None),
-        ]);
-        let resp = self.txn("wait", txn).await?;
-        let rev = revision(resp.header());
-        if nth_kv(&resp, 1).map(|(_, r)| r as u64) != Some(mine.token) {
+        // First from the member's own store, without a round of leader confirmation: entries
+        // ahead of ours are never created after ours, only deleted, so a stale answer can only
+        // show more of them (we then wait on one that is gone, which the watch's read settles
+        // at once), never fewer. Only our own entry could look missing on a member behind
+        // our enqueue; that is asked again linearizably before it is believed.
+        if let Some(ahead) = self.read_ahead(prefix, mine, true).await? {
+            return Ok(ahead);
+        }
+        self.read_ahead(prefix, mine, false).await?.ok_or_else(|| {
             // Go's ErrSessionExpired: our entry vanished while we waited.
             let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
-            return Err(Error::SessionLost { reason });
-        }
-        Ok(match nth_kv(&resp, 0) {
-            Some((key, _)) => Ahead::Entry { key, rev },
-            None => Ahead::Nobody { rev },
+            Error::SessionLost { reason }
         })
     }
 

@@ -328,11 +328,12 @@ impl RedisSession {
                 return Ok(self.rw_grant(name, &keys, value, n as u64, mode, &mut pending));
             }
             if !wait {
-                // A try never enters the waiting set: nothing of ours is left.
+                // A try never enters the waiting set: nothing of ours is left. Who is in the
+                // way (a writer, readers, or waiters ahead) is not one key here.
                 pending.armed = false;
                 return Err(Error::Locked {
                     name: name.to_string(),
-                    holder: Some(keys.writer.clone()),
+                    holder: None,
                 });
             }
             waiting::note(Waiting::Queued {

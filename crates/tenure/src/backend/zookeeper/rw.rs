@@ -117,18 +117,20 @@ impl ZkSession {
         let client = self.client()?;
         let uuid = layout::uuid_of_ticket(ticket);
         let children = self.children(&client, &dir).await?;
-        let theirs: Vec<String> = children
+        // Only what stands ahead of a node an earlier attempt of ours made (its create answer
+        // lost) counts: that node is ours, and granted if nothing ahead keeps it out (C13).
+        let ahead: Vec<String> = children
             .iter()
-            .filter(|c| layout::uuid_of(c) != Some(uuid.as_str()))
+            .take_while(|c| layout::uuid_of(c) != Some(uuid.as_str()))
             .cloned()
             .collect();
         let in_the_way = if role == Role::Read {
             // A vanished writer is no obstacle any more; the create below re-checks.
-            self.writer_in_the_way(&client, &dir, &theirs)
+            self.writer_in_the_way(&client, &dir, &ahead)
                 .await?
                 .unwrap_or(None)
         } else {
-            theirs.first().map(|c| layout::child(&dir, c))
+            ahead.first().map(|c| layout::child(&dir, c))
         };
         if let Some(holder) = in_the_way {
             if let Some(mine) = children.iter().find(|c| layout::uuid_of(c) == Some(&uuid)) {
@@ -162,7 +164,11 @@ impl ZkSession {
         let dir = layout::dir_of(prefix)?;
         let me = layout::node_name(&mine.key);
         Ok(match self.reader_blocker(&dir, me).await? {
-            Some(key) => Ahead::Entry { key, rev: 0 },
+            Some(key) => Ahead::Entry {
+                key,
+                rev: 0,
+                first: false,
+            },
             None => Ahead::Nobody { rev: 0 },
         })
     }

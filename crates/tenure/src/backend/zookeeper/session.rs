@@ -232,10 +232,17 @@ impl ZkSession {
         let client = self.client()?;
         let children = self.children(&client, &dir).await?;
         let first = children.first().map(|c| layout::child(&dir, c)) == Some(mine.key.clone());
+        // The listing already names the node ahead: a waiter needs no second listing.
+        let me = layout::node_name(&mine.key);
+        let ahead = children
+            .iter()
+            .position(|c| c == me)
+            .map(|pos| ahead_at(&dir, &children, pos));
         Ok(Enqueued {
             rev: mine.token as i64,
             mine,
             first,
+            ahead,
         })
     }
 }
@@ -252,6 +259,18 @@ fn spawn_end_on_loss(me: Weak<ZkSession>, liveness: Liveness) -> AbortHandle {
         }
     })
     .abort_handle()
+}
+
+/// What stands ahead of the node at `pos` of the sorted `children` of `dir`.
+fn ahead_at(dir: &str, children: &[String], pos: usize) -> Ahead {
+    match pos.checked_sub(1) {
+        Some(i) => Ahead::Entry {
+            key: layout::child(dir, &children[i]),
+            rev: 0,
+            first: i == 0,
+        },
+        None => Ahead::Nobody { rev: 0 },
+    }
 }
 
 /// An entry: the node's path, and its czxid as the fencing token (C2).
@@ -350,13 +369,7 @@ impl QueueStore for ZkSession {
             let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
             return Err(Error::SessionLost { reason });
         };
-        Ok(match pos.checked_sub(1) {
-            Some(i) => Ahead::Entry {
-                key: layout::child(&dir, &children[i]),
-                rev: 0,
-            },
-            None => Ahead::Nobody { rev: 0 },
-        })
+        Ok(ahead_at(&dir, &children, pos))
     }
 
     /// Watches `key` alone (Curator's predecessor watch): one watcher per waiter.

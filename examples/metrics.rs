@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run -p tenure-examples --example metrics                        # mem://, a free port
-//! cargo run -p tenure-examples --example metrics -- etcd://127.0.0.1:2379 --listen 127.0.0.1:9464
+//! cargo run -p tenure-examples --example metrics -- --url etcd://127.0.0.1:2379 --listen 127.0.0.1:9464
 //! curl -s http://127.0.0.1:9464/metrics | grep '^tenure_'
 //! ```
 //!
@@ -22,7 +22,7 @@ use tenure::{Error, Session, Tenure};
 #[derive(Parser)]
 struct Args {
     /// Store URL.
-    #[arg(default_value = "mem://metrics-example", env = "TENURE_URL")]
+    #[arg(long, env = "TENURE_URL", default_value = "mem://metrics-example")]
     url: String,
     /// Where the exporter's HTTP listener binds; port 0 picks a free port (printed).
     #[arg(long, default_value = "127.0.0.1:0")]

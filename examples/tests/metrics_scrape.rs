@@ -413,6 +413,13 @@ async fn etcd_lease_renewals_are_counted() {
         scrape.get(RENEWALS, &[("backend", "etcd"), ("result", "failed")]),
         0.0
     );
+    // Without Builder::metrics_name_label, no series names a lock.
+    let named = scrape.0.iter().filter(|(metric, labels, _)| {
+        metric.starts_with("tenure_")
+            && labels.get("backend").map(String::as_str) == Some("etcd")
+            && labels.contains_key("name")
+    });
+    assert_eq!(named.count(), 0, "{scrape:?}");
     guard.unlock().await.unwrap();
     session.close().await.unwrap();
 }

@@ -82,6 +82,15 @@
 //! # #[cfg(not(feature = "serde"))]
 //! # fn main() {}
 //! ```
+//!
+//! ## Metrics (`metrics` feature)
+//!
+//! With the cargo feature `metrics` (off by default) Tenure records acquire waits by outcome,
+//! hold times, hand-offs, losses by reason, queued waiters, leadership, open sessions and lease
+//! renewals through the [`metrics`](https://docs.rs/metrics) facade; the program installs the
+//! exporter. Lock names become labels only with `Builder::metrics_name_label(true)`. The
+//! README's "Metrics" section lists every metric and label; `describe_metrics` registers their
+//! descriptions.
 
 #![warn(missing_docs)]
 

@@ -101,7 +101,7 @@ impl Mutex {
     }
 
     /// Like [`Mutex::lock`], but gives up with [`Error::Timeout`] after `timeout`, withdrawing
-    /// from the queue. The error says what the wait was doing ([`Waiting`]): queued behind a
+    /// from the queue. The error says what the wait was doing ([`Waiting`](crate::Waiting)): queued behind a
     /// holder, or retrying a store that kept failing.
     pub async fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard> {
         let meter = self.meter();

@@ -114,7 +114,7 @@ impl RwLock {
     }
 
     /// Like [`RwLock::read`], but gives up with [`Error::Timeout`] after `timeout`,
-    /// withdrawing from the queue; the error says what the wait was doing ([`Waiting`]).
+    /// withdrawing from the queue; the error says what the wait was doing ([`Waiting`](crate::Waiting)).
     pub async fn read_timeout(&self, timeout: Duration) -> Result<ReadGuard> {
         let held = self.bounded(timeout, RwMode::Read).await?;
         Ok(ReadGuard {

@@ -81,7 +81,11 @@ impl Election {
         let value = value.into();
         let meter = Meter::new(&self.session, Primitive::Election, &self.name);
         let campaign = async {
-            let permit = waiting::queue_locally(self.session.local_queue(&self.name)).await;
+            let permit = waiting::queue_locally(
+                self.session.local_queue(&self.name),
+                self.session.inner.backend.liveness(),
+            )
+            .await?;
             let backend = self.session.inner.backend.clone();
             let grant = backend.campaign(&self.name, &value, permit).await?;
             Ok(Leadership {

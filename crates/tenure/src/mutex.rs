@@ -124,7 +124,11 @@ impl Mutex {
 
     /// Queues in process, then in the store, until granted.
     async fn wait(&self, meter: &Meter) -> Result<MutexGuard> {
-        let permit = waiting::queue_locally(self.session.local_queue(&self.name)).await;
+        let permit = waiting::queue_locally(
+            self.session.local_queue(&self.name),
+            self.session.inner.backend.liveness(),
+        )
+        .await?;
         self.acquire(true, permit, meter).await
     }
 

@@ -166,7 +166,11 @@ impl RwLock {
 
     /// Queues in process, then in the store, until granted.
     async fn queued(&self, mode: RwMode, meter: &Meter) -> Result<Held> {
-        let permit = waiting::queue_locally(self.session.local_queue(&self.name)).await;
+        let permit = waiting::queue_locally(
+            self.session.local_queue(&self.name),
+            self.session.inner.backend.liveness(),
+        )
+        .await?;
         self.acquire(mode, true, permit, meter).await
     }
 

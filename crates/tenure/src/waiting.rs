@@ -12,6 +12,9 @@ use std::sync::{Arc, Mutex as StdMutex};
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+use crate::liveness::Liveness;
+use crate::{Error, Result};
+
 /// What a wait was doing when its time ran out.
 ///
 /// With the `serde` feature it is an object tagged by `state`, the variant's name in snake
@@ -114,18 +117,27 @@ pub(crate) fn note(now: Waiting) {
 }
 
 /// Takes this session's in-process queue for a name (C9), noting [`Waiting::LocalQueue`]
-/// meanwhile, and that the wait was held up if another task of this process was ahead.
-pub(crate) async fn queue_locally(queue: Arc<AsyncMutex<()>>) -> OwnedMutexGuard<()> {
+/// meanwhile, and that the wait was held up if another task of this process was ahead. Fails
+/// with [`Error::SessionLost`] once `session` is lost: a task ahead may hold its place for as
+/// long as it keeps a guard of the lost session, and a waiter's only deadline is its caller's
+/// (C11), so the loss must end the wait.
+pub(crate) async fn queue_locally(
+    queue: Arc<AsyncMutex<()>>,
+    session: &Liveness,
+) -> Result<OwnedMutexGuard<()>> {
     note(Waiting::LocalQueue);
     let place = match queue.clone().try_lock_owned() {
         Ok(place) => place,
         Err(_) => {
             let _ = STAGE.try_with(|cell| cell.blocked.store(true, Ordering::Relaxed));
-            queue.lock_owned().await
+            tokio::select! {
+                place = queue.lock_owned() => place,
+                reason = session.lost() => return Err(Error::SessionLost { reason }),
+            }
         }
     };
     note(Waiting::Store);
-    place
+    Ok(place)
 }
 
 /// Records that a request was answered: a fault recorded before is over.
@@ -143,6 +155,29 @@ mod tests {
     use std::time::Duration;
 
     use crate::{Error, Tenure, Waiting};
+
+    /// A task queued in process behind a guard of its own session hears of that session's
+    /// loss (it used to wait for as long as the guard was kept).
+    #[tokio::test(start_paused = true)]
+    async fn a_local_waiter_hears_of_its_session_lost() {
+        let tenure = Tenure::builder("mem://local-waiter-lost")
+            .ttl(Duration::from_secs(1))
+            .connect()
+            .await
+            .unwrap();
+        let session = tenure.session().await.unwrap();
+        let held = session.mutex("n").unwrap().lock().await.unwrap();
+        let mutex = session.mutex("n").unwrap();
+        let waiter = tokio::spawn(async move { mutex.lock().await.map(|_| ()) });
+        session.clone().simulate_crash();
+        let waited = tokio::time::timeout(Duration::from_secs(60), waiter).await;
+        let answer = waited.expect("the waiter is told").expect("waiter task");
+        assert!(
+            matches!(answer, Err(Error::SessionLost { .. })),
+            "{answer:?}"
+        );
+        assert!(held.is_lost());
+    }
 
     #[tokio::test]
     async fn timeout_says_whether_queued_in_the_store_or_locally() {

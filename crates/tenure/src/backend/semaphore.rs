@@ -289,10 +289,7 @@ pub(crate) async fn acquire<S: QueueStore>(
 
     // The internal lock, queued in process first (C9: one entry per session there).
     let place = if wait {
-        waiting::note(Waiting::LocalQueue);
-        let place = local.lock_owned().await;
-        waiting::note(Waiting::Store);
-        place
+        waiting::queue_locally(local, store.liveness()).await?
     } else {
         local.try_lock_owned().map_err(|_| locked(None))?
     };

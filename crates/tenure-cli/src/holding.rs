@@ -22,7 +22,7 @@ use crate::supervise::{self, Ending};
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What came of holding a grant.
-pub enum Held {
+pub enum HoldEnd {
     /// Done with this exit code, the grant still held until released.
     Finished(u8),
     /// The grant was lost; already reported on stderr.
@@ -48,7 +48,7 @@ pub async fn hold(
     lost: impl Future<Output = LostReason>,
     signals: &mut Signals,
     json: bool,
-) -> Result<Held> {
+) -> Result<HoldEnd> {
     if json {
         output::json(holding)?;
     } else {
@@ -60,11 +60,11 @@ pub async fn hold(
     tokio::select! {
         sig = signals.recv() => {
             tracing::info!("{} received; giving up {what}", signals::name(sig));
-            Ok(Held::Finished(0))
+            Ok(HoldEnd::Finished(0))
         }
         reason = lost => {
             eprintln!("tenure: {what} was lost: {reason}");
-            Ok(Held::Lost)
+            Ok(HoldEnd::Lost)
         }
     }
 }
@@ -78,11 +78,11 @@ pub async fn run_command(
     signals: &mut Signals,
     grace: Duration,
     what: &str,
-) -> Result<Held> {
+) -> Result<HoldEnd> {
     let mut child = supervise::spawn(argv, env)?;
     match supervise::supervise(&mut child, signals, lost, grace, what).await? {
-        Ending::Exited(status) => Ok(Held::Finished(exit::of_status(status))),
-        Ending::Stopped => Ok(Held::Lost),
+        Ending::Exited(status) => Ok(HoldEnd::Finished(exit::of_status(status))),
+        Ending::Stopped => Ok(HoldEnd::Lost),
     }
 }
 
@@ -110,10 +110,10 @@ pub async fn release(
 }
 
 /// The exit code: the command's (or 0) if the grant was held throughout, else 75.
-pub fn outcome(held: Result<Held>, lost_at_release: Option<Error>) -> Result<u8> {
+pub fn outcome(held: Result<HoldEnd>, lost_at_release: Option<Error>) -> Result<u8> {
     match held? {
-        Held::Lost => Ok(exit::LOST),
-        Held::Finished(code) => match lost_at_release {
+        HoldEnd::Lost => Ok(exit::LOST),
+        HoldEnd::Finished(code) => match lost_at_release {
             Some(err) => {
                 eprintln!("tenure: {err}; the exit code of what ran under it was {code}");
                 Ok(exit::LOST)

@@ -26,13 +26,13 @@ pub trait Grant {
 
 impl Grant for MutexGuard {
     fn is_lost(&self) -> bool {
-        MutexGuard::is_lost(self)
+        tenure::Hold::is_lost(self)
     }
 }
 
 impl Grant for Leadership {
     fn is_lost(&self) -> bool {
-        Leadership::is_lost(self)
+        tenure::Hold::is_lost(self)
     }
 }
 

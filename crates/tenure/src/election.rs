@@ -8,7 +8,7 @@ use futures_util::Stream;
 
 use crate::backend::observe::{apply, first, Kv, PrefixWatch};
 use crate::backend::Backend;
-use crate::held::Held;
+use crate::hold::Hold;
 use crate::metrics::{Meter, Primitive};
 use crate::waiting::{self, Stage};
 use crate::{Error, FencingToken, LostReason, Result, Session, Tenure, Write};
@@ -89,7 +89,7 @@ impl Election {
             let backend = self.session.inner.backend.clone();
             let grant = backend.campaign(&self.name, &value, permit).await?;
             Ok(Leadership {
-                held: Held::new(backend, grant).metered(&meter),
+                held: Hold::new(backend, grant).metered(&meter),
                 name: self.name.clone(),
                 value: StdMutex::new(value),
                 _session: self.session.clone(),
@@ -278,7 +278,7 @@ impl Watched {
 #[derive(Debug)]
 #[must_use = "leadership is resigned when this is dropped"]
 pub struct Leadership {
-    held: Held,
+    held: Hold,
     name: String,
     /// The last value the store confirmed.
     value: StdMutex<Vec<u8>>,
@@ -286,8 +286,6 @@ pub struct Leadership {
 }
 
 impl Leadership {
-    crate::held::grant_accessors!("leadership");
-
     /// The election's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -327,5 +325,14 @@ impl Leadership {
     /// session ends, so a failed resign never leaves a leader nobody can unseat (etcd#22123).
     pub async fn resign(self) -> Result<()> {
         self.held.release().await
+    }
+}
+
+impl std::ops::Deref for Leadership {
+    type Target = Hold;
+
+    /// The grant's token, key and lost signal ([`Hold`]).
+    fn deref(&self) -> &Hold {
+        &self.held
     }
 }

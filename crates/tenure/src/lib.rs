@@ -3,7 +3,7 @@
 //! Processes on many machines need one shared answer to "who may act now?". Tenure answers it
 //! with leases in a strongly consistent store: every grant lives under a [`Session`] (a lease
 //! that keeps itself alive and dies with its holder), carries a [`FencingToken`], and tells its
-//! holder the moment it can no longer be sure it holds it ([`MutexGuard::lost`]).
+//! holder the moment it can no longer be sure it holds it ([`Hold::lost`], which every guard dereferences to).
 //!
 //! Backends are chosen by URL (see [`url::VALID_FORMS`]), each a cargo feature, all on by default:
 //!
@@ -102,7 +102,7 @@ mod election;
 mod ephemeral;
 mod error;
 mod events;
-mod held;
+mod hold;
 mod host;
 mod liveness;
 mod metrics;
@@ -135,6 +135,7 @@ pub use election::{Election, Leader, Leadership, Observer};
 pub use ephemeral::{KeyEvent, KeyWatcher};
 pub use error::{Cause, Error, Result, TlsProblem};
 pub use events::{SessionEvent, SessionEvents};
+pub use hold::Hold;
 pub use host::host_pid;
 pub use liveness::LostReason;
 pub use mutex::{Mutex, MutexGuard};

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::backend::Grant;
-use crate::held::Held;
+use crate::hold::Hold;
 use crate::metrics::{Meter, Primitive};
 use crate::waiting::{self, Stage};
 use crate::{Error, Result, Session, Write};
@@ -143,7 +143,7 @@ impl Mutex {
             .acquire(&self.name, &self.value, wait, permit)
             .await?;
         Ok(MutexGuard {
-            held: Held::new(backend, grant).metered(meter),
+            held: Hold::new(backend, grant).metered(meter),
             name: self.name.clone(),
             _session: self.session.clone(),
         })
@@ -155,15 +155,13 @@ impl Mutex {
 #[derive(Debug)]
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct MutexGuard {
-    held: Held,
+    held: Hold,
     name: String,
     /// Keeps the lease alive while the guard lives.
     _session: Session,
 }
 
 impl MutexGuard {
-    crate::held::grant_accessors!("the lock");
-
     /// The lock's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -193,5 +191,14 @@ impl MutexGuard {
     /// if it was lost before, touching nothing that is not its own.
     pub async fn unlock(self) -> Result<()> {
         self.held.release().await
+    }
+}
+
+impl std::ops::Deref for MutexGuard {
+    type Target = Hold;
+
+    /// The grant's token, key and lost signal ([`Hold`]).
+    fn deref(&self) -> &Hold {
+        &self.held
     }
 }

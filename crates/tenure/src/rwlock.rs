@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::backend::RwMode;
-use crate::held::Held;
+use crate::hold::Hold;
 use crate::metrics::{Meter, Primitive};
 use crate::waiting::{self, Stage};
 use crate::{Error, Result, Session, Write};
@@ -134,7 +134,7 @@ impl RwLock {
         })
     }
 
-    async fn bounded(&self, timeout: Duration, mode: RwMode) -> Result<Held> {
+    async fn bounded(&self, timeout: Duration, mode: RwMode) -> Result<Hold> {
         let meter = self.meter(mode);
         let stage = Stage::new();
         let bounded = async {
@@ -157,7 +157,7 @@ impl RwLock {
         Meter::new(&self.session, primitive, &self.name)
     }
 
-    async fn wait(&self, mode: RwMode) -> Result<Held> {
+    async fn wait(&self, mode: RwMode) -> Result<Hold> {
         let meter = self.meter(mode);
         meter
             .acquire(&Stage::new(), true, self.queued(mode, &meter))
@@ -165,7 +165,7 @@ impl RwLock {
     }
 
     /// Queues in process, then in the store, until granted.
-    async fn queued(&self, mode: RwMode, meter: &Meter) -> Result<Held> {
+    async fn queued(&self, mode: RwMode, meter: &Meter) -> Result<Hold> {
         let permit = waiting::queue_locally(
             self.session.local_queue(&self.name),
             self.session.inner.backend.liveness(),
@@ -174,7 +174,7 @@ impl RwLock {
         self.acquire(mode, true, permit, meter).await
     }
 
-    async fn try_take(&self, mode: RwMode) -> Result<Held> {
+    async fn try_take(&self, mode: RwMode) -> Result<Hold> {
         let meter = self.meter(mode);
         let attempt = async {
             let Ok(permit) = self.session.local_queue(&self.name).try_lock_owned() else {
@@ -194,12 +194,12 @@ impl RwLock {
         wait: bool,
         permit: tokio::sync::OwnedMutexGuard<()>,
         meter: &Meter,
-    ) -> Result<Held> {
+    ) -> Result<Hold> {
         let backend = self.session.inner.backend.clone();
         let grant = backend
             .acquire_rw(&self.name, mode, &self.value, wait, permit)
             .await?;
-        Ok(Held::new(backend, grant).metered(meter))
+        Ok(Hold::new(backend, grant).metered(meter))
     }
 }
 
@@ -208,15 +208,13 @@ impl RwLock {
 #[derive(Debug)]
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct ReadGuard {
-    held: Held,
+    held: Hold,
     name: String,
     /// Keeps the lease alive while the guard lives.
     _session: Session,
 }
 
 impl ReadGuard {
-    crate::held::grant_accessors!("the read hold");
-
     /// The lock's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -242,15 +240,13 @@ impl ReadGuard {
 #[derive(Debug)]
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct WriteGuard {
-    held: Held,
+    held: Hold,
     name: String,
     /// Keeps the lease alive while the guard lives.
     _session: Session,
 }
 
 impl WriteGuard {
-    crate::held::grant_accessors!("the write hold");
-
     /// The lock's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -299,5 +295,23 @@ impl WriteGuard {
     /// was lost before.
     pub async fn unlock(self) -> Result<()> {
         self.held.release().await
+    }
+}
+
+impl std::ops::Deref for ReadGuard {
+    type Target = Hold;
+
+    /// The grant's token, key and lost signal ([`Hold`]).
+    fn deref(&self) -> &Hold {
+        &self.held
+    }
+}
+
+impl std::ops::Deref for WriteGuard {
+    type Target = Hold;
+
+    /// The grant's token, key and lost signal ([`Hold`]).
+    fn deref(&self) -> &Hold {
+        &self.held
     }
 }

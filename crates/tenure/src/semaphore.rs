@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::held::Held;
+use crate::hold::Hold;
 use crate::metrics::{Meter, Primitive};
 use crate::waiting::{self, Stage, Waiting};
 use crate::{Error, Result, Session, Write};
@@ -146,7 +146,7 @@ impl Semaphore {
             .acquire_permit(&self.name, self.permits, &self.value, wait, local)
             .await?;
         Ok(Permit {
-            held: Held::new(backend, grant).metered(meter),
+            held: Hold::new(backend, grant).metered(meter),
             name: self.name.clone(),
             _session: self.session.clone(),
         })
@@ -158,15 +158,13 @@ impl Semaphore {
 #[derive(Debug)]
 #[must_use = "the permit is released when it is dropped"]
 pub struct Permit {
-    held: Held,
+    held: Hold,
     name: String,
     /// Keeps the lease alive while the permit lives.
     _session: Session,
 }
 
 impl Permit {
-    crate::held::grant_accessors!("the permit");
-
     /// The semaphore's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -192,5 +190,14 @@ impl Permit {
     /// releases anyone else's. Reports [`Error::LockLost`] if it was lost before.
     pub async fn release(self) -> Result<()> {
         self.held.release().await
+    }
+}
+
+impl std::ops::Deref for Permit {
+    type Target = Hold;
+
+    /// The grant's token, key and lost signal ([`Hold`]).
+    fn deref(&self) -> &Hold {
+        &self.held
     }
 }

@@ -155,7 +155,9 @@ impl Session {
 
     /// Stops renewing the lease without revoking it, exactly as if this process had crashed:
     /// the store releases everything held under it when the TTL runs out, and the holder's
-    /// `lost()` fires at the local deadline. For demos and tests of crash handling.
+    /// `lost()` fires at the local deadline. For demos and tests of crash handling: cargo
+    /// feature `test-util`.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn simulate_crash(self) {
         self.inner.done.store(true, Ordering::SeqCst);
         self.inner.backend.abandon();

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::cli::connect;
 use crate::cli::options::{parse_duration, GlobalOpts};
 use crate::cmd;
-use crate::holding::{self, Held, CLOSE_TIMEOUT};
+use crate::holding::{self, HoldEnd, CLOSE_TIMEOUT};
 use crate::output;
 use crate::signals::{self, Signals};
 
@@ -91,11 +91,11 @@ pub async fn run(global: &GlobalOpts, args: RegisterArgs) -> Result<u8> {
         tokio::select! {
             sig = signals.recv() => {
                 tracing::info!("{} received; deregistering", signals::name(sig));
-                Ok(Held::Finished(0))
+                Ok(HoldEnd::Finished(0))
             }
             reason = lost => {
                 eprintln!("tenure: {what} was lost: {reason}");
-                Ok(Held::Lost)
+                Ok(HoldEnd::Lost)
             }
         }
     } else {

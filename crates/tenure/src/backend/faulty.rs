@@ -22,7 +22,7 @@ use async_trait::async_trait;
 
 use super::lease::Renewer;
 use super::observe::Kv;
-use super::queue::{Ahead, Enqueued, Entry, QueueStore, Role, Ticket};
+use super::queue::{Ahead, Enqueued, QueueEntry, QueueStore, Role, Ticket};
 use super::semaphore::Unlocked;
 use crate::liveness::Liveness;
 use crate::{Error, Result, Write};
@@ -488,7 +488,7 @@ impl<S: QueueStore> QueueStore for Faulty<S> {
         .await
     }
 
-    async fn ahead(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+    async fn ahead(&self, prefix: &str, mine: &QueueEntry) -> Result<Ahead> {
         self.read("ahead", self.inner.ahead(prefix, mine)).await
     }
 
@@ -504,12 +504,12 @@ impl<S: QueueStore> QueueStore for Faulty<S> {
 
     // A holder's own watch starts right after `rev` (etcd: `start_revision = rev + 1`, to
     // spare the uncontended path a read), so a compaction past `rev` refuses it.
-    async fn watch_own(&self, mine: &Entry, rev: i64) -> Result<()> {
+    async fn watch_own(&self, mine: &QueueEntry, rev: i64) -> Result<()> {
         self.watch("watch_own", &mine.key, rev, self.inner.watch_own(mine, rev))
             .await
     }
 
-    async fn remove(&self, mine: &Entry) -> Result<bool> {
+    async fn remove(&self, mine: &QueueEntry) -> Result<bool> {
         let (inner, mine) = (self.inner.clone(), mine.clone());
         self.write("remove", async move { inner.remove(&mine).await })
             .await
@@ -521,12 +521,17 @@ impl<S: QueueStore> QueueStore for Faulty<S> {
             .await
     }
 
-    async fn own_entries(&self, prefix: &str) -> Result<Vec<Entry>> {
+    async fn own_entries(&self, prefix: &str) -> Result<Vec<QueueEntry>> {
         self.read("own_entries", self.inner.own_entries(prefix))
             .await
     }
 
-    async fn add_lease(&self, dir: &str, value: &[u8], ticket: Ticket) -> Result<(Entry, Vec<Kv>)> {
+    async fn add_lease(
+        &self,
+        dir: &str,
+        value: &[u8],
+        ticket: Ticket,
+    ) -> Result<(QueueEntry, Vec<Kv>)> {
         let (inner, dir, value) = (self.inner.clone(), dir.to_string(), value.to_vec());
         self.write("add_lease", async move {
             inner.add_lease(&dir, &value, ticket).await
@@ -555,12 +560,12 @@ impl<S: QueueStore> QueueStore for Faulty<S> {
         self.read("leases", self.inner.leases(dir)).await
     }
 
-    async fn own_lease(&self, dir: &str, ticket: Ticket) -> Result<Option<Entry>> {
+    async fn own_lease(&self, dir: &str, ticket: Ticket) -> Result<Option<QueueEntry>> {
         self.read("own_lease", self.inner.own_lease(dir, ticket))
             .await
     }
 
-    async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool> {
+    async fn guarded_write(&self, mine: &QueueEntry, ops: &[Write]) -> Result<bool> {
         let (inner, mine, ops) = (self.inner.clone(), mine.clone(), ops.to_vec());
         self.write("guarded_write", async move {
             inner.guarded_write(&mine, &ops).await
@@ -568,7 +573,7 @@ impl<S: QueueStore> QueueStore for Faulty<S> {
         .await
     }
 
-    async fn proclaim(&self, mine: &Entry, value: &[u8]) -> Result<bool> {
+    async fn proclaim(&self, mine: &QueueEntry, value: &[u8]) -> Result<bool> {
         let (inner, mine, value) = (self.inner.clone(), mine.clone(), value.to_vec());
         self.write(
             "proclaim",
@@ -599,7 +604,7 @@ impl<S: QueueStore> QueueStore for Faulty<S> {
         .await
     }
 
-    async fn ahead_of_reader(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+    async fn ahead_of_reader(&self, prefix: &str, mine: &QueueEntry) -> Result<Ahead> {
         self.read("ahead_of_reader", self.inner.ahead_of_reader(prefix, mine))
             .await
     }
@@ -612,7 +617,7 @@ impl<S: QueueStore> QueueStore for Faulty<S> {
             .await
     }
 
-    async fn downgrade(&self, mine: &Entry) -> Result<bool> {
+    async fn downgrade(&self, mine: &QueueEntry) -> Result<bool> {
         let (inner, mine) = (self.inner.clone(), mine.clone());
         self.write("downgrade", async move { inner.downgrade(&mine).await })
             .await

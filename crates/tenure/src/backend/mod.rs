@@ -182,6 +182,7 @@ pub(crate) trait SessionBackend: Send + Sync + 'static {
     /// Revokes the lease; everything held under it is released.
     async fn close(&self) -> Result<()>;
     /// Stops renewing without revoking, as a crashed process would.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     fn abandon(&self);
     /// The fair-queue store behind this session, for store-level tests of C13; `None` for
     /// stores that do not use the shared recipe (Redis).

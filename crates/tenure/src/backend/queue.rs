@@ -25,14 +25,14 @@ use crate::{Error, Result, Write};
 
 /// An entry in a queue: its key and fencing token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Entry {
+pub(crate) struct QueueEntry {
     pub key: String,
     pub token: u64,
 }
 
-impl Entry {
+impl QueueEntry {
     fn of(grant: &Grant) -> Self {
-        Entry {
+        QueueEntry {
             key: grant.key.clone(),
             token: grant.token,
         }
@@ -43,7 +43,7 @@ impl Entry {
 /// seen at (watches start after it).
 #[derive(Debug, Clone)]
 pub(crate) struct Enqueued {
-    pub mine: Entry,
+    pub mine: QueueEntry,
     pub first: bool,
     pub rev: i64,
     /// What stood ahead of the entry when it was made, where the store's answer to the enqueue
@@ -60,7 +60,7 @@ pub(crate) enum Ahead {
     /// first entry (the holder) as of `rev`. No entry is ever queued ahead of an existing one
     /// (create revisions and sequence numbers only grow), so once a first predecessor is
     /// deleted we are first, without reading the queue again.
-    Entry { key: String, rev: i64, first: bool },
+    QueueEntry { key: String, rev: i64, first: bool },
 }
 
 /// What an entry is queued for. Most stores lay both out alike; ZooKeeper names Curator's
@@ -144,17 +144,17 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
         ticket: Ticket,
     ) -> Result<Result<Enqueued, Option<String>>>;
     /// The entry just ahead of `mine`. Fails with [`Error::SessionLost`] when `mine` is gone.
-    async fn ahead(&self, prefix: &str, mine: &Entry) -> Result<Ahead>;
+    async fn ahead(&self, prefix: &str, mine: &QueueEntry) -> Result<Ahead>;
     /// Resolves once `key`, as it was at `rev`, is deleted. On the hand-off path: prompt.
     async fn wait_deleted(&self, key: &str, rev: i64) -> Result<()>;
     /// Resolves once the held entry `mine` is deleted (for the lost signal); may be a little
     /// less prompt than [`QueueStore::wait_deleted`] if that saves the uncontended path a
     /// request.
-    async fn watch_own(&self, mine: &Entry, rev: i64) -> Result<()> {
+    async fn watch_own(&self, mine: &QueueEntry, rev: i64) -> Result<()> {
         self.wait_deleted(&mine.key, rev).await
     }
     /// Deletes `mine` only if it is still the same entry. `Ok(false)`: it was already gone.
-    async fn remove(&self, mine: &Entry) -> Result<bool>;
+    async fn remove(&self, mine: &QueueEntry) -> Result<bool>;
     /// Makes sure no attempt of the acquisition `ticket` that is still in flight can be
     /// applied from now on: an enqueue applied after its acquisition ended would leave an
     /// entry nobody waits on, blocking the name for as long as the session lives (C13). Stores
@@ -166,7 +166,7 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     /// whose answer never arrived). A read: the withdrawal then removes exactly these entries
     /// with [`QueueStore::remove`], so a withdrawal applied late can never delete a newer
     /// entry of the same session (C13).
-    async fn own_entries(&self, prefix: &str) -> Result<Vec<Entry>>;
+    async fn own_entries(&self, prefix: &str) -> Result<Vec<QueueEntry>>;
     /// Creates acquisition `ticket`'s permit entry under a semaphore's `dir` (`<name>/leases/`),
     /// or finds the one an earlier attempt of that ticket made (C13), and lists every entry
     /// under `dir` after it. An acquisition forbidden with [`QueueStore::forbid`] on `dir`
@@ -176,7 +176,7 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
         _dir: &str,
         _value: &[u8],
         _ticket: Ticket,
-    ) -> Result<(Entry, Vec<super::observe::Kv>)> {
+    ) -> Result<(QueueEntry, Vec<super::observe::Kv>)> {
         Err(super::semaphore::unsupported())
     }
     /// [`QueueStore::add_lease`] in the same atomic step as a check that nobody holds or
@@ -198,13 +198,13 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     }
     /// Acquisition `ticket`'s permit entry under `dir`, if it exists (after an `add_lease`
     /// whose answer never came).
-    async fn own_lease(&self, _dir: &str, _ticket: Ticket) -> Result<Option<Entry>> {
+    async fn own_lease(&self, _dir: &str, _ticket: Ticket) -> Result<Option<QueueEntry>> {
         Err(super::semaphore::unsupported())
     }
     /// Applies `ops` only if `mine` is still there. `Ok(false)`: it is not.
-    async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool>;
+    async fn guarded_write(&self, mine: &QueueEntry, ops: &[Write]) -> Result<bool>;
     /// Sets `mine`'s value (keeping its lease) only if it is still there.
-    async fn proclaim(&self, mine: &Entry, value: &[u8]) -> Result<bool>;
+    async fn proclaim(&self, mine: &QueueEntry, value: &[u8]) -> Result<bool>;
     /// See [`SessionBackend::put_ephemeral`]. Safe to retry: a put applied but unanswered
     /// left this session's own key, which the retry replaces.
     async fn put_ephemeral(&self, key: &str, value: &[u8]) -> Result<bool>;
@@ -229,7 +229,7 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     }
     /// What a reader `mine` waits for: the last entry ahead of it that is not a reader nor a
     /// downgraded writer (so a release of a reader ahead never wakes it), or nobody.
-    async fn ahead_of_reader(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+    async fn ahead_of_reader(&self, prefix: &str, mine: &QueueEntry) -> Result<Ahead> {
         let _ = (prefix, mine);
         Err(super::rw_unsupported())
     }
@@ -240,7 +240,7 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     }
     /// Marks the write entry `mine` downgraded, only if it is still there (`Ok(false)`: it is
     /// not). Its release removes the mark with it.
-    async fn downgrade(&self, mine: &Entry) -> Result<bool> {
+    async fn downgrade(&self, mine: &QueueEntry) -> Result<bool> {
         let _ = mine;
         Err(super::rw_unsupported())
     }
@@ -324,7 +324,7 @@ impl<S: QueueStore> SessionBackend for QueueSession<S> {
         if grant.liveness.is_lost() {
             return Ok(false);
         }
-        let mine = Entry::of(grant);
+        let mine = QueueEntry::of(grant);
         with_backoff(ATTEMPTS, || self.0.downgrade(&mine)).await
     }
 
@@ -336,7 +336,7 @@ impl<S: QueueStore> SessionBackend for QueueSession<S> {
         if let Some((prefix, ticket)) = &grant.in_flight {
             with_backoff(ATTEMPTS, || self.0.forbid(prefix, *ticket)).await?;
         }
-        let mine = Entry::of(grant);
+        let mine = QueueEntry::of(grant);
         let lost = grant.liveness.reason();
         let mut tries = 0;
         let removed = with_backoff(ATTEMPTS, || {
@@ -367,7 +367,7 @@ impl<S: QueueStore> SessionBackend for QueueSession<S> {
         if grant.liveness.is_lost() {
             return Ok(false);
         }
-        let mine = Entry::of(grant);
+        let mine = QueueEntry::of(grant);
         with_backoff(ATTEMPTS, || self.0.guarded_write(&mine, ops)).await
     }
 
@@ -375,7 +375,7 @@ impl<S: QueueStore> SessionBackend for QueueSession<S> {
         if grant.liveness.is_lost() {
             return Ok(false);
         }
-        let mine = Entry::of(grant);
+        let mine = QueueEntry::of(grant);
         with_backoff(ATTEMPTS, || self.0.proclaim(&mine, value)).await
     }
 
@@ -398,11 +398,11 @@ impl<S: QueueStore> SessionBackend for QueueSession<S> {
 }
 
 /// Removes an abandoned entry in the background unless disarmed.
-struct Pending<S: QueueStore> {
+struct EntryWithdrawal<S: QueueStore> {
     store: Arc<S>,
     prefix: String,
     ticket: Ticket,
-    entry: Option<Entry>,
+    entry: Option<QueueEntry>,
     /// Whether an enqueue attempt may still be applied later: one went unanswered, or was
     /// still out when the acquisition ended.
     in_flight: bool,
@@ -411,7 +411,7 @@ struct Pending<S: QueueStore> {
     permit: Option<OwnedMutexGuard<()>>,
 }
 
-impl<S: QueueStore> Drop for Pending<S> {
+impl<S: QueueStore> Drop for EntryWithdrawal<S> {
     fn drop(&mut self) {
         let permit = self.permit.take();
         if permit.is_none() && !self.in_flight {
@@ -478,7 +478,7 @@ async fn acquire<S: QueueStore>(
     }
     let prefix = format!("{name}/");
     let ticket = Ticket::new();
-    let mut pending = Pending {
+    let mut pending = EntryWithdrawal {
         store: store.clone(),
         prefix: prefix.clone(),
         ticket,
@@ -600,7 +600,7 @@ async fn wait_for_turn<S: QueueStore>(
     store: &S,
     session: &Liveness,
     prefix: &str,
-    mine: &Entry,
+    mine: &QueueEntry,
     role: Role,
     mut known: Option<Ahead>,
 ) -> Result<i64> {
@@ -623,7 +623,7 @@ async fn wait_for_turn<S: QueueStore>(
         };
         let (key, rev, first) = match ahead {
             Ahead::Nobody { rev } => return Ok(rev),
-            Ahead::Entry { key, rev, first } => (key, rev, first),
+            Ahead::QueueEntry { key, rev, first } => (key, rev, first),
         };
         waiting::note(Waiting::Queued {
             ahead: Some(key.clone()),
@@ -662,7 +662,7 @@ async fn wait_for_turn<S: QueueStore>(
 /// store no longer has.
 pub(crate) fn spawn_entry_watch<S: QueueStore>(
     store: Arc<S>,
-    mine: Entry,
+    mine: QueueEntry,
     rev: i64,
     liveness: Liveness,
 ) -> tokio::task::AbortHandle {

@@ -28,9 +28,9 @@ use std::time::Duration;
 use tokio::sync::OwnedMutexGuard;
 
 use super::observe::Kv;
-use super::queue::{patiently, spawn_entry_watch, Entry, QueueSession, QueueStore, Ticket};
+use super::queue::{patiently, spawn_entry_watch, QueueEntry, QueueSession, QueueStore, Ticket};
 use super::{Grant, SessionBackend};
-use crate::held::Held;
+use crate::hold::Hold;
 use crate::liveness::{Liveness, LostReason};
 use crate::retry::{jitter, while_alive, with_backoff, ATTEMPTS};
 use crate::waiting::{self, Waiting};
@@ -74,7 +74,7 @@ pub(crate) fn recorded(data: &[u8]) -> Option<(u32, &[u8])> {
 #[cfg_attr(not(any(feature = "etcd", feature = "embedded")), allow(dead_code))]
 pub(crate) enum Unlocked {
     /// Nobody held or waited for the internal lock: our entry, and every entry after it.
-    Added(Entry, Vec<Kv>),
+    Added(QueueEntry, Vec<Kv>),
     /// Someone holds or waits for the internal lock; nothing was created.
     LockBusy,
     /// The store cannot check the lock and create in one step; nothing was asked.
@@ -100,7 +100,7 @@ fn admit(name: &str, permits: u32, all: &[Kv]) -> Result<bool> {
 }
 
 /// The oldest entry that is not `mine`: who a `Locked` or a wait names.
-fn oldest_other(all: &[Kv], mine: &Entry) -> Option<String> {
+fn oldest_other(all: &[Kv], mine: &QueueEntry) -> Option<String> {
     all.iter()
         .filter(|kv| kv.key != mine.key)
         .min_by_key(|kv| kv.create_rev)
@@ -124,22 +124,22 @@ where
 /// Withdraws an acquisition's permit entry in the background unless disarmed, then gives back
 /// the internal lock (C5): a permit entry left behind would hold a permit for as long as the
 /// session lives.
-struct Pending<S: QueueStore> {
+struct PermitWithdrawal<S: QueueStore> {
     store: Arc<S>,
     dir: String,
     ticket: Ticket,
     /// Our entry, once an answer named it.
-    entry: Option<Entry>,
+    entry: Option<QueueEntry>,
     /// Whether an entry may exist that no answer named: a create attempt went unanswered, or
     /// was still out when the acquisition ended.
     unknown: bool,
     /// Whether such an attempt may still land later (it must be forbidden first, C13).
     in_flight: bool,
     /// The internal lock, while this acquisition holds it.
-    lock: Option<Held>,
+    lock: Option<Hold>,
 }
 
-impl<S: QueueStore> Pending<S> {
+impl<S: QueueStore> PermitWithdrawal<S> {
     fn disarm(&mut self) {
         self.entry = None;
         self.unknown = false;
@@ -183,7 +183,7 @@ impl<S: QueueStore> Pending<S> {
     }
 }
 
-impl<S: QueueStore> Drop for Pending<S> {
+impl<S: QueueStore> Drop for PermitWithdrawal<S> {
     fn drop(&mut self) {
         let lock = self.lock.take();
         if self.entry.is_none() && !self.unknown && !self.in_flight {
@@ -242,7 +242,7 @@ pub(crate) async fn acquire<S: QueueStore>(
     let locks = format!("{name}/{LOCKS}");
     let data = record(permits, value);
     let ticket = Ticket::new();
-    let mut pending = Pending {
+    let mut pending = PermitWithdrawal {
         store: store.clone(),
         dir: dir.clone(),
         ticket,
@@ -299,7 +299,7 @@ pub(crate) async fn acquire<S: QueueStore>(
         Err(Error::Locked { .. }) => return Err(locked(None)),
         Err(e) => return Err(e),
     };
-    pending.lock = Some(Held::new(backend, lock));
+    pending.lock = Some(Hold::new(backend, lock));
 
     let mut tries = 0;
     let added = retrying(wait, &session, || {
@@ -346,7 +346,7 @@ async fn wait_any_deleted<S: QueueStore>(
     store: &S,
     session: &Liveness,
     all: &[Kv],
-    mine: &Entry,
+    mine: &QueueEntry,
 ) -> Result<()> {
     let mut watches: Vec<_> = all
         .iter()
@@ -386,8 +386,8 @@ async fn wait_any_deleted<S: QueueStore>(
 fn granted<S: QueueStore>(
     store: &Arc<S>,
     session: &Liveness,
-    pending: &mut Pending<S>,
-    mine: Entry,
+    pending: &mut PermitWithdrawal<S>,
+    mine: QueueEntry,
 ) -> Result<Grant> {
     // Never past the session's local deadline (C14); `pending` withdraws the entry.
     if let Some(reason) = session.reason() {

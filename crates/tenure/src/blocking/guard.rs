@@ -43,7 +43,7 @@ macro_rules! grant {
                 <$t>::write(self, ops)
             }
             fn lost(&self) -> impl std::future::Future<Output = LostReason> {
-                <$t>::lost(self)
+                crate::Hold::lost(self)
             }
             fn release(self) -> impl std::future::Future<Output = Result<()>> + Send {
                 <$t>::$release(self)

@@ -97,7 +97,8 @@ impl Session {
     }
 
     /// Stops renewing without revoking, as a crash would; see
-    /// [`crate::Session::simulate_crash`].
+    /// [`crate::Session::simulate_crash`] (cargo feature `test-util`).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn simulate_crash(mut self) {
         if let Some(inner) = self.inner.take() {
             let _inside = self.rt.0.enter();

@@ -19,7 +19,7 @@ use self::state::{Lookup, State};
 use super::lease::{spawn_keep_alive, Renewer};
 use super::observe::{Kv, PrefixWatch};
 use super::queue::{
-    downgrade_marker, Ahead, Enqueued, Entry, QueueSession, QueueStore, Role, Ticket,
+    downgrade_marker, Ahead, Enqueued, QueueEntry, QueueSession, QueueStore, Role, Ticket,
 };
 use super::semaphore::Unlocked;
 use super::{Backend, SessionBackend};
@@ -293,7 +293,7 @@ impl MemSession {
         value: &[u8],
         ticket: Ticket,
         free: impl FnOnce(&State) -> bool,
-    ) -> Result<Option<(Entry, Vec<Kv>)>> {
+    ) -> Result<Option<(QueueEntry, Vec<Kv>)>> {
         let key = lease_key(dir, self.lease, ticket);
         self.store.with(|st| {
             st.check_lease(self.lease)?;
@@ -304,7 +304,7 @@ impl MemSession {
                 self.check_not_withdrawn(st, dir, ticket)?;
             }
             let token = st.put_if_absent(&key, value, self.lease);
-            Ok(Some((Entry { key, token }, st.entries(dir))))
+            Ok(Some((QueueEntry { key, token }, st.entries(dir))))
         })
     }
 }
@@ -352,7 +352,7 @@ impl QueueStore for MemSession {
                 st.first_in(prefix).map(|(k, _)| k) == Some(key.clone())
             };
             Ok(Enqueued {
-                mine: Entry { key, token },
+                mine: QueueEntry { key, token },
                 first,
                 rev: st.rev(),
                 ahead: None,
@@ -374,7 +374,7 @@ impl QueueStore for MemSession {
                 if holder == key {
                     // An earlier attempt was applied but its answer lost (C13): ours.
                     return Ok(Ok(Enqueued {
-                        mine: Entry { key, token },
+                        mine: QueueEntry { key, token },
                         first: true,
                         rev: st.rev(),
                         ahead: None,
@@ -384,7 +384,7 @@ impl QueueStore for MemSession {
             }
             let token = st.put_if_absent(&key, value, self.lease);
             Ok(Ok(Enqueued {
-                mine: Entry { key, token },
+                mine: QueueEntry { key, token },
                 first: true,
                 rev: st.rev(),
                 ahead: None,
@@ -392,7 +392,7 @@ impl QueueStore for MemSession {
         })
     }
 
-    async fn ahead(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+    async fn ahead(&self, prefix: &str, mine: &QueueEntry) -> Result<Ahead> {
         self.store.with(|st| {
             if st.create_rev(&mine.key) != Some(mine.token) {
                 let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
@@ -400,7 +400,7 @@ impl QueueStore for MemSession {
             }
             let first = st.first_in(prefix).map(|(k, _)| k);
             Ok(match st.just_before(prefix, mine.token) {
-                Some(key) => Ahead::Entry {
+                Some(key) => Ahead::QueueEntry {
                     first: first.as_ref() == Some(&key),
                     key,
                     rev: st.rev(),
@@ -415,7 +415,7 @@ impl QueueStore for MemSession {
         Ok(())
     }
 
-    async fn remove(&self, mine: &Entry) -> Result<bool> {
+    async fn remove(&self, mine: &QueueEntry) -> Result<bool> {
         Ok(self.store.with(|st| {
             if st.create_rev(&mine.key) != Some(mine.token) {
                 return false;
@@ -439,7 +439,7 @@ impl QueueStore for MemSession {
             st.check_lease(self.lease)?;
             self.check_not_withdrawn(st, prefix, ticket)?;
             let enqueued = |token, st: &State| Enqueued {
-                mine: Entry {
+                mine: QueueEntry {
                     key: key.clone(),
                     token,
                 },
@@ -467,14 +467,14 @@ impl QueueStore for MemSession {
         })
     }
 
-    async fn ahead_of_reader(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+    async fn ahead_of_reader(&self, prefix: &str, mine: &QueueEntry) -> Result<Ahead> {
         self.store.with(|st| {
             if st.create_rev(&mine.key) != Some(mine.token) {
                 let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
                 return Err(crate::Error::SessionLost { reason });
             }
             Ok(match reader_blocker(st, prefix, Some(mine.token)) {
-                Some((key, _)) => Ahead::Entry {
+                Some((key, _)) => Ahead::QueueEntry {
                     key,
                     rev: st.rev(),
                     first: false,
@@ -496,7 +496,7 @@ impl QueueStore for MemSession {
         Ok(())
     }
 
-    async fn downgrade(&self, mine: &Entry) -> Result<bool> {
+    async fn downgrade(&self, mine: &QueueEntry) -> Result<bool> {
         let Some(marker) = downgrade_marker(&mine.key) else {
             return Ok(false);
         };
@@ -516,18 +516,23 @@ impl QueueStore for MemSession {
         Ok(())
     }
 
-    async fn own_entries(&self, prefix: &str) -> Result<Vec<Entry>> {
+    async fn own_entries(&self, prefix: &str) -> Result<Vec<QueueEntry>> {
         // One acquisition per session and name runs at a time (C9): whichever entry is there
         // is the withdrawn one's.
         let keys = [Role::Lock, Role::Read, Role::Write].map(|r| key_of(prefix, r, self.lease));
         Ok(self.store.with(|st| {
             keys.into_iter()
-                .filter_map(|key| st.create_rev(&key).map(|token| Entry { key, token }))
+                .filter_map(|key| st.create_rev(&key).map(|token| QueueEntry { key, token }))
                 .collect()
         }))
     }
 
-    async fn add_lease(&self, dir: &str, value: &[u8], ticket: Ticket) -> Result<(Entry, Vec<Kv>)> {
+    async fn add_lease(
+        &self,
+        dir: &str,
+        value: &[u8],
+        ticket: Ticket,
+    ) -> Result<(QueueEntry, Vec<Kv>)> {
         let added = self.add_lease_when(dir, value, ticket, |_| true)?;
         added.ok_or_else(|| crate::Error::Store {
             op: "acquire permit",
@@ -554,13 +559,13 @@ impl QueueStore for MemSession {
         Ok(self.store.with(|st| st.entries(dir)))
     }
 
-    async fn own_lease(&self, dir: &str, ticket: Ticket) -> Result<Option<Entry>> {
+    async fn own_lease(&self, dir: &str, ticket: Ticket) -> Result<Option<QueueEntry>> {
         let key = lease_key(dir, self.lease, ticket);
         let token = self.store.with(|st| st.create_rev(&key));
-        Ok(token.map(|token| Entry { key, token }))
+        Ok(token.map(|token| QueueEntry { key, token }))
     }
 
-    async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool> {
+    async fn guarded_write(&self, mine: &QueueEntry, ops: &[Write]) -> Result<bool> {
         Ok(self.store.with(|st| {
             if st.create_rev(&mine.key) != Some(mine.token) {
                 return false;
@@ -570,7 +575,7 @@ impl QueueStore for MemSession {
         }))
     }
 
-    async fn proclaim(&self, mine: &Entry, value: &[u8]) -> Result<bool> {
+    async fn proclaim(&self, mine: &QueueEntry, value: &[u8]) -> Result<bool> {
         Ok(self.store.with(|st| {
             st.create_rev(&mine.key) == Some(mine.token) && st.set_value(&mine.key, value)
         }))

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::backend::observe::{Change, Kv as Entry};
+use crate::backend::observe::{Change, Kv};
 use tokio::time::Instant;
 
 use crate::liveness::LostReason;
 use crate::{Error, Result, Write};
 
-struct Kv {
+struct Record {
     value: Vec<u8>,
     create_rev: i64,
     /// 0: no lease.
@@ -33,8 +33,8 @@ pub(super) enum Lookup {
     },
 }
 
-fn entry(key: &str, kv: &Kv) -> Entry {
-    Entry {
+fn entry(key: &str, kv: &Record) -> Kv {
+    Kv {
         key: key.to_string(),
         value: kv.value.clone(),
         create_rev: kv.create_rev,
@@ -46,7 +46,7 @@ fn entry(key: &str, kv: &Kv) -> Entry {
 pub(super) struct State {
     rev: i64,
     next_lease: u64,
-    keys: BTreeMap<String, Kv>,
+    keys: BTreeMap<String, Record>,
     leases: HashMap<u64, Lease>,
     on_delete: HashMap<String, Vec<oneshot::Sender<()>>>,
     prefix_watchers: Vec<(String, mpsc::UnboundedSender<Result<Change>>)>,
@@ -121,7 +121,7 @@ impl State {
             return kv.create_rev as u64;
         }
         self.rev += 1;
-        let kv = Kv {
+        let kv = Record {
             value: value.to_vec(),
             create_rev: self.rev,
             lease,
@@ -169,13 +169,13 @@ impl State {
     pub(super) fn watch_prefix(
         &mut self,
         prefix: &str,
-    ) -> (Vec<Entry>, mpsc::UnboundedReceiver<Result<Change>>) {
+    ) -> (Vec<Kv>, mpsc::UnboundedReceiver<Result<Change>>) {
         let (tx, rx) = mpsc::unbounded_channel();
         self.prefix_watchers.push((prefix.to_string(), tx));
         (self.entries(prefix), rx)
     }
 
-    pub(super) fn entries(&self, prefix: &str) -> Vec<Entry> {
+    pub(super) fn entries(&self, prefix: &str) -> Vec<Kv> {
         self.under(prefix).map(|(k, kv)| entry(k, kv)).collect()
     }
 
@@ -200,7 +200,7 @@ impl State {
         self.keys.get(key).map(|kv| kv.value.clone())
     }
 
-    fn under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a String, &'a Kv)> + 'a {
+    fn under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a String, &'a Record)> + 'a {
         self.keys
             .range(prefix.to_string()..)
             .take_while(move |(k, _)| k.starts_with(prefix))
@@ -263,7 +263,7 @@ impl State {
                 Write::Put { key, value } => {
                     self.rev += 1;
                     let create_rev = self.keys.get(key).map_or(self.rev, |kv| kv.create_rev);
-                    let kv = Kv {
+                    let kv = Record {
                         value: value.clone(),
                         create_rev,
                         lease: 0,

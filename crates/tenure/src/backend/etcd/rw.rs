@@ -20,7 +20,7 @@ use etcd_client::{
 
 use super::{first_created, malformed, nth_kv, withdrawn, EtcdSession};
 use crate::backend::etcd::revision;
-use crate::backend::queue::{downgrade_marker, Ahead, Enqueued, Entry, Role, Ticket};
+use crate::backend::queue::{downgrade_marker, Ahead, Enqueued, QueueEntry, Role, Ticket};
 use crate::{Error, Result};
 
 /// How often a try of a read lock re-checks a downgraded writer that is the only one in the
@@ -140,7 +140,7 @@ impl EtcdSession {
             // waiting loop finds out whether it is granted.
             let token = nth_kv(&resp, 0).ok_or_else(withdrawn)?.1 as u64;
             return Ok(Enqueued {
-                mine: Entry { key, token },
+                mine: QueueEntry { key, token },
                 first: false,
                 rev,
                 ahead: None,
@@ -152,7 +152,7 @@ impl EtcdSession {
             nth_kv(&resp, 1).ok_or_else(|| malformed("lock"))?.1 == rev
         };
         Ok(Enqueued {
-            mine: Entry {
+            mine: QueueEntry {
                 key,
                 token: rev as u64,
             },
@@ -192,7 +192,7 @@ impl EtcdSession {
                     holder => return Ok(Err(holder.map(|(k, _)| k))),
                 }
             };
-            let mine = Entry {
+            let mine = QueueEntry {
                 key,
                 token: token as u64,
             };
@@ -238,7 +238,7 @@ impl EtcdSession {
                 nth_kv(&resp, 0).map(|(_, created)| created)
             };
             if let Some(token) = token {
-                let mine = Entry {
+                let mine = QueueEntry {
                     key,
                     token: token as u64,
                 };
@@ -263,7 +263,11 @@ impl EtcdSession {
 
     /// One request: the entry a reader waits for (see [`reader_blocker`]), and whether the
     /// reader's own entry is still there.
-    pub(super) async fn ahead_of_reader_rw(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+    pub(super) async fn ahead_of_reader_rw(
+        &self,
+        prefix: &str,
+        mine: &QueueEntry,
+    ) -> Result<Ahead> {
         let mut ops = last_writers(prefix, Some(mine.token as i64)).to_vec();
         ops.push(TxnOp::get(mine.key.as_str(), None));
         ops.push(markers(prefix));
@@ -277,7 +281,7 @@ impl EtcdSession {
             return Err(Error::SessionLost { reason });
         }
         Ok(match reader_blocker(&resp, 0, 3) {
-            Some((key, _)) => Ahead::Entry {
+            Some((key, _)) => Ahead::QueueEntry {
                 key,
                 rev,
                 first: false,
@@ -319,7 +323,7 @@ impl EtcdSession {
     }
 
     /// Marks the write entry `mine` downgraded, only while it is still ours: one request.
-    pub(super) async fn downgrade_rw(&self, mine: &Entry) -> Result<bool> {
+    pub(super) async fn downgrade_rw(&self, mine: &QueueEntry) -> Result<bool> {
         let Some(marker) = downgrade_marker(&mine.key) else {
             return Ok(false);
         };

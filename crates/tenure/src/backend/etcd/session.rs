@@ -15,7 +15,9 @@ use super::watch::WatchHub;
 use super::{is_lease_not_found, map_err, revision};
 use crate::backend::lease::Renewer;
 use crate::backend::observe::Kv;
-use crate::backend::queue::{downgrade_marker, Ahead, Enqueued, Entry, QueueStore, Role, Ticket};
+use crate::backend::queue::{
+    downgrade_marker, Ahead, Enqueued, QueueEntry, QueueStore, Role, Ticket,
+};
 use crate::backend::semaphore::Unlocked;
 use crate::liveness::{Liveness, LostReason};
 use crate::retry::with_backoff;
@@ -75,7 +77,7 @@ impl EtcdSession {
         value: &[u8],
         ticket: Ticket,
         also: Option<Compare>,
-    ) -> Result<Option<(Entry, Vec<Kv>)>> {
+    ) -> Result<Option<(QueueEntry, Vec<Kv>)>> {
         let key = self.lease_key(dir, ticket);
         let put = TxnOp::put(
             key.as_str(),
@@ -105,7 +107,7 @@ impl EtcdSession {
             Some(TxnOpResponse::Get(g)) => g.kvs().iter().map(super::observe::kv_of).collect(),
             _ => return Err(malformed("acquire permit")),
         };
-        let mine = Entry {
+        let mine = QueueEntry {
             key,
             token: token as u64,
         };
@@ -163,13 +165,13 @@ fn newest_three(max: Option<i64>) -> GetOptions {
 
 /// What stands ahead of `mine`, from [`newest_three`]'s answer up to `mine`'s create
 /// revision, seen at `rev`. `None` if `mine` is not the newest of them (it is gone).
-fn ahead_of(kvs: &[etcd_client::KeyValue], mine: &Entry, rev: i64) -> Option<Ahead> {
+fn ahead_of(kvs: &[etcd_client::KeyValue], mine: &QueueEntry, rev: i64) -> Option<Ahead> {
     let newest = kvs.first()?;
     if newest.key() != mine.key.as_bytes() || newest.create_revision() as u64 != mine.token {
         return None;
     }
     Some(match kvs.get(1) {
-        Some(kv) => Ahead::Entry {
+        Some(kv) => Ahead::QueueEntry {
             key: String::from_utf8_lossy(kv.key()).into_owned(),
             rev,
             first: kvs.len() == 2,
@@ -185,7 +187,7 @@ impl EtcdSession {
     async fn read_ahead(
         &self,
         prefix: &str,
-        mine: &Entry,
+        mine: &QueueEntry,
         serializable: bool,
     ) -> Result<Option<Ahead>> {
         let mut opts = newest_three(Some(mine.token as i64));
@@ -283,7 +285,7 @@ impl QueueStore for EtcdSession {
             nth_kv(&resp, 0).ok_or_else(withdrawn)?.1
         };
         let (_, owner) = nth_kv(&resp, 1).ok_or_else(|| malformed("lock"))?;
-        let mine = Entry {
+        let mine = QueueEntry {
             key,
             token: token as u64,
         };
@@ -329,7 +331,7 @@ impl QueueStore for EtcdSession {
             }
         };
         Ok(Ok(Enqueued {
-            mine: Entry {
+            mine: QueueEntry {
                 key,
                 token: token as u64,
             },
@@ -339,7 +341,7 @@ impl QueueStore for EtcdSession {
         }))
     }
 
-    async fn ahead(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+    async fn ahead(&self, prefix: &str, mine: &QueueEntry) -> Result<Ahead> {
         // First from the member's own store, without a round of leader confirmation: entries
         // ahead of ours are never created after ours, only deleted, so a stale answer can only
         // show more of them (we then wait on one that is gone, which the watch's read settles
@@ -383,7 +385,7 @@ impl QueueStore for EtcdSession {
         watch.deleted_or(hedge).await.map_err(broken)
     }
 
-    async fn watch_own(&self, mine: &Entry, rev: i64) -> Result<()> {
+    async fn watch_own(&self, mine: &QueueEntry, rev: i64) -> Result<()> {
         // No extra read on the uncontended path: a delete right after `rev` reaches this
         // watch at etcd's next catch-up (within 100 ms), soon enough for the lost signal.
         let mut watch = self.watch.watch_delete(&mine.key, Some(rev + 1));
@@ -394,7 +396,7 @@ impl QueueStore for EtcdSession {
         })
     }
 
-    async fn remove(&self, mine: &Entry) -> Result<bool> {
+    async fn remove(&self, mine: &QueueEntry) -> Result<bool> {
         let mut delete = vec![TxnOp::delete(mine.key.as_str(), None)];
         // A read/write lock's write entry goes with its downgrade marker, if it has one.
         if let Some(marker) = downgrade_marker(&mine.key) {
@@ -414,7 +416,7 @@ impl QueueStore for EtcdSession {
             .map(|_| ())
     }
 
-    async fn own_entries(&self, prefix: &str) -> Result<Vec<Entry>> {
+    async fn own_entries(&self, prefix: &str) -> Result<Vec<QueueEntry>> {
         // The session's mutex or election entry, and its read/write lock entries: one
         // acquisition per session and name runs at a time (C9), so whichever is there is the
         // withdrawn one's.
@@ -434,14 +436,19 @@ impl QueueStore for EtcdSession {
             })
             .flat_map(|g| g.kvs().to_vec())
             .filter(|kv| kv.lease() == self.lease)
-            .map(|kv| Entry {
+            .map(|kv| QueueEntry {
                 key: String::from_utf8_lossy(kv.key()).into_owned(),
                 token: kv.create_revision() as u64,
             })
             .collect())
     }
 
-    async fn add_lease(&self, dir: &str, value: &[u8], ticket: Ticket) -> Result<(Entry, Vec<Kv>)> {
+    async fn add_lease(
+        &self,
+        dir: &str,
+        value: &[u8],
+        ticket: Ticket,
+    ) -> Result<(QueueEntry, Vec<Kv>)> {
         self.add_lease_when(dir, value, ticket, None)
             .await?
             .ok_or_else(withdrawn)
@@ -469,7 +476,7 @@ impl QueueStore for EtcdSession {
         Ok(super::observe::entries(&self.members, dir).await?.0)
     }
 
-    async fn own_lease(&self, dir: &str, ticket: Ticket) -> Result<Option<Entry>> {
+    async fn own_lease(&self, dir: &str, ticket: Ticket) -> Result<Option<QueueEntry>> {
         let key = self.lease_key(dir, ticket);
         let found = self
             .members
@@ -478,7 +485,7 @@ impl QueueStore for EtcdSession {
                 |c| async move { c.kv_client().get(key, None).await },
             )
             .await?;
-        Ok(found.kvs().first().map(|kv| Entry {
+        Ok(found.kvs().first().map(|kv| QueueEntry {
             key: String::from_utf8_lossy(kv.key()).into_owned(),
             token: kv.create_revision() as u64,
         }))
@@ -494,7 +501,7 @@ impl QueueStore for EtcdSession {
         self.try_enqueue_rw(prefix, value, role, ticket).await
     }
 
-    async fn ahead_of_reader(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+    async fn ahead_of_reader(&self, prefix: &str, mine: &QueueEntry) -> Result<Ahead> {
         self.ahead_of_reader_rw(prefix, mine).await
     }
 
@@ -505,18 +512,18 @@ impl QueueStore for EtcdSession {
         }
     }
 
-    async fn downgrade(&self, mine: &Entry) -> Result<bool> {
+    async fn downgrade(&self, mine: &QueueEntry) -> Result<bool> {
         self.downgrade_rw(mine).await
     }
 
-    async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool> {
+    async fn guarded_write(&self, mine: &QueueEntry, ops: &[Write]) -> Result<bool> {
         let txn = Txn::new()
             .when([is_mine(&mine.key, mine.token)])
             .and_then(txn_ops(ops));
         Ok(self.txn("guarded write", txn).await?.succeeded())
     }
 
-    async fn proclaim(&self, mine: &Entry, value: &[u8]) -> Result<bool> {
+    async fn proclaim(&self, mine: &QueueEntry, value: &[u8]) -> Result<bool> {
         let put = TxnOp::put(
             mine.key.as_str(),
             value,

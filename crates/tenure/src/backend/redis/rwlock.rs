@@ -220,7 +220,7 @@ impl RwHolds {
 }
 
 /// Withdraws an interrupted acquisition (C5) in the background unless disarmed.
-struct Pending<'a> {
+struct RwWithdrawal<'a> {
     session: &'a RedisSession,
     name: String,
     value: String,
@@ -228,7 +228,7 @@ struct Pending<'a> {
     permit: Option<OwnedMutexGuard<()>>,
 }
 
-impl Drop for Pending<'_> {
+impl Drop for RwWithdrawal<'_> {
     fn drop(&mut self) {
         if !self.armed {
             return;
@@ -303,7 +303,7 @@ impl RedisSession {
             .arg(self.ttl.as_millis() as u64)
             .arg(if wait { "1" } else { "0" })
             .arg(format!("{RESERVED_PREFIX}session:"));
-        let mut pending = Pending {
+        let mut pending = RwWithdrawal {
             session: self,
             name: name.to_string(),
             value: value.clone(),
@@ -358,7 +358,7 @@ impl RedisSession {
         value: String,
         token: u64,
         mode: RwMode,
-        pending: &mut Pending<'_>,
+        pending: &mut RwWithdrawal<'_>,
     ) -> Grant {
         let liveness = self.liveness.child();
         let key = match mode {

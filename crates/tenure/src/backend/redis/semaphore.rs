@@ -84,14 +84,14 @@ return {1, redis.call('INCR', KEYS[4]), 0}
 
 /// Deletes a permit that may have been written, in the background unless disarmed (C5: an
 /// acquisition dropped while its script was in flight).
-struct Pending {
+struct PermitCleanup {
     nodes: Arc<Nodes>,
     key: String,
     value: String,
     armed: bool,
 }
 
-impl Drop for Pending {
+impl Drop for PermitCleanup {
     fn drop(&mut self) {
         if !self.armed {
             return;
@@ -142,7 +142,7 @@ pub(super) async fn acquire(
         .arg(permits)
         .arg(session.ttl.as_millis().max(1) as u64)
         .arg(&prefix);
-    let mut pending = Pending {
+    let mut pending = PermitCleanup {
         nodes: nodes.clone(),
         key: key.clone(),
         value: value.clone(),

@@ -16,7 +16,7 @@
 use zookeeper_client as zk;
 
 use super::{call, call_node, layout, ZkSession};
-use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore, Role, Ticket};
+use crate::backend::queue::{Ahead, Enqueued, QueueEntry, QueueStore, Role, Ticket};
 use crate::liveness::LostReason;
 use crate::{Error, Result};
 
@@ -160,11 +160,15 @@ impl ZkSession {
         Ok(Err(holder.map(|h| layout::child(&dir, h))))
     }
 
-    pub(super) async fn ahead_of_reader_rw(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+    pub(super) async fn ahead_of_reader_rw(
+        &self,
+        prefix: &str,
+        mine: &QueueEntry,
+    ) -> Result<Ahead> {
         let dir = layout::dir_of(prefix)?;
         let me = layout::node_name(&mine.key);
         Ok(match self.reader_blocker(&dir, me).await? {
-            Some(key) => Ahead::Entry {
+            Some(key) => Ahead::QueueEntry {
                 key,
                 rev: 0,
                 first: false,
@@ -196,7 +200,7 @@ impl ZkSession {
 
     /// Marks our `__WRIT__` node downgraded in its data, keeping its value after the mark;
     /// compare-and-set on the data version, so a repeat finds the mark already there.
-    pub(super) async fn downgrade_rw(&self, mine: &Entry) -> Result<bool> {
+    pub(super) async fn downgrade_rw(&self, mine: &QueueEntry) -> Result<bool> {
         let client = self.client()?;
         for _ in 0..PASSES {
             let Some((data, stat)) = call_node("downgrade", client.get_data(&mine.key)).await?

@@ -13,7 +13,7 @@ use super::state::{spawn_state_follower, Slot, ZkRenewer};
 use super::{call, call_node, layout, ops, Ensemble, OP_TIMEOUT};
 use crate::backend::lease::spawn_keep_alive;
 use crate::backend::observe::Kv;
-use crate::backend::queue::{Ahead, Enqueued, Entry, QueueStore, Role, Ticket};
+use crate::backend::queue::{Ahead, Enqueued, QueueEntry, QueueStore, Role, Ticket};
 use crate::liveness::{Liveness, LostReason};
 use crate::{Error, Result, Write};
 
@@ -115,7 +115,7 @@ impl ZkSession {
         value: &[u8],
         role: Role,
         ticket: Ticket,
-    ) -> Result<Entry> {
+    ) -> Result<QueueEntry> {
         let client = self.client()?;
         // Owned by our identity with credentials (parents too: ZooKeeper checks the right to
         // delete a node on its parent), open without; see the module docs of `zookeeper`.
@@ -202,7 +202,12 @@ impl ZkSession {
     }
 
     /// Our node among `dir`'s children, by its uuid (after a lost create answer).
-    async fn find_own(&self, client: &zk::Client, dir: &str, uuid: &str) -> Result<Option<Entry>> {
+    async fn find_own(
+        &self,
+        client: &zk::Client,
+        dir: &str,
+        uuid: &str,
+    ) -> Result<Option<QueueEntry>> {
         let children = self.children(client, dir).await?;
         let Some(node) = children.iter().find(|c| layout::uuid_of(c) == Some(uuid)) else {
             return Ok(None);
@@ -264,7 +269,7 @@ fn spawn_end_on_loss(me: Weak<ZkSession>, liveness: Liveness) -> AbortHandle {
 /// What stands ahead of the node at `pos` of the sorted `children` of `dir`.
 fn ahead_at(dir: &str, children: &[String], pos: usize) -> Ahead {
     match pos.checked_sub(1) {
-        Some(i) => Ahead::Entry {
+        Some(i) => Ahead::QueueEntry {
             key: layout::child(dir, &children[i]),
             rev: 0,
             first: i == 0,
@@ -280,8 +285,8 @@ enum Created {
     Exists,
 }
 
-fn entry(path: String, stat: &zk::Stat) -> Entry {
-    Entry {
+fn entry(path: String, stat: &zk::Stat) -> QueueEntry {
+    QueueEntry {
         key: path,
         token: stat.czxid as u64,
     }
@@ -312,7 +317,7 @@ impl QueueStore for ZkSession {
         self.try_enqueue_rw(prefix, value, role, ticket).await
     }
 
-    async fn ahead_of_reader(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+    async fn ahead_of_reader(&self, prefix: &str, mine: &QueueEntry) -> Result<Ahead> {
         self.ahead_of_reader_rw(prefix, mine).await
     }
 
@@ -320,7 +325,7 @@ impl QueueStore for ZkSession {
         self.wait_released_rw(key).await
     }
 
-    async fn downgrade(&self, mine: &Entry) -> Result<bool> {
+    async fn downgrade(&self, mine: &QueueEntry) -> Result<bool> {
         self.downgrade_rw(mine).await
     }
 
@@ -360,7 +365,7 @@ impl QueueStore for ZkSession {
         Ok(Err(holder.map(|h| layout::child(&dir, &h))))
     }
 
-    async fn ahead(&self, prefix: &str, mine: &Entry) -> Result<Ahead> {
+    async fn ahead(&self, prefix: &str, mine: &QueueEntry) -> Result<Ahead> {
         let dir = layout::dir_of(prefix)?;
         let client = self.client()?;
         let children = self.children(&client, &dir).await?;
@@ -392,7 +397,7 @@ impl QueueStore for ZkSession {
         }
     }
 
-    async fn remove(&self, mine: &Entry) -> Result<bool> {
+    async fn remove(&self, mine: &QueueEntry) -> Result<bool> {
         let client = self.client()?;
         let removed = call_node("unlock", client.delete(&mine.key, None)).await?;
         let node = layout::node_name(&mine.key);
@@ -402,7 +407,7 @@ impl QueueStore for ZkSession {
         Ok(removed.is_some())
     }
 
-    async fn own_entries(&self, prefix: &str) -> Result<Vec<Entry>> {
+    async fn own_entries(&self, prefix: &str) -> Result<Vec<QueueEntry>> {
         let dir = layout::dir_of(prefix)?;
         let client = self.client()?;
         let uuids = self.remembered(&dir);
@@ -419,7 +424,12 @@ impl QueueStore for ZkSession {
 
     /// Curator's `_c_<uuid>-lease-<seq>` node under `<name>/leases` (InterProcessSemaphoreV2),
     /// then the directory's entries; a create whose answer was lost is found by its uuid.
-    async fn add_lease(&self, dir: &str, value: &[u8], ticket: Ticket) -> Result<(Entry, Vec<Kv>)> {
+    async fn add_lease(
+        &self,
+        dir: &str,
+        value: &[u8],
+        ticket: Ticket,
+    ) -> Result<(QueueEntry, Vec<Kv>)> {
         let dir = layout::dir_of(dir)?;
         let mine = self.create_node(&dir, value, Role::Lease, ticket).await?;
         let client = self.client()?;
@@ -432,18 +442,18 @@ impl QueueStore for ZkSession {
         super::observe::entries(&self.client()?, &dir).await
     }
 
-    async fn own_lease(&self, dir: &str, ticket: Ticket) -> Result<Option<Entry>> {
+    async fn own_lease(&self, dir: &str, ticket: Ticket) -> Result<Option<QueueEntry>> {
         let dir = layout::dir_of(dir)?;
         let uuid = layout::uuid_of_ticket(ticket);
         self.find_own(&self.client()?, &dir, &uuid).await
     }
 
-    async fn guarded_write(&self, mine: &Entry, ops: &[Write]) -> Result<bool> {
+    async fn guarded_write(&self, mine: &QueueEntry, ops: &[Write]) -> Result<bool> {
         let client = self.client()?;
         ops::commit(&client, self.ensemble.acls(), Some(&mine.key), ops).await
     }
 
-    async fn proclaim(&self, mine: &Entry, value: &[u8]) -> Result<bool> {
+    async fn proclaim(&self, mine: &QueueEntry, value: &[u8]) -> Result<bool> {
         let client = self.client()?;
         let set = call_node("proclaim", client.set_data(&mine.key, value, None)).await?;
         Ok(set.is_some())

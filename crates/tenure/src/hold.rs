@@ -1,5 +1,6 @@
-//! What every kind of grant (mutex guard, leadership) has in common: a token, a key, the lost
-//! signal, guarded writes, and release — explicit, or in the background on drop.
+//! What every kind of grant (mutex guard, leadership, permit, read or write hold) has in
+//! common: a token, a key, the lost signal, guarded writes, and release — explicit, or in the
+//! background on drop. One type, [`Hold`], that every guard dereferences to.
 
 use std::sync::Arc;
 
@@ -8,9 +9,20 @@ use crate::metrics::{Holding, Meter};
 use crate::retry::while_alive;
 use crate::{Error, FencingToken, LostReason, Result, Write};
 
-/// A grant together with the session that holds it.
+/// What every grant has: its fencing token, its key and its lost signal. Every guard
+/// ([`crate::MutexGuard`], [`crate::Leadership`], [`crate::Permit`], [`crate::ReadGuard`],
+/// [`crate::WriteGuard`]) dereferences to its `Hold`, so these are its methods too.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// let tenure = tenure::Tenure::connect("mem://hold-doc").await?;
+/// let guard = tenure.session().await?.mutex("jobs")?.lock().await?;
+/// let hold: &tenure::Hold = &guard;
+/// assert!(!hold.is_lost() && hold.key().starts_with("jobs/") && hold.token().get() > 0);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
-pub(crate) struct Held {
+pub struct Hold {
     session: Arc<dyn SessionBackend>,
     grant: Option<Grant>,
     /// Hold time and loss, for grants handed to users (`crate::metrics`); `None` for a
@@ -18,9 +30,9 @@ pub(crate) struct Held {
     holding: Option<Holding>,
 }
 
-impl Held {
+impl Hold {
     pub(crate) fn new(session: Arc<dyn SessionBackend>, grant: Grant) -> Self {
-        Held {
+        Hold {
             session,
             grant: Some(grant),
             holding: None,
@@ -46,23 +58,40 @@ impl Held {
         self.grant.as_ref().expect("grant present until released")
     }
 
-    pub(crate) fn token(&self) -> FencingToken {
+    /// The fencing token (C2 in the repository's `docs/contract.md`): strictly increasing
+    /// across successive grants of this name, never changing for one holder.
+    pub fn token(&self) -> FencingToken {
         FencingToken(self.grant().token)
     }
 
-    pub(crate) fn key(&self) -> &str {
+    /// The holder key in the store (on etcd `<name>/<lease id hex>` for a mutex).
+    pub fn key(&self) -> &str {
         &self.grant().key
     }
 
-    pub(crate) fn lost_reason(&self) -> Option<LostReason> {
+    /// Whether the grant can no longer be trusted. Cheap: no I/O.
+    pub fn is_lost(&self) -> bool {
+        self.lost_reason().is_some()
+    }
+
+    /// Why the grant was lost, if it was.
+    pub fn lost_reason(&self) -> Option<LostReason> {
         self.grant().liveness.reason()
     }
 
-    pub(crate) fn is_suspended(&self) -> bool {
+    /// Whether the store stopped answering while the session may still be alive (a lease
+    /// renewal failed or went unanswered; ZooKeeper's Disconnected): not lost yet, but not
+    /// confirmed either; it becomes lost at the local deadline unless the store answers
+    /// first. Cheap: no I/O. `false` once lost. [`crate::Session::events`] reports the
+    /// changes.
+    pub fn is_suspended(&self) -> bool {
         self.grant().liveness.is_suspended()
     }
 
-    pub(crate) async fn lost(&self) -> LostReason {
+    /// Resolves when the grant is lost (C7): the store reported the lease or the holder entry
+    /// gone, or renewals stopped being confirmed and the local safety deadline passed.
+    /// Cancellation-safe; race it against the work it protects.
+    pub async fn lost(&self) -> LostReason {
         self.grant().liveness.lost().await
     }
 
@@ -122,7 +151,7 @@ async fn release_in_background(session: Arc<dyn SessionBackend>, grant: Grant) {
     }
 }
 
-impl Drop for Held {
+impl Drop for Hold {
     fn drop(&mut self) {
         self.end_holding();
         let Some(grant) = self.grant.take() else {
@@ -140,47 +169,3 @@ impl Drop for Held {
         }
     }
 }
-
-/// The accessors every kind of grant shares, written once: `$what` names the grant in the docs
-/// ("the lock", "leadership"). The type must have a `held: Held` field.
-macro_rules! grant_accessors {
-    ($what:literal) => {
-        /// The fencing token (C2): strictly increasing across successive holders of this name,
-        /// never changing for one holder.
-        pub fn token(&self) -> $crate::FencingToken {
-            self.held.token()
-        }
-
-        /// The holder key in the store (on etcd `<name>/<lease id hex>`).
-        pub fn key(&self) -> &str {
-            self.held.key()
-        }
-
-        #[doc = concat!("Whether ", $what, " can no longer be trusted. Cheap: no I/O.")]
-        pub fn is_lost(&self) -> bool {
-            self.held.lost_reason().is_some()
-        }
-
-        #[doc = concat!("Why ", $what, " was lost, if it was.")]
-        pub fn lost_reason(&self) -> Option<$crate::LostReason> {
-            self.held.lost_reason()
-        }
-
-        /// Whether the store stopped answering while the session may still be alive (a lease
-        /// renewal failed or went unanswered; ZooKeeper's Disconnected): not lost yet, but not
-        /// confirmed either; it becomes lost at the local deadline unless the store answers
-        /// first. Cheap: no I/O. `false` once lost. [`crate::Session::events`] reports the
-        /// changes.
-        pub fn is_suspended(&self) -> bool {
-            self.held.is_suspended()
-        }
-
-        #[doc = concat!("Resolves when ", $what, " is lost (C7): the store reported the lease or")]
-        /// the holder entry gone, or renewals stopped being confirmed and the local safety
-        /// deadline passed. Cancellation-safe; race it against the work it protects.
-        pub async fn lost(&self) -> $crate::LostReason {
-            self.held.lost().await
-        }
-    };
-}
-pub(crate) use grant_accessors;

@@ -180,7 +180,8 @@ mod tests {
             semaphore,
             json!({
                 "name": "jobs", "key": "jobs/694d8c3b1f2e4a01", "value": "host-a:8080",
-                "token": 7, "waiters": 2, "ttl_ms": 9400, "permits": 3,
+                "token": 7, "waiters": 2, "ttl_ms": 9400, "rwlock": false, "readers": 0,
+                "permits": 3,
                 "holders": [{"key": "jobs/694d8c3b1f2e4a01", "value": "host-a:8080", "token": 7}]
             }),
         );

@@ -36,6 +36,16 @@ fn key_lives_while_the_command_runs(tag: &str, test: &str) {
     assert_eq!(etcd.keys(&key), vec![key.clone()]);
     let value = support::run(etcd.etcdctl().args(["get", &key, "--print-value-only"]));
     assert_eq!(support::stdout(&value).trim(), "10.0.0.5:8080");
+    let status = support::run(etcd.tenure().args(["status", &key]));
+    let row = support::stdout(&status)
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        row.starts_with(&key) && row.ends_with("registered"),
+        "{row}"
+    );
     std::fs::write(&release, "").expect("release");
     let out = p.finish();
     assert_eq!(code(&out), 3, "the command's code: {}", stderr(&out));

@@ -148,6 +148,7 @@ mod tests {
             holders: Vec::new(),
             rwlock: false,
             readers: 0,
+            registered: false,
         };
         round_trip(
             status.clone(),

@@ -52,6 +52,10 @@ pub struct LockStatus {
         serde(default, skip_serializing_if = "Vec::is_empty")
     )]
     pub holders: Vec<Leader>,
+    /// Whether this row is a key registered with [`crate::Session::put_ephemeral`] (`name` is
+    /// the key, `holder` its value), not a lock.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "is_false"))]
+    pub registered: bool,
 }
 
 /// A permit entry as status shows it: its value without the recorded count.
@@ -138,6 +142,11 @@ fn shared_holders(kvs: &mut [Kv], markers: &BTreeMap<String, Vec<u8>>) -> usize 
         .count()
 }
 
+#[cfg(feature = "serde")]
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
 /// Groups queue entries (keys held under a lease) by name: the key up to its last `/`, or a
 /// read/write lock's name for its readers and writers.
 fn by_name(entries: Vec<Kv>) -> BTreeMap<String, Vec<Kv>> {
@@ -167,6 +176,9 @@ impl Tenure {
     /// reports it (etcd, `mem://`). A read/write lock is one entry whatever its layout, with
     /// how many hold it shared ([`LockStatus::readers`]; the holder is the oldest of them).
     ///
+    /// Keys registered with [`crate::Session::put_ephemeral`] under `prefix` are rows too
+    /// ([`LockStatus::registered`]: the key as `name`, its value and its session's TTL left).
+    ///
     /// Names are shown as they were given. ZooKeeper cannot tell `a` from `/a` (one znode), so
     /// there a name is shown without a leading `/` unless `prefix` starts with one. Redis keeps
     /// nothing for waiters and cannot list: [`crate::Error::Unsupported`].
@@ -179,6 +191,9 @@ impl Tenure {
             _ => name,
         };
         let markers = downgraded(&entries);
+        let (registered, entries): (Vec<Kv>, Vec<Kv>) = entries
+            .into_iter()
+            .partition(|kv| backend.is_registered(kv));
         let mut names = by_name(entries);
         // A semaphore `X` is its permits `X/leases/…` and its internal lock `X/locks/…`.
         let semaphores: Vec<String> = names
@@ -209,6 +224,7 @@ impl Tenure {
                 holders,
                 rwlock: false,
                 readers: 0,
+                registered: false,
             });
         }
         for (name, mut kvs) in names {
@@ -229,6 +245,20 @@ impl Tenure {
                 holders: Vec::new(),
                 rwlock,
                 readers,
+                registered: false,
+            });
+        }
+        for kv in registered {
+            out.push(LockStatus {
+                name: shown(kv.key.clone()),
+                holder_ttl: backend.lease_ttl(kv.lease).await?,
+                holder: Leader::from(&kv),
+                waiters: 0,
+                permits: None,
+                holders: Vec::new(),
+                rwlock: false,
+                readers: 0,
+                registered: true,
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));

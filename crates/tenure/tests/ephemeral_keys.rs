@@ -66,6 +66,31 @@ async fn killed_registrant_is_deregistered(url: &str) {
         value: b"10.0.0.5:8080".to_vec(),
     };
     assert_eq!(next(&mut live, "the registration").await, put);
+    let listed = tenure.status(&prefix).await.expect("status");
+    assert!(
+        listed
+            .iter()
+            .any(|s| s.registered && s.name == key && s.holder.value == b"10.0.0.5:8080"),
+        "status lists the registered key: {listed:?}"
+    );
+    // A lock beside it (outside the watched prefix) is still a lock, not a registered key.
+    let base = prefix.trim_end_matches('/');
+    let (locker, lock_name) = (
+        tenure.session().await.expect("session"),
+        format!("{base}-lock"),
+    );
+    let lock = locker.mutex(&lock_name).unwrap().lock().await.unwrap();
+    let listed = tenure.status(base).await.expect("status");
+    assert_eq!(
+        listed.iter().filter(|s| s.registered).count(),
+        1,
+        "{listed:?}"
+    );
+    assert!(
+        listed.iter().any(|s| !s.registered && s.name == lock_name),
+        "{listed:?}"
+    );
+    lock.unlock().await.unwrap();
 
     // Someone else's key is left alone; the live set is unchanged.
     let other = tenure.session().await.expect("session");

@@ -11,8 +11,8 @@ use crate::cli::{connect, options::GlobalOpts};
 use crate::output;
 
 pub const AFTER_HELP: &str = "\
-Lists every lock, election, semaphore and read/write lock whose name starts with PREFIX
-(default: all), one row each:
+Lists every lock, election, semaphore, read/write lock and registered key (`tenure
+register`) whose name starts with PREFIX (default: all), one row each:
   NAME  HOLDER KEY  TOKEN  VALUE  WAITERS  TTL  HELD
 A semaphore's row shows its oldest holder, and HELD as H/N: H of its N permits held (H/?
 where the holders recorded no count, as Curator's do).
@@ -20,12 +20,14 @@ VALUE is the holder's value (a lock holder's `tenure lock --value`, HOST:PID by 
 election's proposal), shown as UTF-8 with invalid bytes replaced and cut to 32 characters;
 TTL is what is left of the holder's lease (- if unknown, as on ZooKeeper). HELD is how a
 read/write lock (`tenure lock --shared/--exclusive`) is held: shared(N) by N readers, the
-holder the oldest of them, or exclusive by its writer; - for a mutex or an election. WAITERS
+holder the oldest of them, or exclusive by its writer; registered for a key `tenure register`
+keeps (NAME is the key, VALUE its value); - for a mutex or an election. WAITERS
 are the entries queued behind the holders. Redis cannot list (exit 2).
 --json prints one JSON array (one document, so `jq '.[]'` works), one object per row:
   {\"name\",\"key\",\"value\",\"token\",\"waiters\",\"ttl_ms\",\"rwlock\",\"readers\"}  (ttl_ms null if unknown;
   value in full: a string, or an array of byte values if it is not UTF-8); a semaphore's
-  also has \"permits\" (when recorded) and \"holders\": [{\"key\",\"value\",\"token\"}, …]
+  also has \"permits\" (when recorded) and \"holders\": [{\"key\",\"value\",\"token\"}, …];
+  a registered key's has \"registered\": true
 Exit codes: 0 listed (also when nothing matches); 2 usage; 69 store unreachable;
 77 permission denied.
 Examples:
@@ -67,6 +69,7 @@ impl From<LockStatus> for Row {
                 .holder_ttl
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             held: match (s.holders.len(), s.permits, s.rwlock, s.readers) {
+                _ if s.registered => "registered".to_string(),
                 (0, _, false, _) => "-".to_string(),
                 (0, _, true, 0) => "exclusive".to_string(),
                 (0, _, true, n) => format!("shared({n})"),

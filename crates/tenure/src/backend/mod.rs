@@ -83,6 +83,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn entries_under(&self, prefix: &str) -> Result<Vec<observe::Kv>> {
         self.entries(prefix).await
     }
+    /// Whether `kv`, an entry that [`Backend::entries_under`] listed, is a key put with
+    /// `Session::put_ephemeral` rather than a queue entry of a lock, election or semaphore.
+    /// Stores without ephemeral keys keep this default.
+    fn is_registered(&self, _kv: &observe::Kv) -> bool {
+        false
+    }
     /// Whether names are paths from a root, `a` and `/a` naming one lock (ZooKeeper), so that
     /// the store cannot say which spelling its user gave.
     fn rooted_names(&self) -> bool {

@@ -37,6 +37,22 @@ pub(crate) fn first(entries: &[Kv]) -> Option<&Kv> {
     entries.iter().min_by_key(|kv| kv.create_rev)
 }
 
+/// Whether `kv` is a key put under a lease with `Session::put_ephemeral`, in the key-range
+/// layouts (etcd, the embedded store): every queue entry's last segment starts with its
+/// lease's hex id (`<name>/<lease hex>`, `<name>/leases/<lease hex>-<ticket>`), except Go's
+/// RWMutex entries (`<name>/read/<nanos>`, `<name>/write/<nanos>`); markers hold a NUL.
+#[cfg_attr(not(any(feature = "etcd", feature = "embedded")), allow(dead_code))]
+pub(crate) fn leased_key(kv: &Kv) -> bool {
+    let Some((parent, last)) = kv.key.rsplit_once('/') else {
+        return kv.lease != 0 && !kv.key.contains('\0');
+    };
+    kv.lease != 0
+        && !kv.key.contains('\0')
+        && !parent.ends_with("/read")
+        && !parent.ends_with("/write")
+        && !last.starts_with(&format!("{:x}", kv.lease))
+}
+
 /// Applies one change to a prefix's entries.
 pub(crate) fn apply(entries: &mut Vec<Kv>, change: Change) {
     match change {

@@ -160,6 +160,10 @@ impl Backend for MemBackend {
         "mem"
     }
 
+    fn is_registered(&self, kv: &super::observe::Kv) -> bool {
+        super::observe::leased_key(kv)
+    }
+
     fn ttl_range(&self) -> (Duration, Duration) {
         (Duration::from_millis(10), Duration::from_secs(24 * 3600))
     }

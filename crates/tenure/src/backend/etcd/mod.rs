@@ -276,6 +276,10 @@ impl Backend for EtcdBackend {
         "etcd"
     }
 
+    fn is_registered(&self, kv: &super::observe::Kv) -> bool {
+        super::observe::leased_key(kv)
+    }
+
     fn ttl_range(&self) -> (Duration, Duration) {
         (Duration::from_secs(1), Duration::from_secs(24 * 3600))
     }

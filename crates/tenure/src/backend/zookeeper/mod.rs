@@ -322,6 +322,10 @@ impl Backend for ZkBackend {
         "zk"
     }
 
+    fn is_registered(&self, kv: &super::observe::Kv) -> bool {
+        kv.lease != 0 && layout::sequence(layout::node_name(&kv.key)).is_none()
+    }
+
     fn ttl_range(&self) -> (Duration, Duration) {
         // The server narrows it further (minSessionTimeout, maxSessionTimeout); the negotiated
         // timeout is the TTL the session then uses.

@@ -16,7 +16,8 @@ use crate::Result;
 /// Operations per multi-read: keeps each answer well under the server's `jute.maxbuffer`.
 const BATCH: usize = 128;
 
-/// Every queue entry (sequential child) whose path starts with `prefix` (with or without its
+/// Every queue entry (sequential child) and every ephemeral key (`Session::put_ephemeral`: a
+/// non-sequential ephemeral node) whose path starts with `prefix` (with or without its
 /// leading `/`), as a key range would list them: `app/` lists `app/jobs` and `app/jobs/x`,
 /// `app/jo` lists `app/jobs`, and `app/jobs/` lists `app/jobs` itself. The empty prefix
 /// lists the whole tree but `/zookeeper`. Nodes removed meanwhile, and subtrees our identity
@@ -49,8 +50,20 @@ pub(super) async fn entries_under(client: &zk::Client, prefix: &str) -> Result<V
                     .map(|c| layout::child(dir, &c))
             })
             .collect();
-        let entries = read_all(client, sequential).await?;
-        // Ephemeral nodes (the entries of a lock or election) cannot have children.
+        let mut entries = read_all(client, sequential).await?;
+        let others: Vec<String> = level
+            .iter()
+            .flat_map(|(dir, children)| {
+                children
+                    .iter()
+                    .filter(|c| layout::sequence(c).is_none())
+                    .map(|c| layout::child(dir, c))
+            })
+            .collect();
+        // Of the other children, the ephemeral ones are registered keys.
+        let registered = read_all(client, others).await?;
+        entries.extend(registered.into_iter().filter(|kv| kv.lease != 0));
+        // Ephemeral nodes (queue entries, registered keys) cannot have children.
         let ephemeral: HashSet<&str> = entries
             .iter()
             .filter(|kv| kv.lease != 0)

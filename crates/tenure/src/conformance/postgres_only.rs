@@ -87,23 +87,6 @@ pub(crate) async fn p_elections_unsupported(f: Fixture) {
     }
 }
 
-/// Semaphores are refused with the reason (a waiter cannot wait for any one of N keys).
-pub(crate) async fn p_semaphores_unsupported(f: Fixture) {
-    let s = f.tenure.session().await.unwrap();
-    let sem = s.semaphore(&f.name("sem"), 3).unwrap();
-    for refused in [
-        sem.acquire().await.map(|_| ()),
-        sem.try_acquire().await.map(|_| ()),
-    ] {
-        match refused {
-            Err(Error::Unsupported { advice, .. }) => {
-                assert!(advice.contains("etcd"), "{advice}")
-            }
-            other => panic!("expected Unsupported, got {other:?}"),
-        }
-    }
-}
-
 /// Read/write locks meet a peer's advisory locks on the name's key: readers are `ShareLock`
 /// rows and a writer an `ExclusiveLock` row in `pg_locks`; a peer's `pg_advisory_lock_shared`
 /// shares with our readers and keeps our writer out, and a writer waiting behind it keeps a

@@ -493,6 +493,26 @@ impl Backend for PgBackend {
                 lease: u64::try_from(pid).unwrap_or(1).max(1),
             });
         }
+        // Permit slots, as the shared recipe lays them out (`<name>/leases/…`, recording the
+        // count), so `status` shows a semaphore as one row; its queue key is listed above as
+        // `<name>/locks/<pid>`, its line.
+        let rows = self.shared.query("status", sql::PERMITS, &[]).await?;
+        for r in rows {
+            let name: String = r.get(0);
+            let permits: i32 = r.get(1);
+            let pid: i32 = r.get(2);
+            let app: Option<String> = r.get(3);
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            let (token, value) = holder_info(app.as_deref().unwrap_or_default());
+            out.push(observe::Kv {
+                key: format!("{name}/{}/{pid}", super::semaphore::LEASES),
+                value: super::semaphore::record(u32::try_from(permits).unwrap_or(0), &value),
+                create_rev: i64::try_from(token).unwrap_or(i64::MAX),
+                lease: u64::try_from(pid).unwrap_or(1).max(1),
+            });
+        }
         Ok(out)
     }
 

@@ -829,6 +829,7 @@ suite!(postgres, super::fixture::postgres;
     s6_permit_counts_must_agree,
     s7_one_session_holds_several,
     s8_status_lists_semaphores,
+    p_semaphore_peer_slots,
     p_rw_modes_and_peer_readers,
     rw1_readers_share,
     rw2_writer_excludes_everyone,

@@ -222,3 +222,46 @@ pub(crate) async fn p7_terminated_holder(f: Fixture) {
         "the session lives on"
     );
 }
+
+/// A peer takes permits of a Tenure semaphore with `psql` on the documented slot keys
+/// `(tag, i)`, tag = the low 32 bits of the sqlx key of `<name>#semaphore`: with two of three
+/// slots held by the peer, Tenure gets one permit and then none, and another once the peer
+/// lets one go; no slot is the key of the mutex of the same name.
+pub(crate) async fn p_semaphore_peer_slots(f: Fixture) {
+    let name = f.name("sem-peer");
+    let tag = advisory_key(&format!("{name}#semaphore")) as i32;
+    let peer = admin(&f);
+    peer.run(&format!(
+        "SELECT pg_advisory_lock({tag}, 0), pg_advisory_lock({tag}, 2)"
+    ))
+    .await;
+    let s = f.tenure.session().await.unwrap();
+    let pool = s.semaphore(&name, 3).unwrap();
+    let mine = pool.try_acquire().await.unwrap();
+    assert!(matches!(
+        pool.try_acquire().await,
+        Err(Error::Locked { .. })
+    ));
+    // The mutex of the same name is another key.
+    s.mutex(&name)
+        .unwrap()
+        .try_lock()
+        .await
+        .unwrap()
+        .unlock()
+        .await
+        .unwrap();
+    let waiter = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.acquire().await })
+    };
+    peer.run(&format!("SELECT pg_advisory_unlock({tag}, 2)"))
+        .await;
+    let next = within("granted once the peer lets go", waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(next.token() > mine.token());
+    peer.run(&format!("SELECT pg_advisory_unlock({tag}, 0)"))
+        .await;
+}

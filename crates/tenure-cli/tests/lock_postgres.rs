@@ -93,20 +93,50 @@ fn status_lists_holder_and_elections_are_refused() {
     assert!(stderr(&elect).contains("etcd://"), "{}", stderr(&elect));
 }
 
-/// `tenure lock --permits N` on PostgreSQL is refused as a usage error (exit 2) naming the
-/// stores that offer semaphores, and runs nothing.
+/// Six `tenure lock --permits 3` processes on PostgreSQL: never more than three run at once
+/// (each logs `start` once granted and `end` before it gives its permit back), each with its
+/// own token and `TENURE_PERMITS=3`, and `tenure status` lists nothing afterwards.
 #[test]
-fn permits_are_refused() {
-    let Some(pg) = pg("permits_are_refused") else {
+fn permits_bound_the_commands_running_at_once() {
+    let Some(pg) = pg("permits_bound_the_commands_running_at_once") else {
         return;
     };
-    let dir = TempDir::new("tenure-cli-pg");
-    let ran = dir.path("ran");
-    let out = run(pg
-        .tenure()
-        .args(["lock", "--permits", "3", &unique("pg-sem"), "--", "touch"])
-        .arg(&ran));
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert!(stderr(&out).contains("etcd://"), "{}", stderr(&out));
-    assert!(!ran.exists(), "the command ran without a permit");
+    let (dir, name) = (TempDir::new("tenure-cli-pg"), unique("pg-sem"));
+    let log = dir.path("log");
+    let script = r#"echo "start $TENURE_FENCING_TOKEN $TENURE_PERMITS" >> "$LOG"; sleep 0.2; echo "end $TENURE_FENCING_TOKEN" >> "$LOG""#;
+    let procs: Vec<_> = (0..6)
+        .map(|_| {
+            spawn(
+                pg.tenure()
+                    .args(["lock", "--permits", "3", &name, "--", "sh", "-c", script])
+                    .env("LOG", &log),
+            )
+        })
+        .collect();
+    for p in procs {
+        let out = p.finish();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(text.lines().count(), 12, "{text}");
+    let (mut now, mut most) = (0usize, 0);
+    let mut tokens = Vec::new();
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        if parts[0] == "start" {
+            assert_eq!(parts.get(2), Some(&"3"), "TENURE_PERMITS: {line}");
+            tokens.push(parts[1].to_string());
+            now += 1;
+            most = most.max(now);
+        } else {
+            now -= 1;
+        }
+    }
+    assert!((1..=3).contains(&most), "{most} at once:\n{text}");
+    tokens.sort_unstable();
+    tokens.dedup();
+    assert_eq!(tokens.len(), 6, "{text}");
+    let out = run(pg.tenure().args(["--json", "status", &name]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "[]", "{}", stdout(&out));
 }

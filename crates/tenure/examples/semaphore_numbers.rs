@@ -8,6 +8,7 @@
 //! cargo run --release -p tenure --example semaphore_numbers -- throughput zk://127.0.0.1:2181
 //! cargo run --release -p tenure --example semaphore_numbers -- herd etcd://127.0.0.1:2379 http://127.0.0.1:2379/metrics 100
 //! cargo run --release -p tenure --example semaphore_numbers -- herd zk://127.0.0.1:2181 mntr 100
+//! TENURE_PASSWORD=… cargo run --release -p tenure --example semaphore_numbers -- throughput postgres://tenure@127.0.0.1:5432/tenure
 //! ```
 
 use std::collections::BTreeMap;
@@ -91,8 +92,22 @@ fn print_delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>, pe
     }
 }
 
+/// Connects with the password of `TENURE_PASSWORD`, if set (`postgres://` takes none in
+/// the URL).
+async fn connect(url: &str) -> tenure::Result<Tenure> {
+    match std::env::var("TENURE_PASSWORD") {
+        Ok(password) => {
+            Tenure::builder(url)
+                .password(password.as_str())
+                .connect()
+                .await
+        }
+        Err(_) => Tenure::connect(url).await,
+    }
+}
+
 async fn requests(url: &str, metrics: &str) -> tenure::Result<()> {
-    let tenure = Tenure::connect(url).await?;
+    let tenure = connect(url).await?;
     let session = tenure.session().await?;
     let pool = session.semaphore(&format!("sem-requests-{}", std::process::id()), PERMITS)?;
     let cycles = 100;
@@ -107,7 +122,7 @@ async fn requests(url: &str, metrics: &str) -> tenure::Result<()> {
 }
 
 async fn throughput(url: &str) -> tenure::Result<()> {
-    let tenure = Tenure::connect(url).await?;
+    let tenure = connect(url).await?;
     for contenders in [1usize, 5, 50] {
         let name = format!("sem-throughput-{}-{contenders}", std::process::id());
         let window = Duration::from_secs(3);
@@ -141,7 +156,7 @@ async fn throughput(url: &str) -> tenure::Result<()> {
 }
 
 async fn herd(url: &str, source: &str, waiters: usize) -> tenure::Result<()> {
-    let tenure = Tenure::connect(url).await?;
+    let tenure = connect(url).await?;
     let name = format!("sem-herd-{}", std::process::id());
     let holder = tenure.session().await?;
     let pool = holder.semaphore(&name, PERMITS)?;

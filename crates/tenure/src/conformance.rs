@@ -801,9 +801,8 @@ redlock_clauses!(
 // - c13 (store-level idempotency of the shared queue recipe, which PostgreSQL does not use:
 //   its steps are single statements on the holding connection, and a step whose answer is
 //   lost is never retried on that connection — it is closed, which releases what it held);
-// - the semaphore clauses (s1–s8): refused with `Error::Unsupported` (a waiter cannot wait for
-//   any one of N advisory keys; docs/contract.md, PostgreSQL), checked by
-//   `p_semaphores_unsupported`.
+// - s9 (store-level idempotency of the shared recipe's semaphore steps, which PostgreSQL does
+//   not use, as c13: a semaphore step whose answer is lost closes its connection).
 #[cfg(feature = "postgres")]
 suite!(postgres, super::fixture::postgres;
     c1_exclusion_many_contenders,
@@ -822,7 +821,15 @@ suite!(postgres, super::fixture::postgres;
     p_elections_unsupported,
     p_numeric_keys,
     p7_terminated_holder,
-    p_semaphores_unsupported,
+    s1_never_more_holders_than_permits,
+    s2_crashed_holder_permit_reclaimed,
+    s3_cancellation_leaves_nothing,
+    s4_owner_only_release,
+    s5_tokens_increase_in_grant_order,
+    s6_permit_counts_must_agree,
+    s7_one_session_holds_several,
+    s8_status_lists_semaphores,
+    p_semaphore_peer_slots,
     p_rw_modes_and_peer_readers,
     rw1_readers_share,
     rw2_writer_excludes_everyone,

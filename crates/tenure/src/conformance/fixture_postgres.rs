@@ -61,6 +61,37 @@ impl PgAdmin {
             .collect()
     }
 
+    /// The keys of `tenure_kv` under `prefix` (what guarded writes wrote).
+    pub async fn kv_keys(&self, prefix: &str) -> Vec<String> {
+        let rows = self
+            .client
+            .query(
+                "SELECT key FROM tenure_kv WHERE starts_with(key, $1) ORDER BY key",
+                &[&prefix],
+            )
+            .await
+            .expect("admin tenure_kv");
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+
+    /// The held permit slots of semaphore `name` (two-`int4` keys of its tag), as the
+    /// permits' keys `<name>/leases/<pid>`.
+    pub async fn permits(&self, name: &str) -> Vec<String> {
+        let tag = i64::from(crate::backend::postgres::key::semaphore_tag(name) as u32);
+        let rows = self
+            .client
+            .query(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 \
+                 AND granted AND classid::bigint = $1 ORDER BY pid",
+                &[&tag],
+            )
+            .await
+            .expect("admin pg_locks permits");
+        rows.iter()
+            .map(|r| format!("{name}/leases/{}", r.get::<_, i32>(0)))
+            .collect()
+    }
+
     /// The `pg_locks` modes of `name`'s advisory key, granted first: (`ShareLock` or
     /// `ExclusiveLock`, granted).
     pub async fn modes(&self, name: &str) -> Vec<(String, bool)> {

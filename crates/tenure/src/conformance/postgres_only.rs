@@ -87,23 +87,6 @@ pub(crate) async fn p_elections_unsupported(f: Fixture) {
     }
 }
 
-/// Semaphores are refused with the reason (a waiter cannot wait for any one of N keys).
-pub(crate) async fn p_semaphores_unsupported(f: Fixture) {
-    let s = f.tenure.session().await.unwrap();
-    let sem = s.semaphore(&f.name("sem"), 3).unwrap();
-    for refused in [
-        sem.acquire().await.map(|_| ()),
-        sem.try_acquire().await.map(|_| ()),
-    ] {
-        match refused {
-            Err(Error::Unsupported { advice, .. }) => {
-                assert!(advice.contains("etcd"), "{advice}")
-            }
-            other => panic!("expected Unsupported, got {other:?}"),
-        }
-    }
-}
-
 /// Read/write locks meet a peer's advisory locks on the name's key: readers are `ShareLock`
 /// rows and a writer an `ExclusiveLock` row in `pg_locks`; a peer's `pg_advisory_lock_shared`
 /// shares with our readers and keeps our writer out, and a writer waiting behind it keeps a
@@ -238,4 +221,47 @@ pub(crate) async fn p7_terminated_holder(f: Fixture) {
         s.mutex(&f.name("other")).unwrap().try_lock().await.is_ok(),
         "the session lives on"
     );
+}
+
+/// A peer takes permits of a Tenure semaphore with `psql` on the documented slot keys
+/// `(tag, i)`, tag = the low 32 bits of the sqlx key of `<name>#semaphore`: with two of three
+/// slots held by the peer, Tenure gets one permit and then none, and another once the peer
+/// lets one go; no slot is the key of the mutex of the same name.
+pub(crate) async fn p_semaphore_peer_slots(f: Fixture) {
+    let name = f.name("sem-peer");
+    let tag = advisory_key(&format!("{name}#semaphore")) as i32;
+    let peer = admin(&f);
+    peer.run(&format!(
+        "SELECT pg_advisory_lock({tag}, 0), pg_advisory_lock({tag}, 2)"
+    ))
+    .await;
+    let s = f.tenure.session().await.unwrap();
+    let pool = s.semaphore(&name, 3).unwrap();
+    let mine = pool.try_acquire().await.unwrap();
+    assert!(matches!(
+        pool.try_acquire().await,
+        Err(Error::Locked { .. })
+    ));
+    // The mutex of the same name is another key.
+    s.mutex(&name)
+        .unwrap()
+        .try_lock()
+        .await
+        .unwrap()
+        .unlock()
+        .await
+        .unwrap();
+    let waiter = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.acquire().await })
+    };
+    peer.run(&format!("SELECT pg_advisory_unlock({tag}, 2)"))
+        .await;
+    let next = within("granted once the peer lets go", waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(next.token() > mine.token());
+    peer.run(&format!("SELECT pg_advisory_unlock({tag}, 0)"))
+        .await;
 }

@@ -60,6 +60,22 @@ pub(crate) fn numeric(name: &str) -> Option<i64> {
     digits.parse().ok()
 }
 
+/// The tag of semaphore `name`: the first half (`classid`) of the two-`int4` advisory keys of
+/// its permit slots, `(tag, 0)` … `(tag, permits - 1)`. The low 32 bits of the key of
+/// `<name>#semaphore` (hashed even for an `advisory:` name): the two-`int4` key space is
+/// separate from the one-`bigint` one of mutexes, read/write locks and sqlx, so no permit
+/// slot is ever any lock's key. Two names whose tags collide (32 bits) share slots, which can
+/// only let fewer holders in, never more.
+pub(crate) fn semaphore_tag(name: &str) -> i32 {
+    // Never numeric (`#` is no digit), so always hashed, `advisory:` names too.
+    advisory_key(&format!("{name}#semaphore")) as i32
+}
+
+/// A permit slot's key as `pg_locks` shows it (`classid << 32 | objid`).
+pub(crate) fn slot_key(tag: i32, slot: i32) -> i64 {
+    (i64::from(tag as u32) << 32) | i64::from(slot as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

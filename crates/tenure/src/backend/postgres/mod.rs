@@ -45,6 +45,8 @@
 //! CREATE SEQUENCE tenure_fence;                                          -- fencing tokens
 //! CREATE TABLE tenure_kv (key text PRIMARY KEY, value bytea NOT NULL);   -- Tenure::read/write, guarded writes
 //! CREATE TABLE tenure_names (key bigint PRIMARY KEY, name text NOT NULL); -- names for `tenure status`
+//! CREATE TABLE tenure_semaphores (name text PRIMARY KEY, tag bigint NOT NULL, permits integer NOT NULL);
+//!                                            -- each semaphore's permit count and tag
 //! ```
 //!
 //! A role that may not create them gets [`Error::PermissionDenied`] naming this SQL; create
@@ -82,11 +84,26 @@
 //! statement (`sql::DOWNGRADE` says why no writer gets in). Release of a read/write hold is
 //! `pg_advisory_unlock_all()`, whatever mode the connection holds.
 //!
-//! **Semaphores are not offered yet** ([`Error::Unsupported`]): a waiter must be granted when
-//! any one of N permit keys frees, but a connection waits on one advisory lock at a time and
-//! the server releases a crashed holder's key without telling anyone, so the server's queue
-//! cannot order semaphore waiters by itself (docs/contract.md, PostgreSQL, sketches the design
-//! that would: a queue key, `NOTIFY` on release, a bounded poll by the head waiter alone).
+//! **Semaphores.** Semaphore `N` of `P` permits is P *permit slots*, the two-`int4` advisory
+//! keys `(tag, 0)` … `(tag, P - 1)` with `tag` = `key::semaphore_tag(N)` (the low 32 bits
+//! of the key of `N#semaphore`): the two-`int4` key space is separate from the one-`bigint`
+//! space of mutexes, read/write locks and sqlx, so no slot is any lock's key. A permit is a
+//! slot held by a lock connection of its own, so a crashed holder's permit frees at once with
+//! its connection, and liveness, cancellation and release are the mutex's. Waiters line up on
+//! the *queue key*, the one-`bigint` key of `N/locks` (the shared recipe's internal lock),
+//! taken with `pg_try_advisory_lock` and else waited for with `pg_advisory_lock`, so they are
+//! served in the server's queue order and only the head of the line is ever awake. The head
+//! (holding the queue key) checks and records the count (`sql::SEM_RECORD`: a count recorded
+//! in `tenure_semaphores` that differs while a slot of the tag is held is
+//! [`Error::PermitsDisagree`]), then tries every slot in one statement (`sql::SEM_TRY_SLOT`:
+//! `pg_try_advisory_lock(tag, i)` for i in 0..P, stopping at the first granted, and only then
+//! the token and the release of the queue key). When every slot is taken it tries again after
+//! 2 ms, doubling up to 50 ms (and at most TTL/10): it polls, because PostgreSQL tells nobody
+//! when a crashed holder's slot frees, so a `NOTIFY` on release would still need this poll,
+//! and the poll costs one statement per interval for the whole line, never one per waiter.
+//! `try_acquire` tries the queue key and the slots without waiting and releases the queue key
+//! if no slot was free, so it never jumps the line. A permit's key is `N/leases/<pid>`; two
+//! names whose tags collide share slots, which lets fewer holders in, never more.
 //!
 //! **Elections are not offered** ([`Error::Unsupported`]): a leader could be an advisory lock
 //! and its value a row, but PostgreSQL tells nobody when a connection ends — `LISTEN/NOTIFY`
@@ -355,6 +372,7 @@ async fn ensure_schema(endpoint: &Endpoint, c: &Conn) -> Result<()> {
                         "{message}: this role may not create the objects Tenure keeps; create them once as their owner: \
                          CREATE SEQUENCE tenure_fence; CREATE TABLE tenure_kv (key text PRIMARY KEY, value bytea NOT NULL); \
                          CREATE TABLE tenure_names (key bigint PRIMARY KEY, name text NOT NULL); \
+                         CREATE TABLE tenure_semaphores (name text PRIMARY KEY, tag bigint NOT NULL, permits integer NOT NULL); \
                          and grant USAGE, UPDATE on the sequence and SELECT, INSERT, UPDATE, DELETE on the tables"
                     ),
                     source,
@@ -490,6 +508,26 @@ impl Backend for PgBackend {
                 key: format!("{name}/{pid}"),
                 value,
                 create_rev,
+                lease: u64::try_from(pid).unwrap_or(1).max(1),
+            });
+        }
+        // Permit slots, as the shared recipe lays them out (`<name>/leases/…`, recording the
+        // count), so `status` shows a semaphore as one row; its queue key is listed above as
+        // `<name>/locks/<pid>`, its line.
+        let rows = self.shared.query("status", sql::PERMITS, &[]).await?;
+        for r in rows {
+            let name: String = r.get(0);
+            let permits: i32 = r.get(1);
+            let pid: i32 = r.get(2);
+            let app: Option<String> = r.get(3);
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            let (token, value) = holder_info(app.as_deref().unwrap_or_default());
+            out.push(observe::Kv {
+                key: format!("{name}/{}/{pid}", super::semaphore::LEASES),
+                value: super::semaphore::record(u32::try_from(permits).unwrap_or(0), &value),
+                create_rev: i64::try_from(token).unwrap_or(i64::MAX),
                 lease: u64::try_from(pid).unwrap_or(1).max(1),
             });
         }

@@ -49,10 +49,9 @@ impl Renewer for Prober {
 /// A lock connection holding a grant.
 struct Holding {
     conn: Conn,
+    /// The advisory key; for a permit, its slot's (`key::slot_key`).
     key: i64,
-    /// A read/write lock's grant, released with `UNLOCK_RW` (it may hold the shared lock, or
-    /// both after a downgrade abandoned midway); a mutex's with `UNLOCK`.
-    rw: bool,
+    kind: Kind,
     tasks: [AbortHandle; 2],
 }
 
@@ -63,6 +62,23 @@ impl Drop for Holding {
         }
     }
 }
+
+/// What a lock connection holds, and so how it is released.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A mutex: `UNLOCK`.
+    Mutex,
+    /// A read/write lock's grant, released with `UNLOCK_RW` (it may hold the shared lock, or
+    /// both after a downgrade abandoned midway).
+    Rw,
+    /// A semaphore's permit slot (a two-`int4` key): `SEM_UNLOCK`.
+    Permit,
+}
+
+/// The longest pause between two tries of the permit slots by the head of a semaphore's
+/// line (it starts at `SLOT_POLL_FIRST` and doubles); also bounded by TTL/10.
+const SLOT_POLL_MAX: Duration = Duration::from_millis(50);
+const SLOT_POLL_FIRST: Duration = Duration::from_millis(2);
 
 /// What the session's tasks share.
 #[derive(Default)]
@@ -354,11 +370,150 @@ impl PgSession {
         Ok((conn, token as u64, sent))
     }
 
+    /// One attempt at a permit of semaphore `name` (docs: `backend/postgres`, Semaphores):
+    /// the queue key `<name>/locks` (tried, then waited for in the server's queue), the
+    /// permit count checked and recorded, then every slot tried in one statement, again every
+    /// poll interval while none is free (only the head of the line polls); the statement that
+    /// takes a slot also takes the token and releases the queue key. All on one connection,
+    /// which then holds the slot alone.
+    async fn attempt_permit(
+        &self,
+        name: &str,
+        permits: u32,
+        value: &str,
+        wait: bool,
+    ) -> Result<(Conn, u64, Instant, i64)> {
+        if let Some(reason) = self.liveness.reason() {
+            return Err(Error::SessionLost { reason });
+        }
+        let queue_name = format!("{name}/{}", crate::backend::semaphore::LOCKS);
+        let queue = key::advisory_key(&queue_name);
+        let tag = key::semaphore_tag(name);
+        let permits_i32 = i32::try_from(permits).unwrap_or(i32::MAX);
+        let mut pending = Pending {
+            conn: Some(self.lock_conn().await?),
+            armed: false,
+            shared: self.shared.clone(),
+            conns: self.conns.clone(),
+        };
+        let conn = pending.conn()?.clone();
+        pending.armed = true;
+        let queue_param: [(&(dyn ToSql + Sync), Type); 1] = [(&queue, Type::INT8)];
+        let (tried, named) = tokio::join!(
+            self.run(&conn, "lock", sql::SEM_TRY_QUEUE, &queue_param, true),
+            self.shared.record_name(&queue_name, queue)
+        );
+        if let Err(e) = named {
+            tracing::warn!(%name, error = %e, "could not record the semaphore's name for status");
+        }
+        let row = tried?;
+        Self::check_pid(&conn, &row)?;
+        if !row.get::<_, bool>(0) {
+            pending.armed = false;
+            if !wait {
+                return Err(Error::Locked {
+                    name: name.to_string(),
+                    holder: None,
+                });
+            }
+            waiting::note(Waiting::Queued { ahead: None });
+            pending.armed = true;
+            let waited = tokio::select! {
+                r = self.run(&conn, "lock", sql::LOCK, &queue_param, false) => r,
+                reason = self.liveness.lost() => return Err(Error::SessionLost { reason }),
+            };
+            waited?;
+        }
+        // Holding the queue key: no other acquisition of the name is past this point.
+        let unsigned_tag = i64::from(tag as u32);
+        let row = self
+            .run(
+                &conn,
+                "lock",
+                sql::SEM_RECORD,
+                &[
+                    (&name, Type::TEXT),
+                    (&unsigned_tag, Type::INT8),
+                    (&permits_i32, Type::INT4),
+                ],
+                true,
+            )
+            .await?;
+        Self::check_pid(&conn, &row)?;
+        let recorded: Option<i32> = row.get(0);
+        let holder: Option<i32> = row.get(1);
+        if let (Some(recorded), Some(holder)) = (recorded, holder) {
+            if recorded != permits_i32 {
+                self.leave_queue(&conn, &mut pending).await?;
+                return Err(Error::PermitsDisagree {
+                    name: name.to_string(),
+                    permits,
+                    recorded: u32::try_from(recorded).unwrap_or_default(),
+                    holder: format!("{name}/{}/{holder}", crate::backend::semaphore::LEASES),
+                });
+            }
+        }
+        let slot_params: [(&(dyn ToSql + Sync), Type); 4] = [
+            (&tag, Type::INT4),
+            (&permits_i32, Type::INT4),
+            (&value, Type::TEXT),
+            (&queue, Type::INT8),
+        ];
+        let mut pause = SLOT_POLL_FIRST;
+        let cap = SLOT_POLL_MAX.min(self.ttl / 10);
+        loop {
+            let sent = Instant::now();
+            let rows = {
+                let fut = conn.client.query_typed(sql::SEM_TRY_SLOT, &slot_params);
+                match tokio::time::timeout(self.shared.endpoint.timeout, fut).await {
+                    Ok(r) => r.map_err(|e| self.shared.endpoint.map("lock", e))?,
+                    Err(_) => {
+                        return Err(Error::Transient {
+                            op: "lock",
+                            message: format!("no answer within {:?}", self.shared.endpoint.timeout),
+                            source: None,
+                        })
+                    }
+                }
+            };
+            if let Some(row) = rows.into_iter().next() {
+                Self::check_pid(&conn, &row)?;
+                let slot: i32 = row.get(0);
+                let token: i64 = row.get(1);
+                pending.conn = None;
+                return Ok((conn, token as u64, sent, key::slot_key(tag, slot)));
+            }
+            if !wait {
+                self.leave_queue(&conn, &mut pending).await?;
+                return Err(Error::Locked {
+                    name: name.to_string(),
+                    holder: None,
+                });
+            }
+            // Every slot taken: the head of the line polls, herd-free (every other waiter
+            // waits in the server's queue for the queue key), and a slot freed by a holder's
+            // crash, which nobody is told of, is found as soon as one freed by a release.
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                reason = self.liveness.lost() => return Err(Error::SessionLost { reason }),
+            }
+            pause = (pause * 2).min(cap);
+        }
+    }
+
+    /// Releases the queue key (the only thing the connection holds here); on success the
+    /// connection goes back to the idle ones, else `Pending` withdraws it.
+    async fn leave_queue(&self, conn: &Conn, pending: &mut Pending) -> Result<()> {
+        self.run(conn, "unlock", sql::UNLOCK_ALL, &[], true).await?;
+        pending.armed = false;
+        Ok(())
+    }
+
     fn grant(
         &self,
         name: &str,
         key: i64,
-        rw: bool,
+        kind: Kind,
         (conn, token, sent): (Conn, u64, Instant),
     ) -> Grant {
         let liveness = self.liveness.child();
@@ -387,7 +542,7 @@ impl PgSession {
         let holding = Holding {
             conn,
             key,
-            rw,
+            kind,
             tasks: [keep_alive, watcher],
         };
         if self.liveness.is_lost() {
@@ -438,7 +593,7 @@ impl SessionBackend for PgSession {
             self.attempt(name, key, &value, wait, RwMode::Write)
         })
         .await?;
-        let mut grant = self.grant(name, key, false, held);
+        let mut grant = self.grant(name, key, Kind::Mutex, held);
         grant._permit = Some(permit);
         Ok(grant)
     }
@@ -461,7 +616,7 @@ impl SessionBackend for PgSession {
             self.attempt(name, key, &value, wait, mode)
         })
         .await?;
-        let mut grant = self.grant(name, key, true, held);
+        let mut grant = self.grant(name, key, Kind::Rw, held);
         grant._permit = Some(permit);
         Ok(grant)
     }
@@ -522,15 +677,29 @@ impl SessionBackend for PgSession {
         }
         let conn = holding.conn.clone();
         let key = holding.key;
-        let unlock = if holding.rw {
-            sql::UNLOCK_RW
-        } else {
-            sql::UNLOCK
-        };
+        let kind = holding.kind;
         drop(holding);
-        let answer = self
-            .run(&conn, "unlock", unlock, &[(&key, Type::INT8)], true)
-            .await;
+        let answer = match kind {
+            Kind::Mutex => {
+                self.run(&conn, "unlock", sql::UNLOCK, &[(&key, Type::INT8)], true)
+                    .await
+            }
+            Kind::Rw => {
+                self.run(&conn, "unlock", sql::UNLOCK_RW, &[(&key, Type::INT8)], true)
+                    .await
+            }
+            Kind::Permit => {
+                let (tag, slot) = ((key >> 32) as i32, key as i32);
+                self.run(
+                    &conn,
+                    "unlock",
+                    sql::SEM_UNLOCK,
+                    &[(&tag, Type::INT4), (&slot, Type::INT4)],
+                    true,
+                )
+                .await
+            }
+        };
         match answer {
             Ok(row) if row.get::<_, bool>(0) => {
                 self.conns.give_back(conn);
@@ -558,11 +727,11 @@ impl SessionBackend for PgSession {
         if grant.liveness.is_lost() {
             return Ok(false);
         }
-        let Some((conn, key)) = self
+        let Some((conn, key, kind)) = self
             .conns
             .held()
             .get(&grant.token)
-            .map(|h| (h.conn.clone(), h.key))
+            .map(|h| (h.conn.clone(), h.key, h.kind))
         else {
             return Ok(false);
         };
@@ -570,11 +739,16 @@ impl SessionBackend for PgSession {
             return Ok(false);
         }
         let (del, keys, values) = super::fold(ops);
+        let guarded = if kind == Kind::Permit {
+            sql::GUARDED_WRITE_PERMIT
+        } else {
+            sql::GUARDED_WRITE
+        };
         let answer = self
             .run(
                 &conn,
                 "guarded write",
-                sql::GUARDED_WRITE,
+                guarded,
                 &[
                     (&del, Type::TEXT_ARRAY),
                     (&keys, Type::TEXT_ARRAY),
@@ -606,19 +780,25 @@ impl SessionBackend for PgSession {
         }
     }
 
+    /// A permit is a slot `(tag, i)` of the name's two-`int4` advisory keys held by a lock
+    /// connection of its own (see `attempt_permit`; docs: `backend/postgres`, Semaphores).
+    /// Each acquisition waits on its own connection in the server's queue, so the
+    /// session's in-process queue (`_local`) is not needed to order them.
     async fn acquire_permit(
         &self,
-        _name: &str,
-        _permits: u32,
-        _value: &[u8],
-        _wait: bool,
+        name: &str,
+        permits: u32,
+        value: &[u8],
+        wait: bool,
         _local: Arc<tokio::sync::Mutex<()>>,
     ) -> Result<Grant> {
-        Err(Error::Unsupported {
-            backend: "postgres",
-            what: "a semaphore",
-            advice: "not in this version: a waiter must be granted when any one of N permit keys frees, but a connection waits on one advisory lock at a time and PostgreSQL releases a crashed holder's key without telling anyone, so the server's queue cannot order semaphore waiters by itself; use etcd://, zk://, redis:// or mem:// for semaphores (read/write locks and mutexes are fine on PostgreSQL)",
+        let value = String::from_utf8_lossy(value).into_owned();
+        let (conn, token, sent, key) = while_alive(&self.liveness, || {
+            self.attempt_permit(name, permits, &value, wait)
         })
+        .await?;
+        let leases = format!("{name}/{}", crate::backend::semaphore::LEASES);
+        Ok(self.grant(&leases, key, Kind::Permit, (conn, token, sent)))
     }
 
     async fn proclaim(&self, _grant: &Grant, _value: &[u8]) -> Result<bool> {

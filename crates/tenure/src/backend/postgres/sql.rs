@@ -11,11 +11,13 @@ SELECT pg_advisory_xact_lock(6172891846722127361);
 CREATE SEQUENCE IF NOT EXISTS tenure_fence;
 CREATE TABLE IF NOT EXISTS tenure_kv (key text PRIMARY KEY, value bytea NOT NULL);
 CREATE TABLE IF NOT EXISTS tenure_names (key bigint PRIMARY KEY, name text NOT NULL);
+CREATE TABLE IF NOT EXISTS tenure_semaphores (name text PRIMARY KEY, tag bigint NOT NULL, permits integer NOT NULL);
 COMMIT;";
 
 /// Whether every object exists (and so `SCHEMA` need not run).
 pub(crate) const SCHEMA_PRESENT: &str = "SELECT to_regclass('tenure_fence') IS NOT NULL \
-AND to_regclass('tenure_kv') IS NOT NULL AND to_regclass('tenure_names') IS NOT NULL";
+AND to_regclass('tenure_kv') IS NOT NULL AND to_regclass('tenure_names') IS NOT NULL \
+AND to_regclass('tenure_semaphores') IS NOT NULL";
 
 /// The advisory key of a `pg_locks` row (one `bigint` key: `objsubid = 1`, high half in
 /// `classid`, low half in `objid`).
@@ -132,3 +134,57 @@ LEFT JOIN tenure_names n ON n.key = ",
 (SELECT oid FROM pg_database WHERE datname = current_database()) \
 ORDER BY l.granted DESC, l.pid"
 );
+
+/// The semaphore's queue key, tried: whether it was granted, and the process. $1 key.
+pub(crate) const SEM_TRY_QUEUE: &str = "SELECT pg_try_advisory_lock($1), pg_backend_pid()";
+
+/// Run by the holder of a semaphore's queue key (so by one acquisition of the name at a
+/// time): the permit count recorded for the name, the process of one current permit holder
+/// (slots of the name's tag), and, when no count is recorded, or another one is but nobody
+/// holds a permit, records this one. The caller refuses when the recorded count differs and a
+/// holder exists. $1 name, $2 tag (as the unsigned `classid`), $3 permits.
+pub(crate) const SEM_RECORD: &str = "WITH h AS (SELECT l.pid FROM pg_locks l \
+WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted AND l.database = \
+(SELECT oid FROM pg_database WHERE datname = current_database()) AND l.classid::bigint = $2 \
+ORDER BY l.pid LIMIT 1), \
+r AS (SELECT permits FROM tenure_semaphores WHERE name = $1), \
+up AS (INSERT INTO tenure_semaphores (name, tag, permits) SELECT $1, $2, $3 \
+WHERE NOT EXISTS (SELECT 1 FROM r WHERE r.permits = $3) \
+AND NOT (EXISTS (SELECT 1 FROM r) AND EXISTS (SELECT 1 FROM h)) \
+ON CONFLICT (name) DO UPDATE SET permits = EXCLUDED.permits, tag = EXCLUDED.tag) \
+SELECT (SELECT permits FROM r), (SELECT pid FROM h), pg_backend_pid()";
+
+/// Takes the first free permit slot (`pg_try_advisory_lock(tag, i)`, i in 0..permits; the
+/// scan stops at the first granted, since `LIMIT 1` pulls rows one at a time), then — only
+/// if one was taken, so while holding it — the token, the holder's `application_name`, and
+/// the release of the queue key, in one statement. No row when every slot is taken (nothing
+/// taken, the queue key still held). $1 tag (int4), $2 permits, $3 value, $4 queue key.
+pub(crate) const SEM_TRY_SLOT: &str = "SELECT u.i, u.t, \
+set_config('application_name', left(u.t::text || ' ' || $3, 63), false), \
+pg_advisory_unlock($4), pg_backend_pid() \
+FROM (SELECT t.i, nextval('tenure_fence') AS t FROM (SELECT i FROM generate_series(0, $2 - 1) i \
+WHERE pg_try_advisory_lock($1, i) LIMIT 1) t OFFSET 0) u";
+
+/// Releases a permit slot. $1 tag, $2 slot.
+pub(crate) const SEM_UNLOCK: &str = "SELECT pg_advisory_unlock($1, $2)";
+
+/// `GUARDED_WRITE` for a permit: the holding connection must hold slot $4 (encoded as
+/// `lock_key!()` reads a two-`int4` key: tag in the high half, slot in the low).
+pub(crate) const GUARDED_WRITE_PERMIT: &str = concat!(
+    "WITH held AS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted \
+AND l.objsubid = 2 AND l.pid = pg_backend_pid() AND ",
+    lock_key!(),
+    " = $4), \
+del AS (DELETE FROM tenure_kv WHERE key = ANY($1) AND EXISTS (SELECT 1 FROM held)), \
+ins AS (INSERT INTO tenure_kv (key, value) SELECT * FROM unnest($2::text[], $3::bytea[]) \
+WHERE EXISTS (SELECT 1 FROM held) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value) \
+SELECT EXISTS (SELECT 1 FROM held)"
+);
+
+/// Every held permit slot of this database whose tag a semaphore recorded: its name, recorded
+/// count, holder process and `application_name` (`<token> <value>`).
+pub(crate) const PERMITS: &str = "SELECT s.name, s.permits, l.pid, a.application_name \
+FROM pg_locks l JOIN tenure_semaphores s ON s.tag = l.classid::bigint \
+LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted AND l.database = \
+(SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY l.pid";

@@ -19,7 +19,7 @@ use tokio::sync::Mutex;
 
 use super::{namespace, skip, Admin, Fixture};
 use crate::backend::redis::rwlock::RwKeys;
-use crate::backend::redis::scripts::{fence_key, release_channel, session_key};
+use crate::backend::redis::scripts::{fence_key, queue_key, release_channel, session_key};
 use crate::Tenure;
 
 /// Private `redis-server` processes, shared with the integration tests.
@@ -116,7 +116,8 @@ impl RedisAdmin {
             .unwrap_or(0)
     }
 
-    /// How many connections are subscribed to the release channel of `name`.
+    /// How many wait for `name`: entries in its queue (one instance) plus connections
+    /// subscribed to its release channel (Redlock's waiters, who do not queue).
     pub async fn waiters(&self, name: &str) -> usize {
         let answers: Vec<(String, usize)> = self
             .each(
@@ -125,7 +126,8 @@ impl RedisAdmin {
                     .arg(release_channel(name)),
             )
             .await;
-        answers.into_iter().map(|(_, n)| n).sum()
+        let queued: Vec<usize> = self.each(redis::cmd("LLEN").arg(queue_key(name))).await;
+        answers.into_iter().map(|(_, n)| n).sum::<usize>() + queued.into_iter().sum::<usize>()
     }
 
     /// Every key that starts with `prefix`, on any master, sorted (for semaphores, whose

@@ -632,7 +632,7 @@ macro_rules! all_clauses {
 /// - the election clauses (e1–e5): the Redis backend refuses elections with
 ///   `Error::Unsupported` (no ordered watch; see `backend/redis`), checked by
 ///   `r_elections_unsupported`;
-/// - C15 (listing): Redis keeps nothing for waiters, so `status` is `Error::Unsupported`,
+/// - C15 (listing): Redis cannot list keys under a prefix in order, so `status` is `Error::Unsupported`,
 ///   checked by `r_status_unsupported`;
 /// - s5 (semaphore waiters granted in arrival order): Redis semaphore waiters race as mutex
 ///   waiters do; tokens strictly increasing is checked by s1's and s2's holders instead.

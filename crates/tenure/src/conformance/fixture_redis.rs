@@ -1,9 +1,10 @@
 //! The Redis backends under test, and an operator's view of the Redis servers (`redis-cli`).
 //!
-//! Redis keeps one key per held lock and nothing for waiters, so the suite's "keys under
-//! `<name>/`" becomes: the lock key `<name>` when held, plus one pseudo-entry
-//! `<name> (waiter i)` per subscriber of the lock's release channel — every waiting `lock()`
-//! holds one subscription, and a cancelled one must leave none behind (C5).
+//! Redis keeps one key per held lock, so the suite's "keys under `<name>/`" becomes: the lock
+//! key `<name>` when held, plus one pseudo-entry `<name> (waiter i)` per waiter: per entry of
+//! the lock's queue `tenure:queue:<name>` on one instance, per subscriber of its release
+//! channel on Redlock (whose waiters do not queue). A cancelled `lock()` must leave neither
+//! behind (C5).
 //!
 //! Redlock runs on three private `redis-server` processes (tests/redis_support) in two faulty
 //! shapes: one master down for the whole test, so every session opens without it; and one

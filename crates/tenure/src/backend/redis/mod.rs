@@ -371,7 +371,7 @@ impl Backend for RedisBackend {
         Err(Error::Unsupported {
             backend: "redis",
             what: "listing holders and waiters under a prefix",
-            advice: "Redis keeps one key per held lock and nothing for waiters; inspect a lock with `redis-cli GET <name>` and `redis-cli PTTL <name>`",
+            advice: "Redis cannot list keys under a prefix in order; inspect a lock with `redis-cli GET <name>`, `redis-cli PTTL <name>` and its waiters with `redis-cli LRANGE tenure:queue:<name> 0 -1`",
         })
     }
 

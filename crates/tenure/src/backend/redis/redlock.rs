@@ -40,7 +40,7 @@ use tokio::time::Instant;
 use super::node::Node;
 use super::scripts::{
     fence_key, queue_key, release_channel, ACQUIRE, ACQUIRE_QUEUED, RAISE_FENCE, RELEASE, RENEW,
-    REPAIR,
+    REPAIR, RESERVED_PREFIX,
 };
 use crate::{Error, Result};
 
@@ -249,10 +249,17 @@ impl Nodes {
     }
 
     async fn release_all(&self, name: &str, value: &str) -> Vec<Result<i64>> {
-        let (channel, queue) = (release_channel(name), queue_key(name));
+        let channel = release_channel(name);
+        // Only a mutex has a queue; the reserved prefix is a semaphore permit's (a mutex name
+        // never starts with it: `check_name`), whose user may have no access to queue keys.
+        let queue = (!name.starts_with(RESERVED_PREFIX)).then(|| queue_key(name));
         self.all(|n| async {
             let mut inv = RELEASE.prepare_invoke();
-            inv.key(name).key(&queue).arg(value).arg(&channel);
+            inv.key(name);
+            if let Some(queue) = &queue {
+                inv.key(queue);
+            }
+            inv.arg(value).arg(&channel);
             n.script::<i64>("unlock", &inv).await
         })
         .await

@@ -159,10 +159,11 @@ return {{0, redis.call('PTTL', 'tenure:session:' .. string.sub(head, 1, 16))}}
     ))
 });
 
-/// Compare-and-delete, or withdraw from the queue: `KEYS = [lock, queue]`,
-/// `ARGV = [value, channel]` → 1 if the lock was ours and is deleted (and a message published
-/// on `channel`, for Redlock's waiters), else 0, and `value` is taken out of the queue (an
-/// interrupted wait, C5). Either way, a free lock's head waiter is woken — only that one.
+/// Compare-and-delete, or withdraw from the queue: `KEYS = [lock, queue]` (a mutex) or
+/// `[lock]` (a key that has no queue: a semaphore's permit), `ARGV = [value, channel]` → 1 if
+/// the lock was ours and is deleted (and a message published on `channel`, for Redlock's
+/// waiters), else 0, and `value` is taken out of the queue (an interrupted wait, C5). Either
+/// way, a free lock's head waiter is woken — only that one.
 pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{WAKE_HEAD}
@@ -171,10 +172,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   redis.call('PUBLISH', ARGV[2], 'released')
   released = 1
-else
+elseif KEYS[2] then
   redis.call('LREM', KEYS[2], 0, ARGV[1])
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then wake_head(KEYS[1], KEYS[2]) end
+if KEYS[2] and redis.call('EXISTS', KEYS[1]) == 0 then wake_head(KEYS[1], KEYS[2]) end
 return released
 "
     ))
@@ -184,7 +185,8 @@ return released
 /// `ARGV = [ttl ms, value…, channel…]` (one value and one channel per lock).
 /// Extends the session key and every lock still ours; `{1, ok…}` per key. When the session
 /// key is gone (revoked or expired) nothing is extended, every lock still ours is deleted
-/// (as a lease revocation would), and the answer is `{0}`.
+/// (as a lease revocation would) and its queue's head woken (a mutex's: a key under the
+/// reserved prefix is a semaphore permit, which has no queue), and the answer is `{0}`.
 pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{WAKE_HEAD}
@@ -194,7 +196,9 @@ if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then
     if redis.call('GET', KEYS[i + 1]) == ARGV[i + 1] then
       redis.call('DEL', KEYS[i + 1])
       redis.call('PUBLISH', ARGV[i + 1 + n], 'released')
-      wake_head(KEYS[i + 1], 'tenure:queue:' .. KEYS[i + 1])
+      if string.sub(KEYS[i + 1], 1, 7) ~= 'tenure:' then
+        wake_head(KEYS[i + 1], 'tenure:queue:' .. KEYS[i + 1])
+      end
     end
   end
   return {{0}}

@@ -1,17 +1,24 @@
-//! Hand-off latency on Redis with many contenders: Tenure's pub/sub wake-up against redis-py's
-//! `Lock` (which sleeps 100 ms between polls), measured in the same run on the same server.
+//! Hand-off latency on Redis with many contenders: Tenure's queued wake-up (one waiter woken
+//! per release) at several contender counts against redis-py's `Lock` (which sleeps 100 ms
+//! between polls), measured in the same run on the same server.
 //!
 //! ```text
-//! cargo run -p tenure --example redis_handoff -- redis://127.0.0.1:6379 [CONTENDERS] [CYCLES] [HOLD_MS] [THINK_MS]
+//! cargo run --release -p tenure --example redis_handoff -- redis://127.0.0.1:6379 \
+//!     [CONTENDERS=5,20,50] [CYCLES=500] [HOLD_MS=0] [THINK_MS=5] [PY_CONTENDERS=20]
 //! ```
 //!
-//! Each contender holds the lock for HOLD_MS (default 1) — the work it protects — and after
-//! unlocking waits THINK_MS (default 5) before asking again, so the lock really passes between
-//! contenders instead of staying with whoever just released it.
+//! The last lines are the ratios issue 15 sets targets for: the largest contender count's
+//! cycles/s over the smallest's (herd-free waiting keeps it near 1), and Tenure's over
+//! redis-py's at `PY_CONTENDERS` (when that count is among `CONTENDERS`).
+//!
+//! Each contender holds the lock for HOLD_MS (default 0: no sleep at all, so that the rate is
+//! the hand-off's own) — the work it protects — and after unlocking waits THINK_MS (default 5)
+//! before asking again, so the lock really passes between contenders instead of staying with
+//! whoever just released it (as it does with redis-py, which does not queue).
 //!
 //! Hand-off = from the moment the holder starts to unlock until a *different* contender holds
 //! the lock (a holder re-taking its own lock is not a hand-off). Also reports how evenly the
-//! grants were spread (min/max per contender), since Redis waiting is not FIFO. The redis-py
+//! grants were spread (min/max per contender). The redis-py
 //! half runs when `python3 -c 'import redis'` works (set `PYTHONPATH`, e.g. to
 //! `TENURE_TEST_REDIS_PY_PATH`).
 
@@ -86,10 +93,20 @@ async fn worker(
                 }
             }
         }
-        tokio::time::sleep(hold).await;
+        pause(hold).await;
         *shared.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), me));
         guard.unlock().await?;
-        tokio::time::sleep(think).await;
+        pause(think).await;
+    }
+}
+
+/// Sleeps for `d`; zero means not at all (a timer sleep lasts at least its ~1 ms tick, which
+/// would hide the hand-off's own cost).
+async fn pause(d: Duration) {
+    if d.is_zero() {
+        tokio::task::yield_now().await;
+    } else {
+        tokio::time::sleep(d).await;
     }
 }
 
@@ -98,22 +115,14 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let url = args
-        .next()
-        .ok_or("usage: redis_handoff REDIS_URL [CONTENDERS] [CYCLES]")?;
-    let n: usize = args.next().map_or(Ok(20), |a| a.parse())?;
-    let cycles: usize = args.next().map_or(Ok(500), |a| a.parse())?;
-    let hold_ms: u64 = args.next().map_or(Ok(1), |a| a.parse())?;
-    let think_ms: u64 = args.next().map_or(Ok(5), |a| a.parse())?;
-    let pause = (
-        Duration::from_millis(hold_ms),
-        Duration::from_millis(think_ms),
-    );
-    let tenure = tenure::Tenure::connect(&url).await?;
-    let name = format!("tenure-handoff-{}", std::process::id());
+/// One Tenure run with `n` contenders on a lock of its own; its cycles/s.
+async fn run(
+    tenure: &tenure::Tenure,
+    n: usize,
+    cycles: usize,
+    pause: (Duration, Duration),
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let name = format!("tenure-handoff-{}-{n}", std::process::id());
     let (left, shared) = (
         Arc::new(AtomicUsize::new(cycles)),
         Arc::new(Shared::default()),
@@ -130,28 +139,81 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for t in tasks {
         got.push(t.await??);
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    let rate = cycles as f64 / started.elapsed().as_secs_f64();
     let mut h = shared
         .handoffs
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     h.sort();
-    println!("hold {hold_ms} ms, think {think_ms} ms");
     println!(
-        "tenure         {n:3} contenders  {cycles:5} cycles  {:7.0} cycles/s  handoff p50 {:8.3} ms  p99 {:8.3} ms  grants/contender {}..{}",
-        cycles as f64 / elapsed,
+        "tenure         {n:3} contenders  {cycles:5} cycles  {rate:7.0} cycles/s  handoff p50 {:8.3} ms  p99 {:8.3} ms  grants/contender {}..{}",
         pct(&h, 0.5),
         pct(&h, 0.99),
         got.iter().min().unwrap_or(&0),
         got.iter().max().unwrap_or(&0),
     );
-    let py = std::process::Command::new("python3")
-        .args(["-c", REDIS_PY, &url, &n.to_string(), &cycles.to_string()])
+    Ok(rate)
+}
+
+/// The redis-py half; its cycles/s, or `None` when python3 or redis-py is missing.
+fn run_py(url: &str, n: usize, cycles: usize, (hold_ms, think_ms): (u64, u64)) -> Option<f64> {
+    let out = std::process::Command::new("python3")
+        .args(["-c", REDIS_PY, url, &n.to_string(), &cycles.to_string()])
         .args([hold_ms.to_string(), think_ms.to_string()])
-        .status();
-    if !py.is_ok_and(|s| s.success()) {
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    println!("{line}");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "cycles/s")?;
+    words.get(at.checked_sub(1)?)?.parse().ok()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let url = args.next().ok_or(
+        "usage: redis_handoff REDIS_URL [CONTENDERS=5,20,50] [CYCLES] [HOLD_MS] [THINK_MS] [PY_CONTENDERS]",
+    )?;
+    let counts: Vec<usize> = args
+        .next()
+        .unwrap_or_else(|| "5,20,50".into())
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let cycles: usize = args.next().map_or(Ok(500), |a| a.parse())?;
+    let hold_ms: u64 = args.next().map_or(Ok(0), |a| a.parse())?;
+    let think_ms: u64 = args.next().map_or(Ok(5), |a| a.parse())?;
+    let py_n: usize = args.next().map_or(Ok(20), |a| a.parse())?;
+    let pause = (
+        Duration::from_millis(hold_ms),
+        Duration::from_millis(think_ms),
+    );
+    let tenure = tenure::Tenure::connect(&url).await?;
+    println!("hold {hold_ms} ms, think {think_ms} ms");
+    let mut rates = Vec::new();
+    for &n in &counts {
+        rates.push((n, run(&tenure, n, cycles, pause).await?));
+    }
+    let py = run_py(&url, py_n, cycles, (hold_ms, think_ms));
+    if py.is_none() {
         eprintln!("redis-py half skipped or failed (is `python3 -c 'import redis'` working?)");
+    }
+    if let (Some((lo, lo_rate)), Some((hi, hi_rate))) = (rates.first(), rates.last()) {
+        println!(
+            "ratio: {hi} contenders / {lo} contenders = {:.2}",
+            hi_rate / lo_rate
+        );
+    }
+    let at_py = rates.iter().find(|(n, _)| *n == py_n);
+    if let (Some((_, ours)), Some(theirs)) = (at_py, py) {
+        println!(
+            "ratio: tenure / redis-py at {py_n} contenders = {:.1}",
+            ours / theirs
+        );
     }
     Ok(())
 }

@@ -626,13 +626,13 @@ macro_rules! all_clauses {
     };
 }
 
-/// Redis (`TENURE_TEST_REDIS_URL`): every clause except, explicitly,
-/// - C3 (FIFO, herd-free waiting): Redis keeps no queue; waiters wake on a release message and
-///   race, so `r3_no_starvation_20_contenders` checks the weaker promise Redis can keep;
+/// Redis (`TENURE_TEST_REDIS_URL`): every clause, C3 included (waiters queue in
+/// `tenure:queue:<name>`, see backend/redis/waiting.rs; herd-freedom: `tests/redis_herd.rs`),
+/// except, explicitly,
 /// - the election clauses (e1–e5): the Redis backend refuses elections with
 ///   `Error::Unsupported` (no ordered watch; see `backend/redis`), checked by
 ///   `r_elections_unsupported`;
-/// - C15 (listing): Redis keeps nothing for waiters, so `status` is `Error::Unsupported`,
+/// - C15 (listing): Redis cannot list keys under a prefix in order, so `status` is `Error::Unsupported`,
 ///   checked by `r_status_unsupported`;
 /// - s5 (semaphore waiters granted in arrival order): Redis semaphore waiters race as mutex
 ///   waiters do; tokens strictly increasing is checked by s1's and s2's holders instead.
@@ -647,6 +647,7 @@ macro_rules! redis_clauses {
         suite!($backend, $fixture;
             c1_exclusion_many_contenders,
             c2_tokens_increase_across_holders,
+            c3_fifo_order,
             c4_try_lock,
             c5_cancellation_leaves_nothing,
             c6_crash_releases_after_ttl,
@@ -754,6 +755,9 @@ redis_clauses!(redis, super::fixture::redis);
 /// is truly lost (Redlock's own limit, docs/contract.md), so c1's `unlock()` is sometimes
 /// told `LockLost` (seen in 1 of 4 full runs). Exclusion across a restart while held is checked
 /// deterministically by `tests/redlock.rs` (`master_restarted_while_holding_is_repaired`).
+/// C3 stays exempt on Redlock: waiters do not queue there (a queue on each master could order
+/// the same waiters differently, and a grant needs a majority; backend/redis/waiting.rs), so
+/// `r3_no_starvation_20_contenders` checks the weaker promise.
 #[cfg(feature = "redis")]
 macro_rules! redlock_clauses {
     ($backend:ident, $fixture:expr $(, $extra:ident)*) => {

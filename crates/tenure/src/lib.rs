@@ -18,7 +18,8 @@
 //! [`Permit`]s of a name at once, each fenced, crash-safe and cancellation-safe like a lock
 //! (on ZooKeeper, Curator's `InterProcessSemaphoreV2`).
 //!
-//! Redis is weaker than the others and says so: waiting is not FIFO, elections are refused
+//! Redis is weaker than the others and says so: waiting is FIFO only among Tenure clients on
+//! one instance (not on Redlock, nor for semaphores), elections are refused
 //! with [`Error::Unsupported`], and a lock taken over by someone else is noticed at the next
 //! renewal rather than at once.
 //!

@@ -180,8 +180,8 @@ impl Tenure {
     /// ([`LockStatus::registered`]: the key as `name`, its value and its session's TTL left).
     ///
     /// Names are shown as they were given. ZooKeeper cannot tell `a` from `/a` (one znode), so
-    /// there a name is shown without a leading `/` unless `prefix` starts with one. Redis keeps
-    /// nothing for waiters and cannot list: [`crate::Error::Unsupported`].
+    /// there a name is shown without a leading `/` unless `prefix` starts with one. Redis cannot list
+    /// keys under a prefix in order: [`crate::Error::Unsupported`].
     pub async fn status(&self, prefix: &str) -> Result<Vec<LockStatus>> {
         let backend = self.backend_ref();
         let entries = backend.entries_under(prefix).await?;

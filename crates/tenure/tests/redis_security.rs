@@ -27,8 +27,8 @@ use tokio::time::Instant;
 /// loop (attempts with backoff) or a hang would blow it.
 const REFUSAL_BOUND: Duration = Duration::from_secs(10);
 
-/// The ACL of a user confined to `<prefix>:*`: its locks, their fencing counters and release
-/// channels, the session heartbeat keys, and only the commands the backend sends (the
+/// The ACL of a user confined to `<prefix>:*`: its locks, their fencing counters, waiter
+/// queues, release and wake-up channels, the session heartbeat keys, and only the commands the backend sends (the
 /// scripts' inner commands are checked too).
 fn acl_user(name: &str, password: &str) -> Vec<String> {
     let mut rule = vec![
@@ -39,8 +39,10 @@ fn acl_user(name: &str, password: &str) -> Vec<String> {
         "resetkeys".to_string(),
         format!("~{name}:*"),
         "~tenure:session:*".to_string(),
+        format!("~tenure:queue:{name}:*"),
         "resetchannels".to_string(),
         format!("&tenure:released:{name}:*"),
+        format!("&tenure:wake:{name}:*"),
         "-@all".to_string(),
     ];
     for cmd in [
@@ -52,6 +54,12 @@ fn acl_user(name: &str, password: &str) -> Vec<String> {
         "incr",
         "pttl",
         "pexpire",
+        "exists",
+        "rpush",
+        "lpop",
+        "lrem",
+        "lindex",
+        "lpos",
         "publish",
         "subscribe",
         "unsubscribe",

@@ -1,9 +1,10 @@
 //! The Redis backends under test, and an operator's view of the Redis servers (`redis-cli`).
 //!
-//! Redis keeps one key per held lock and nothing for waiters, so the suite's "keys under
-//! `<name>/`" becomes: the lock key `<name>` when held, plus one pseudo-entry
-//! `<name> (waiter i)` per subscriber of the lock's release channel — every waiting `lock()`
-//! holds one subscription, and a cancelled one must leave none behind (C5).
+//! Redis keeps one key per held lock, so the suite's "keys under `<name>/`" becomes: the lock
+//! key `<name>` when held, plus one pseudo-entry `<name> (waiter i)` per waiter: per entry of
+//! the lock's queue `tenure:queue:<name>` on one instance, per subscriber of its release
+//! channel on Redlock (whose waiters do not queue). A cancelled `lock()` must leave neither
+//! behind (C5).
 //!
 //! Redlock runs on three private `redis-server` processes (tests/redis_support) in two faulty
 //! shapes: one master down for the whole test, so every session opens without it; and one
@@ -19,7 +20,7 @@ use tokio::sync::Mutex;
 
 use super::{namespace, skip, Admin, Fixture};
 use crate::backend::redis::rwlock::RwKeys;
-use crate::backend::redis::scripts::{fence_key, release_channel, session_key};
+use crate::backend::redis::scripts::{fence_key, queue_key, release_channel, session_key};
 use crate::Tenure;
 
 /// Private `redis-server` processes, shared with the integration tests.
@@ -116,7 +117,8 @@ impl RedisAdmin {
             .unwrap_or(0)
     }
 
-    /// How many connections are subscribed to the release channel of `name`.
+    /// How many wait for `name`: entries in its queue (one instance) plus connections
+    /// subscribed to its release channel (Redlock's waiters, who do not queue).
     pub async fn waiters(&self, name: &str) -> usize {
         let answers: Vec<(String, usize)> = self
             .each(
@@ -125,7 +127,8 @@ impl RedisAdmin {
                     .arg(release_channel(name)),
             )
             .await;
-        answers.into_iter().map(|(_, n)| n).sum()
+        let queued: Vec<usize> = self.each(redis::cmd("LLEN").arg(queue_key(name))).await;
+        answers.into_iter().map(|(_, n)| n).sum::<usize>() + queued.into_iter().sum::<usize>()
     }
 
     /// Every key that starts with `prefix`, on any master, sorted (for semaphores, whose

@@ -153,8 +153,8 @@ pub(crate) async fn r_elections_unsupported(f: Fixture) {
     }
 }
 
-/// Listing (C15) is refused with a clear error: Redis keeps one key per held lock and nothing
-/// for waiters, and the lock key's value is the owner token, not a holder value.
+/// Listing (C15) is refused with a clear error: Redis cannot list keys under a prefix in
+/// order, and the lock key's value is the owner token, not a holder value.
 pub(crate) async fn r_status_unsupported(f: Fixture) {
     let s = f.tenure.session().await.unwrap();
     let _held = s.mutex(&f.name("held")).unwrap().lock().await.unwrap();

@@ -31,6 +31,28 @@ pub fn resp(port: u16, command: &str) -> Option<String> {
     Some(line.trim_end().to_string())
 }
 
+/// How many commands the server at `port` has run, by its own count (`INFO commandstats`:
+/// the sum of every command's `calls`, commands run by scripts included).
+pub fn commands_run(port: u16) -> Option<u64> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"INFO commandstats\r\n").ok()?;
+    let mut r = BufReader::new(s);
+    let mut header = String::new();
+    r.read_line(&mut header).ok()?;
+    let len: usize = header.trim_end().strip_prefix('$')?.parse().ok()?;
+    let mut body = vec![0; len];
+    std::io::Read::read_exact(&mut r, &mut body).ok()?;
+    let text = String::from_utf8(body).ok()?;
+    let calls = text.lines().filter(|l| l.starts_with("cmdstat_")).map(|l| {
+        l.split(&[':', ','][..])
+            .find_map(|f| f.strip_prefix("calls="))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    });
+    Some(calls.sum())
+}
+
 /// Whether `key` exists on the server at `port`.
 pub fn exists(port: u16, key: &str) -> bool {
     resp(port, &format!("EXISTS {key}")).as_deref() == Some(":1")

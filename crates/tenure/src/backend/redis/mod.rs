@@ -23,12 +23,15 @@
 //! key outside the user's ACL (`NOPERM`) is [`Error::PermissionDenied`], surfaced at once and
 //! never retried. Passwords live in [`crate::Secret`]s and redacted URLs; Redis never echoes
 //! them. A user confined to a prefix needs, beside its keys (`~app1:*`, which covers each
-//! lock's `:fence` counter), the session heartbeat keys and its release channels, and these
+//! lock's `:fence` counter), the session heartbeat keys, its locks' waiter queues
+//! (`tenure:queue:<name>`), its release and wake-up channels, and these
 //! commands (scripts' inner commands are checked too):
 //!
 //! ```text
-//! ACL SETUSER app1 on >pw resetkeys ~app1:* ~tenure:session:* resetchannels &tenure:released:app1:*
-//!     -@all +ping +select +get +set +del +incr +pttl +pexpire +publish
+//! ACL SETUSER app1 on >pw resetkeys ~app1:* ~tenure:session:* ~tenure:queue:app1:*
+//!     resetchannels &tenure:released:app1:* &tenure:wake:app1:*
+//!     -@all +ping +select +get +set +del +incr +pttl +pexpire +exists +publish
+//!     +rpush +lpop +lrem +lindex +lpos
 //!     +subscribe +unsubscribe +psubscribe +punsubscribe +eval +evalsha +script|load
 //! ```
 //!
@@ -41,7 +44,8 @@
 //! **Layout** (see [`scripts`] for the exact scripts): the lock name `N` *is* the Redis key,
 //! as in the redis.io single-instance pattern, so redis-py's `Lock(N)` and redsync exclude us
 //! and we exclude them. Acquire = `SET N <random> NX PX <ttl>` plus `INCR N:fence` in one
-//! script; release = compare-and-delete that publishes on `tenure:released:N`; renewal =
+//! script; release = compare-and-delete that publishes on `tenure:released:N` and wakes the
+//! head of N's waiter queue (see [`waiting`]); renewal =
 //! compare-and-extend, every TTL/3, for all locks of a session at once (see [`session`]).
 //!
 //! **Fencing tokens (C2)** come from `INCR N:fence`, a key without expiry. On one primary they
@@ -65,8 +69,9 @@
 //! heartbeat, so names ending in `:fence` or starting with `tenure:` are refused as lock names
 //! and write targets ([`Error::InvalidName`]); any other name's keys can never meet them.
 //!
-//! **Where Redis is weaker than etcd, plainly:** waiting is not FIFO (C3 is exempt; see
-//! [`waiting`]); a lock deleted by someone else is noticed at the next renewal (within TTL/3),
+//! **Where Redis is weaker than etcd, plainly:** waiting is FIFO only among Tenure clients
+//! on one instance (redis-py's `Lock` and redsync do not queue and can take a free lock ahead
+//! of our waiters), and not at all on Redlock (C3 is exempt there; see [`waiting`]); a lock deleted by someone else is noticed at the next renewal (within TTL/3),
 //! not at once; guarded writes (C10) are a script on one instance (not available on Redlock);
 //! and the lost signal can only be as truthful as Redis's own expiry clock.
 //!
@@ -366,7 +371,7 @@ impl Backend for RedisBackend {
         Err(Error::Unsupported {
             backend: "redis",
             what: "listing holders and waiters under a prefix",
-            advice: "Redis keeps one key per held lock and nothing for waiters; inspect a lock with `redis-cli GET <name>` and `redis-cli PTTL <name>`",
+            advice: "Redis cannot list keys under a prefix in order; inspect a lock with `redis-cli GET <name>`, `redis-cli PTTL <name>` and its waiters with `redis-cli LRANGE tenure:queue:<name> 0 -1`",
         })
     }
 

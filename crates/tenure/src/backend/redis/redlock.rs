@@ -38,7 +38,10 @@ use futures_util::future::join_all;
 use tokio::time::Instant;
 
 use super::node::Node;
-use super::scripts::{fence_key, release_channel, ACQUIRE, RAISE_FENCE, RELEASE, RENEW, REPAIR};
+use super::scripts::{
+    fence_key, queue_key, release_channel, ACQUIRE, ACQUIRE_QUEUED, RAISE_FENCE, RELEASE, RENEW,
+    REPAIR, RESERVED_PREFIX,
+};
 use crate::{Error, Result};
 
 /// The answer to one acquire attempt.
@@ -184,6 +187,47 @@ impl Nodes {
         })
     }
 
+    /// Whether waiters queue in the store (one instance) rather than race (Redlock: a queue
+    /// per master could order waiters differently on each, so no order would be sound).
+    pub(crate) fn queued(&self) -> bool {
+        self.nodes.len() == 1
+    }
+
+    /// One fair acquire attempt on the single instance ([`ACQUIRE_QUEUED`]): with `wait`, a
+    /// refused caller is (or stays) queued, and `clean` is false so that an interrupted wait
+    /// withdraws its entry.
+    pub(crate) async fn acquire_queued(
+        &self,
+        name: &str,
+        value: &str,
+        ttl: Duration,
+        wait: bool,
+    ) -> Result<Attempt> {
+        let [node] = self.nodes.as_slice() else {
+            return self.acquire(name, value, ttl).await;
+        };
+        let mut inv = ACQUIRE_QUEUED.prepare_invoke();
+        inv.key(name)
+            .key(fence_key(name))
+            .key(queue_key(name))
+            .arg(value)
+            .arg(ms(ttl))
+            .arg(u8::from(wait));
+        let (granted, n) = node.script::<(i64, i64)>("lock", &inv).await?;
+        if granted == 1 {
+            return Ok(Attempt::Granted(n as u64));
+        }
+        let retry_in = match n {
+            p if p >= 0 => Some(Duration::from_millis(p as u64)),
+            -2 => Some(Duration::ZERO), // expired while we looked
+            _ => None,
+        };
+        Ok(Attempt::Held {
+            retry_in,
+            clean: !wait,
+        })
+    }
+
     /// Writes `token` back to the fencing counter of every master still holding our lock.
     async fn raise_fence(&self, name: &str, value: &str, token: u64) -> bool {
         let fence = fence_key(name);
@@ -206,9 +250,16 @@ impl Nodes {
 
     async fn release_all(&self, name: &str, value: &str) -> Vec<Result<i64>> {
         let channel = release_channel(name);
+        // Only a mutex has a queue; the reserved prefix is a semaphore permit's (a mutex name
+        // never starts with it: `check_name`), whose user may have no access to queue keys.
+        let queue = (!name.starts_with(RESERVED_PREFIX)).then(|| queue_key(name));
         self.all(|n| async {
             let mut inv = RELEASE.prepare_invoke();
-            inv.key(name).arg(value).arg(&channel);
+            inv.key(name);
+            if let Some(queue) = &queue {
+                inv.key(queue);
+            }
+            inv.arg(value).arg(&channel);
             n.script::<i64>("unlock", &inv).await
         })
         .await

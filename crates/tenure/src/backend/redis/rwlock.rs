@@ -340,7 +340,7 @@ impl RedisSession {
                 ahead: Some(keys.writer.clone()),
             });
             let Some(w) = &mut waiter else {
-                waiter = Some(Waiter::subscribe(&self.nodes.nodes, &keys.writer).await);
+                waiter = Some(Waiter::subscribe(&self.nodes.nodes, &keys.writer, None).await);
                 continue;
             };
             let retry_in = u64::try_from(n).ok().map(Duration::from_millis);

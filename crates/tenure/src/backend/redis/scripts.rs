@@ -6,8 +6,13 @@
 //! |---|---|
 //! | `N` | the lock: value = the holder's random token, `PX` = the session TTL |
 //! | `N:fence` | the fencing counter (no TTL; `INCR`ed by every acquire of ours) |
-//! | `tenure:released:N` | channel our release script publishes on |
+//! | `tenure:released:N` | channel our release script publishes on (Redlock's waiters listen) |
 //! | `tenure:session:<id hex>` | a session's heartbeat key (`PX` = the session TTL) |
+//! | `tenure:queue:N` | one instance only: the list of waiters' values, in arrival order |
+//! | `tenure:wake:N:<value>` | one waiter's own channel: published when it is at the head |
+//!
+//! A waiter's value starts with its session id (16 hex digits), so whoever looks at the queue
+//! can tell a waiter whose session heartbeat is gone (its process crashed) and drop it.
 //!
 //! So that no lock can land on another lock's counter or on a heartbeat, names ending in
 //! [`FENCE_SUFFIX`] or starting with [`RESERVED_PREFIX`] are refused as lock names and as write
@@ -53,6 +58,16 @@ pub(crate) fn release_channel(name: &str) -> String {
     format!("{RESERVED_PREFIX}released:{name}")
 }
 
+/// The queue of waiters for lock `name` (one instance only; see [`ACQUIRE_QUEUED`]).
+pub(crate) fn queue_key(name: &str) -> String {
+    format!("{RESERVED_PREFIX}queue:{name}")
+}
+
+/// The channel a queued waiter (value `value`) of lock `name` is woken on.
+pub(crate) fn wake_channel(name: &str, value: &str) -> String {
+    format!("{RESERVED_PREFIX}wake:{name}:{value}")
+}
+
 /// A session's heartbeat key.
 pub(crate) fn session_key(id: u64) -> String {
     format!("{RESERVED_PREFIX}session:{id:016x}")
@@ -89,40 +104,106 @@ return 1
     )
 });
 
-/// Compare-and-delete: `KEYS = [lock]`, `ARGV = [value, channel]` → 1 if deleted (and a
-/// message published on `channel`), 0 if the key is not ours.
+/// Lua: drops the dead waiters at the head of queue `q` (their session heartbeat is gone:
+/// crashed), then publishes on the new head's channel, if any. Needs `lock` (the lock key).
+const WAKE_HEAD: &str = r"
+local function wake_head(lock, q)
+  local head = redis.call('LINDEX', q, 0)
+  while head and redis.call('EXISTS', 'tenure:session:' .. string.sub(head, 1, 16)) == 0 do
+    redis.call('LPOP', q)
+    head = redis.call('LINDEX', q, 0)
+  end
+  if head then redis.call('PUBLISH', 'tenure:wake:' .. lock .. ':' .. head, 'released') end
+  return head
+end
+";
+
+/// Fair acquire on one instance (docs/contract.md, C3): `KEYS = [lock, fence, queue]`,
+/// `ARGV = [value, ttl ms, wait (1/0)]` → `{1, token}` when acquired, `{0, ms}` when not,
+/// `ms` being how long until the caller should look again unwoken (the holder's PTTL, −1: no
+/// expiry; or, when the lock is free for the head waiter to take, the PTTL of that waiter's
+/// heartbeat, after which it counts as crashed). The lock is granted only when free and the
+/// queue, once dead waiters are dropped from its head, is empty or starts with `value`. A
+/// refused caller with `wait` is appended to the queue unless already in it; without `wait`
+/// nothing is written (C4). Idempotent per value (C13): finding our own value on the lock
+/// counts as acquired, and a retried enqueue finds its entry.
+pub(crate) static ACQUIRE_QUEUED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{WAKE_HEAD}
+local lock, fence, q, value, ttl = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]
+local current = redis.call('GET', lock)
+if current == value then
+  redis.call('PEXPIRE', lock, ttl)
+  redis.call('LREM', q, 0, value)
+  return {{1, redis.call('INCR', fence)}}
+end
+local head = redis.call('LINDEX', q, 0)
+while head and head ~= value and redis.call('EXISTS', 'tenure:session:' .. string.sub(head, 1, 16)) == 0 do
+  redis.call('LPOP', q)
+  head = redis.call('LINDEX', q, 0)
+end
+if not current and (not head or head == value) then
+  redis.call('SET', lock, value, 'PX', ttl)
+  if head then redis.call('LPOP', q) end
+  return {{1, redis.call('INCR', fence)}}
+end
+if ARGV[3] == '1' and head ~= value and not redis.call('LPOS', q, value) then
+  redis.call('RPUSH', q, value)
+end
+if current then return {{0, redis.call('PTTL', lock)}} end
+-- Free, and the head's to take: wake it again (its message may have been lost), and look
+-- again when its heartbeat would expire.
+redis.call('PUBLISH', 'tenure:wake:' .. lock .. ':' .. head, 'released')
+return {{0, redis.call('PTTL', 'tenure:session:' .. string.sub(head, 1, 16))}}
+"
+    ))
+});
+
+/// Compare-and-delete, or withdraw from the queue: `KEYS = [lock, queue]` (a mutex) or
+/// `[lock]` (a key that has no queue: a semaphore's permit), `ARGV = [value, channel]` → 1 if
+/// the lock was ours and is deleted (and a message published on `channel`, for Redlock's
+/// waiters), else 0, and `value` is taken out of the queue (an interrupted wait, C5). Either
+/// way, a free lock's head waiter is woken — only that one.
 pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+    Script::new(&format!(
+        r"{WAKE_HEAD}
+local released = 0
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   redis.call('PUBLISH', ARGV[2], 'released')
-  return 1
+  released = 1
+elseif KEYS[2] then
+  redis.call('LREM', KEYS[2], 0, ARGV[1])
 end
-return 0
-",
-    )
+if KEYS[2] and redis.call('EXISTS', KEYS[1]) == 0 then wake_head(KEYS[1], KEYS[2]) end
+return released
+"
+    ))
 });
 
 /// One renewal of a whole session: `KEYS = [session, lock…]`,
 /// `ARGV = [ttl ms, value…, channel…]` (one value and one channel per lock).
 /// Extends the session key and every lock still ours; `{1, ok…}` per key. When the session
 /// key is gone (revoked or expired) nothing is extended, every lock still ours is deleted
-/// (as a lease revocation would), and the answer is `{0}`.
+/// (as a lease revocation would) and its queue's head woken (a mutex's: a key under the
+/// reserved prefix is a semaphore permit, which has no queue), and the answer is `{0}`.
 pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+    Script::new(&format!(
+        r"{WAKE_HEAD}
 local n = #KEYS - 1
 if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then
   for i = 1, n do
     if redis.call('GET', KEYS[i + 1]) == ARGV[i + 1] then
       redis.call('DEL', KEYS[i + 1])
       redis.call('PUBLISH', ARGV[i + 1 + n], 'released')
+      if string.sub(KEYS[i + 1], 1, 7) ~= 'tenure:' then
+        wake_head(KEYS[i + 1], 'tenure:queue:' .. KEYS[i + 1])
+      end
     end
   end
-  return {0}
+  return {{0}}
 end
-local out = {1}
+local out = {{1}}
 for i = 1, n do
   if redis.call('GET', KEYS[i + 1]) == ARGV[i + 1] then
     redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
@@ -132,8 +213,8 @@ for i = 1, n do
   end
 end
 return out
-",
-    )
+"
+    ))
 });
 
 /// Redlock only, after a majority confirmed a renewal: puts a session back on a master that
@@ -214,5 +295,20 @@ mod tests {
         }
         assert!(check_name(&session_key(7)).is_err());
         assert!(check_name("tenure:anything").is_err());
+    }
+
+    /// The scripts build queue, wake and heartbeat names in Lua; they must be these.
+    #[test]
+    fn lua_names_match_the_layout() {
+        assert_eq!(queue_key("a"), "tenure:queue:a");
+        assert_eq!(wake_channel("a", "v"), "tenure:wake:a:v");
+        assert_eq!(
+            session_key(1),
+            format!("tenure:session:{}", session_value_hex(1))
+        );
+    }
+
+    fn session_value_hex(id: u64) -> String {
+        format!("{id:016x}")
     }
 }

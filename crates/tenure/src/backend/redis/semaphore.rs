@@ -18,7 +18,7 @@
 //! holders (dropping members whose permit key has expired), checks the recorded count, and
 //! takes a permit only if fewer than `permits` are live; so at most `permits` are ever held.
 //!
-//! Waiting is **not FIFO** (as for the Redis mutex): waiters wake on a release message
+//! Waiting is **not FIFO** (unlike the mutex on one instance, which queues): waiters wake on a release message
 //! (a pattern subscription to the semaphore's release channels) or at the soonest holder's
 //! expiry, and race; whoever's script arrives first wins. Redlock refuses semaphores: a permit
 //! taken on a majority of independent masters that each admit `permits` holders does not bound

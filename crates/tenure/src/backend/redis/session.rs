@@ -33,7 +33,7 @@ use crate::waiting::{self, Waiting};
 use crate::{Error, Result, Write};
 
 /// A held lock, as the session's renewal sees it.
-struct Held {
+struct RenewedLock {
     token: u64,
     value: String,
     liveness: Liveness,
@@ -45,10 +45,10 @@ struct Held {
 
 /// The locks a session holds, by key.
 #[derive(Default)]
-pub(crate) struct Registry(StdMutex<HashMap<String, Held>>);
+pub(crate) struct Registry(StdMutex<HashMap<String, RenewedLock>>);
 
 impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RenewedLock>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -79,7 +79,7 @@ impl Registry {
 
     /// Registers a held lock key for renewal (a read/write lock's writer key).
     pub(super) fn insert(&self, key: &str, value: String, token: u64, liveness: Liveness) {
-        let held = Held {
+        let held = RenewedLock {
             token,
             value,
             liveness,
@@ -207,9 +207,10 @@ impl Drop for RedisSession {
     }
 }
 
-/// Deletes a possibly-written lock in the background unless disarmed (C5: a `lock()` dropped
-/// while its SET was in flight), then lets the next local waiter in.
-struct Pending {
+/// Deletes a possibly-written lock, or withdraws a queued wait, in the background unless
+/// disarmed (C5: a `lock()` dropped while its SET was in flight or while it waited), then lets
+/// the next local waiter in.
+struct InterruptedAcquire {
     nodes: Arc<Nodes>,
     name: String,
     value: String,
@@ -217,7 +218,7 @@ struct Pending {
     permit: Option<OwnedMutexGuard<()>>,
 }
 
-impl Drop for Pending {
+impl Drop for InterruptedAcquire {
     fn drop(&mut self) {
         if !self.armed {
             return;
@@ -238,12 +239,18 @@ impl Drop for Pending {
 }
 
 impl RedisSession {
-    fn grant(&self, name: &str, value: String, token: u64, pending: &mut Pending) -> Grant {
-        pending.armed = false;
+    fn grant(
+        &self,
+        name: &str,
+        value: String,
+        token: u64,
+        interrupted: &mut InterruptedAcquire,
+    ) -> Grant {
+        interrupted.armed = false;
         let liveness = self.liveness.child();
         self.registry.lock().insert(
             name.to_string(),
-            Held {
+            RenewedLock {
                 token,
                 value,
                 liveness: liveness.clone(),
@@ -255,7 +262,7 @@ impl RedisSession {
             token,
             liveness,
             watch: None,
-            _permit: pending.permit.take(),
+            _permit: interrupted.permit.take(),
             in_flight: None,
         }
     }
@@ -264,7 +271,7 @@ impl RedisSession {
     /// permit key: `backend/redis/semaphore.rs`).
     pub(super) fn hold(&self, key: &str, value: String, token: u64) -> Grant {
         let liveness = self.liveness.child();
-        let held = Held {
+        let held = RenewedLock {
             token,
             value,
             liveness: liveness.clone(),
@@ -313,7 +320,7 @@ impl SessionBackend for RedisSession {
             return Err(Error::SessionLost { reason });
         }
         let value = new_value(self.id);
-        let mut pending = Pending {
+        let mut interrupted = InterruptedAcquire {
             nodes: self.nodes.clone(),
             name: name.to_string(),
             value: value.clone(),
@@ -325,25 +332,36 @@ impl SessionBackend for RedisSession {
         // uncontended lock() costs one round trip.
         let mut waiter: Option<Waiter> = None;
         loop {
-            pending.armed = true;
-            let attempt =
-                match with_backoff(ATTEMPTS, || self.nodes.acquire(name, &value, self.ttl)).await {
-                    Ok(attempt) => attempt,
-                    Err(e) => {
-                        // Refused by the ACL (NOPERM on the declared keys) or the credentials:
-                        // the script never ran, so there is nothing to clean up, and the local
-                        // queue is free at once for the next caller.
-                        if e.is_permission() {
-                            pending.armed = false;
-                        }
-                        return Err(e);
+            interrupted.armed = true;
+            let attempt = match with_backoff(ATTEMPTS, || async {
+                if self.nodes.queued() {
+                    self.nodes
+                        .acquire_queued(name, &value, self.ttl, wait)
+                        .await
+                } else {
+                    self.nodes.acquire(name, &value, self.ttl).await
+                }
+            })
+            .await
+            {
+                Ok(attempt) => attempt,
+                Err(e) => {
+                    // Refused by the ACL (NOPERM on the declared keys) or the credentials:
+                    // the script never ran, so there is nothing to clean up, and the local
+                    // queue is free at once for the next caller.
+                    if e.is_permission() {
+                        interrupted.armed = false;
                     }
-                };
+                    return Err(e);
+                }
+            };
             let (retry_in, clean) = match attempt {
-                Attempt::Granted(token) => return Ok(self.grant(name, value, token, &mut pending)),
+                Attempt::Granted(token) => {
+                    return Ok(self.grant(name, value, token, &mut interrupted))
+                }
                 Attempt::Held { retry_in, clean } => (retry_in, clean),
             };
-            pending.armed = !clean;
+            interrupted.armed = !clean;
             if !wait {
                 return Err(Self::locked(name));
             }
@@ -351,7 +369,8 @@ impl SessionBackend for RedisSession {
                 ahead: Some(name.to_string()),
             });
             let Some(waiter) = &mut waiter else {
-                waiter = Some(Waiter::subscribe(&self.nodes.nodes, name).await);
+                let own = self.nodes.queued().then_some(value.as_str());
+                waiter = Some(Waiter::subscribe(&self.nodes.nodes, name, own).await);
                 continue;
             };
             tokio::select! {

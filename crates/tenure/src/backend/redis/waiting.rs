@@ -1,17 +1,27 @@
 //! Waiting for a held lock without polling (docs/contract.md, Performance rules).
 //!
-//! A waiter whose first attempt finds the lock held subscribes, *before* its next attempt, to
-//! the lock's release channel (our release script publishes there) and to its keyspace channel `__keyspace@<db>__:<name>` (which
-//! delivers `del`/`expired` events only if the server has `notify-keyspace-events` enabled —
-//! then foreign releases, e.g. by redis-py, and expiries wake us at once too). Messages that
-//! arrive during an attempt stay buffered, so no release is missed between an attempt and the
-//! wait. When no message comes, a fallback wake-up fires when the holder's key would expire
-//! (its PTTL, jittered), or — for a key without expiry — after a jittered, doubling delay.
-//! There is no fixed-period sleep loop.
+//! **One instance (`redis://`): FIFO, one waiter woken per release.** A waiter refused by the
+//! acquire script is appended to the lock's queue `tenure:queue:<name>` in the same script
+//! (`scripts::ACQUIRE_QUEUED`), then subscribes to its own channel
+//! `tenure:wake:<name>:<value>` and tries once more (a release between the two is not missed).
+//! Only the head of the queue may take a free lock, and a release publishes only on the head's
+//! channel, so a hand-off costs the same few commands however many wait (C3 holds among
+//! Tenure clients). A waiter whose session heartbeat is gone (its process crashed) is dropped
+//! from the head by whoever looks next; an interrupted wait withdraws its own entry
+//! (`session::InterruptedAcquire`, C5). Without a message — lost, or a release by a client
+//! that does not queue (redis-py's `Lock`, redsync: they can take the lock ahead of our queue,
+//! since they only `SET NX`) or an expiry — a waiter looks again when the holder's key would
+//! expire (its PTTL, jittered) or, when the lock is free for the head to take, when the
+//! head's heartbeat would; for a key without expiry, after a jittered, doubling delay.
 //!
-//! Redis waiting is **not FIFO** (C3 does not hold): every waiter wakes on a release and the
-//! first script to arrive wins. Starvation is unlikely rather than impossible; the suite
-//! checks that 20 contenders all get the lock within a bound.
+//! **Redlock: not FIFO** (C3 is exempt). A queue on each master could order the same waiters
+//! differently on each, and a grant needs a majority, so the head of one queue could be
+//! refused by the others and nobody would hold the lock. Waiters subscribe to the lock's
+//! release channel and its keyspace channel `__keyspace@<db>__:<name>` (which delivers
+//! `del`/`expired` events only with `notify-keyspace-events` enabled), every one wakes on a
+//! release, and the first script to arrive wins; the same PTTL fallback covers lost messages.
+//! Messages that arrive during an attempt stay buffered, so no release is missed between an
+//! attempt and the wait. There is no fixed-period sleep loop.
 
 use std::time::Duration;
 
@@ -19,7 +29,7 @@ use futures_util::{FutureExt, StreamExt};
 use redis::aio::PubSubStream;
 
 use super::node::Node;
-use super::scripts::release_channel;
+use super::scripts::{release_channel, wake_channel};
 use crate::retry::jitter;
 
 /// Longest fallback wait for a key that never expires.
@@ -33,10 +43,11 @@ pub(crate) struct Waiter {
 
 impl Waiter {
     /// Subscribes on the first master that accepts; without any, waits on fallbacks only.
-    pub(crate) async fn subscribe(nodes: &[Node], name: &str) -> Waiter {
+    /// `own`: a queued waiter's value, whose own channel is then the only one it listens on.
+    pub(crate) async fn subscribe(nodes: &[Node], name: &str, own: Option<&str>) -> Waiter {
         let mut stream = None;
         for node in nodes {
-            match subscribe_on(node, name).await {
+            match subscribe_on(node, name, own).await {
                 Ok(s) => {
                     stream = Some(s);
                     break;
@@ -82,12 +93,15 @@ impl Waiter {
     }
 }
 
-async fn subscribe_on(node: &Node, name: &str) -> crate::Result<PubSubStream> {
+async fn subscribe_on(node: &Node, name: &str, own: Option<&str>) -> crate::Result<PubSubStream> {
     let mut pubsub = node.pubsub().await?;
-    let channels = [
-        release_channel(name),
-        format!("__keyspace@{}__:{name}", node.db),
-    ];
+    let channels = match own {
+        Some(value) => vec![wake_channel(name, value)],
+        None => vec![
+            release_channel(name),
+            format!("__keyspace@{}__:{name}", node.db),
+        ],
+    };
     match tokio::time::timeout(node.timeout, pubsub.subscribe(&channels)).await {
         Ok(Ok(())) => Ok(pubsub.into_on_message()),
         Ok(Err(e)) => Err(super::node::map_err("subscribe", &e)),

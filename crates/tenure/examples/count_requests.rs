@@ -6,44 +6,12 @@
 //! cargo run -p tenure --example count_requests -- etcd://127.0.0.1:2379 http://127.0.0.1:2379/metrics
 //! ```
 
-use std::collections::BTreeMap;
+#[path = "support/etcd_metrics.rs"]
+mod etcd_metrics;
 
 fn usage() -> ! {
     eprintln!("usage: count_requests ETCD_URL METRICS_URL");
     std::process::exit(2)
-}
-
-/// Scrapes `grpc_server_handled_total` (unary calls) and `grpc_server_msg_received_total`
-/// (stream messages) per gRPC method, via `curl`.
-fn scrape(metrics_url: &str) -> BTreeMap<String, f64> {
-    let out = std::process::Command::new("curl")
-        .args(["-s", metrics_url])
-        .output()
-        .unwrap_or_else(|e| panic!("curl: {e}"));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut counts = BTreeMap::new();
-    for line in text.lines() {
-        let metric = [
-            "grpc_server_handled_total",
-            "grpc_server_msg_received_total",
-        ]
-        .into_iter()
-        .find(|m| line.starts_with(m));
-        let (Some(metric), Some(start)) = (metric, line.find("grpc_method=\"")) else {
-            continue;
-        };
-        let method: String = line[start + 13..]
-            .chars()
-            .take_while(|c| *c != '"')
-            .collect();
-        let value: f64 = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        *counts.entry(format!("{metric} {method}")).or_insert(0.0) += value;
-    }
-    counts
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -56,11 +24,23 @@ async fn main() -> tenure::Result<()> {
     let session = tenure.session().await?;
     let mutex = session.mutex(&format!("count-requests-{}", std::process::id()))?;
     let cycles = 100;
-    let before = scrape(&metrics);
+    let before = etcd_metrics::scrape(
+        &metrics,
+        &[
+            "grpc_server_handled_total",
+            "grpc_server_msg_received_total",
+        ],
+    );
     for _ in 0..cycles {
         mutex.lock().await?.unlock().await?;
     }
-    let after = scrape(&metrics);
+    let after = etcd_metrics::scrape(
+        &metrics,
+        &[
+            "grpc_server_handled_total",
+            "grpc_server_msg_received_total",
+        ],
+    );
     println!("per uncontended lock+unlock cycle ({cycles} cycles):");
     for (k, v) in &after {
         let d = v - before.get(k).copied().unwrap_or(0.0);

@@ -8,43 +8,13 @@
 //! cargo run -p tenure --example rwlock_load -- zk://127.0.0.1:2181
 //! ```
 
+#[path = "support/etcd_metrics.rs"]
+mod etcd_metrics;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// `grpc_server_handled_total` (unary calls) and `grpc_server_msg_received_total` (stream
-/// messages) per gRPC method, via `curl`.
-fn scrape(metrics_url: &str) -> BTreeMap<String, f64> {
-    let out = std::process::Command::new("curl")
-        .args(["-s", metrics_url])
-        .output()
-        .unwrap_or_else(|e| panic!("curl: {e}"));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut counts = BTreeMap::new();
-    for line in text.lines() {
-        let metric = [
-            "grpc_server_handled_total",
-            "grpc_server_msg_received_total",
-        ]
-        .into_iter()
-        .find(|m| line.starts_with(m));
-        let (Some(metric), Some(start)) = (metric, line.find("grpc_method=\"")) else {
-            continue;
-        };
-        let method: String = line[start + 13..]
-            .chars()
-            .take_while(|c| *c != '"')
-            .collect();
-        let value: f64 = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        *counts.entry(format!("{metric} {method}")).or_insert(0.0) += value;
-    }
-    counts
-}
 
 fn print_delta(
     what: &str,
@@ -74,15 +44,33 @@ async fn main() -> tenure::Result<()> {
         let session = tenure.session().await?;
         let lock = session.rwlock(&format!("{name}-solo"))?;
         let cycles = 100;
-        let before = scrape(&metrics);
+        let before = etcd_metrics::scrape(
+            &metrics,
+            &[
+                "grpc_server_handled_total",
+                "grpc_server_msg_received_total",
+            ],
+        );
         for _ in 0..cycles {
             lock.read().await?.unlock().await?;
         }
-        let middle = scrape(&metrics);
+        let middle = etcd_metrics::scrape(
+            &metrics,
+            &[
+                "grpc_server_handled_total",
+                "grpc_server_msg_received_total",
+            ],
+        );
         for _ in 0..cycles {
             lock.write().await?.unlock().await?;
         }
-        let after = scrape(&metrics);
+        let after = etcd_metrics::scrape(
+            &metrics,
+            &[
+                "grpc_server_handled_total",
+                "grpc_server_msg_received_total",
+            ],
+        );
         print_delta("read", cycles, &before, &middle);
         print_delta("write", cycles, &middle, &after);
         session.close().await?;

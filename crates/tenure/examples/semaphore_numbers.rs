@@ -11,6 +11,9 @@
 //! TENURE_PASSWORD=… cargo run --release -p tenure --example semaphore_numbers -- throughput postgres://tenure@127.0.0.1:5432/tenure
 //! ```
 
+#[path = "support/etcd_metrics.rs"]
+mod etcd_metrics;
+
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
@@ -34,35 +37,12 @@ fn scrape(url: &str, source: &str) -> BTreeMap<String, f64> {
     if source == "mntr" {
         return mntr(url);
     }
-    let out = std::process::Command::new("curl")
-        .args(["-s", source])
-        .output()
-        .unwrap_or_else(|e| panic!("curl: {e}"));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut counts = BTreeMap::new();
-    for line in text.lines() {
-        let metric = [
-            "grpc_server_handled_total",
-            "grpc_server_msg_received_total",
-            "grpc_server_msg_sent_total",
-        ]
-        .into_iter()
-        .find(|m| line.starts_with(m));
-        let (Some(metric), Some(start)) = (metric, line.find("grpc_method=\"")) else {
-            continue;
-        };
-        let method: String = line[start + 13..]
-            .chars()
-            .take_while(|c| *c != '"')
-            .collect();
-        let value: f64 = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        *counts.entry(format!("{metric} {method}")).or_insert(0.0) += value;
-    }
-    counts
+    let metrics = [
+        "grpc_server_handled_total",
+        "grpc_server_msg_received_total",
+        "grpc_server_msg_sent_total",
+    ];
+    etcd_metrics::scrape(source, &metrics)
 }
 
 fn mntr(url: &str) -> BTreeMap<String, f64> {

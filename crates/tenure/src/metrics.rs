@@ -170,6 +170,29 @@ impl Meter {
         answer
     }
 
+    /// [`Meter::acquire`] for a wait bounded by `timeout`: past it, the wait is dropped (which
+    /// withdraws it, C5) and the answer is [`crate::Error::Timeout`] for `name`, saying what
+    /// the wait was doing then ([`crate::Waiting`]). The `*_timeout` methods of every
+    /// primitive.
+    pub(crate) async fn acquire_within<T>(
+        &self,
+        name: &str,
+        timeout: std::time::Duration,
+        wait: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let stage = Stage::new();
+        let bounded = async {
+            tokio::time::timeout(timeout, wait)
+                .await
+                .map_err(|_| crate::Error::Timeout {
+                    name: name.to_string(),
+                    waited: timeout,
+                    waiting: stage.get(),
+                })?
+        };
+        self.acquire(&stage, true, bounded).await
+    }
+
     /// Starts timing a grant that was just acquired, watching `liveness` so that a loss is
     /// counted when it happens, not when the guard is dropped.
     pub(crate) fn hold(&self, liveness: &Liveness) -> Holding {

@@ -105,17 +105,9 @@ impl Mutex {
     /// holder, or retrying a store that kept failing.
     pub async fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard> {
         let meter = self.meter();
-        let stage = Stage::new();
-        let bounded = async {
-            tokio::time::timeout(timeout, self.wait(&meter))
-                .await
-                .map_err(|_| Error::Timeout {
-                    name: self.name.clone(),
-                    waited: timeout,
-                    waiting: stage.get(),
-                })?
-        };
-        meter.acquire(&stage, true, bounded).await
+        meter
+            .acquire_within(&self.name, timeout, self.wait(&meter))
+            .await
     }
 
     fn meter(&self) -> Meter {

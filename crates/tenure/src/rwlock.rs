@@ -136,17 +136,9 @@ impl RwLock {
 
     async fn bounded(&self, timeout: Duration, mode: RwMode) -> Result<Hold> {
         let meter = self.meter(mode);
-        let stage = Stage::new();
-        let bounded = async {
-            tokio::time::timeout(timeout, self.queued(mode, &meter))
-                .await
-                .map_err(|_| Error::Timeout {
-                    name: self.name.clone(),
-                    waited: timeout,
-                    waiting: stage.get(),
-                })?
-        };
-        meter.acquire(&stage, true, bounded).await
+        meter
+            .acquire_within(&self.name, timeout, self.queued(mode, &meter))
+            .await
     }
 
     fn meter(&self, mode: RwMode) -> Meter {

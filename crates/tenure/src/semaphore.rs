@@ -110,17 +110,9 @@ impl Semaphore {
     /// leaving the line. The error says what the wait was doing ([`Waiting`]).
     pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Permit> {
         let meter = self.meter();
-        let stage = Stage::new();
-        let bounded = async {
-            tokio::time::timeout(timeout, self.grant(true, &meter))
-                .await
-                .map_err(|_| Error::Timeout {
-                    name: self.name.clone(),
-                    waited: timeout,
-                    waiting: stage.get(),
-                })?
-        };
-        meter.acquire(&stage, true, bounded).await
+        meter
+            .acquire_within(&self.name, timeout, self.grant(true, &meter))
+            .await
     }
 
     fn meter(&self) -> Meter {

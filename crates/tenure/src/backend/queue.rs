@@ -57,9 +57,8 @@ pub(crate) enum Ahead {
     /// Nobody: we are first, as of `rev`.
     Nobody { rev: i64 },
     /// The entry just ahead, and the revision to watch it from; `first`: it was the queue's
-    /// first entry (the holder) as of `rev`. No entry is ever queued ahead of an existing one
-    /// (create revisions and sequence numbers only grow), so once a first predecessor is
-    /// deleted we are first, without reading the queue again.
+    /// first entry (the holder) as of `rev` (for the logs: the queue is read again after its
+    /// release all the same, to confirm our own entry, see `wait_for_turn`).
     QueueEntry { key: String, rev: i64, first: bool },
 }
 
@@ -589,13 +588,12 @@ where
 /// pass waits on exactly the entry that blocks it, so a release wakes only the waiters it
 /// unblocks.
 ///
-/// After the blocker's release the queue is read again, unless that blocker was the first
-/// entry: then nothing that excludes us can be ahead any more (a reader's blocker is the
-/// newest writer ahead, so only readers stood between), and the hand-off costs the holder's
-/// delete and one watch event, no read (docs/contract.md, Performance rules). Our own entry's
-/// presence is then not re-read either: a deletion of it by someone else reaches the grant's
-/// lost signal through its entry watch, which starts at `rev` (C7a), and a lease that
-/// expired has already passed the session's local deadline, checked before granting (C14).
+/// After the blocker's release the queue is always read again, also when that blocker was the
+/// first entry (the holder): the read is what confirms our own entry is still there. Our
+/// lease may have been revoked or expired while we waited, which the session hears of only
+/// at its next renewal; granting on the holder's delete event alone would hand out a grant
+/// with no entry, beside the next comer (etcd#16221, the bug Go's RWMutex has;
+/// `tests/etcd_go_rwmutex.rs` revokes a waiter's lease to check it).
 async fn wait_for_turn<S: QueueStore>(
     store: &S,
     session: &Liveness,
@@ -637,8 +635,9 @@ async fn wait_for_turn<S: QueueStore>(
         };
         tokio::select! {
             res = released => match res {
-                Ok(()) if first => return Ok(rev),
-                Ok(()) => {}
+                Ok(()) => {
+                    tracing::trace!(%key, was_first = first, "blocker released; re-checking");
+                }
                 Err(e) if e.is_transient() => {
                     tracing::debug!(error = %e, "predecessor watch broke; re-checking");
                     waiting::note(Waiting::Retrying {

@@ -89,8 +89,8 @@ pub(crate) async fn r2_layout_and_fence_key(f: Fixture) {
     assert_eq!(admin(&f).fence(&name).await, g2.token().get());
 }
 
-/// C4 on Redis: a failed try_lock neither writes the key nor advances the fencing counter,
-/// and subscribes to nothing.
+/// C4 on Redis: a failed try_lock neither writes the key nor advances the fencing counter
+/// (on Redlock: never moves it back), and subscribes to nothing.
 pub(crate) async fn r4_failed_try_lock_leaves_no_trace(f: Fixture) {
     let name = f.name("trace");
     let a = f.tenure.session().await.unwrap();
@@ -102,7 +102,16 @@ pub(crate) async fn r4_failed_try_lock_leaves_no_trace(f: Fixture) {
         assert!(matches!(err, Error::Locked { .. }), "{err}");
     }
     assert_eq!(admin(&f).get(&name).await, value);
-    assert_eq!(admin(&f).fence(&name).await, fence);
+    let after = admin(&f).fence(&name).await;
+    if f.tenure.backend() == "redlock" {
+        // A master restarted empty (the `redlock_restarted` fixture) has lost its copy of the
+        // lock, so a try grants there and counts that master's fence up before the attempt
+        // fails for want of a majority and is withdrawn. Redlock's counters are per master:
+        // the fence may only grow, which keeps every later token larger (C2).
+        assert!(after >= fence, "fence went back: {fence} -> {after}");
+    } else {
+        assert_eq!(after, fence);
+    }
     assert_eq!(admin(&f).waiters(&name).await, 0);
     g.unlock().await.unwrap();
 }

@@ -56,10 +56,8 @@ pub(crate) struct Enqueued {
 pub(crate) enum Ahead {
     /// Nobody: we are first, as of `rev`.
     Nobody { rev: i64 },
-    /// The entry just ahead, and the revision to watch it from; `first`: it was the queue's
-    /// first entry (the holder) as of `rev` (for the logs: the queue is read again after its
-    /// release all the same, to confirm our own entry, see `wait_for_turn`).
-    QueueEntry { key: String, rev: i64, first: bool },
+    /// The entry just ahead, and the revision to watch it from.
+    Entry { key: String, rev: i64 },
 }
 
 /// What an entry is queued for. Most stores lay both out alike; ZooKeeper names Curator's
@@ -619,9 +617,9 @@ async fn wait_for_turn<S: QueueStore>(
                 .await?
             }
         };
-        let (key, rev, first) = match ahead {
+        let (key, rev) = match ahead {
             Ahead::Nobody { rev } => return Ok(rev),
-            Ahead::QueueEntry { key, rev, first } => (key, rev, first),
+            Ahead::Entry { key, rev } => (key, rev),
         };
         waiting::note(Waiting::Queued {
             ahead: Some(key.clone()),
@@ -635,9 +633,7 @@ async fn wait_for_turn<S: QueueStore>(
         };
         tokio::select! {
             res = released => match res {
-                Ok(()) => {
-                    tracing::trace!(%key, was_first = first, "blocker released; re-checking");
-                }
+                Ok(()) => {}
                 Err(e) if e.is_transient() => {
                     tracing::debug!(error = %e, "predecessor watch broke; re-checking");
                     waiting::note(Waiting::Retrying {

@@ -402,13 +402,8 @@ impl QueueStore for MemSession {
                 let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
                 return Err(crate::Error::SessionLost { reason });
             }
-            let first = st.first_in(prefix).map(|(k, _)| k);
             Ok(match st.just_before(prefix, mine.token) {
-                Some(key) => Ahead::QueueEntry {
-                    first: first.as_ref() == Some(&key),
-                    key,
-                    rev: st.rev(),
-                },
+                Some(key) => Ahead::Entry { key, rev: st.rev() },
                 None => Ahead::Nobody { rev: st.rev() },
             })
         })
@@ -478,11 +473,7 @@ impl QueueStore for MemSession {
                 return Err(crate::Error::SessionLost { reason });
             }
             Ok(match reader_blocker(st, prefix, Some(mine.token)) {
-                Some((key, _)) => Ahead::QueueEntry {
-                    key,
-                    rev: st.rev(),
-                    first: false,
-                },
+                Some((key, _)) => Ahead::Entry { key, rev: st.rev() },
                 None => Ahead::Nobody { rev: st.rev() },
             })
         })

@@ -281,11 +281,7 @@ impl EtcdSession {
             return Err(Error::SessionLost { reason });
         }
         Ok(match reader_blocker(&resp, 0, 3) {
-            Some((key, _)) => Ahead::QueueEntry {
-                key,
-                rev,
-                first: false,
-            },
+            Some((key, _)) => Ahead::Entry { key, rev },
             None => Ahead::Nobody { rev },
         })
     }

@@ -171,10 +171,9 @@ fn ahead_of(kvs: &[etcd_client::KeyValue], mine: &QueueEntry, rev: i64) -> Optio
         return None;
     }
     Some(match kvs.get(1) {
-        Some(kv) => Ahead::QueueEntry {
+        Some(kv) => Ahead::Entry {
             key: String::from_utf8_lossy(kv.key()).into_owned(),
             rev,
-            first: kvs.len() == 2,
         },
         None => Ahead::Nobody { rev },
     })

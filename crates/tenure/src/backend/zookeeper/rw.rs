@@ -168,11 +168,7 @@ impl ZkSession {
         let dir = layout::dir_of(prefix)?;
         let me = layout::node_name(&mine.key);
         Ok(match self.reader_blocker(&dir, me).await? {
-            Some(key) => Ahead::QueueEntry {
-                key,
-                rev: 0,
-                first: false,
-            },
+            Some(key) => Ahead::Entry { key, rev: 0 },
             None => Ahead::Nobody { rev: 0 },
         })
     }

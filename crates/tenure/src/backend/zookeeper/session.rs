@@ -269,10 +269,9 @@ fn spawn_end_on_loss(me: Weak<ZkSession>, liveness: Liveness) -> AbortHandle {
 /// What stands ahead of the node at `pos` of the sorted `children` of `dir`.
 fn ahead_at(dir: &str, children: &[String], pos: usize) -> Ahead {
     match pos.checked_sub(1) {
-        Some(i) => Ahead::QueueEntry {
+        Some(i) => Ahead::Entry {
             key: layout::child(dir, &children[i]),
             rev: 0,
-            first: i == 0,
         },
         None => Ahead::Nobody { rev: 0 },
     }

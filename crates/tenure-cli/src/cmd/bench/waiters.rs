@@ -170,6 +170,7 @@ async fn quiesce(source: &Source) {
 /// cannot list (Redis) gets a fixed time instead.
 async fn settle(tenure: &Tenure, name: &str, waiters: usize) -> Result<()> {
     loop {
+        let asked = Instant::now();
         match tenure.status(name).await {
             Ok(status) => {
                 let queued = status
@@ -188,7 +189,9 @@ async fn settle(tenure: &Tenure, name: &str, waiters: usize) -> Result<()> {
             Err(e) if e.is_transient() => tracing::debug!("listing the waiters: {e}"),
             Err(e) => return Err(e.into()),
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // A listing reads the whole queue: with thousands queued, asking every 20 ms would
+        // keep the store busy with the bench's own reads (and slow the enqueues it waits for).
+        tokio::time::sleep(Duration::from_millis(20).max(asked.elapsed() * 4)).await;
     }
 }
 

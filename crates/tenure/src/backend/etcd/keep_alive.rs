@@ -24,7 +24,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio::task::AbortHandle;
 
 use super::map_err;
-use super::members::{Members, ATTEMPT_TIMEOUT};
+use super::members::Members;
 use crate::backend::lease::Renewer;
 use crate::{Error, Result};
 
@@ -326,28 +326,23 @@ impl KeepAliveHub {
                 _ => return Err(broken("keep-alive stream opening abandoned")),
             }
         }
-        let mut leases = member.client.lease_client();
-        let opened = leases.keep_alive(lease);
-        let (keeper, responses) = match tokio::time::timeout(ATTEMPT_TIMEOUT, opened).await {
-            Ok(Ok(opened)) => opened,
+        // Not bounded here: each renewal waiting for it is bounded by its own session's time,
+        // and one that runs out gives the opening (and its member) up, as it would its own.
+        let opened = member.client.lease_client().keep_alive(lease).await;
+        let (keeper, responses) = match opened {
+            Ok(opened) => opened,
             // Opening the stream for a revoked lease is etcd saying it is gone: etcd answers
             // TTL 0, which etcd-client turns into this error of its own, with no code.
-            Ok(Err(etcd_client::Error::LeaseKeepAliveError(m))) if m == "lease not found" => {
+            Err(etcd_client::Error::LeaseKeepAliveError(m)) if m == "lease not found" => {
                 return Ok(None)
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 let e = map_err("keep-alive", e);
                 if super::is_lease_not_found(&e) {
                     return Ok(None);
                 }
                 self.members.failed(member.index);
                 return Err(e);
-            }
-            Err(_) => {
-                self.members.failed(member.index);
-                return Err(broken(format!(
-                    "no keep-alive stream within {ATTEMPT_TIMEOUT:?}"
-                )));
             }
         };
         let stream = Arc::new(Stream::new(generation, member.index, keeper));

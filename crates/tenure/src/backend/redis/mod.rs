@@ -82,6 +82,7 @@
 //! out of order" nor end with an error instead of silence), and `leader()` read from one
 //! instance can be stale after an asynchronous fail-over. Use etcd or ZooKeeper for elections.
 
+mod ephemeral;
 mod node;
 mod redlock;
 pub(crate) mod rwlock;
@@ -377,5 +378,31 @@ impl Backend for RedisBackend {
 
     async fn watch_prefix(&self, _prefix: &str) -> Result<observe::PrefixWatch> {
         Err(elections_unsupported())
+    }
+
+    // Only ephemeral keys can be listed (see `ephemeral.rs`): locks have no index.
+    async fn entries_under(&self, prefix: &str) -> Result<Vec<observe::Kv>> {
+        match self.nodes.nodes.as_slice() {
+            [node] if !self.redlock => ephemeral::list(node, prefix).await,
+            _ => self.entries(prefix).await,
+        }
+    }
+
+    fn is_registered(&self, kv: &observe::Kv) -> bool {
+        kv.lease != 0
+    }
+
+    async fn lease_ttl(&self, lease: u64) -> Result<Option<std::time::Duration>> {
+        match self.nodes.nodes.as_slice() {
+            [node] if lease != 0 && !self.redlock => ephemeral::session_ttl(node, lease).await,
+            _ => Ok(None),
+        }
+    }
+
+    async fn watch_keys(&self, prefix: &str) -> Result<observe::PrefixWatch> {
+        if self.redlock {
+            return Err(ephemeral::redlock_refuses("watching keys under a prefix"));
+        }
+        ephemeral::watch(self.nodes.clone(), prefix).await
     }
 }

@@ -24,16 +24,24 @@
 //! never retried. Passwords live in [`crate::Secret`]s and redacted URLs; Redis never echoes
 //! them. A user confined to a prefix needs, beside its keys (`~app1:*`, which covers each
 //! lock's `:fence` counter), the session heartbeat keys, its locks' waiter queues
-//! (`tenure:queue:<name>`), its release and wake-up channels, and these
+//! (`tenure:queue:<name>`), its release and wake-up channels, for ephemeral keys the shared
+//! index, owner and counter keys and its keys' channels, and these
 //! commands (scripts' inner commands are checked too):
 //!
 //! ```text
 //! ACL SETUSER app1 on >pw resetkeys ~app1:* ~tenure:session:* ~tenure:queue:app1:*
-//!     resetchannels &tenure:released:app1:* &tenure:wake:app1:*
+//!     ~tenure:ephemeral ~tenure:ephemeral:owners ~tenure:ephemeral:seq
+//!     resetchannels &tenure:released:app1:* &tenure:wake:app1:* &tenure:ephemeral:app1:*
 //!     -@all +ping +select +get +set +del +incr +pttl +pexpire +exists +publish
-//!     +rpush +lpop +lrem +lindex +lpos
+//!     +rpush +lpop +lrem +lindex +lpos +hget +hset +hdel +zadd +zrem +zrangebylex
 //!     +subscribe +unsubscribe +psubscribe +punsubscribe +eval +evalsha +script|load
 //! ```
+//!
+//! Watching a prefix is a pattern subscription to `tenure:ephemeral:<prefix>*`, which Redis
+//! checks *literally* against the user's channel patterns: the rule above lets app1 watch
+//! `app1:`; to watch `app1:services/` add `&tenure:ephemeral:app1:services/*` as well. The
+//! index and owner entries are shared by all users (as the heartbeat keys are), but the
+//! scripts read and write only keys under the prefix or key they are given.
 //!
 //! (`+config|get` as well lets `connect` check the eviction policy; see below.)
 //!
@@ -74,6 +82,10 @@
 //! of our waiters), and not at all on Redlock (C3 is exempt there; see [`waiting`]); a lock deleted by someone else is noticed at the next renewal (within TTL/3),
 //! not at once; guarded writes (C10) are a script on one instance (not available on Redlock);
 //! and the lost signal can only be as truthful as Redis's own expiry clock.
+//!
+//! **Ephemeral keys and prefix watches** (one instance; Redlock refuses them): see
+//! [`ephemeral`] for why they live with the heartbeat and how a watch sees expiries without
+//! keyspace notifications. `status` lists them, and only them: locks have no index.
 //!
 //! **Elections are not offered** ([`Error::Unsupported`]). A leader key with `SET NX` and
 //! renewal would give "at most one leader" as well as our mutex does, but not the rest of the

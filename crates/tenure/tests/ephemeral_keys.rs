@@ -271,3 +271,43 @@ async fn redlock_refuses_ephemeral_keys_and_watches() {
     let watch = tenure.watch_prefix("services/").await;
     assert!(matches!(watch, Err(Error::Unsupported { .. })), "{watch:?}");
 }
+
+/// Pub/sub drops messages across a reconnect without saying so: a Redis watch whose
+/// subscription breaks (the server restarts) ends with `ObserveEnded` instead of going on with
+/// a gap, and a new watch lists afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_watch_ends_when_its_subscription_breaks() {
+    let test = "redis_watch_ends_when_its_subscription_breaks";
+    let Some(bin) = redis_support::redis_bin_or_skip(test) else {
+        return;
+    };
+    let mut server = redis_support::start_servers(&bin, 1).await.remove(0);
+    let url = format!("redis://127.0.0.1:{}", server.port);
+    let tenure = Tenure::connect(&url).await.expect("connect");
+    let mut live = tenure.watch_prefix("services/").await.expect("watch");
+    let session = tenure.session().await.expect("session");
+    session.put_ephemeral("services/a", "1").await.expect("put");
+    let put = KeyEvent::Put {
+        key: "services/a".into(),
+        value: b"1".to_vec(),
+    };
+    assert_eq!(next(&mut live, "the registration").await, put);
+    server.restart().await;
+    let ended = within("the watch ending", PATIENCE, live.next()).await;
+    assert!(
+        matches!(ended, Some(Err(Error::ObserveEnded { .. }))),
+        "{ended:?}"
+    );
+    assert!(within("the end", PATIENCE, live.next()).await.is_none());
+    let mut again = tenure.watch_prefix("services/").await.expect("watch again");
+    let other = tenure.session().await.expect("session");
+    other.put_ephemeral("services/b", "2").await.expect("put");
+    let put = KeyEvent::Put {
+        key: "services/b".into(),
+        value: b"2".to_vec(),
+    };
+    assert_eq!(
+        next(&mut again, "a registration after the restart").await,
+        put
+    );
+}

@@ -280,7 +280,15 @@ pub(crate) async fn watch(nodes: Arc<Nodes>, prefix: &str) -> Result<PrefixWatch
     let Some(node) = nodes.nodes.first() else {
         return Err(redlock_refuses("watching keys under a prefix"));
     };
-    let mut pubsub = node.pubsub().await?;
+    let mut pubsub = node.pubsub().await.map_err(|e| match e {
+        // A watch, unlike a waiter, has no polling to fall back on.
+        Error::Unsupported { .. } => Error::Unsupported {
+            backend: "redis",
+            what: "watching keys under a prefix with tls_server_name",
+            advice: "a watch needs a subscriber connection, which the redis crate opens by the URL's host; connect by the name the server's certificate carries",
+        },
+        e => e,
+    })?;
     let pattern = format!("{}{}*", ephemeral_channel(""), glob_escape(prefix));
     match tokio::time::timeout(node.timeout, pubsub.psubscribe(&pattern)).await {
         Ok(Ok(())) => {}

@@ -236,9 +236,15 @@ async fn redis_crashed_session_is_deregistered() {
     ));
     held.unlock().await.expect("unlock");
 
+    let crashed = std::time::Instant::now();
     session.simulate_crash();
     let gone = KeyEvent::Deleted { key: key.clone() };
     assert_eq!(next(&mut early, "expired with the heartbeat").await, gone);
+    // For the record (not asserted: the bound is the TTL after the last renewal).
+    eprintln!(
+        "redis: crashed session's key reported deleted {:?} after the crash (TTL {CHILD_TTL:?})",
+        crashed.elapsed()
+    );
     assert_eq!(next(&mut late, "expired with the heartbeat").await, gone);
     assert_eq!(tenure.read(&key).await.expect("read"), None);
     let listed = tenure.status(&prefix).await.expect("status");

@@ -29,6 +29,12 @@
 //! across a reconnect, silently; the watcher then ends with [`Error::ObserveEnded`] rather than
 //! go on with a gap (watching again lists afresh).
 //!
+//! The index and owner entries of a crashed owner's key are removed by the first sweep that
+//! covers it (a watch or `status` of a prefix above it) or the next put of that key, not by
+//! the expiry itself; with nobody watching they linger (a name and an id each). A background
+//! sweep of the whole index from renewals was left out: under an ACL that confines a user to
+//! its prefix, touching other users' keys would fail the renewal script itself.
+//!
 //! Every step is safe to repeat after an unanswered first attempt (docs/contract.md, C13): a
 //! re-put by the owner finds its own key (and publishes nothing when the value is unchanged),
 //! and a sweep only deletes what is already gone.

@@ -92,6 +92,21 @@ impl Tenure {
 }
 
 /// One change under a watched prefix.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// use tenure::KeyEvent;
+/// let session = tenure.session().await?;
+/// session.put_ephemeral("services/api/host-a", "10.0.0.7:8080").await?;
+/// let mut watcher = tenure.watch_prefix("services/api/").await?;
+/// match watcher.next().await.transpose()? {
+///     Some(KeyEvent::Put { key, value }) => println!("{key} at {}", String::from_utf8_lossy(&value)),
+///     Some(KeyEvent::Deleted { key }) => println!("{key} is gone"),
+///     _ => {}
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyEvent {
@@ -113,6 +128,19 @@ pub enum KeyEvent {
 /// `Result<`[`KeyEvent`]`>`. When the store's watch breaks it yields
 /// [`Error::ObserveEnded`] once, then ends; watch again to go on (the new watch starts with the
 /// keys there then).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// use futures_util::StreamExt;
+/// let watcher: tenure::KeyWatcher = tenure.watch_prefix("services/").await?;
+/// let session = tenure.session().await?;
+/// session.put_ephemeral("services/api/host-a", "10.0.0.7:8080").await?;
+/// session.close().await?; // its keys go with it
+/// let events: Vec<_> = watcher.take(2).collect().await;
+/// assert!(matches!(events[1], Ok(tenure::KeyEvent::Deleted { .. })), "{events:?}");
+/// # Ok(()) }
+/// ```
 pub struct KeyWatcher {
     events: Pin<Box<dyn Stream<Item = Result<KeyEvent>> + Send>>,
 }
@@ -155,6 +183,15 @@ impl KeyWatcher {
     }
 
     /// The next event; `None` once the watch has ended. Cancellation-safe.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// tenure.session().await?.put_ephemeral("services/api/host-a", "x").await?;
+    /// let mut watcher = tenure.watch_prefix("services/").await?;
+    /// assert!(matches!(watcher.next().await, Some(Ok(tenure::KeyEvent::Put { .. }))));
+    /// # Ok(()) }
+    /// ```
     pub async fn next(&mut self) -> Option<Result<KeyEvent>> {
         futures_util::StreamExt::next(self).await
     }

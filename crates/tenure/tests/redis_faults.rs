@@ -12,6 +12,9 @@
 //!   connect.
 //! - `Error::Timeout` says whether the wait was queued behind a holder or retrying a failing
 //!   store.
+//! - The subscriber connection a client's waiters share is killed mid-wait, or lost with a
+//!   server restart: waiters subscribe again on a new one and are woken by the next release,
+//!   not by their fallback (the holder's TTL, far longer than the test's patience).
 
 mod redis_support;
 mod support;
@@ -19,7 +22,7 @@ mod support;
 use std::time::Duration;
 
 use redis_support::{accept_writes, exists, redis_bin_or_skip, refuse_writes, resp, start_servers};
-use support::PATIENCE;
+use support::{wait_for, within, PATIENCE};
 use tenure::{Error, Tenure};
 
 /// A private server of `test`'s own (it will refuse writes for a while) and a client with a
@@ -243,4 +246,97 @@ async fn timeout_says_what_the_wait_was_doing() {
         .unlock()
         .await
         .unwrap();
+}
+
+/// The channels subscribed on the server at `port` for waiters of lock `name`.
+fn wake_channels(port: u16, name: &str) -> Option<String> {
+    resp(port, &format!("PUBSUB CHANNELS tenure:wake:{name}:*"))
+}
+
+/// The id of the server's (first) subscriber connection, from `CLIENT LIST TYPE pubsub`.
+fn subscriber_id(port: u16) -> Option<String> {
+    let line = resp(port, "CLIENT LIST TYPE pubsub")?;
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix("id="))
+        .map(str::to_string)
+}
+
+/// Waits until the waiter on `name` has subscribed; the subscriber connection's id.
+async fn subscribed(port: u16, name: &str) -> String {
+    wait_for("the waiter subscribed", PATIENCE, || async {
+        let one = wake_channels(port, name).as_deref() == Some("*1");
+        one.then(|| subscriber_id(port)).flatten()
+    })
+    .await
+}
+
+/// A waiter whose subscriber connection (shared by the client's waiters:
+/// backend/redis/subscriber.rs) is killed while it waits subscribes again on a new one, and is
+/// woken by the release; its fallback (the holder's PTTL, 120 s) would be too late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiter_resubscribes_when_its_connection_drops() {
+    let Some((server, tenure)) =
+        private_redis("waiter_resubscribes_when_its_connection_drops").await
+    else {
+        return;
+    };
+    let (port, name) = (server.port, "resubscribe");
+    let holder = tenure.session().await.unwrap();
+    let guard = holder.mutex(name).unwrap().lock().await.unwrap();
+    let first = guard.token();
+    let waiter = tenure.session().await.unwrap();
+    let mutex = waiter.mutex(name).unwrap();
+    let waiting = tokio::spawn(async move { mutex.lock().await });
+    let old = subscribed(port, name).await;
+    assert_eq!(resp(port, "CLIENT KILL TYPE pubsub").as_deref(), Some(":1"));
+    wait_for("subscribed on a new connection", PATIENCE, || async {
+        let one = wake_channels(port, name).as_deref() == Some("*1");
+        let new = subscriber_id(port).is_some_and(|id| id != old);
+        (one && new).then_some(())
+    })
+    .await;
+    guard.unlock().await.unwrap();
+    let next = within("the woken waiter's grant", PATIENCE, waiting)
+        .await
+        .unwrap()
+        .expect("lock");
+    assert!(next.token() > first);
+    next.unlock().await.unwrap();
+    assert!(!holder.is_lost() && !waiter.is_lost());
+}
+
+/// A server restart (empty: no persistence) ends the subscriber connection; the next waiter
+/// opens a new one and is woken by the release, not by its fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_are_woken_after_a_server_restart() {
+    let Some((mut server, tenure)) =
+        private_redis("waiters_are_woken_after_a_server_restart").await
+    else {
+        return;
+    };
+    let (port, name) = (server.port, "restarted");
+    for round in 0..2 {
+        if round == 1 {
+            server.restart().await;
+        }
+        // New sessions each round: the restart took the old ones' heartbeats.
+        let holder = tenure.session().await.unwrap();
+        let guard = holder.mutex(name).unwrap().lock().await.unwrap();
+        let waiter = tenure.session().await.unwrap();
+        let mutex = waiter.mutex(name).unwrap();
+        let waiting = tokio::spawn(async move { mutex.lock().await });
+        subscribed(port, name).await;
+        guard.unlock().await.unwrap();
+        within(
+            &format!("round {round}: the woken waiter's grant"),
+            PATIENCE,
+            waiting,
+        )
+        .await
+        .unwrap()
+        .expect("lock")
+        .unlock()
+        .await
+        .unwrap();
+    }
 }

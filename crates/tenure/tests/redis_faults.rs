@@ -12,6 +12,8 @@
 //!   connect.
 //! - `Error::Timeout` says whether the wait was queued behind a holder or retrying a failing
 //!   store.
+//! - A wait dropped after a release handed the lock over to it, before it saw the message,
+//!   releases the lock to the next waiter (C5), long before the TTL would.
 //! - The subscriber connection a client's waiters share is killed mid-wait, or lost with a
 //!   server restart: waiters subscribe again on a new one and are woken by the next release,
 //!   not by their fallback (the holder's TTL, far longer than the test's patience).
@@ -221,6 +223,13 @@ async fn timeout_says_what_the_wait_was_doing() {
     assert!(matches!(err, Error::Timeout { .. }), "{err}");
     assert!(err.to_string().contains("held by someone else"), "{err}");
     guard.unlock().await.unwrap();
+    // The timed-out wait withdraws in the background (C5); until then the release may have
+    // handed the lock over to it, and its withdrawal passes the lock on (here: to nobody).
+    wait_for("the timed-out wait withdrawn", PATIENCE, || async {
+        let queue = resp(server.port, &format!("LLEN tenure:queue:{name}"));
+        (!exists(server.port, name) && queue.as_deref() == Some(":0")).then_some(())
+    })
+    .await;
 
     refuse_writes(server.port);
     let err = b
@@ -339,4 +348,91 @@ async fn waiters_are_woken_after_a_server_restart() {
         .await
         .unwrap();
     }
+}
+
+/// A release hands the lock over to the queue's head in its own script; the head learns of it
+/// from a message. A head whose wait is dropped before it read that message (its runtime is
+/// frozen meanwhile, then the wait aborted before it is polled again) must still let the lock
+/// go: its cleanup finds the lock holding its value and releases it, handing it on to the next
+/// waiter (docs/contract.md, C5), long before the TTL (120 s) would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_dropped_after_the_hand_over_passes_the_lock_on() {
+    let Some((server, tenure)) =
+        private_redis("wait_dropped_after_the_hand_over_passes_the_lock_on").await
+    else {
+        return;
+    };
+    let (port, name) = (server.port, "dropped-after-hand-over");
+    let holder = tenure.session().await.unwrap();
+    let guard = holder.mutex(name).unwrap().lock().await.unwrap();
+
+    // The first waiter runs on a runtime (and client) of its own, so that blocking that
+    // runtime's one thread freezes its wait and its subscriber connection's reader.
+    let (freeze, frozen_in) = tokio::sync::oneshot::channel::<()>();
+    let (frozen, is_frozen) = std::sync::mpsc::channel::<()>();
+    let (thaw, thawed) = std::sync::mpsc::channel::<()>();
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    let url = format!("redis://127.0.0.1:{port}");
+    let first = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let client = Tenure::builder(&url)
+                .ttl(Duration::from_secs(120))
+                .connect()
+                .await
+                .unwrap();
+            let session = client.session().await.unwrap();
+            let mutex = session.mutex(name).unwrap();
+            let wait = tokio::spawn(async move { mutex.lock().await });
+            frozen_in.await.unwrap();
+            frozen.send(()).unwrap();
+            // Blocks the runtime: nothing of this client runs until the thaw.
+            thawed.recv().unwrap();
+            wait.abort();
+            let outcome = wait.await;
+            assert!(
+                outcome.as_ref().is_err_and(|e| e.is_cancelled()),
+                "the wait was not dropped unwoken: {:?}",
+                outcome.map(|r| r.map(|g| g.token()))
+            );
+            // Keeps the runtime (and the dropped wait's background cleanup) running.
+            finished.await.unwrap();
+        });
+    });
+    wait_for("the first waiter queued", PATIENCE, || async {
+        (resp(port, &format!("LLEN tenure:queue:{name}")).as_deref() == Some(":1")).then_some(())
+    })
+    .await;
+    subscribed(port, name).await;
+    let second = tenure.session().await.unwrap();
+    let mutex = second.mutex(name).unwrap();
+    let next = tokio::spawn(async move { mutex.lock().await });
+    wait_for("the second waiter queued", PATIENCE, || async {
+        (resp(port, &format!("LLEN tenure:queue:{name}")).as_deref() == Some(":2")).then_some(())
+    })
+    .await;
+
+    freeze.send(()).unwrap();
+    tokio::task::spawn_blocking(move || is_frozen.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    guard.unlock().await.unwrap();
+    assert!(exists(port, name), "the release did not hand the lock over");
+    assert_eq!(
+        resp(port, &format!("LLEN tenure:queue:{name}")).as_deref(),
+        Some(":1"),
+        "the head was not taken off the queue"
+    );
+    thaw.send(()).unwrap();
+    let got = within("the second waiter's grant", PATIENCE, next)
+        .await
+        .unwrap()
+        .expect("lock");
+    got.unlock().await.unwrap();
+    done.send(()).unwrap();
+    first.join().unwrap();
 }

@@ -126,7 +126,13 @@ const NO_EXPIRY_RECHECK: Duration = Duration::from_secs(2);
 
 /// The renewal value of an ephemeral key of session `id` (see [`EPHEMERAL_MARK`]).
 pub(crate) fn renewal_mark(id: u64) -> String {
-    format!("{EPHEMERAL_MARK}{}", super::session::session_value(id))
+    format!("{EPHEMERAL_MARK}{}", owner_id(id))
+}
+
+/// How the owners hash names session `id`: its 16 hex digits, the start of its heartbeat's
+/// value and of every value it queues with.
+fn owner_id(id: u64) -> String {
+    format!("{id:016x}")
 }
 
 /// Why Redlock refuses ephemeral keys and watches.
@@ -148,7 +154,7 @@ pub(crate) async fn put(node: &Node, id: u64, key: &str, value: &[u8]) -> Result
         .key(EPHEMERAL_OWNERS)
         .key(EPHEMERAL_SEQ)
         .arg(value)
-        .arg(super::session::session_value(id));
+        .arg(owner_id(id));
     match with_backoff(ATTEMPTS, || node.script::<i64>("put ephemeral", &inv)).await? {
         1 => Ok(true),
         0 => Ok(false),

@@ -52,8 +52,8 @@
 //! **Layout** (see [`scripts`] for the exact scripts): the lock name `N` *is* the Redis key,
 //! as in the redis.io single-instance pattern, so redis-py's `Lock(N)` and redsync exclude us
 //! and we exclude them. Acquire = `SET N <random> NX PX <ttl>` plus `INCR N:fence` in one
-//! script; release = compare-and-delete that publishes on `tenure:released:N` and wakes the
-//! head of N's waiter queue (see [`waiting`]); renewal =
+//! script; release = compare-and-delete that publishes on `tenure:released:N` and hands the
+//! lock over to the head of N's waiter queue (see [`waiting`]); renewal =
 //! compare-and-extend, every TTL/3, for all locks of a session at once (see [`session`]).
 //!
 //! **Fencing tokens (C2)** come from `INCR N:fence`, a key without expiry. On one primary they
@@ -101,6 +101,7 @@ pub(crate) mod rwlock;
 pub(crate) mod scripts;
 mod semaphore;
 mod session;
+mod subscriber;
 mod waiting;
 
 use std::sync::Arc;
@@ -111,7 +112,7 @@ use tokio::time::Instant;
 
 use self::node::{Access, Node};
 use self::redlock::{drift, Nodes};
-use self::scripts::{session_key, WRITE};
+use self::scripts::{session_key, session_value, WRITE};
 use self::session::{check_targets, RedisSession, Registry, SessionRenewer};
 use super::lease::spawn_keep_alive;
 use super::{observe, Backend, SessionBackend};
@@ -309,7 +310,7 @@ impl Backend for RedisBackend {
         let sent = Instant::now();
         let set = redis::cmd("SET")
             .arg(session_key(id))
-            .arg(session::session_value(id))
+            .arg(session_value(id, ttl.as_millis() as u64))
             .arg("PX")
             .arg(ttl.as_millis() as u64)
             .clone();

@@ -22,8 +22,8 @@ use tokio::sync::OwnedMutexGuard;
 use tokio::task::AbortHandle;
 
 use super::redlock::{drift, Attempt, Nodes};
-use super::scripts::{check_name, session_key, EPHEMERAL_MARK, GUARDED_WRITE};
-use super::waiting::Waiter;
+use super::scripts::{check_name, session_key, session_value, EPHEMERAL_MARK, GUARDED_WRITE};
+use super::waiting::{Waiter, Wake};
 use crate::backend::lease::Renewer;
 use crate::backend::{Grant, SessionBackend};
 use crate::liveness::{Liveness, LostReason};
@@ -175,7 +175,7 @@ impl Renewer for SessionRenewer {
                 .repair(
                     &r.missing,
                     &session_key(self.id),
-                    &session_value(self.id),
+                    &session_value(self.id, self.ttl.as_millis() as u64),
                     &reassert,
                     self.ttl,
                 )
@@ -201,11 +201,6 @@ pub(crate) fn check_targets(ops: &[Write]) -> Result<()> {
     ops.iter().try_for_each(|op| match op {
         Write::Put { key, .. } | Write::Delete { key } => check_name(key),
     })
-}
-
-/// The value of a session's heartbeat key.
-pub(crate) fn session_value(id: u64) -> String {
-    format!("{id:016x}")
 }
 
 /// A random value for one acquisition: the session id, then 64 random bits, in hex.
@@ -353,12 +348,20 @@ impl SessionBackend for RedisSession {
         };
         // Subscribed only once the lock turns out to be held, then tried again at once, so a
         // release between the first attempt and the subscription is not missed, and an
-        // uncontended lock() costs one round trip.
-        let mut waiter: Option<Waiter> = None;
+        // uncontended lock() costs one round trip. A queued waiter whose session's channel for
+        // this lock is still subscribed joins it before the attempt instead (no request), and
+        // needs no second try.
+        let queued = self.nodes.queued();
+        let own = queued.then_some(value.as_str());
+        let mut waiter: Option<Waiter> = if queued && wait {
+            Waiter::join(&self.nodes, name, own)
+        } else {
+            None
+        };
         loop {
             interrupted.armed = true;
             let attempt = match with_backoff(ATTEMPTS, || async {
-                if self.nodes.queued() {
+                if queued {
                     self.nodes
                         .acquire_queued(name, &value, self.ttl, wait)
                         .await
@@ -393,12 +396,17 @@ impl SessionBackend for RedisSession {
                 ahead: Some(name.to_string()),
             });
             let Some(waiter) = &mut waiter else {
-                let own = self.nodes.queued().then_some(value.as_str());
-                waiter = Some(Waiter::subscribe(&self.nodes.nodes, name, own).await);
+                waiter = Some(Waiter::subscribe(&self.nodes, name, own).await);
                 continue;
             };
             tokio::select! {
-                () = waiter.wait(retry_in) => {}
+                woken = waiter.wait(retry_in) => {
+                    // Handed over by the release (scripts::HAND_OVER): the lock is ours.
+                    // Still armed until granted, so that an abandoned wait releases it (C5).
+                    if let Wake::Granted(token) = woken {
+                        return Ok(self.grant(name, value, token, &mut interrupted));
+                    }
+                }
                 reason = self.liveness.lost() => return Err(Error::SessionLost { reason }),
             }
         }

@@ -1,19 +1,16 @@
 //! One etcd lease and the queue operations made under it, each exactly one request.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use async_trait::async_trait;
 use etcd_client::{
-    Compare, CompareOp, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, SortOrder,
-    SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    Compare, CompareOp, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
+    TxnResponse,
 };
+use std::sync::Arc;
 use tokio::task::AbortHandle;
 
 use super::members::Members;
 use super::watch::WatchHub;
-use super::{is_lease_not_found, map_err, revision};
-use crate::backend::lease::Renewer;
+use super::{is_lease_not_found, revision};
 use crate::backend::observe::Kv;
 use crate::backend::queue::{
     downgrade_marker, Ahead, Enqueued, QueueEntry, QueueStore, Role, Ticket,
@@ -591,85 +588,5 @@ impl QueueStore for EtcdSession {
 
     fn liveness(&self) -> &Liveness {
         &self.liveness
-    }
-}
-
-/// Keep-alives on one stream per session, reopened after a fault — on the next member when
-/// the one it was on (or was being opened on) failed or did not answer in time (C14).
-pub(super) struct EtcdRenewer {
-    members: Arc<Members>,
-    lease: i64,
-    /// The member the stream is on, or is being opened on: a stopped member never answers
-    /// the opening either, and must be passed over all the same.
-    member: Option<usize>,
-    stream: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
-}
-
-impl EtcdRenewer {
-    pub(super) fn new(members: Arc<Members>, lease: i64) -> Self {
-        EtcdRenewer {
-            members,
-            lease,
-            member: None,
-            stream: None,
-        }
-    }
-
-    async fn renew_on_stream(&mut self) -> Result<Option<Duration>> {
-        if self.stream.is_none() {
-            let member = self.members.member().await?;
-            self.member = Some(member.index);
-            match member.client.lease_client().keep_alive(self.lease).await {
-                Ok(stream) => self.stream = Some(stream),
-                // Opening the stream for a revoked lease is etcd saying it is gone: etcd answers
-                // TTL 0, which etcd-client turns into this error of its own, with no code.
-                Err(etcd_client::Error::LeaseKeepAliveError(m)) if m == "lease not found" => {
-                    return Ok(None)
-                }
-                Err(e) => match map_err("keep-alive", e) {
-                    gone if is_lease_not_found(&gone) => return Ok(None),
-                    other => return Err(other),
-                },
-            }
-        }
-        let Some((keeper, stream)) = &mut self.stream else {
-            return Ok(None);
-        };
-        keeper
-            .keep_alive()
-            .await
-            .map_err(|e| map_err("keep-alive", e))?;
-        match stream
-            .message()
-            .await
-            .map_err(|e| map_err("keep-alive", e))?
-        {
-            Some(resp) if resp.ttl() > 0 => Ok(Some(Duration::from_secs(resp.ttl() as u64))),
-            Some(_) => Ok(None),
-            None => Err(Error::Transient {
-                op: "keep-alive",
-                message: "keep-alive stream closed".into(),
-                source: None,
-            }),
-        }
-    }
-}
-
-#[async_trait]
-impl Renewer for EtcdRenewer {
-    async fn renew(&mut self) -> Result<Option<Duration>> {
-        let res = self.renew_on_stream().await;
-        if res.is_err() {
-            self.reset();
-        }
-        res
-    }
-
-    /// Drops the stream; its member failed or went quiet, so the next one is tried.
-    fn reset(&mut self) {
-        self.stream = None;
-        if let Some(member) = self.member.take() {
-            self.members.failed(member);
-        }
     }
 }

@@ -414,9 +414,9 @@ impl QueueStore for ZkSession {
     /// No listing when `released` had been first: it was just ahead of `mine` in a listing
     /// that showed both, nothing was ahead of it once it was first, and entries only leave a
     /// queue (new ones come last), so nothing is ahead of `mine` now. Our own session then
-    /// confirms that `mine` is still there (docs/contract.md, C14: our session may have ended
-    /// or someone deleted it while we waited), with one read of constant size; a hand-off
-    /// costs the same whatever the queue's length.
+    /// confirms that `mine` is still there, as the recipe's read after every release does
+    /// (someone may have deleted it while we waited), with one read of constant size: a
+    /// hand-off costs the same whatever the queue's length (docs/contract.md, C3).
     async fn ahead_after(&self, prefix: &str, mine: &QueueEntry, released: &str) -> Result<Ahead> {
         let dir = layout::dir_of(prefix)?;
         if !self.shared.was_head(released) {

@@ -142,6 +142,13 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     ) -> Result<Result<Enqueued, Option<String>>>;
     /// The entry just ahead of `mine`. Fails with [`Error::SessionLost`] when `mine` is gone.
     async fn ahead(&self, prefix: &str, mine: &QueueEntry) -> Result<Ahead>;
+    /// [`QueueStore::ahead`], asked once `released`, the entry that was just ahead of `mine`,
+    /// is deleted: a store that knows `released` had been first needs to confirm only that
+    /// `mine` is still there (ZooKeeper). By default, [`QueueStore::ahead`].
+    async fn ahead_after(&self, prefix: &str, mine: &QueueEntry, released: &str) -> Result<Ahead> {
+        let _ = released;
+        self.ahead(prefix, mine).await
+    }
     /// Resolves once `key`, as it was at `rev`, is deleted. On the hand-off path: prompt.
     async fn wait_deleted(&self, key: &str, rev: i64) -> Result<()>;
     /// Resolves once the held entry `mine` is deleted (for the lost signal); may be a little
@@ -601,6 +608,8 @@ async fn wait_for_turn<S: QueueStore>(
     mut known: Option<Ahead>,
 ) -> Result<i64> {
     let reader = role == Role::Read;
+    // The entry this waiter waited on, once its wait ended with that entry deleted.
+    let mut gone: Option<String> = None;
     loop {
         let ahead = match known.take() {
             Some(ahead) => ahead,
@@ -608,10 +617,10 @@ async fn wait_for_turn<S: QueueStore>(
                 // Boxed: a queued waiter's future need not keep room for a store request's
                 // state machine the whole time it waits.
                 Box::pin(patiently(session, || async {
-                    if reader {
-                        store.ahead_of_reader(prefix, mine).await
-                    } else {
-                        store.ahead(prefix, mine).await
+                    match &gone {
+                        _ if reader => store.ahead_of_reader(prefix, mine).await,
+                        Some(gone) => store.ahead_after(prefix, mine, gone).await,
+                        None => store.ahead(prefix, mine).await,
                     }
                 }))
                 .await?
@@ -631,9 +640,10 @@ async fn wait_for_turn<S: QueueStore>(
                 store.wait_deleted(&key, rev).await
             }
         };
+        gone = None;
         tokio::select! {
             res = released => match res {
-                Ok(()) => {}
+                Ok(()) => gone = Some(key.clone()),
                 Err(e) if e.is_transient() => {
                     tracing::debug!(error = %e, "predecessor watch broke; re-checking");
                     waiting::note(Waiting::Retrying {

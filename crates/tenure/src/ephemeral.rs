@@ -12,12 +12,14 @@ use crate::{Error, Result, Session, Tenure};
 impl Session {
     /// Puts `key` = `value` for exactly as long as this session lives: closing it, losing it
     /// or crashing removes the key (etcd: the key is attached to the lease; ZooKeeper: an
-    /// ephemeral node, its parents made as containers; `mem://`: attached to the lease). A
+    /// ephemeral node, its parents made as containers; `mem://`: attached to the lease; one
+    /// Redis instance: a key expiring with the session's heartbeat key and renewed with it,
+    /// so a crashed process's key goes within the TTL). A
     /// second put of the same key replaces its value. A key that exists and is not this
     /// session's (another session's, or a plain key) is left alone: [`Error::Locked`].
     ///
-    /// Redis answers [`Error::Unsupported`]: it has no leases a key could die with, and no
-    /// ordered prefix watch to follow the live set with.
+    /// Redlock answers [`Error::Unsupported`]: its masters are independent, with no single
+    /// order of changes a watcher could follow.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
@@ -57,7 +59,15 @@ impl Tenure {
     /// ZooKeeper watches are one-shot, so a value that held only between two reads can be
     /// missed; what is reported was true when read, in order. Keys come back as they were
     /// given (without a leading `/` unless `prefix` has one).
-    /// Redis answers [`Error::Unsupported`].
+    ///
+    /// On one Redis instance it needs no server configuration (no keyspace notifications):
+    /// Tenure's own scripts publish each put and delete, and the watcher looks again at each
+    /// key when it would expire, so a crashed owner's delete arrives within its TTL. Only
+    /// keys put with [`Session::put_ephemeral`] are seen (a plain `SET` is not). Pub/sub
+    /// loses messages across a reconnect, so the watch then ends with
+    /// [`Error::ObserveEnded`]. A user confined by an ACL needs the channel pattern
+    /// `tenure:ephemeral:<prefix>*` itself (Redis compares pattern subscriptions literally).
+    /// Redlock answers [`Error::Unsupported`].
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {

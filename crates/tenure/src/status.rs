@@ -180,8 +180,9 @@ impl Tenure {
     /// ([`LockStatus::registered`]: the key as `name`, its value and its session's TTL left).
     ///
     /// Names are shown as they were given. ZooKeeper cannot tell `a` from `/a` (one znode), so
-    /// there a name is shown without a leading `/` unless `prefix` starts with one. Redis cannot list
-    /// keys under a prefix in order: [`crate::Error::Unsupported`].
+    /// there a name is shown without a leading `/` unless `prefix` starts with one. One Redis
+    /// instance lists only registered keys: it keeps no index of locks, semaphores or
+    /// read/write locks, which are left out. Redlock: [`crate::Error::Unsupported`].
     pub async fn status(&self, prefix: &str) -> Result<Vec<LockStatus>> {
         let backend = self.backend_ref();
         let entries = backend.entries_under(prefix).await?;

@@ -10,6 +10,11 @@
 //! | `tenure:session:<id hex>` | a session's heartbeat key (`PX` = the session TTL), value `<id hex>:<TTL ms>` |
 //! | `tenure:queue:N` | one instance only: the list of waiters' values, in arrival order |
 //! | `tenure:wake:N:<id hex>` | the channel of session `<id hex>`'s waiter for `N` (one at a time): `<value> <token>` when the lock was handed over to it, `<value>` to look again |
+//! | `K` | an ephemeral key (`Session::put_ephemeral`): its value, `PX` = its session's heartbeat's |
+//! | `tenure:ephemeral` | sorted set of every ephemeral key (all scores 0, listed by lex range) |
+//! | `tenure:ephemeral:owners` | hash: ephemeral key → its session's id (16 hex digits) |
+//! | `tenure:ephemeral:seq` | counter: one number per put or delete of an ephemeral key |
+//! | `tenure:ephemeral:K` | channel: each put (`<seq> P <pttl> <value>`) and delete (`<seq> D`) of `K` |
 //!
 //! A waiter's value starts with its session id (16 hex digits), so whoever looks at the queue
 //! can tell a waiter whose session heartbeat is gone (its process crashed) and drop it, and
@@ -75,7 +80,7 @@ pub(crate) fn wake_channel(name: &str, value: &str) -> String {
 
 /// A session's heartbeat value: its id and its TTL in ms, which a release hands the lock over
 /// to the session's waiter with.
-pub(crate) fn session_value(id: u64, ttl_ms: u64) -> String {
+pub(crate) fn heartbeat_value(id: u64, ttl_ms: u64) -> String {
     format!("{id:016x}:{ttl_ms}")
 }
 
@@ -83,6 +88,38 @@ pub(crate) fn session_value(id: u64, ttl_ms: u64) -> String {
 pub(crate) fn session_key(id: u64) -> String {
     format!("{RESERVED_PREFIX}session:{id:016x}")
 }
+
+/// The sorted set that indexes every ephemeral key (see `ephemeral.rs`).
+pub(crate) const EPHEMERAL_INDEX: &str = "tenure:ephemeral";
+/// The hash of ephemeral key → owning session id.
+pub(crate) const EPHEMERAL_OWNERS: &str = "tenure:ephemeral:owners";
+/// The counter that numbers ephemeral puts and deletes.
+pub(crate) const EPHEMERAL_SEQ: &str = "tenure:ephemeral:seq";
+/// What a renewal's value for an ephemeral key starts with (lock values are hex): the rest is
+/// the session id, which the key's owner entry must hold.
+pub(crate) const EPHEMERAL_MARK: char = '~';
+
+/// The channel the puts and deletes of ephemeral key `key` are published on.
+pub(crate) fn ephemeral_channel(key: &str) -> String {
+    format!("{EPHEMERAL_INDEX}:{key}")
+}
+
+/// Lua: `forget(key)` deletes ephemeral key `key` with its index and owner entries and
+/// publishes its delete; `owned(key, mark)` says whether the owner entry is the session's
+/// whose renewal value is `mark`. Only called for keys in the index or owned, so that every
+/// delete is published once.
+pub(crate) const FORGET: &str = r"
+local function forget(key)
+  redis.call('DEL', key)
+  redis.call('HDEL', 'tenure:ephemeral:owners', key)
+  redis.call('ZREM', 'tenure:ephemeral', key)
+  local seq = redis.call('INCR', 'tenure:ephemeral:seq')
+  redis.call('PUBLISH', 'tenure:ephemeral:' .. key, seq .. ' D')
+end
+local function owned(key, mark)
+  return redis.call('HGET', 'tenure:ephemeral:owners', key) == string.sub(mark, 2)
+end
+";
 
 /// `KEYS = [lock, fence]`, `ARGV = [value, ttl ms]` → `{1, token}` when acquired,
 /// `{0, pttl}` when held by someone else (`pttl` −1: no expiry). Finding our own value (a
@@ -221,13 +258,18 @@ return released
 /// (as a lease revocation would) and handed over to its queue's first live waiter (a
 /// mutex's: a key under the reserved prefix is a semaphore permit, which has no queue), and
 /// the answer is `{0}`.
+/// A value starting with [`EPHEMERAL_MARK`] is an ephemeral key's (its channel argument is
+/// unused): it is ours while its owner entry names our session; extended if so, and deleted
+/// with its session, its delete published either way (also when it expired unrenewed).
 pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"{HAND_OVER}
+        r"{HAND_OVER}{FORGET}
 local n = #KEYS - 1
 if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then
   for i = 1, n do
-    if redis.call('GET', KEYS[i + 1]) == ARGV[i + 1] then
+    if string.sub(ARGV[i + 1], 1, 1) == '~' then
+      if owned(KEYS[i + 1], ARGV[i + 1]) then forget(KEYS[i + 1]) end
+    elseif redis.call('GET', KEYS[i + 1]) == ARGV[i + 1] then
       redis.call('DEL', KEYS[i + 1])
       redis.call('PUBLISH', ARGV[i + 1 + n], 'released')
       if string.sub(KEYS[i + 1], 1, 7) ~= 'tenure:' then
@@ -239,7 +281,16 @@ if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then
 end
 local out = {{1}}
 for i = 1, n do
-  if redis.call('GET', KEYS[i + 1]) == ARGV[i + 1] then
+  if string.sub(ARGV[i + 1], 1, 1) == '~' then
+    out[i + 1] = 0
+    if owned(KEYS[i + 1], ARGV[i + 1]) then
+      if redis.call('PEXPIRE', KEYS[i + 1], ARGV[1]) == 1 then
+        out[i + 1] = 1
+      else
+        forget(KEYS[i + 1])
+      end
+    end
+  elseif redis.call('GET', KEYS[i + 1]) == ARGV[i + 1] then
     redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
     out[i + 1] = 1
   else

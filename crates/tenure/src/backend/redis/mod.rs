@@ -112,7 +112,7 @@ use tokio::time::Instant;
 
 use self::node::{Access, Node};
 use self::redlock::{drift, Nodes};
-use self::scripts::{session_key, session_value, WRITE};
+use self::scripts::{heartbeat_value, session_key, WRITE};
 use self::session::{check_targets, RedisSession, Registry, SessionRenewer};
 use super::lease::spawn_keep_alive;
 use super::{observe, Backend, SessionBackend};
@@ -310,7 +310,7 @@ impl Backend for RedisBackend {
         let sent = Instant::now();
         let set = redis::cmd("SET")
             .arg(session_key(id))
-            .arg(session_value(id, ttl.as_millis() as u64))
+            .arg(heartbeat_value(id, ttl.as_millis() as u64))
             .arg("PX")
             .arg(ttl.as_millis() as u64)
             .clone();

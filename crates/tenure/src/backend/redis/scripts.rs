@@ -80,7 +80,7 @@ pub(crate) fn wake_channel(name: &str, value: &str) -> String {
 
 /// A session's heartbeat value: its id and its TTL in ms, which a release hands the lock over
 /// to the session's waiter with.
-pub(crate) fn session_value(id: u64, ttl_ms: u64) -> String {
+pub(crate) fn heartbeat_value(id: u64, ttl_ms: u64) -> String {
     format!("{id:016x}:{ttl_ms}")
 }
 

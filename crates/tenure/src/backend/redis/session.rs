@@ -22,7 +22,7 @@ use tokio::sync::OwnedMutexGuard;
 use tokio::task::AbortHandle;
 
 use super::redlock::{drift, Attempt, Nodes};
-use super::scripts::{check_name, session_key, session_value, EPHEMERAL_MARK, GUARDED_WRITE};
+use super::scripts::{check_name, heartbeat_value, session_key, EPHEMERAL_MARK, GUARDED_WRITE};
 use super::waiting::{Waiter, Wake};
 use crate::backend::lease::Renewer;
 use crate::backend::{Grant, SessionBackend};
@@ -175,7 +175,7 @@ impl Renewer for SessionRenewer {
                 .repair(
                     &r.missing,
                     &session_key(self.id),
-                    &session_value(self.id, self.ttl.as_millis() as u64),
+                    &heartbeat_value(self.id, self.ttl.as_millis() as u64),
                     &reassert,
                     self.ttl,
                 )

@@ -9,14 +9,17 @@
 //! free lock: a release hands it over to the head in the same script (sets the lock to the
 //! head's value and publishes `<value> <token>` on its channel), so the woken waiter holds the
 //! lock when the message arrives and sends nothing more (C3 holds among Tenure clients; a
-//! hand-off costs the same few commands however many wait). All waiters of a client share one
-//! subscriber connection per server (`subscriber.rs`). A waiter whose session heartbeat is gone (its process crashed) is dropped
-//! from the head by whoever looks next; an interrupted wait withdraws its own entry
-//! (`session::InterruptedAcquire`, C5). Without a message — lost, or a release by a client
-//! that does not queue (redis-py's `Lock`, redsync: they can take the lock ahead of our queue,
-//! since they only `SET NX`) or an expiry — a waiter looks again when the holder's key would
-//! expire (its PTTL, jittered) or, when the lock is free for the head to take, when the
-//! head's heartbeat would; for a key without expiry, after a jittered, doubling delay.
+//! hand-off costs the same few commands however many wait). All queued waiters of a client
+//! share one subscriber connection per server (`subscriber.rs`). A waiter whose session
+//! heartbeat is gone (its process crashed) is dropped from the head by whoever looks next; an
+//! interrupted wait withdraws its own entry, or releases the lock if it was already handed
+//! over to it (`session::InterruptedAcquire`, C5). Without a message — lost (the next look
+//! then finds the lock holding the waiter's value: granted), or a release by a client that
+//! does not queue (redis-py's `Lock`, redsync: they can take the lock ahead of our queue, since
+//! they only `SET NX`) or an expiry — a waiter looks again when the holder's key would expire
+//! (its PTTL, jittered) or, when the lock is free for an older client's head waiter (whose
+//! heartbeat names no TTL to hand over with), when that head's heartbeat would; for a key
+//! without expiry, after a jittered, doubling delay.
 //!
 //! **Redlock: not FIFO** (C3 is exempt). A queue on each master could order the same waiters
 //! differently on each, and a grant needs a majority, so the head of one queue could be

@@ -11,6 +11,13 @@ use crate::url::{parse, redact, Target};
 use crate::{Error, Result, Secret, Session};
 
 /// How long [`Tenure::connect`] waits for the store before [`Error::Unreachable`].
+///
+/// ```
+/// // A start-up that should give up sooner than the default:
+/// let builder = tenure::Tenure::builder("etcd://127.0.0.1:2379")
+///     .connect_timeout(tenure::DEFAULT_CONNECT_TIMEOUT / 5);
+/// assert!(format!("{builder:?}").contains("connect_timeout: 1s"));
+/// ```
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection to a store; cheap to clone. Open [`Session`]s from it.

@@ -669,4 +669,15 @@ impl Error {
 }
 
 /// `Result` with this crate's [`Error`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// async fn nightly_job(tenure: &tenure::Tenure) -> tenure::Result<()> {
+///     let guard = tenure.session().await?.mutex("jobs/nightly")?.lock().await?;
+///     guard.unlock().await
+/// }
+/// nightly_job(&tenure).await?;
+/// # Ok(()) }
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;

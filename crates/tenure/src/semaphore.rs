@@ -10,6 +10,15 @@ use crate::{Error, Result, Session, Write};
 
 /// The largest permit count [`Session::semaphore`] accepts. Whoever waits at the head of the
 /// line lists every permit entry each time one is released, so the count stays modest.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// let session = tenure.session().await?;
+/// let too_many = session.semaphore("pools/db", tenure::MAX_PERMITS + 1);
+/// assert!(matches!(too_many, Err(tenure::Error::InvalidPermits { .. })));
+/// # Ok(()) }
+/// ```
 pub const MAX_PERMITS: u32 = 100_000;
 
 /// A named counting semaphore on a [`Session`]; create it with [`Session::semaphore`].

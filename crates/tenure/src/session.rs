@@ -304,4 +304,11 @@ pub(crate) fn check_ttl(ttl: Duration, (min, max): (Duration, Duration)) -> Resu
 /// Default session TTL: 10 s. Short enough that a crashed holder blocks others for seconds,
 /// not a minute (Go's default is 60 s); long enough to ride out an etcd leader election
 /// (about 1 s by default) and two missed renewals, since renewals go out every TTL/3.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// assert_eq!(tenure.session().await?.ttl(), tenure::DEFAULT_TTL); // unless Builder::ttl says otherwise
+/// # Ok(()) }
+/// ```
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);

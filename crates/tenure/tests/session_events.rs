@@ -177,3 +177,59 @@ async fn postgres_frozen_suspends_thawed_resumes_expired_loses() {
     })
     .await;
 }
+
+/// The other way a PostgreSQL session ends: its control connection's server process is
+/// terminated (an operator's `pg_terminate_backend`, a failover, an idle-session reaper); the
+/// session is lost at once, not at the deadline, and so is every lock under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_control_connection_terminated_loses() {
+    const TEST: &str = "postgres_control_connection_terminated_loses";
+    let Some(pg) = postgres_support::Pg::from_env(TEST) else {
+        return;
+    };
+    let tenure = client(&pg.url, Some(&pg.password), LONG_TTL).await;
+    let session = tenure.session().await.expect("session");
+    let guard = session
+        .mutex("events/terminated")
+        .unwrap()
+        .lock()
+        .await
+        .expect("lock");
+    let mut events = session.events();
+    assert_eq!(
+        next(&mut events, "first event").await,
+        SessionEvent::Connected
+    );
+
+    // Session::id is the control connection's pg_backend_pid().
+    let terminated = pg
+        .query(&format!("SELECT pg_terminate_backend({})", session.id()))
+        .await;
+    assert_eq!(terminated, ["t"], "the control connection's backend");
+
+    assert_eq!(
+        next(&mut events, "control connection terminated").await,
+        SessionEvent::Lost(LostReason::LeaseExpired)
+    );
+    assert_eq!(
+        within("the stream ends after Lost", PATIENCE, events.next()).await,
+        None
+    );
+    assert!(session.is_lost());
+    assert_eq!(
+        within("the lock is lost with its session", PATIENCE, guard.lost()).await,
+        LostReason::LeaseExpired
+    );
+    // The lock's own connection is let go with the session: the next holder need not wait
+    // for a TTL.
+    let next_holder = tenure.session().await.expect("a new session");
+    next_holder
+        .mutex("events/terminated")
+        .unwrap()
+        .lock_timeout(PATIENCE)
+        .await
+        .expect("the lost session's lock is free again")
+        .unlock()
+        .await
+        .unwrap();
+}

@@ -35,14 +35,60 @@ pub use session::{Election, Mutex, RwLock, Semaphore, Session};
 use crate::{Error, Leader, LockStatus, Result, Write};
 
 /// The mutex guard of the blocking API.
+///
+/// ```
+/// # fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+/// # let session = tenure.session()?;
+/// let guard: tenure::blocking::MutexGuard = session.mutex("jobs")?.lock()?;
+/// guard.unlock()?;
+/// # Ok(()) }
+/// ```
 pub type MutexGuard = Guard<crate::MutexGuard>;
 /// Leadership, in the blocking API.
+///
+/// ```
+/// # fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+/// # let session = tenure.session()?;
+/// let leadership: tenure::blocking::Leadership = session.election("primary")?.campaign("host-a")?;
+/// leadership.resign()?;
+/// # Ok(()) }
+/// ```
 pub type Leadership = Guard<crate::Leadership>;
 /// A semaphore permit, in the blocking API.
+///
+/// ```
+/// # fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+/// # let session = tenure.session()?;
+/// let permit: tenure::blocking::Permit = session.semaphore("pools/db", 2)?.acquire()?;
+/// permit.release()?;
+/// # Ok(()) }
+/// ```
 pub type Permit = Guard<crate::Permit>;
 /// A read hold of a read/write lock, in the blocking API.
+///
+/// ```
+/// # fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+/// # let session = tenure.session()?;
+/// let reading: tenure::blocking::ReadGuard = session.rwlock("config")?.read()?;
+/// reading.unlock()?;
+/// # Ok(()) }
+/// ```
 pub type ReadGuard = Guard<crate::ReadGuard>;
 /// A write hold of a read/write lock, in the blocking API.
+///
+/// ```
+/// # fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+/// # let session = tenure.session()?;
+/// let writing: tenure::blocking::WriteGuard = session.rwlock("config")?.write()?;
+/// let reading: tenure::blocking::ReadGuard = writing.downgrade()?;
+/// reading.unlock()?;
+/// # Ok(()) }
+/// ```
 pub type WriteGuard = Guard<crate::WriteGuard>;
 
 /// How long a drop may block to release (a guard) or revoke (a session) before it leaves the

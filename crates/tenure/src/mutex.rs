@@ -99,7 +99,11 @@ impl Mutex {
     /// ```
     pub async fn lock(&self) -> Result<MutexGuard> {
         let meter = self.meter();
-        meter.acquire(&Stage::new(), true, self.wait(&meter)).await
+        // Boxed: an argument of an async fn is kept for the whole of it, so unboxed the wait
+        // is stored again at every layer it is passed through (metering, the stage scope),
+        // all the time a queued waiter waits (docs/contract.md, Performance rules).
+        let wait = Box::pin(self.wait(&meter));
+        meter.acquire(&Stage::new(), true, wait).await
     }
 
     /// Takes the lock only if nobody holds or waits for it, in one round trip, leaving no
@@ -146,9 +150,9 @@ impl Mutex {
     /// ```
     pub async fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard> {
         let meter = self.meter();
-        meter
-            .acquire_within(&self.name, timeout, self.wait(&meter))
-            .await
+        // Boxed, as in `lock`.
+        let wait = Box::pin(self.wait(&meter));
+        meter.acquire_within(&self.name, timeout, wait).await
     }
 
     fn meter(&self) -> Meter {

@@ -42,8 +42,8 @@ async fn one_stream_many_leases(v: Version, test: &str) {
     let open = sessions(&tenure, SESSIONS).await;
     outlive_the_ttl(&admin, &open).await;
     let streams = etcd_metric(&etcd.endpoint, KEEP_ALIVE_STREAMS).await - streams_before;
-    // Other tests may share the server and open streams of their own meanwhile; a stream per
-    // session would be at least 50.
+    // A client spreads its leases over 8 streams; other tests may share the server and open
+    // streams of their own meanwhile; a stream per session would be at least 50.
     assert!(
         streams < SESSIONS as f64 / 2.0,
         "{streams} keep-alive streams for {SESSIONS} sessions of one client"

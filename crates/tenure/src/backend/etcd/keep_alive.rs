@@ -1,4 +1,4 @@
-//! One lease keep-alive stream per client, shared by every session's lease (docs/contract.md,
+//! A lease keep-alive stream shared by many sessions of one client (docs/contract.md,
 //! Performance rules).
 //!
 //! etcd answers keep-alive requests for any lease on one stream, one at a time and in the

@@ -19,7 +19,7 @@ use tenure::{KeyEvent, Tenure};
 
 #[derive(Parser)]
 struct Args {
-    /// Store URL (etcd, ZooKeeper or mem; Redis and PostgreSQL have no ephemeral keys).
+    /// Store URL (etcd, ZooKeeper, one Redis instance or mem; Redlock and PostgreSQL have no ephemeral keys).
     #[arg(long, env = "TENURE_URL", default_value = "mem://service-registry")]
     url: String,
     /// Session TTL of the instances: how long a crashed one stays listed.

@@ -9,7 +9,11 @@
 //!
 //! The last lines are the ratios issue 15 sets targets for: the largest contender count's
 //! cycles/s over the smallest's (herd-free waiting keeps it near 1), and Tenure's over
-//! redis-py's at `PY_CONTENDERS` (when that count is among `CONTENDERS`).
+//! redis-py's at `PY_CONTENDERS` (when that count is among `CONTENDERS`). Beside them, the
+//! same workload at `PY_CONTENDERS` on the embedded store (`mem://`, no I/O: a hand-off costs
+//! microseconds) shows the workload's own ceiling: each contender thinks THINK_MS between its
+//! cycles, so no lock can pass more than about contenders / THINK_MS per second; and the
+//! hand-off p50 ratio, redis-py's over Tenure's, which the think time does not bound.
 //!
 //! Each contender holds the lock for HOLD_MS (default 0: no sleep at all, so that the rate is
 //! the hand-off's own) — the work it protects — and after unlocking waits THINK_MS (default 5)
@@ -115,13 +119,13 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
 }
 
-/// One Tenure run with `n` contenders on a lock of its own; its cycles/s.
+/// One Tenure run with `n` contenders on a lock of its own; its cycles/s and hand-off p50 (ms).
 async fn run(
     tenure: &tenure::Tenure,
     n: usize,
     cycles: usize,
     pause: (Duration, Duration),
-) -> Result<f64, Box<dyn std::error::Error>> {
+) -> Result<(f64, f64), Box<dyn std::error::Error>> {
     let name = format!("tenure-handoff-{}-{n}", std::process::id());
     let (left, shared) = (
         Arc::new(AtomicUsize::new(cycles)),
@@ -146,18 +150,25 @@ async fn run(
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     h.sort();
+    let kind = tenure.backend();
     println!(
-        "tenure         {n:3} contenders  {cycles:5} cycles  {rate:7.0} cycles/s  handoff p50 {:8.3} ms  p99 {:8.3} ms  grants/contender {}..{}",
+        "tenure {kind:7} {n:3} contenders  {cycles:5} cycles  {rate:7.0} cycles/s  handoff p50 {:8.3} ms  p99 {:8.3} ms  grants/contender {}..{}",
         pct(&h, 0.5),
         pct(&h, 0.99),
         got.iter().min().unwrap_or(&0),
         got.iter().max().unwrap_or(&0),
     );
-    Ok(rate)
+    Ok((rate, pct(&h, 0.5)))
 }
 
-/// The redis-py half; its cycles/s, or `None` when python3 or redis-py is missing.
-fn run_py(url: &str, n: usize, cycles: usize, (hold_ms, think_ms): (u64, u64)) -> Option<f64> {
+/// The redis-py half; its cycles/s and hand-off p50 (ms), or `None` when python3 or redis-py
+/// is missing.
+fn run_py(
+    url: &str,
+    n: usize,
+    cycles: usize,
+    (hold_ms, think_ms): (u64, u64),
+) -> Option<(f64, f64)> {
     let out = std::process::Command::new("python3")
         .args(["-c", REDIS_PY, url, &n.to_string(), &cycles.to_string()])
         .args([hold_ms.to_string(), think_ms.to_string()])
@@ -168,8 +179,12 @@ fn run_py(url: &str, n: usize, cycles: usize, (hold_ms, think_ms): (u64, u64)) -
     let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
     println!("{line}");
     let words: Vec<&str> = line.split_whitespace().collect();
-    let at = words.iter().position(|w| *w == "cycles/s")?;
-    words.get(at.checked_sub(1)?)?.parse().ok()
+    let before = |word: &str| -> Option<f64> {
+        let at = words.iter().position(|w| *w == word)?;
+        words.get(at.checked_sub(1)?)?.parse().ok()
+    };
+    let p50 = words.iter().position(|w| *w == "p50")?;
+    Some((before("cycles/s")?, words.get(p50 + 1)?.parse().ok()?))
 }
 
 #[tokio::main]
@@ -202,17 +217,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if py.is_none() {
         eprintln!("redis-py half skipped or failed (is `python3 -c 'import redis'` working?)");
     }
-    if let (Some((lo, lo_rate)), Some((hi, hi_rate))) = (rates.first(), rates.last()) {
+    let ceiling = run(
+        &tenure::Tenure::connect("mem://").await?,
+        py_n,
+        cycles,
+        pause,
+    )
+    .await?;
+    if let (Some((lo, (lo_rate, _))), Some((hi, (hi_rate, _)))) = (rates.first(), rates.last()) {
         println!(
             "ratio: {hi} contenders / {lo} contenders = {:.2}",
             hi_rate / lo_rate
         );
     }
     let at_py = rates.iter().find(|(n, _)| *n == py_n);
-    if let (Some((_, ours)), Some(theirs)) = (at_py, py) {
+    if let (Some((_, (ours, our_p50))), Some((theirs, their_p50))) = (at_py, py) {
         println!(
-            "ratio: tenure / redis-py at {py_n} contenders = {:.1}",
-            ours / theirs
+            "ratio: tenure / redis-py at {py_n} contenders = {:.1} (the workload's ceiling, mem:// / redis-py: {:.1}); hand-off p50 redis-py / tenure = {:.1}",
+            ours / theirs,
+            ceiling.0 / theirs,
+            their_p50 / our_p50
         );
     }
     Ok(())

@@ -11,6 +11,13 @@ use crate::url::{parse, redact, Target};
 use crate::{Error, Result, Secret, Session};
 
 /// How long [`Tenure::connect`] waits for the store before [`Error::Unreachable`].
+///
+/// ```
+/// // A start-up that should give up sooner than the default:
+/// let builder = tenure::Tenure::builder("etcd://127.0.0.1:2379")
+///     .connect_timeout(tenure::DEFAULT_CONNECT_TIMEOUT / 5);
+/// assert!(format!("{builder:?}").contains("connect_timeout: 1s"));
+/// ```
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection to a store; cheap to clone. Open [`Session`]s from it.
@@ -81,12 +88,34 @@ impl std::fmt::Debug for Builder {
 
 impl Builder {
     /// Session TTL (default [`DEFAULT_TTL`], 10 s). On etcd it is rounded up to whole seconds.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// let tenure = tenure::Tenure::builder("mem://").ttl(Duration::from_secs(30)).connect().await?;
+    /// assert_eq!(tenure.session().await?.ttl(), Duration::from_secs(30));
+    /// // Out of the backend's range: refused when connecting.
+    /// let err = tenure::Tenure::builder("mem://").ttl(Duration::ZERO).connect().await.unwrap_err();
+    /// assert!(matches!(err, tenure::Error::InvalidDuration { .. }));
+    /// # Ok(()) }
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
     }
 
     /// How long to wait for the store to answer (default 5 s).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// // Fail fast at start-up when the store is down, instead of after 5 s.
+    /// let tenure = tenure::Tenure::builder("etcd://127.0.0.1:2379")
+    ///     .connect_timeout(Duration::from_secs(1))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -143,12 +172,27 @@ impl Builder {
 
     /// User name for the store's authentication; pair it with [`Builder::password`] or
     /// [`Builder::password_file`].
+    ///
+    /// ```
+    /// let b = tenure::Tenure::builder("etcd://127.0.0.1:2379").user("app1").password("s3cret");
+    /// assert!(!format!("{b:?}").contains("s3cret")); // the password never shows
+    /// ```
     pub fn user(mut self, user: impl Into<String>) -> Self {
         self.security.user = Some(user.into());
         self
     }
 
     /// Password for the store's authentication, kept in a [`Secret`].
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// let password = std::env::var("TENURE_PASSWORD").unwrap_or_default();
+    /// let tenure = tenure::Tenure::builder("postgres://app1@127.0.0.1:5432/app")
+    ///     .password(password)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn password(mut self, password: impl Into<Secret>) -> Self {
         self.security.password = Some(PasswordSource::Value(password.into()));
         self
@@ -194,6 +238,14 @@ impl Builder {
     }
 
     /// Connects, checking that the store answers (and, with credentials, that it accepts them).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// let tenure = tenure::Tenure::builder("mem://").ttl(Duration::from_secs(5)).connect().await?;
+    /// assert_eq!(tenure.backend(), "mem");
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(self) -> Result<Tenure> {
         let target = parse(&self.url)?;
         let backend = open(target, &self.security, self.connect_timeout).await?;
@@ -284,11 +336,32 @@ async fn open(target: Target, security: &Security, timeout: Duration) -> Result<
 
 impl Tenure {
     /// Connects to the store at `url` with default options. See [`crate::url::VALID_FORMS`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// let tenure = tenure::Tenure::connect("mem://").await?; // or "etcd://127.0.0.1:2379"
+    /// assert!(matches!(
+    ///     tenure::Tenure::connect("etcd//oops").await,
+    ///     Err(tenure::Error::InvalidUrl { .. })
+    /// ));
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(url: &str) -> Result<Tenure> {
         Tenure::builder(url).connect().await
     }
 
     /// Options before connecting.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// let tenure = tenure::Tenure::builder("mem://")
+    ///     .ttl(Duration::from_secs(15))
+    ///     .connect_timeout(Duration::from_secs(2))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn builder(url: &str) -> Builder {
         Builder {
             url: url.to_string(),
@@ -300,6 +373,13 @@ impl Tenure {
     }
 
     /// The URL connected to, with any password redacted.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// let tenure = tenure::Tenure::connect("mem://url-doc").await?;
+    /// assert_eq!(tenure.url(), "mem://url-doc");
+    /// # Ok(()) }
+    /// ```
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -326,16 +406,41 @@ impl Tenure {
 
     /// The backend's short name: `"etcd"` (also for `etcds://`), `"zk"`, `"redis"` (also for
     /// `rediss://`), `"redlock"`, `"postgres"` (also for `postgresql://`) or `"mem"`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// let tenure = tenure::Tenure::connect("mem://").await?;
+    /// assert_eq!(tenure.backend(), "mem");
+    /// # Ok(()) }
+    /// ```
     pub fn backend(&self) -> &'static str {
         self.backend.kind()
     }
 
     /// Opens a session with the configured TTL: one lease grant.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let session = tenure.session().await?;
+    /// assert_eq!(session.ttl(), tenure::DEFAULT_TTL);
+    /// # Ok(()) }
+    /// ```
     pub async fn session(&self) -> Result<Session> {
         self.session_with_ttl(self.ttl).await
     }
 
     /// Opens a session with its own TTL.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// // A long job: a longer lease, fewer renewals; a crash blocks others longer.
+    /// let session = tenure.session_with_ttl(Duration::from_secs(60)).await?;
+    /// assert_eq!(session.ttl(), Duration::from_secs(60));
+    /// # Ok(()) }
+    /// ```
     pub async fn session_with_ttl(&self, ttl: Duration) -> Result<Session> {
         check_ttl(ttl, self.backend.ttl_range())?;
         let inner = self.backend.open_session(ttl).await?;
@@ -343,6 +448,15 @@ impl Tenure {
     }
 
     /// Reads one key (linearizably), e.g. the value a lock protects.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// assert_eq!(tenure.read("jobs/last-run").await?, None);
+    /// tenure.write([tenure::Write::put("jobs/last-run", "2026-12-01")]).await?;
+    /// assert_eq!(tenure.read("jobs/last-run").await?, Some(b"2026-12-01".to_vec()));
+    /// # Ok(()) }
+    /// ```
     pub async fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
         crate::name::validate(key)?;
         self.backend.read(key).await
@@ -350,6 +464,15 @@ impl Tenure {
 
     /// Applies `ops` atomically *without* any lock: the store's plain write, the floor that
     /// benchmarks compare against. Use [`crate::MutexGuard::write`] for writes a lock protects.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// use tenure::Write;
+    /// tenure.write([Write::put("a", "1"), Write::put("b", "2"), Write::delete("c")]).await?;
+    /// assert_eq!(tenure.read("b").await?, Some(b"2".to_vec()));
+    /// # Ok(()) }
+    /// ```
     pub async fn write(&self, ops: impl IntoIterator<Item = crate::Write>) -> Result<()> {
         let ops: Vec<crate::Write> = ops.into_iter().collect();
         for op in &ops {

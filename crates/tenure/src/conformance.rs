@@ -634,8 +634,10 @@ macro_rules! all_clauses {
 /// - the election clauses (e1–e5): the Redis backend refuses elections with
 ///   `Error::Unsupported` (no ordered watch; see `backend/redis`), checked by
 ///   `r_elections_unsupported`;
-/// - C15 (listing): Redis cannot list keys under a prefix in order, so `status` is `Error::Unsupported`,
-///   checked by `r_status_unsupported`;
+/// - C15 (listing): Redis cannot list locks under a prefix, so `status` lists only keys
+///   registered with `put_ephemeral` (which are indexed), checked by
+///   `r_status_lists_registered_keys_only` (on Redlock, which has no ephemeral keys, `status` is
+///   `Error::Unsupported`: `r_status_unsupported`);
 /// - s5 (semaphore waiters granted in arrival order): Redis semaphore waiters race as mutex
 ///   waiters do; tokens strictly increasing is checked by s1's and s2's holders instead.
 /// - rw7 (a mutex of the same name is a writer): the read/write lock's keys live under
@@ -666,7 +668,7 @@ macro_rules! redis_clauses {
             r7_taken_over_is_lost,
             r12_reserved_names_refused,
             r_elections_unsupported,
-            r_status_unsupported,
+            r_status_lists_registered_keys_only,
             s1_never_more_holders_than_permits,
             s2_crashed_holder_permit_reclaimed,
             s3_cancellation_leaves_nothing,

@@ -40,6 +40,16 @@ pub struct Election {
 ///
 /// With the `serde` feature: `{"key": "jobs/694d…", "value": "host-a:8080", "token": 7}`, the
 /// value a string when it is UTF-8, else an array of byte values.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// let _leading = tenure.session().await?.election("primary")?.campaign("host-a:8080").await?;
+/// if let Some(tenure::Leader { value, token, .. }) = tenure.leader("primary").await? {
+///     println!("send work to {} (token {token})", String::from_utf8_lossy(&value));
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Leader {
@@ -71,12 +81,35 @@ impl Election {
     }
 
     /// The election's name (the key prefix in the store).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let election = tenure.session().await?.election("primary")?;
+    /// assert_eq!(election.name(), "primary");
+    /// # Ok(()) }
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Waits until this session leads, proposing `value`. Cancellation-safe: a campaign that
     /// is dropped or fails leaves no candidate key behind (etcd#21128).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let first = tenure.session().await?.election("primary")?.campaign("host-a").await?;
+    /// // A second candidate waits in line while the first leads.
+    /// let second = tenure.session().await?.election("primary")?;
+    /// let waiting = tokio::time::timeout(Duration::from_millis(50), second.campaign("host-b"));
+    /// assert!(waiting.await.is_err());
+    /// first.resign().await?;
+    /// let leading = second.campaign("host-b").await?;
+    /// assert_eq!(leading.value(), b"host-b");
+    /// # Ok(()) }
+    /// ```
     pub async fn campaign(&self, value: impl Into<Vec<u8>>) -> Result<Leadership> {
         let value = value.into();
         let meter = Meter::new(&self.session, Primitive::Election, &self.name);
@@ -100,6 +133,16 @@ impl Election {
 
     /// The current leader, or `None` when nobody campaigns. [`Tenure::leader`] does the same
     /// without a session.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let election = tenure.session().await?.election("primary")?;
+    /// assert_eq!(election.leader().await?, None);
+    /// let leadership = election.campaign("host-a").await?;
+    /// assert_eq!(election.leader().await?.map(|l| l.token), Some(leadership.token()));
+    /// # Ok(()) }
+    /// ```
     pub async fn leader(&self) -> Result<Option<Leader>> {
         leader_of(self.session.inner.store.as_ref(), &self.name).await
     }
@@ -108,6 +151,18 @@ impl Election {
     /// of its value, in the store's order — never a stale or out-of-order one. It ends with
     /// [`Error::ObserveEnded`] (then `None`) when the store's watch breaks.
     /// [`Tenure::observe`] does the same without a session.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let election = tenure.session().await?.election("primary")?;
+    /// let mut leaders = election.observe();
+    /// assert_eq!(leaders.next().await.transpose()?, Some(None)); // nobody leads yet
+    /// let _leading = election.campaign("host-a").await?;
+    /// let now = leaders.next().await.transpose()?.flatten();
+    /// assert_eq!(now.map(|l| l.value), Some(b"host-a".to_vec()));
+    /// # Ok(()) }
+    /// ```
     pub fn observe(&self) -> Observer {
         Observer::new(self.session.inner.store.clone(), &self.name)
     }
@@ -137,6 +192,19 @@ impl Tenure {
     }
 
     /// Observes election `name` without a session; see [`Election::observe`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let mut leaders = tenure.observe("primary")?;
+    /// while let Some(change) = leaders.next().await {
+    ///     match change? {
+    ///         Some(leader) => println!("leader: {}", String::from_utf8_lossy(&leader.value)),
+    ///         None => break, // nobody leads (here: at once, since nobody campaigns)
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn observe(&self, name: &str) -> Result<Observer> {
         crate::name::validate(name)?;
         self.backend_ref().elections()?;
@@ -204,6 +272,14 @@ impl Observer {
     /// `Some(Err(_))` once when the watch breaks (or, as [`Error::PermissionDenied`] /
     /// [`Error::AuthFailed`], when the store refuses to show the election), then `None`.
     /// Cancellation-safe: a dropped call loses no change, the next call resumes it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let mut leaders = tenure.observe("primary")?;
+    /// assert!(matches!(leaders.next().await, Some(Ok(None))));
+    /// # Ok(()) }
+    /// ```
     pub async fn next(&mut self) -> Option<Result<Option<Leader>>> {
         futures_util::StreamExt::next(self).await
     }
@@ -275,6 +351,22 @@ impl Watched {
 
 /// Leadership of an [`Election`]. Dropping it resigns in the background; call
 /// [`Leadership::resign`] to resign and hear about errors.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// let leadership = tenure.session().await?.election("scheduler")?.campaign("host-a").await?;
+/// let schedule = async { /* schedule jobs while leading */ };
+/// let lost = tokio::select! {
+///     reason = leadership.lost() => Some(reason),
+///     () = schedule => None,
+/// };
+/// match lost {
+///     Some(reason) => eprintln!("no longer leader ({reason}): stop scheduling"),
+///     None => leadership.resign().await?,
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use = "leadership is resigned when this is dropped"]
 pub struct Leadership {
@@ -287,17 +379,42 @@ pub struct Leadership {
 
 impl Leadership {
     /// The election's name.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let leadership = tenure.session().await?.election("primary")?.campaign("a").await?;
+    /// assert_eq!(leadership.name(), "primary");
+    /// # Ok(()) }
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The value the store last confirmed for this leader.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let leadership = tenure.session().await?.election("primary")?.campaign("host-a").await?;
+    /// assert_eq!(leadership.value(), b"host-a");
+    /// # Ok(()) }
+    /// ```
     pub fn value(&self) -> Vec<u8> {
         self.value.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Replaces the leader's value, only while still leading. On [`Error::NotLeader`] the
     /// leadership is marked lost; on other errors the local value stays the last confirmed one.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let leadership = tenure.session().await?.election("primary")?.campaign("host-a:8080").await?;
+    /// leadership.proclaim("host-a:9090").await?; // moved port: followers see the new value
+    /// assert_eq!(tenure.leader("primary").await?.map(|l| l.value), Some(b"host-a:9090".to_vec()));
+    /// # Ok(()) }
+    /// ```
     pub async fn proclaim(&self, value: impl Into<Vec<u8>>) -> Result<()> {
         let value = value.into();
         if self.held.proclaim(&value).await? {
@@ -315,6 +432,16 @@ impl Leadership {
     }
 
     /// Store writes that commit only while still leading (C10).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// use tenure::Write;
+    /// let leadership = tenure.session().await?.election("primary")?.campaign("a").await?;
+    /// leadership.write([Write::put("config/primary", "v2")]).await?;
+    /// assert_eq!(tenure.read("config/primary").await?, Some(b"v2".to_vec()));
+    /// # Ok(()) }
+    /// ```
     pub async fn write(&self, ops: impl IntoIterator<Item = Write>) -> Result<()> {
         let ops: Vec<Write> = ops.into_iter().collect();
         self.held.write(&ops).await
@@ -323,6 +450,15 @@ impl Leadership {
     /// Steps down, only if still leading; the next candidate leads at once. If the request
     /// fails, the release keeps being retried in the background until it succeeds or the
     /// session ends, so a failed resign never leaves a leader nobody can unseat (etcd#22123).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let leadership = tenure.session().await?.election("primary")?.campaign("a").await?;
+    /// leadership.resign().await?;
+    /// assert_eq!(tenure.leader("primary").await?, None);
+    /// # Ok(()) }
+    /// ```
     pub async fn resign(self) -> Result<()> {
         self.held.release().await
     }

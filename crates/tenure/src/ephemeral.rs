@@ -12,12 +12,14 @@ use crate::{Error, Result, Session, Tenure};
 impl Session {
     /// Puts `key` = `value` for exactly as long as this session lives: closing it, losing it
     /// or crashing removes the key (etcd: the key is attached to the lease; ZooKeeper: an
-    /// ephemeral node, its parents made as containers; `mem://`: attached to the lease). A
+    /// ephemeral node, its parents made as containers; `mem://`: attached to the lease; one
+    /// Redis instance: a key expiring with the session's heartbeat key and renewed with it,
+    /// so a crashed process's key goes within the TTL). A
     /// second put of the same key replaces its value. A key that exists and is not this
     /// session's (another session's, or a plain key) is left alone: [`Error::Locked`].
     ///
-    /// Redis answers [`Error::Unsupported`]: it has no leases a key could die with, and no
-    /// ordered prefix watch to follow the live set with.
+    /// Redlock answers [`Error::Unsupported`]: its masters are independent, with no single
+    /// order of changes a watcher could follow.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
@@ -57,7 +59,15 @@ impl Tenure {
     /// ZooKeeper watches are one-shot, so a value that held only between two reads can be
     /// missed; what is reported was true when read, in order. Keys come back as they were
     /// given (without a leading `/` unless `prefix` has one).
-    /// Redis answers [`Error::Unsupported`].
+    ///
+    /// On one Redis instance it needs no server configuration (no keyspace notifications):
+    /// Tenure's own scripts publish each put and delete, and the watcher looks again at each
+    /// key when it would expire, so a crashed owner's delete arrives within its TTL. Only
+    /// keys put with [`Session::put_ephemeral`] are seen (a plain `SET` is not). Pub/sub
+    /// loses messages across a reconnect, so the watch then ends with
+    /// [`Error::ObserveEnded`]. A user confined by an ACL needs the channel pattern
+    /// `tenure:ephemeral:<prefix>*` itself (Redis compares pattern subscriptions literally).
+    /// Redlock answers [`Error::Unsupported`].
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
@@ -82,6 +92,21 @@ impl Tenure {
 }
 
 /// One change under a watched prefix.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// use tenure::KeyEvent;
+/// let session = tenure.session().await?;
+/// session.put_ephemeral("services/api/host-a", "10.0.0.7:8080").await?;
+/// let mut watcher = tenure.watch_prefix("services/api/").await?;
+/// match watcher.next().await.transpose()? {
+///     Some(KeyEvent::Put { key, value }) => println!("{key} at {}", String::from_utf8_lossy(&value)),
+///     Some(KeyEvent::Deleted { key }) => println!("{key} is gone"),
+///     _ => {}
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyEvent {
@@ -103,6 +128,19 @@ pub enum KeyEvent {
 /// `Result<`[`KeyEvent`]`>`. When the store's watch breaks it yields
 /// [`Error::ObserveEnded`] once, then ends; watch again to go on (the new watch starts with the
 /// keys there then).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// use futures_util::StreamExt;
+/// let watcher: tenure::KeyWatcher = tenure.watch_prefix("services/").await?;
+/// let session = tenure.session().await?;
+/// session.put_ephemeral("services/api/host-a", "10.0.0.7:8080").await?;
+/// session.close().await?; // its keys go with it
+/// let events: Vec<_> = watcher.take(2).collect().await;
+/// assert!(matches!(events[1], Ok(tenure::KeyEvent::Deleted { .. })), "{events:?}");
+/// # Ok(()) }
+/// ```
 pub struct KeyWatcher {
     events: Pin<Box<dyn Stream<Item = Result<KeyEvent>> + Send>>,
 }
@@ -145,6 +183,15 @@ impl KeyWatcher {
     }
 
     /// The next event; `None` once the watch has ended. Cancellation-safe.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// tenure.session().await?.put_ephemeral("services/api/host-a", "x").await?;
+    /// let mut watcher = tenure.watch_prefix("services/").await?;
+    /// assert!(matches!(watcher.next().await, Some(Ok(tenure::KeyEvent::Put { .. }))));
+    /// # Ok(()) }
+    /// ```
     pub async fn next(&mut self) -> Option<Result<KeyEvent>> {
         futures_util::StreamExt::next(self).await
     }

@@ -33,6 +33,15 @@ use crate::LostReason;
 #[non_exhaustive]
 pub enum Error {
     /// The URL could not be parsed or names an unknown backend.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// match tenure::Tenure::connect("etcd//127.0.0.1:2379").await {
+    ///     Err(tenure::Error::InvalidUrl { reason, .. }) => eprintln!("fix the URL: {reason}"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[error("invalid URL {url:?}: {reason}; valid forms: {forms}", forms = crate::url::VALID_FORMS)]
     InvalidUrl {
         /// The URL as given, with any password redacted.
@@ -42,6 +51,17 @@ pub enum Error {
     },
 
     /// The backend named by the URL is not compiled into this build.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// match tenure::Tenure::connect("zk://127.0.0.1:2181").await {
+    ///     Err(tenure::Error::BackendDisabled { feature, .. }) => {
+    ///         eprintln!("this build lacks ZooKeeper: rebuild with --features {feature}")
+    ///     }
+    ///     other => drop(other?),
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[error("backend {scheme:?} is not enabled in this build; enable the cargo feature {feature:?} of the tenure crate")]
     BackendDisabled {
         /// URL scheme.
@@ -51,6 +71,15 @@ pub enum Error {
     },
 
     /// A lock or election name is not usable.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let session = tenure.session().await?;
+    /// let err = session.mutex("jobs\nnightly").unwrap_err(); // control characters are refused
+    /// assert!(matches!(err, tenure::Error::InvalidName { .. }), "{err}");
+    /// # Ok(()) }
+    /// ```
     #[error("invalid name {name:?}: {reason}")]
     InvalidName {
         /// The name as given (truncated when very long).
@@ -60,6 +89,16 @@ pub enum Error {
     },
 
     /// A TTL or other duration option is out of range.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let err = tenure.session_with_ttl(std::time::Duration::ZERO).await.unwrap_err();
+    /// if let tenure::Error::InvalidDuration { min, max, .. } = err {
+    ///     println!("choose a TTL between {min:?} and {max:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[error("invalid {what} {value:?}: must be between {min:?} and {max:?}")]
     InvalidDuration {
         /// Which option.
@@ -73,6 +112,20 @@ pub enum Error {
     },
 
     /// No endpoint of the store answered in time.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// let tenure = loop {
+    ///     match tenure::Tenure::connect("etcd://127.0.0.1:2379").await {
+    ///         Err(tenure::Error::Unreachable { endpoint, .. }) => {
+    ///             eprintln!("{endpoint} is down; retrying");
+    ///             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    ///         }
+    ///         other => break other?,
+    ///     }
+    /// };
+    /// # Ok(()) }
+    /// ```
     #[error(
         "cannot reach {endpoint}: {reason}; check that the server runs and the address is right"
     )]
@@ -86,6 +139,17 @@ pub enum Error {
     },
 
     /// `try_lock` found the lock held.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let _held = tenure.session().await?.mutex("jobs")?.lock().await?;
+    /// match tenure.session().await?.mutex("jobs")?.try_lock().await {
+    ///     Err(tenure::Error::Locked { name, holder }) => println!("{name} held by {holder:?}"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[error("{name:?} is locked by another session{}", holder.as_ref().map(|h| format!(" (holder key {h})")).unwrap_or_default())]
     Locked {
         /// The lock name.
@@ -95,6 +159,18 @@ pub enum Error {
     },
 
     /// `lock_timeout` (or another bounded wait) ran out before the grant.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let _held = tenure.session().await?.mutex("jobs")?.lock().await?;
+    /// let jobs = tenure.session().await?.mutex("jobs")?;
+    /// match jobs.lock_timeout(std::time::Duration::from_millis(20)).await {
+    ///     Err(tenure::Error::Timeout { waited, waiting, .. }) => println!("gave up after {waited:?}: {waiting}"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[error("timed out after {waited:?} waiting for {name:?}: {waiting}")]
     Timeout {
         /// The lock name.
@@ -107,6 +183,19 @@ pub enum Error {
     },
 
     /// The session's lease is gone (or can no longer be trusted), so nothing can be held on it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let session = tenure.session().await?;
+    /// let jobs = session.mutex("jobs")?;
+    /// session.close().await?;
+    /// match jobs.lock().await {
+    ///     Err(tenure::Error::SessionLost { reason }) => println!("{reason}: open a new session"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[error("session lost: {reason}; open a new session")]
     SessionLost {
         /// Why the session was lost.
@@ -114,6 +203,19 @@ pub enum Error {
     },
 
     /// The grant was lost before it was released; nothing else was touched.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let session = tenure.session().await?;
+    /// let guard = session.mutex("jobs")?.lock().await?;
+    /// session.close().await?;
+    /// match guard.unlock().await {
+    ///     Err(tenure::Error::LockLost { reason, .. }) => eprintln!("lost before unlock ({reason}): check the work"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[error("lock {key:?} was lost before unlock ({reason}); whatever it protected may have been touched by another holder")]
     LockLost {
         /// The holder key that was lost.
@@ -123,6 +225,19 @@ pub enum Error {
     },
 
     /// A guarded write was refused because the lock is no longer held.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// use tenure::Write;
+    /// let guard = tenure.session().await?.mutex("jobs")?.lock().await?;
+    /// match guard.write([Write::put("jobs/result", "done")]).await {
+    ///     Ok(()) => println!("written under the lock"),
+    ///     Err(tenure::Error::NotHeld { key }) => eprintln!("{key} lost: nothing written, redo the job"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[error("guarded write refused: lock {key:?} is no longer held; nothing was written")]
     NotHeld {
         /// The holder key.
@@ -130,6 +245,18 @@ pub enum Error {
     },
 
     /// An election operation that needs leadership was made by a non-leader.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let leadership = tenure.session().await?.election("primary")?.campaign("host-a").await?;
+    /// match leadership.proclaim("host-a:9090").await {
+    ///     Ok(()) => println!("followers see the new address"),
+    ///     Err(tenure::Error::NotLeader { reason, .. }) => eprintln!("deposed ({reason}): campaign again"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[error("not the leader of {name:?}: {reason}")]
     NotLeader {
         /// Election name.
@@ -139,6 +266,20 @@ pub enum Error {
     },
 
     /// An observe stream's watch broke; restart observing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let mut leaders = tenure.observe("primary")?;
+    /// while let Some(change) = leaders.next().await {
+    ///     match change {
+    ///         Ok(leader) => { println!("leader: {leader:?}"); break }
+    ///         Err(tenure::Error::ObserveEnded { .. }) => leaders = tenure.observe("primary")?,
+    ///         Err(e) => return Err(e),
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[error("observation of {name:?} ended: {reason}; observe or watch it again")]
     ObserveEnded {
         /// Election name.
@@ -148,6 +289,16 @@ pub enum Error {
     },
 
     /// The store refused the request for lack of permission or authentication.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// let tenure = tenure::Tenure::builder("etcd://127.0.0.1:2379").user("app1").password("pw").connect().await?;
+    /// match tenure.session().await?.mutex("other-team/jobs")?.lock().await {
+    ///     Err(tenure::Error::PermissionDenied { message, .. }) => eprintln!("grant app1 the key range: {message}"),
+    ///     other => drop(other?),
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[error(
         "permission denied by the store: {message}; check the user's roles/ACLs and credentials"
     )]
@@ -161,6 +312,15 @@ pub enum Error {
     /// The store refused our credentials: wrong user name or password, none given to a store
     /// that requires them, or an expired token that could not be renewed. Authorization
     /// failures of a known user (a key outside its roles/ACLs) are [`Error::PermissionDenied`].
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// match tenure::Tenure::builder("etcd://127.0.0.1:2379").user("app1").password("wrong").connect().await {
+    ///     Err(tenure::Error::AuthFailed { message, .. }) => eprintln!("check the credentials: {message}"),
+    ///     other => drop(other?),
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[error("authentication failed: {message}; check the user name and password")]
     AuthFailed {
         /// What the store (or the connector) said; never contains the password.
@@ -170,6 +330,17 @@ pub enum Error {
     },
 
     /// TLS with the store could not be set up; `problem` says which side is at fault.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// match tenure::Tenure::builder("etcds://127.0.0.1:2379").ca_file("ca.pem").connect().await {
+    ///     Err(tenure::Error::Tls { problem: tenure::TlsProblem::ServerNameMismatch, .. }) => {
+    ///         eprintln!("set tls_server_name to a name the certificate carries")
+    ///     }
+    ///     other => drop(other?),
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[error("TLS with {endpoint} failed: {problem} ({detail})")]
     Tls {
         /// Endpoint(s) tried.
@@ -184,6 +355,16 @@ pub enum Error {
 
     /// A connection option cannot be used: an unreadable certificate, key or password file,
     /// a password without a user name, TLS options on a plaintext URL.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// // mem:// takes no credentials: refused, never ignored.
+    /// match tenure::Tenure::builder("mem://").user("app1").connect().await {
+    ///     Err(tenure::Error::InvalidOption { option, reason, .. }) => println!("{option}: {reason}"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[error("invalid option {option}: {reason}")]
     InvalidOption {
         /// The option (`ca_file`, `client_cert`, `password_file`, `credentials`, ...).
@@ -195,6 +376,16 @@ pub enum Error {
     },
 
     /// This backend cannot do what was asked.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// let tenure = tenure::Tenure::connect("redis://127.0.0.1:6379").await?;
+    /// match tenure.session().await?.election("primary") {
+    ///     Err(tenure::Error::Unsupported { advice, .. }) => eprintln!("{advice}"),
+    ///     other => drop(other?),
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[error("{what} is not supported by the {backend} backend: {advice}")]
     Unsupported {
         /// Backend name.
@@ -206,6 +397,24 @@ pub enum Error {
     },
 
     /// A transient store failure (leader change, lost connection, timeout) that outlived its retries.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// use tenure::Write;
+    /// // The library already retried; a caller may try again later, here twice more.
+    /// let mut tries = 0;
+    /// loop {
+    ///     match tenure.write([Write::put("jobs/heartbeat", "now")]).await {
+    ///         Err(e @ tenure::Error::Transient { .. }) if tries < 2 => {
+    ///             eprintln!("{e}; retrying");
+    ///             tries += 1;
+    ///         }
+    ///         other => break other?,
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[error(
         "store temporarily unavailable during {op}: {message}; retry later or raise the deadline"
     )]
@@ -220,6 +429,15 @@ pub enum Error {
 
     /// A semaphore's permit count is out of range (zero, or more than
     /// [`crate::MAX_PERMITS`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let session = tenure.session().await?;
+    /// let err = session.semaphore("pools/db", 0).unwrap_err();
+    /// assert!(matches!(err, tenure::Error::InvalidPermits { permits: 0, .. }), "{err}");
+    /// # Ok(()) }
+    /// ```
     #[error("invalid permit count {permits} for semaphore {name:?}: must be between 1 and {max}")]
     InvalidPermits {
         /// The semaphore name.
@@ -233,6 +451,18 @@ pub enum Error {
     /// Clients disagree on a semaphore's permit count: a current holder or waiter recorded
     /// another count than this caller's. Nothing was acquired; use one count for one name (or
     /// wait until every holder of the old count has released it).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let _p = tenure.session().await?.semaphore("pools/db", 2)?.acquire().await?;
+    /// let other = tenure.session().await?.semaphore("pools/db", 3)?;
+    /// match other.acquire().await {
+    ///     Err(tenure::Error::PermitsDisagree { recorded, .. }) => println!("use {recorded} permits"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[error("semaphore {name:?} has {recorded} permits recorded by {holder}, but this caller asked for {permits}; every client of one semaphore must use the same count")]
     PermitsDisagree {
         /// The semaphore name.
@@ -246,6 +476,17 @@ pub enum Error {
     },
 
     /// The store answered with an error that retrying will not fix.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// match tenure.read("jobs/last-run").await {
+    ///     Ok(value) => println!("{value:?}"),
+    ///     Err(tenure::Error::Store { op, message, .. }) => eprintln!("{op} failed for good: {message}"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[error("store error during {op}: {message}")]
     Store {
         /// The operation.
@@ -262,16 +503,41 @@ pub enum Error {
 ///
 /// It dereferences to the error itself, and [`Error`]'s `source()` returns that error (not this
 /// wrapper), so `err.source()?.downcast_ref::<redis::RedisError>()` finds it. Cloning shares it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// use std::error::Error as _;
+/// let builder = tenure::Tenure::builder("etcd://127.0.0.1:2379").user("app1");
+/// let err = builder.password_file("/nonexistent/pw").connect().await.unwrap_err();
+/// if let tenure::Error::InvalidOption { source: Some(cause), .. } = &err {
+///     println!("cause: {cause}");
+/// }
+/// // Error::source() returns the wrapped error itself, ready to downcast.
+/// let io = err.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+/// assert!(io.is_some());
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Cause(Arc<dyn std::error::Error + Send + Sync + 'static>);
 
 impl Cause {
     /// Wraps `error`.
+    ///
+    /// ```
+    /// let cause = tenure::Cause::new(std::io::Error::other("disk full"));
+    /// assert_eq!(cause.to_string(), "disk full");
+    /// ```
     pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Cause(Arc::new(error))
     }
 
     /// The wrapped error, if it is an `E`.
+    ///
+    /// ```
+    /// let cause = tenure::Cause::new(std::io::Error::from(std::io::ErrorKind::TimedOut));
+    /// let io = cause.downcast_ref::<std::io::Error>();
+    /// assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::TimedOut));
+    /// ```
     pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
         self.0.downcast_ref()
     }
@@ -309,6 +575,19 @@ impl PartialEq for Cause {
 impl Eq for Cause {}
 
 /// Which side of a failed TLS handshake is at fault, so the fix is obvious.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// use tenure::{Error, TlsProblem};
+/// match tenure::Tenure::builder("etcds://127.0.0.1:2379").ca_file("ca.pem").connect().await {
+///     Err(Error::Tls { problem: TlsProblem::UntrustedServerCertificate, .. }) => {
+///         eprintln!("ca.pem did not sign the server's certificate")
+///     }
+///     Err(Error::Tls { problem, .. }) => eprintln!("{problem}"),
+///     other => drop(other?),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TlsProblem {
@@ -346,6 +625,19 @@ impl std::fmt::Display for TlsProblem {
 
 impl Error {
     /// Whether retrying the same request may succeed (C11).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// use std::time::Duration;
+    /// let session = loop {
+    ///     match tenure.session().await {
+    ///         Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(100)).await,
+    ///         other => break other?,
+    ///     }
+    /// };
+    /// # Ok(()) }
+    /// ```
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Transient { .. } | Error::Unreachable { .. })
     }
@@ -354,6 +646,19 @@ impl Error {
     /// store refused our credentials ([`Error::AuthFailed`]) or a key ([`Error::PermissionDenied`]),
     /// or a certificate was refused ([`Error::Tls`] other than [`TlsProblem::Handshake`]).
     /// Never transient; the CLI exits 77 (EX_NOPERM) for these.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// let connecting = tenure::Tenure::builder("etcd://127.0.0.1:2379").user("app1").password("pw");
+    /// match connecting.connect().await {
+    ///     Err(e) if e.is_permission() => {
+    ///         eprintln!("{e}"); // retrying will not help: fix the credentials or roles
+    ///         std::process::exit(77);
+    ///     }
+    ///     other => drop(other?),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn is_permission(&self) -> bool {
         match self {
             Error::AuthFailed { .. } | Error::PermissionDenied { .. } => true,
@@ -364,4 +669,15 @@ impl Error {
 }
 
 /// `Result` with this crate's [`Error`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// async fn nightly_job(tenure: &tenure::Tenure) -> tenure::Result<()> {
+///     let guard = tenure.session().await?.mutex("jobs/nightly")?.lock().await?;
+///     guard.unlock().await
+/// }
+/// nightly_job(&tenure).await?;
+/// # Ok(()) }
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -15,6 +15,26 @@ use crate::LostReason;
 /// (grants are not lost yet: the store may well keep the lease); it is `Resumed` when the store
 /// answers again before the local deadline, and `Lost` when it does not, or when the store
 /// reports the lease gone.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// use tenure::SessionEvent;
+/// let session = tenure.session().await?;
+/// let mut events = session.events();
+/// tokio::spawn(async move {
+///     while let Some(event) = events.next().await {
+///         match event {
+///             SessionEvent::Connected | SessionEvent::Resumed => println!("store reachable"),
+///             SessionEvent::Suspended => println!("store unreachable: pause side effects"),
+///             SessionEvent::Lost(reason) => println!("session lost: {reason}"),
+///             _ => {}
+///         }
+///     }
+/// });
+/// session.close().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SessionEvent {
@@ -34,6 +54,18 @@ pub enum SessionEvent {
 /// The stream [`crate::Session::events`] returns: a [`futures_util::Stream`] of
 /// [`SessionEvent`]s (use `StreamExt::next`, or [`SessionEvents::next`] without importing a
 /// trait). It ends after [`SessionEvent::Lost`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// use futures_util::StreamExt;
+/// let session = tenure.session().await?;
+/// let events: tenure::SessionEvents = session.events();
+/// session.close().await?; // the stream does not keep the session open
+/// let all: Vec<_> = events.collect().await;
+/// assert!(matches!(all.last(), Some(tenure::SessionEvent::Lost(_))));
+/// # Ok(()) }
+/// ```
 pub struct SessionEvents {
     events: Pin<Box<dyn Stream<Item = SessionEvent> + Send>>,
 }
@@ -71,6 +103,15 @@ impl SessionEvents {
     }
 
     /// The next event; `None` after [`SessionEvent::Lost`]. Cancellation-safe.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let session = tenure.session().await?;
+    /// let mut events = session.events();
+    /// assert_eq!(events.next().await, Some(tenure::SessionEvent::Connected));
+    /// # Ok(()) }
+    /// ```
     pub async fn next(&mut self) -> Option<SessionEvent> {
         futures_util::StreamExt::next(self).await
     }

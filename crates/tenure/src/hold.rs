@@ -60,21 +60,65 @@ impl Hold {
 
     /// The fencing token (C2 in the repository's `docs/contract.md`): strictly increasing
     /// across successive grants of this name, never changing for one holder.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let session = tenure.session().await?;
+    /// let first = session.mutex("jobs")?.lock().await?;
+    /// let t1 = first.token();
+    /// first.unlock().await?;
+    /// let second = session.mutex("jobs")?.lock().await?;
+    /// assert!(second.token() > t1); // a store that saw t2 can refuse writes fenced with t1
+    /// # Ok(()) }
+    /// ```
     pub fn token(&self) -> FencingToken {
         FencingToken(self.grant().token)
     }
 
     /// The holder key in the store (on etcd `<name>/<lease id hex>` for a mutex).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let guard = tenure.session().await?.mutex("jobs")?.lock().await?;
+    /// assert!(guard.key().starts_with("jobs/"));
+    /// # Ok(()) }
+    /// ```
     pub fn key(&self) -> &str {
         &self.grant().key
     }
 
     /// Whether the grant can no longer be trusted. Cheap: no I/O.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let guard = tenure.session().await?.mutex("jobs")?.lock().await?;
+    /// for batch in 0..3 {
+    ///     if guard.is_lost() {
+    ///         break; // stop before the next batch, not after the run
+    ///     }
+    ///     println!("batch {batch}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn is_lost(&self) -> bool {
         self.lost_reason().is_some()
     }
 
     /// Why the grant was lost, if it was.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let session = tenure.session().await?;
+    /// let guard = session.mutex("jobs")?.lock().await?;
+    /// assert_eq!(guard.lost_reason(), None);
+    /// session.close().await?;
+    /// assert_eq!(guard.lost_reason(), Some(tenure::LostReason::SessionClosed));
+    /// # Ok(()) }
+    /// ```
     pub fn lost_reason(&self) -> Option<LostReason> {
         self.grant().liveness.reason()
     }
@@ -84,6 +128,16 @@ impl Hold {
     /// confirmed either; it becomes lost at the local deadline unless the store answers
     /// first. Cheap: no I/O. `false` once lost. [`crate::Session::events`] reports the
     /// changes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let guard = tenure.session().await?.mutex("jobs")?.lock().await?;
+    /// if guard.is_suspended() {
+    ///     eprintln!("store unreachable: pause side effects until it answers");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn is_suspended(&self) -> bool {
         self.grant().liveness.is_suspended()
     }
@@ -91,6 +145,22 @@ impl Hold {
     /// Resolves when the grant is lost (C7): the store reported the lease or the holder entry
     /// gone, or renewals stopped being confirmed and the local safety deadline passed.
     /// Cancellation-safe; race it against the work it protects.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let guard = tenure.session().await?.mutex("jobs")?.lock().await?;
+    /// let work = async { /* the protected work */ };
+    /// let lost = tokio::select! {
+    ///     reason = guard.lost() => Some(reason),
+    ///     () = work => None,
+    /// };
+    /// match lost {
+    ///     Some(reason) => eprintln!("lost the lock ({reason}): the work was abandoned"),
+    ///     None => guard.unlock().await?,
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn lost(&self) -> LostReason {
         self.grant().liveness.lost().await
     }

@@ -11,6 +11,21 @@ use tokio::time::Instant;
 /// Why a session or a grant can no longer be trusted.
 ///
 /// With the `serde` feature it is the variant's name in snake case (`"lease_expired"`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// use tenure::LostReason;
+/// let session = tenure.session().await?;
+/// let guard = session.mutex("jobs")?.lock().await?;
+/// session.close().await?;
+/// match guard.lost().await {
+///     LostReason::SessionClosed => println!("we closed it"),
+///     LostReason::RenewalDeadline => println!("store unreachable for too long"),
+///     other => println!("{other}"),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]

@@ -73,19 +73,53 @@ impl Mutex {
     }
 
     /// The lock's name (the key prefix in the store).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let jobs = tenure.session().await?.mutex("jobs/nightly")?;
+    /// assert_eq!(jobs.name(), "jobs/nightly");
+    /// # Ok(()) }
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Waits until this caller holds the lock. Fails with [`Error::SessionLost`] if the
     /// session is lost while waiting.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let jobs = tenure.session().await?.mutex("jobs/nightly")?;
+    /// let guard = jobs.lock().await?;
+    /// // ... the work only one process may do ...
+    /// guard.unlock().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn lock(&self) -> Result<MutexGuard> {
         let meter = self.meter();
-        meter.acquire(&Stage::new(), true, self.wait(&meter)).await
+        // Boxed: an argument of an async fn is kept for the whole of it, so unboxed the wait
+        // is stored again at every layer it is passed through (metering, the stage scope),
+        // all the time a queued waiter waits (docs/contract.md, Performance rules).
+        let wait = Box::pin(self.wait(&meter));
+        meter.acquire(&Stage::new(), true, wait).await
     }
 
     /// Takes the lock only if nobody holds or waits for it, in one round trip, leaving no
     /// trace in the store when it fails ([`Error::Locked`], naming the holder if known).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let _held = tenure.session().await?.mutex("jobs/nightly")?.lock().await?;
+    /// match tenure.session().await?.mutex("jobs/nightly")?.try_lock().await {
+    ///     Ok(_guard) => unreachable!("held by the other session"),
+    ///     Err(tenure::Error::Locked { name, .. }) => println!("{name} is busy; skipping this run"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn try_lock(&self) -> Result<MutexGuard> {
         let meter = self.meter();
         let attempt = async {
@@ -103,11 +137,22 @@ impl Mutex {
     /// Like [`Mutex::lock`], but gives up with [`Error::Timeout`] after `timeout`, withdrawing
     /// from the queue. The error says what the wait was doing ([`Waiting`](crate::Waiting)): queued behind a
     /// holder, or retrying a store that kept failing.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let _held = tenure.session().await?.mutex("jobs")?.lock().await?;
+    /// let other = tenure.session().await?.mutex("jobs")?;
+    /// let err = other.lock_timeout(Duration::from_millis(50)).await.unwrap_err();
+    /// assert!(matches!(err, tenure::Error::Timeout { .. }), "{err}");
+    /// # Ok(()) }
+    /// ```
     pub async fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard> {
         let meter = self.meter();
-        meter
-            .acquire_within(&self.name, timeout, self.wait(&meter))
-            .await
+        // Boxed, as in `lock`.
+        let wait = Box::pin(self.wait(&meter));
+        meter.acquire_within(&self.name, timeout, wait).await
     }
 
     fn meter(&self) -> Meter {
@@ -144,6 +189,15 @@ impl Mutex {
 
 /// Proof of holding a [`Mutex`]. Dropping it releases the lock in the background; call
 /// [`MutexGuard::unlock`] to release it and hear about errors.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// let guard: tenure::MutexGuard = tenure.session().await?.mutex("jobs")?.lock().await?;
+/// println!("{} holds {} (token {})", guard.name(), guard.key(), guard.token());
+/// guard.unlock().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct MutexGuard {
@@ -155,6 +209,14 @@ pub struct MutexGuard {
 
 impl MutexGuard {
     /// The lock's name.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let guard = tenure.session().await?.mutex("jobs")?.lock().await?;
+    /// assert_eq!(guard.name(), "jobs");
+    /// # Ok(()) }
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -181,6 +243,16 @@ impl MutexGuard {
 
     /// Releases the lock, only if this guard still owns it (C8). Reports [`Error::LockLost`]
     /// if it was lost before, touching nothing that is not its own.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let session = tenure.session().await?;
+    /// session.mutex("jobs")?.lock().await?.unlock().await?;
+    /// // Released: another session takes it at once.
+    /// tenure.session().await?.mutex("jobs")?.try_lock().await?.unlock().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn unlock(self) -> Result<()> {
         self.held.release().await
     }

@@ -3,6 +3,11 @@
 use crate::{Error, Result};
 
 /// Longest accepted name in bytes: keys stay well inside every store's limits.
+///
+/// ```
+/// let name = format!("jobs/{}", "x".repeat(tenure::MAX_NAME_LEN));
+/// assert!(matches!(tenure::validate_name(&name), Err(tenure::Error::InvalidName { .. })));
+/// ```
 pub const MAX_NAME_LEN: usize = 512;
 
 /// Checks a lock or election name against the rules every backend shares: non-empty, at

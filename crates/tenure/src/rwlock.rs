@@ -59,18 +59,44 @@ impl RwLock {
 
     /// This lock, recording `value` in its holders' entries instead of the default
     /// [`crate::host_pid`], as [`Mutex::with_value`](crate::Mutex::with_value) does.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let config = tenure.session().await?.rwlock("config")?.with_value("loader-2");
+    /// let _w = config.write().await?;
+    /// assert_eq!(tenure.status("config").await?[0].holder.value, b"loader-2");
+    /// # Ok(()) }
+    /// ```
     pub fn with_value(mut self, value: impl Into<Vec<u8>>) -> Self {
         self.value = value.into();
         self
     }
 
     /// The lock's name.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// assert_eq!(tenure.session().await?.rwlock("config")?.name(), "config");
+    /// # Ok(()) }
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Waits until this caller holds the lock shared with other readers. Fails with
     /// [`Error::SessionLost`] if the session is lost while waiting.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let config = tenure.session().await?.rwlock("config")?;
+    /// let reading = config.read().await?;
+    /// // ... read the configuration; writers wait, other readers do not ...
+    /// reading.unlock().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn read(&self) -> Result<ReadGuard> {
         let held = self.wait(RwMode::Read).await?;
         Ok(ReadGuard {
@@ -81,6 +107,16 @@ impl RwLock {
     }
 
     /// Waits until this caller holds the lock alone.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let config = tenure.session().await?.rwlock("config")?;
+    /// let writing = config.write().await?;
+    /// // ... rewrite the configuration; nobody reads it half-written ...
+    /// writing.unlock().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn write(&self) -> Result<WriteGuard> {
         let held = self.wait(RwMode::Write).await?;
         Ok(WriteGuard {
@@ -93,6 +129,15 @@ impl RwLock {
     /// Takes a read hold only if it is granted at once: no writer holds or waits (a reader
     /// never jumps a waiting writer). Fails with [`Error::Locked`], naming the writer in the
     /// way, and leaves nothing in the store.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let _writing = tenure.session().await?.rwlock("config")?.write().await?;
+    /// let reader = tenure.session().await?.rwlock("config")?;
+    /// assert!(matches!(reader.try_read().await, Err(tenure::Error::Locked { .. })));
+    /// # Ok(()) }
+    /// ```
     pub async fn try_read(&self) -> Result<ReadGuard> {
         let held = self.try_take(RwMode::Read).await?;
         Ok(ReadGuard {
@@ -104,6 +149,15 @@ impl RwLock {
 
     /// Takes the write hold only if nobody holds or waits for the lock; else
     /// [`Error::Locked`], leaving nothing in the store.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let config = tenure.session().await?.rwlock("config")?;
+    /// let writing = config.try_write().await?; // nobody held it
+    /// writing.unlock().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn try_write(&self) -> Result<WriteGuard> {
         let held = self.try_take(RwMode::Write).await?;
         Ok(WriteGuard {
@@ -115,6 +169,17 @@ impl RwLock {
 
     /// Like [`RwLock::read`], but gives up with [`Error::Timeout`] after `timeout`,
     /// withdrawing from the queue; the error says what the wait was doing ([`Waiting`](crate::Waiting)).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let _writing = tenure.session().await?.rwlock("config")?.write().await?;
+    /// let reader = tenure.session().await?.rwlock("config")?;
+    /// let err = reader.read_timeout(Duration::from_millis(50)).await.unwrap_err();
+    /// assert!(matches!(err, tenure::Error::Timeout { .. }), "{err}");
+    /// # Ok(()) }
+    /// ```
     pub async fn read_timeout(&self, timeout: Duration) -> Result<ReadGuard> {
         let held = self.bounded(timeout, RwMode::Read).await?;
         Ok(ReadGuard {
@@ -125,6 +190,17 @@ impl RwLock {
     }
 
     /// Like [`RwLock::write`], but gives up with [`Error::Timeout`] after `timeout`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let _reading = tenure.session().await?.rwlock("config")?.read().await?;
+    /// let writer = tenure.session().await?.rwlock("config")?;
+    /// let err = writer.write_timeout(Duration::from_millis(50)).await.unwrap_err();
+    /// assert!(matches!(err, tenure::Error::Timeout { .. }), "{err}");
+    /// # Ok(()) }
+    /// ```
     pub async fn write_timeout(&self, timeout: Duration) -> Result<WriteGuard> {
         let held = self.bounded(timeout, RwMode::Write).await?;
         Ok(WriteGuard {
@@ -197,6 +273,15 @@ impl RwLock {
 
 /// Proof of holding a [`RwLock`] shared. Dropping it releases the hold in the background;
 /// call [`ReadGuard::unlock`] to release it and hear about errors.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// let reading: tenure::ReadGuard = tenure.session().await?.rwlock("config")?.read().await?;
+/// println!("reading {} as {} (token {})", reading.name(), reading.key(), reading.token());
+/// reading.unlock().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct ReadGuard {
@@ -208,6 +293,13 @@ pub struct ReadGuard {
 
 impl ReadGuard {
     /// The lock's name.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// assert_eq!(tenure.session().await?.rwlock("config")?.read().await?.name(), "config");
+    /// # Ok(()) }
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -215,6 +307,16 @@ impl ReadGuard {
     /// Applies `ops` atomically, only if this read hold still holds (C10); otherwise nothing
     /// is written and [`Error::NotHeld`] is returned. Other readers may write at the same
     /// time: exclusion is the write side's.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// use tenure::Write;
+    /// let reading = tenure.session().await?.rwlock("config")?.read().await?;
+    /// // A reader may record what it saw, e.g. its progress, while readers are let in.
+    /// reading.write([Write::put("config-readers/worker-7", "v41")]).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn write(&self, ops: impl IntoIterator<Item = Write>) -> Result<()> {
         let ops: Vec<Write> = ops.into_iter().collect();
         self.held.write(&ops).await
@@ -222,6 +324,15 @@ impl ReadGuard {
 
     /// Releases the read hold, only if this guard still owns it (C8); [`Error::LockLost`] if
     /// it was lost before.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let reading = tenure.session().await?.rwlock("config")?.read().await?;
+    /// reading.unlock().await?;
+    /// tenure.session().await?.rwlock("config")?.try_write().await?; // free for a writer
+    /// # Ok(()) }
+    /// ```
     pub async fn unlock(self) -> Result<()> {
         self.held.release().await
     }
@@ -229,6 +340,15 @@ impl ReadGuard {
 
 /// Proof of holding a [`RwLock`] alone. Dropping it releases the lock in the background;
 /// call [`WriteGuard::unlock`] to release it and hear about errors.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// let writing: tenure::WriteGuard = tenure.session().await?.rwlock("config")?.write().await?;
+/// println!("writing {} as {} (token {})", writing.name(), writing.key(), writing.token());
+/// writing.unlock().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct WriteGuard {
@@ -240,6 +360,13 @@ pub struct WriteGuard {
 
 impl WriteGuard {
     /// The lock's name.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// assert_eq!(tenure.session().await?.rwlock("config")?.write().await?.name(), "config");
+    /// # Ok(()) }
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -247,6 +374,16 @@ impl WriteGuard {
     /// Applies `ops` atomically, only if this guard still holds the lock (C10): once anyone
     /// has been granted the lock after this writer, nothing is written and
     /// [`Error::NotHeld`] is returned.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// use tenure::Write;
+    /// let writing = tenure.session().await?.rwlock("config")?.write().await?;
+    /// writing.write([Write::put("config-v", "42"), Write::delete("config-draft")]).await?;
+    /// assert_eq!(tenure.read("config-v").await?, Some(b"42".to_vec()));
+    /// # Ok(()) }
+    /// ```
     pub async fn write(&self, ops: impl IntoIterator<Item = Write>) -> Result<()> {
         let ops: Vec<Write> = ops.into_iter().collect();
         self.held.write(&ops).await
@@ -285,6 +422,15 @@ impl WriteGuard {
 
     /// Releases the lock, only if this guard still owns it (C8); [`Error::LockLost`] if it
     /// was lost before.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let writing = tenure.session().await?.rwlock("config")?.write().await?;
+    /// writing.unlock().await?;
+    /// tenure.session().await?.rwlock("config")?.try_read().await?; // readers may come in
+    /// # Ok(()) }
+    /// ```
     pub async fn unlock(self) -> Result<()> {
         self.held.release().await
     }

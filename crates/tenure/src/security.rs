@@ -19,11 +19,21 @@ pub struct Secret(String);
 
 impl Secret {
     /// Wraps a secret value.
+    ///
+    /// ```
+    /// let secret = tenure::Secret::new(std::env::var("TENURE_PASSWORD").unwrap_or_default());
+    /// let builder = tenure::Tenure::builder("etcd://127.0.0.1:2379").user("app1").password(secret);
+    /// ```
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }
 
     /// The secret itself, for handing to the store's client. Never log it.
+    ///
+    /// ```
+    /// let secret = tenure::Secret::new("hunter2");
+    /// assert_eq!(secret.expose(), "hunter2");
+    /// ```
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -10,6 +10,15 @@ use crate::{Error, Result, Session, Write};
 
 /// The largest permit count [`Session::semaphore`] accepts. Whoever waits at the head of the
 /// line lists every permit entry each time one is released, so the count stays modest.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// let session = tenure.session().await?;
+/// let too_many = session.semaphore("pools/db", tenure::MAX_PERMITS + 1);
+/// assert!(matches!(too_many, Err(tenure::Error::InvalidPermits { .. })));
+/// # Ok(()) }
+/// ```
 pub const MAX_PERMITS: u32 = 100_000;
 
 /// A named counting semaphore on a [`Session`]; create it with [`Session::semaphore`].
@@ -77,17 +86,40 @@ impl Semaphore {
     /// This semaphore, recording `value` in each permit's entry instead of the default
     /// [`crate::host_pid`] (`HOST:PID`), for [`Tenure::status`](crate::Tenure::status).
     /// Informational, as [`Mutex::with_value`](crate::Mutex::with_value).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let pool = tenure.session().await?.semaphore("pools/db", 2)?.with_value("worker-7");
+    /// let _permit = pool.acquire().await?;
+    /// assert_eq!(tenure.status("pools/").await?[0].holder.value, b"worker-7");
+    /// # Ok(()) }
+    /// ```
     pub fn with_value(mut self, value: impl Into<Vec<u8>>) -> Self {
         self.value = value.into();
         self
     }
 
     /// The semaphore's name.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// assert_eq!(tenure.session().await?.semaphore("pools/db", 2)?.name(), "pools/db");
+    /// # Ok(()) }
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// How many permits it has.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// assert_eq!(tenure.session().await?.semaphore("pools/db", 2)?.permits(), 2);
+    /// # Ok(()) }
+    /// ```
     pub fn permits(&self) -> u32 {
         self.permits
     }
@@ -95,6 +127,16 @@ impl Semaphore {
     /// Waits in line until this caller holds a permit. Fails with [`Error::SessionLost`] if
     /// the session is lost while waiting, and with [`Error::PermitsDisagree`] if a holder or
     /// waiter of this name recorded another permit count.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let pool = tenure.session().await?.semaphore("pools/db", 5)?;
+    /// let permit = pool.acquire().await?;
+    /// // ... at most 5 of these run at once, across every process ...
+    /// permit.release().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn acquire(&self) -> Result<Permit> {
         self.take(true).await
     }
@@ -102,12 +144,35 @@ impl Semaphore {
     /// Takes a permit only if one is free and nobody waits for one, leaving nothing in the
     /// store when it fails with [`Error::Locked`]. It never jumps the line; it also fails
     /// while another acquisition of the name is in progress.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let pool = tenure.session().await?.semaphore("pools/db", 1)?;
+    /// let _only = pool.try_acquire().await?;
+    /// match pool.try_acquire().await {
+    ///     Err(tenure::Error::Locked { .. }) => println!("pool full: try later"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn try_acquire(&self) -> Result<Permit> {
         self.take(false).await
     }
 
     /// Like [`Semaphore::acquire`], but gives up with [`Error::Timeout`] after `timeout`,
     /// leaving the line. The error says what the wait was doing ([`Waiting`]).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let pool = tenure.session().await?.semaphore("pools/db", 1)?;
+    /// let _only = pool.acquire().await?;
+    /// let err = pool.acquire_timeout(Duration::from_millis(50)).await.unwrap_err();
+    /// assert!(matches!(err, tenure::Error::Timeout { .. }), "{err}");
+    /// # Ok(()) }
+    /// ```
     pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Permit> {
         let meter = self.meter();
         meter
@@ -147,6 +212,15 @@ impl Semaphore {
 
 /// One held permit of a [`Semaphore`]. Dropping it releases the permit in the background;
 /// call [`Permit::release`] to release it and hear about errors.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// let permit: tenure::Permit = tenure.session().await?.semaphore("pools/db", 3)?.acquire().await?;
+/// println!("{} permit {} (token {})", permit.name(), permit.key(), permit.token());
+/// permit.release().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use = "the permit is released when it is dropped"]
 pub struct Permit {
@@ -158,6 +232,14 @@ pub struct Permit {
 
 impl Permit {
     /// The semaphore's name.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let permit = tenure.session().await?.semaphore("pools/db", 3)?.acquire().await?;
+    /// assert_eq!(permit.name(), "pools/db");
+    /// # Ok(()) }
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -180,6 +262,15 @@ impl Permit {
 
     /// Gives the permit back, only if this permit still owns its entry (C8): it never
     /// releases anyone else's. Reports [`Error::LockLost`] if it was lost before.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let pool = tenure.session().await?.semaphore("pools/db", 1)?;
+    /// pool.acquire().await?.release().await?;
+    /// pool.try_acquire().await?; // free again
+    /// # Ok(()) }
+    /// ```
     pub async fn release(self) -> Result<()> {
         self.held.release().await
     }

@@ -66,22 +66,62 @@ impl Session {
     /// of this session; on ZooKeeper the session id; on Redis the random id of the session's
     /// heartbeat key `tenure:session:<id hex>`; on PostgreSQL the server process id
     /// (`pg_backend_pid()`) of the session's own connection; on `mem://` the lease number.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let (a, b) = (tenure.session().await?, tenure.session().await?);
+    /// assert_ne!(a.id(), b.id());
+    /// println!("session {:x}", a.id()); // on etcd: `etcdctl lease timetolive <hex>`
+    /// # Ok(()) }
+    /// ```
     pub fn id(&self) -> u64 {
         self.inner.backend.id()
     }
 
     /// The TTL the lease was granted with (on ZooKeeper, the session timeout the server
     /// negotiated, which its `minSessionTimeout`/`maxSessionTimeout` may have changed).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let session = tenure.session_with_ttl(std::time::Duration::from_secs(30)).await?;
+    /// assert_eq!(session.ttl(), std::time::Duration::from_secs(30));
+    /// # Ok(()) }
+    /// ```
     pub fn ttl(&self) -> Duration {
         self.inner.backend.granted_ttl().unwrap_or(self.inner.ttl)
     }
 
     /// Whether the lease is gone or can no longer be trusted. Cheap: no I/O.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let session = tenure.session().await?;
+    /// let probe = session.clone(); // clones share the lease
+    /// assert!(!probe.is_lost());
+    /// session.close().await?;
+    /// assert!(probe.is_lost());
+    /// # Ok(()) }
+    /// ```
     pub fn is_lost(&self) -> bool {
         self.inner.backend.liveness().is_lost()
     }
 
     /// Resolves when the lease is lost, with the reason. Cancellation-safe.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let session = tenure.session().await?;
+    /// tokio::select! {
+    ///     reason = session.lost() => eprintln!("session lost ({reason}): stop the work"),
+    ///     _ = tokio::time::sleep(Duration::from_millis(10)) => println!("work done"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn lost(&self) -> LostReason {
         self.inner.backend.liveness().lost().await
     }
@@ -109,6 +149,16 @@ impl Session {
 
     /// A mutex named `name` on this session. The name is the key prefix: on etcd, `jobs`
     /// meets `etcdctl lock jobs`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let session = tenure.session().await?;
+    /// let guard = session.mutex("jobs/nightly")?.lock().await?;
+    /// guard.unlock().await?;
+    /// assert!(matches!(session.mutex(""), Err(tenure::Error::InvalidName { .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn mutex(&self, name: &str) -> Result<Mutex> {
         crate::name::validate(name)?;
         Ok(Mutex::new(self.clone(), name))
@@ -117,6 +167,17 @@ impl Session {
     /// A read/write lock named `name` on this session: many readers or one writer, in arrival
     /// order. On etcd, `jobs` meets Go's `recipe.NewRWMutex(session, "jobs")`; on ZooKeeper,
     /// Curator's `InterProcessReadWriteLock` on `/jobs`. See [`RwLock`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let reading = tenure.session().await?.rwlock("config")?.read().await?;
+    /// let writer = tenure.session().await?.rwlock("config")?;
+    /// assert!(matches!(writer.try_write().await, Err(tenure::Error::Locked { .. })));
+    /// reading.unlock().await?;
+    /// writer.write().await?.unlock().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn rwlock(&self, name: &str) -> Result<RwLock> {
         crate::name::validate(name)?;
         Ok(RwLock::new(self.clone(), name))
@@ -124,6 +185,18 @@ impl Session {
 
     /// An election named `name` on this session. On etcd, `leader` meets
     /// `etcdctl elect leader`.
+    ///
+    /// Fails with [`crate::Error::Unsupported`] on stores that cannot hold elections (Redis,
+    /// PostgreSQL).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let leadership = tenure.session().await?.election("scheduler")?.campaign("host-a").await?;
+    /// assert_eq!(tenure.leader("scheduler").await?.map(|l| l.value), Some(b"host-a".to_vec()));
+    /// leadership.resign().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn election(&self, name: &str) -> Result<Election> {
         crate::name::validate(name)?;
         self.inner.store.elections()?;
@@ -134,6 +207,17 @@ impl Session {
     /// at most [`crate::MAX_PERMITS`], else [`crate::Error::InvalidPermits`]). Every client of
     /// the name must use the same count. On ZooKeeper, `pools/db` meets Curator's
     /// `InterProcessSemaphoreV2` at `/pools/db`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let session = tenure.session().await?;
+    /// let pool = session.semaphore("pools/db", 2)?;
+    /// let (_a, _b) = (pool.acquire().await?, pool.acquire().await?);
+    /// assert!(pool.try_acquire().await.is_err()); // both permits taken
+    /// assert!(matches!(session.semaphore("pools/db", 0), Err(tenure::Error::InvalidPermits { .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn semaphore(&self, name: &str, permits: u32) -> Result<Semaphore> {
         crate::name::validate(name)?;
         Semaphore::new(self.clone(), name, permits)
@@ -146,6 +230,16 @@ impl Session {
     }
 
     /// Revokes the lease: every grant under it is released and reports itself lost.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let session = tenure.session().await?;
+    /// let guard = session.mutex("jobs")?.lock().await?;
+    /// session.close().await?;
+    /// assert_eq!(guard.lost().await, tenure::LostReason::SessionClosed);
+    /// # Ok(()) }
+    /// ```
     pub async fn close(self) -> Result<()> {
         self.inner.done.store(true, Ordering::SeqCst);
         self.inner.metrics.close();
@@ -156,6 +250,20 @@ impl Session {
     /// the store releases everything held under it when the TTL runs out, and the holder's
     /// `lost()` fires at the local deadline. For demos and tests of crash handling: cargo
     /// feature `test-util`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let session = tenure.session_with_ttl(Duration::from_millis(200)).await?;
+    /// let guard = session.mutex("jobs")?.lock().await?;
+    /// session.simulate_crash();
+    /// assert_eq!(guard.lost().await, tenure::LostReason::RenewalDeadline);
+    /// // The store expires the lease after the TTL: another session gets the lock.
+    /// let next = tenure.session().await?.mutex("jobs")?.lock().await?;
+    /// assert!(next.token() > guard.token());
+    /// # Ok(()) }
+    /// ```
     #[cfg(any(test, feature = "test-util"))]
     pub fn simulate_crash(self) {
         self.inner.done.store(true, Ordering::SeqCst);
@@ -195,6 +303,13 @@ pub(crate) fn check_ttl(ttl: Duration, (min, max): (Duration, Duration)) -> Resu
 /// Default session TTL: 10 s. Short enough that a crashed holder blocks others for seconds,
 /// not a minute (Go's default is 60 s); long enough to ride out an etcd leader election
 /// (about 1 s by default) and two missed renewals, since renewals go out every TTL/3.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// assert_eq!(tenure.session().await?.ttl(), tenure::DEFAULT_TTL); // unless Builder::ttl says otherwise
+/// # Ok(()) }
+/// ```
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 
 /// A session's in-process queues by name (C9). Queues nobody uses any more are swept once the

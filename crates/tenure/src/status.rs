@@ -15,6 +15,17 @@ use crate::{Leader, Result, Tenure};
 /// "token": 7, "waiters": 2, "ttl_ms": 9400}`. A semaphore's row adds `"permits"` (when
 /// recorded) and `"holders"` (an array of `{"key", "value", "token"}`, oldest first); a lock's
 /// or election's row has neither.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// let _guard = tenure.session().await?.mutex("jobs/nightly")?.with_value("cron-3").lock().await?;
+/// for row in tenure.status("jobs/").await? {
+///     let holder = String::from_utf8_lossy(&row.holder.value);
+///     println!("{}: held by {holder}, {} waiting, TTL left {:?}", row.name, row.waiters, row.holder_ttl);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct LockStatus {
@@ -180,8 +191,18 @@ impl Tenure {
     /// ([`LockStatus::registered`]: the key as `name`, its value and its session's TTL left).
     ///
     /// Names are shown as they were given. ZooKeeper cannot tell `a` from `/a` (one znode), so
-    /// there a name is shown without a leading `/` unless `prefix` starts with one. Redis cannot list
-    /// keys under a prefix in order: [`crate::Error::Unsupported`].
+    /// there a name is shown without a leading `/` unless `prefix` starts with one. One Redis
+    /// instance lists only registered keys: it keeps no index of locks, semaphores or
+    /// read/write locks, which are left out. Redlock: [`crate::Error::Unsupported`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::Tenure::connect("mem://").await?;
+    /// let _guard = tenure.session().await?.mutex("jobs/nightly")?.lock().await?;
+    /// let status = tenure.status("jobs/").await?;
+    /// assert_eq!((status.len(), status[0].name.as_str(), status[0].waiters), (1, "jobs/nightly", 0));
+    /// # Ok(()) }
+    /// ```
     pub async fn status(&self, prefix: &str) -> Result<Vec<LockStatus>> {
         let backend = self.backend_ref();
         let entries = backend.entries_under(prefix).await?;

@@ -13,6 +13,19 @@ use std::fmt;
 /// persistence; under Redlock, the granting majority's largest counter, written back to it.
 ///
 /// With the `serde` feature it is a plain number (`7`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// use tenure::{FencingToken, Write};
+/// let guard = tenure.session().await?.mutex("jobs")?.lock().await?;
+/// let token: FencingToken = guard.token();
+/// // The protected resource keeps the largest token it saw and refuses smaller ones.
+/// let seen = FencingToken(0);
+/// assert!(token > seen);
+/// guard.write([Write::put("jobs/fence", token.to_string())]).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(transparent))]
@@ -20,6 +33,11 @@ pub struct FencingToken(pub u64);
 
 impl FencingToken {
     /// The token as a number.
+    ///
+    /// ```
+    /// let token = tenure::FencingToken(7);
+    /// assert_eq!(token.get(), 7);
+    /// ```
     pub fn get(self) -> u64 {
         self.0
     }

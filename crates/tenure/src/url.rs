@@ -1,10 +1,25 @@
 //! Backend URLs: `mem://`, `etcd://`/`etcds://`, `zk://`, `redis://`/`rediss://`,
 //! `redlock://` and `postgres://`/`postgresql://` (see [`VALID_FORMS`]), parsed without
 //! touching the network.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+//! // A malformed URL fails at once, before any connection is tried.
+//! let err = tenure::Tenure::connect("etcd://").await.unwrap_err();
+//! assert!(matches!(err, tenure::Error::InvalidUrl { .. }), "{err}");
+//! # Ok(()) }
+//! ```
 
 use crate::{Error, Result};
 
 /// The URL forms [`crate::Tenure::connect`] understands, quoted in every URL error.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// let err = tenure::Tenure::connect("http://127.0.0.1:2379").await.unwrap_err();
+/// assert!(err.to_string().contains(tenure::url::VALID_FORMS));
+/// # Ok(()) }
+/// ```
 pub const VALID_FORMS: &str = "mem://[NAME] (embedded, in-process), \
 etcd://HOST:PORT[,HOST:PORT...] (etcd v3), etcds://HOST:PORT[,...] (etcd over TLS), \
 zk://HOST:PORT[,...][/CHROOT] (ZooKeeper), redis://[USER:PASSWORD@]HOST:PORT[/DB], \

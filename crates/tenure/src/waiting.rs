@@ -20,6 +20,20 @@ use crate::{Error, Result};
 /// With the `serde` feature it is an object tagged by `state`, the variant's name in snake
 /// case, beside its fields: `{"state": "queued", "ahead": "jobs/694d…"}`,
 /// `{"state": "retrying", "last_error": "…"}`, `{"state": "local_queue"}`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::Tenure::connect("mem://").await?;
+/// use tenure::{Error, Waiting};
+/// let _held = tenure.session().await?.mutex("jobs")?.lock().await?;
+/// let jobs = tenure.session().await?.mutex("jobs")?;
+/// match jobs.lock_timeout(std::time::Duration::from_millis(50)).await {
+///     Err(Error::Timeout { waiting: Waiting::Queued { ahead }, .. }) => println!("held by {ahead:?}"),
+///     Err(Error::Timeout { waiting: Waiting::Retrying { last_error }, .. }) => eprintln!("store failing: {last_error}"),
+///     other => println!("{other:?}"),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(tag = "state", rename_all = "snake_case"))]

@@ -189,5 +189,6 @@ fn zookeeper() {
 fn redis() {
     if let Some(url) = url("blocking::redis", "TENURE_TEST_REDIS_URL") {
         mutex_excludes_across_threads(&url);
+        dropped_session_is_revoked(&url);
     }
 }

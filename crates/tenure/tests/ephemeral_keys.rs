@@ -2,8 +2,11 @@
 //! `scripts/test`: a process that registers a key and is killed with SIGKILL loses the key
 //! within its TTL, and a watcher of the prefix sees the put and then the delete; a key that is
 //! another session's is left alone; a session's own key is replaced and goes with the session.
-//! On etcd 3.4 and 3.5 and ZooKeeper; Redis refuses both with `Unsupported`.
+//! On etcd 3.4 and 3.5, ZooKeeper and one Redis instance (which needs no keyspace
+//! notifications: the shared server runs without them); Redlock refuses both with
+//! `Unsupported`.
 
+mod redis_support;
 mod support;
 mod zk_support;
 
@@ -53,8 +56,10 @@ async fn next(watch: &mut KeyWatcher, what: &str) -> KeyEvent {
         .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
-/// The scenario on one store: `prefix` names a directory (`tenure-it/…/`).
-async fn killed_registrant_is_deregistered(url: &str) {
+/// The scenario on one store: `prefix` names a directory (`tenure-it/…/`). `lists_locks`:
+/// whether `status` lists locks beside registered keys (not on Redis, which lists only the
+/// latter).
+async fn killed_registrant_is_deregistered(url: &str, lists_locks: bool) {
     let tenure = Tenure::connect(url).await.expect("connect");
     let prefix = format!("{}/", unique("services"));
     let key = format!("{prefix}web-1");
@@ -86,8 +91,9 @@ async fn killed_registrant_is_deregistered(url: &str) {
         1,
         "{listed:?}"
     );
-    assert!(
+    assert_eq!(
         listed.iter().any(|s| !s.registered && s.name == lock_name),
+        lists_locks,
         "{listed:?}"
     );
     lock.unlock().await.unwrap();
@@ -138,7 +144,7 @@ async fn killed_registrant_is_deregistered(url: &str) {
 async fn etcd34_killed_registrant_is_deregistered() {
     let test = "etcd34_killed_registrant_is_deregistered";
     if let Some((url, _)) = SharedEtcd::url_from_env(Version::V34, test) {
-        killed_registrant_is_deregistered(&url).await;
+        killed_registrant_is_deregistered(&url, true).await;
     }
 }
 
@@ -146,14 +152,14 @@ async fn etcd34_killed_registrant_is_deregistered() {
 async fn etcd35_killed_registrant_is_deregistered() {
     let test = "etcd35_killed_registrant_is_deregistered";
     if let Some((url, _)) = SharedEtcd::url_from_env(Version::V35, test) {
-        killed_registrant_is_deregistered(&url).await;
+        killed_registrant_is_deregistered(&url, true).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_killed_registrant_is_deregistered() {
     if let Some(url) = zk_support::url_from_env("zk_killed_registrant_is_deregistered") {
-        killed_registrant_is_deregistered(&url).await;
+        killed_registrant_is_deregistered(&url, true).await;
     }
 }
 
@@ -181,17 +187,133 @@ async fn mem_killed_session_is_deregistered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_refuses_ephemeral_keys_and_watches() {
-    let Some(url) = support::env_or_skip(
-        "redis_refuses_ephemeral_keys_and_watches",
-        "TENURE_TEST_REDIS_URL",
-    ) else {
+async fn redis_killed_registrant_is_deregistered() {
+    let test = "redis_killed_registrant_is_deregistered";
+    if let Some(url) = support::env_or_skip(test, "TENURE_TEST_REDIS_URL") {
+        killed_registrant_is_deregistered(&url, false).await;
+    }
+}
+
+/// Redis without the killed process: a crashed session (renewals stopped) loses its key with
+/// its heartbeat, and a watcher that starts after the crash lists it until then and sees the
+/// delete too; a watch of a narrower prefix sees nothing of it; a key the session holds as a
+/// lock is not turned into an ephemeral key; the empty prefix lists it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_crashed_session_is_deregistered() {
+    let test = "redis_crashed_session_is_deregistered";
+    let Some(url) = support::env_or_skip(test, "TENURE_TEST_REDIS_URL") else {
         return;
     };
+    let tenure = Tenure::builder(&url)
+        .ttl(CHILD_TTL)
+        .connect()
+        .await
+        .expect("connect");
+    let prefix = format!("{}/", unique("services"));
+    let key = format!("{prefix}a");
+    let mut early = tenure.watch_prefix(&prefix).await.expect("watch");
+    let mut elsewhere = tenure
+        .watch_prefix(&format!("{prefix}b"))
+        .await
+        .expect("watch");
+    let session = tenure.session().await.expect("session");
+    session.put_ephemeral(&key, "1").await.expect("put");
+    let put = KeyEvent::Put {
+        key: key.clone(),
+        value: b"1".to_vec(),
+    };
+    assert_eq!(next(&mut early, "the registration").await, put);
+    let mut late = tenure.watch_prefix(&prefix).await.expect("watch");
+    assert_eq!(next(&mut late, "listed at the start").await, put);
+    let all = tenure.status("").await.expect("status");
+    assert!(all.iter().any(|s| s.registered && s.name == key), "{all:?}");
+
+    let lock = session.mutex(&format!("{prefix}lock")).unwrap();
+    let held = lock.lock().await.expect("lock");
+    assert!(matches!(
+        session.put_ephemeral(held.key(), "x").await,
+        Err(Error::Locked { .. })
+    ));
+    held.unlock().await.expect("unlock");
+
+    let crashed = std::time::Instant::now();
+    session.simulate_crash();
+    let gone = KeyEvent::Deleted { key: key.clone() };
+    assert_eq!(next(&mut early, "expired with the heartbeat").await, gone);
+    // For the record (not asserted: the bound is the TTL after the last renewal).
+    eprintln!(
+        "redis: crashed session's key reported deleted {:?} after the crash (TTL {CHILD_TTL:?})",
+        crashed.elapsed()
+    );
+    assert_eq!(next(&mut late, "expired with the heartbeat").await, gone);
+    assert_eq!(tenure.read(&key).await.expect("read"), None);
+    let listed = tenure.status(&prefix).await.expect("status");
+    assert!(listed.is_empty(), "{listed:?}");
+    assert!(
+        futures_util::FutureExt::now_or_never(elsewhere.next()).is_none(),
+        "a narrower prefix saw a change"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redlock_refuses_ephemeral_keys_and_watches() {
+    let test = "redlock_refuses_ephemeral_keys_and_watches";
+    let Some(bin) = redis_support::redis_bin_or_skip(test) else {
+        return;
+    };
+    let servers = redis_support::start_servers(&bin, 3).await;
+    let masters: Vec<String> = servers
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port))
+        .collect();
+    let url = format!("redlock://{}", masters.join(","));
     let tenure = Tenure::connect(&url).await.expect("connect");
     let session = tenure.session().await.expect("session");
     let put = session.put_ephemeral(&unique("services/a"), "1").await;
-    assert!(matches!(put, Err(Error::Unsupported { .. })), "{put:?}");
+    assert!(
+        matches!(&put, Err(Error::Unsupported { advice, .. }) if advice.contains("independent")),
+        "{put:?}"
+    );
     let watch = tenure.watch_prefix("services/").await;
     assert!(matches!(watch, Err(Error::Unsupported { .. })), "{watch:?}");
+}
+
+/// Pub/sub drops messages across a reconnect without saying so: a Redis watch whose
+/// subscription breaks (the server restarts) ends with `ObserveEnded` instead of going on with
+/// a gap, and a new watch lists afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_watch_ends_when_its_subscription_breaks() {
+    let test = "redis_watch_ends_when_its_subscription_breaks";
+    let Some(bin) = redis_support::redis_bin_or_skip(test) else {
+        return;
+    };
+    let mut server = redis_support::start_servers(&bin, 1).await.remove(0);
+    let url = format!("redis://127.0.0.1:{}", server.port);
+    let tenure = Tenure::connect(&url).await.expect("connect");
+    let mut live = tenure.watch_prefix("services/").await.expect("watch");
+    let session = tenure.session().await.expect("session");
+    session.put_ephemeral("services/a", "1").await.expect("put");
+    let put = KeyEvent::Put {
+        key: "services/a".into(),
+        value: b"1".to_vec(),
+    };
+    assert_eq!(next(&mut live, "the registration").await, put);
+    server.restart().await;
+    let ended = within("the watch ending", PATIENCE, live.next()).await;
+    assert!(
+        matches!(ended, Some(Err(Error::ObserveEnded { .. }))),
+        "{ended:?}"
+    );
+    assert!(within("the end", PATIENCE, live.next()).await.is_none());
+    let mut again = tenure.watch_prefix("services/").await.expect("watch again");
+    let other = tenure.session().await.expect("session");
+    other.put_ephemeral("services/b", "2").await.expect("put");
+    let put = KeyEvent::Put {
+        key: "services/b".into(),
+        value: b"2".to_vec(),
+    };
+    assert_eq!(
+        next(&mut again, "a registration after the restart").await,
+        put
+    );
 }

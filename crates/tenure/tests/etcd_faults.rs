@@ -39,6 +39,7 @@ per_version!(
     waiter_whose_lease_is_revoked_gets_session_lost,
     abandoned_unlock_still_releases,
     holder_watch_rearms_after_compaction,
+    revoked_waiters_are_not_granted_at_the_release,
 );
 
 /// A private etcd of `v` (one this test may freeze or restart) and a client with `ttl`.
@@ -669,5 +670,75 @@ async fn holder_watch_rearms_after_compaction(v: Version, test: &'static str) {
         LostReason::EntryDeleted
     );
     assert!(!admin.exists(&key).await);
+    holder.close().await.expect("close");
+}
+
+/// Waiters whose leases are revoked just before the holder releases (too late for their
+/// sessions to hear of it) are never granted, whichever read confirms their entry: the one
+/// right behind the holder reads only its own entry after the holder's delete event; one
+/// further back reads the queue when the entry two ahead of it goes. Granting either would be
+/// etcd#16221's bug (a grant with no entry beside the next comer). The waiter between them,
+/// whose lease lives, is granted, and nothing is left in the queue.
+async fn revoked_waiters_are_not_granted_at_the_release(v: Version, test: &'static str) {
+    let Some(etcd) = SharedEtcd::from_env(v, test) else {
+        return;
+    };
+    let admin = etcd.admin().await;
+    let name = unique("revoked-waiters");
+    // Renewals every 20 s: no session hears of its revoked lease before the release.
+    let tenure = Tenure::builder(&etcd.url)
+        .ttl(Duration::from_secs(60))
+        .connect()
+        .await
+        .expect("connect");
+    let holder = tenure.session().await.expect("session");
+    let guard = support::locked(&holder, &name).await;
+    let mut sessions = Vec::new();
+    let mut waits = Vec::new();
+    for queued in 1..=3 {
+        let session = tenure.session().await.expect("session");
+        let mutex = session.mutex(&name).expect("mutex");
+        waits.push(tokio::spawn(async move { mutex.lock().await }));
+        admin.wait_queue_len(&name, 1 + queued).await;
+        sessions.push(session);
+    }
+    // The first and the third waiter lose their leases; the holder releases at once.
+    admin.revoke(sessions[0].id() as i64).await;
+    admin.revoke(sessions[2].id() as i64).await;
+    let holder_token = guard.token();
+    guard.unlock().await.expect("unlock");
+
+    let mut outcomes = Vec::new();
+    for wait in waits {
+        let res = within("a waiter after the release", PATIENCE, wait)
+            .await
+            .expect("waiter task");
+        outcomes.push(res);
+    }
+    let [first, second, third] = &mut outcomes[..] else {
+        unreachable!("three waiters")
+    };
+    assert!(
+        matches!(first, Err(Error::SessionLost { .. })),
+        "the revoked waiter right behind the holder: {first:?}"
+    );
+    assert!(
+        matches!(third, Err(Error::SessionLost { .. })),
+        "the revoked waiter two behind: {third:?}"
+    );
+    let granted = match second {
+        Ok(guard) => guard,
+        Err(e) => panic!("the waiter whose lease lives is granted, not {e:?}"),
+    };
+    assert!(granted.token() > holder_token);
+    assert_eq!(
+        admin.queue(&name).await.len(),
+        1,
+        "only the new holder is queued"
+    );
+    if let Ok(guard) = outcomes.remove(1) {
+        guard.unlock().await.expect("unlock");
+    }
+    assert_eq!(admin.queue(&name).await, vec![]);
     holder.close().await.expect("close");
 }

@@ -28,7 +28,8 @@ use tokio::time::Instant;
 const REFUSAL_BOUND: Duration = Duration::from_secs(10);
 
 /// The ACL of a user confined to `<prefix>:*`: its locks, their fencing counters, waiter
-/// queues, release and wake-up channels, the session heartbeat keys, and only the commands the backend sends (the
+/// queues, release and wake-up channels, the session heartbeat keys, the ephemeral keys' index,
+/// owners and counter with its own keys' channels, and only the commands the backend sends (the
 /// scripts' inner commands are checked too).
 fn acl_user(name: &str, password: &str) -> Vec<String> {
     let mut rule = vec![
@@ -40,9 +41,13 @@ fn acl_user(name: &str, password: &str) -> Vec<String> {
         format!("~{name}:*"),
         "~tenure:session:*".to_string(),
         format!("~tenure:queue:{name}:*"),
+        "~tenure:ephemeral".to_string(),
+        "~tenure:ephemeral:owners".to_string(),
+        "~tenure:ephemeral:seq".to_string(),
         "resetchannels".to_string(),
         format!("&tenure:released:{name}:*"),
         format!("&tenure:wake:{name}:*"),
+        format!("&tenure:ephemeral:{name}:*"),
         "-@all".to_string(),
     ];
     for cmd in [
@@ -60,6 +65,12 @@ fn acl_user(name: &str, password: &str) -> Vec<String> {
         "lrem",
         "lindex",
         "lpos",
+        "hget",
+        "hset",
+        "hdel",
+        "zadd",
+        "zrem",
+        "zrangebylex",
         "publish",
         "subscribe",
         "unsubscribe",
@@ -334,6 +345,40 @@ async fn acl_users_confined_to_their_prefix() {
     assert!(!held.is_lost());
     assert!(app2.read("app2:x").await.expect("read").is_some());
     held.unlock().await.expect("app2 unlocks");
+
+    // Ephemeral keys: app1 registers and watches under its prefix; app2's is refused at once.
+    let mut live = app1.watch_prefix("app1:").await.expect("watch app1:");
+    app1_session
+        .put_ephemeral("app1:web", "10.0.0.5:8080")
+        .await
+        .expect("register app1:web");
+    let put = within("app1's registration", REFUSAL_BOUND, live.next()).await;
+    assert!(
+        matches!(&put, Some(Ok(tenure::KeyEvent::Put { key, .. })) if key == "app1:web"),
+        "{put:?}"
+    );
+    let narrower = app1.watch_prefix("app1:web").await;
+    assert!(
+        matches!(narrower, Err(Error::PermissionDenied { .. })),
+        "{narrower:?}"
+    );
+    let theirs = app1_session.put_ephemeral("app2:web", "x");
+    let theirs = within("register under app2:", REFUSAL_BOUND, theirs).await;
+    assert!(
+        matches!(theirs, Err(Error::PermissionDenied { .. })),
+        "{theirs:?}"
+    );
+    let watch = within("watch app2:", REFUSAL_BOUND, app1.watch_prefix("app2:")).await;
+    assert!(
+        matches!(watch, Err(Error::PermissionDenied { .. })),
+        "{watch:?}"
+    );
+    app1_session.close().await.expect("close app1's session");
+    let gone = within("app1's deregistration", REFUSAL_BOUND, live.next()).await;
+    assert!(
+        matches!(&gone, Some(Ok(tenure::KeyEvent::Deleted { key })) if key == "app1:web"),
+        "{gone:?}"
+    );
 
     // Wrong password, unknown user, a password for the default user that has none.
     for url in [

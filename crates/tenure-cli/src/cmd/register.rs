@@ -19,20 +19,20 @@ use crate::signals::{self, Signals};
 
 pub const AFTER_HELP: &str = "\
 Puts KEY = VALUE under this process's session (etcd: attached to its lease; ZooKeeper: an
-ephemeral node), so the key lives exactly as long as tenure does: it is deleted when the
+ephemeral node; Redis: expiring with, and renewed with, the session's heartbeat key), so the key lives exactly as long as tenure does: it is deleted when the
 command ends or tenure is interrupted, and within the TTL (--ttl) if tenure is killed or cut
 off. Then runs the command in its own process group, with TENURE_REGISTERED_KEY in its
 environment; SIGINT, SIGTERM and SIGHUP are forwarded to the group. If the session is lost
 while the command runs, the group gets SIGTERM, then SIGKILL after --grace, and tenure exits 75.
 Without a command: prints `registered KEY` (--json: {\"key\",\"value\",\"session\"}) and keeps
 the key until SIGINT, SIGTERM or SIGHUP (exit 0).
-Redis cannot keep ephemeral keys (exit 2).
+Redlock cannot keep ephemeral keys (exit 2).
 
 Exit codes:
   (command's)  the command's own exit code; 128+N if it died of signal N
   0            without a command: deregistered after a signal
   1            KEY exists and is not ours (another process's registration, or a plain key)
-  2            usage: bad option, URL, key or duration; no --url; mem:// or redis:// given
+  2            usage: bad option, URL, key or duration; no --url; mem:// or redlock:// given
   69           the store is unreachable or failing
   75           the session was lost while registered
   77           the store refused our credentials, certificate or permission
@@ -63,7 +63,7 @@ pub struct RegisterArgs {
 struct Registered<'a> {
     key: &'a str,
     value: &'a str,
-    /// The session's id in the store (the etcd lease, the ZooKeeper session), in hex.
+    /// The session's id in the store (the etcd lease, the ZooKeeper session, the Redis heartbeat's id), in hex.
     session: String,
 }
 

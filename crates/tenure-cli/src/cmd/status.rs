@@ -22,7 +22,8 @@ TTL is what is left of the holder's lease (- if unknown, as on ZooKeeper). HELD 
 read/write lock (`tenure lock --shared/--exclusive`) is held: shared(N) by N readers, the
 holder the oldest of them, or exclusive by its writer; registered for a key `tenure register`
 keeps (NAME is the key, VALUE its value); - for a mutex or an election. WAITERS
-are the entries queued behind the holders. Redis cannot list (exit 2).
+are the entries queued behind the holders. On Redis only registered keys are listed (it
+keeps no index of locks; a note on stderr says so); Redlock cannot list (exit 2).
 --json prints one JSON array (one document, so `jq '.[]'` works), one object per row:
   {\"name\",\"key\",\"value\",\"token\",\"waiters\",\"ttl_ms\",\"rwlock\",\"readers\"}  (ttl_ms null if unknown;
   value in full: a string, or an array of byte values if it is not UTF-8); a semaphore's
@@ -90,6 +91,9 @@ pub async fn run(global: &GlobalOpts, args: StatusArgs) -> Result<u8> {
     }
     let tenure = connect::coordinating(global, "status").await?;
     let statuses = tenure.status(&args.prefix).await?;
+    if tenure.backend() == "redis" {
+        eprintln!("tenure: Redis lists registered keys only; its locks, semaphores and read/write locks cannot be listed");
+    }
     if global.json {
         // The library's shape (tenure's `serde` feature), so scripts and programs agree.
         output::json(&statuses)?;

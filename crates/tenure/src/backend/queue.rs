@@ -58,6 +58,21 @@ pub(crate) enum Ahead {
     Nobody { rev: i64 },
     /// The entry just ahead, and the revision to watch it from.
     Entry { key: String, rev: i64 },
+    /// The entry just ahead, known to be first (the holder) as of `rev`. Nothing is ever
+    /// queued ahead of an existing entry, so once it is deleted ours is first if it is still
+    /// there: [`QueueStore::ahead_after_first`] may confirm that alone.
+    First { key: String, rev: i64 },
+}
+
+/// Where a store saw an entry deleted, for a read that must not be older than that deletion
+/// ([`QueueStore::ahead_after_first`]). Stores with one state to read (the embedded store,
+/// ZooKeeper's session) need nothing, hence the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Witness {
+    /// The member (of a cluster's) whose state included the deletion.
+    pub member: Option<usize>,
+    /// The store revision the deletion was reported at.
+    pub rev: i64,
 }
 
 /// What an entry is queued for. Most stores lay both out alike; ZooKeeper names Curator's
@@ -144,8 +159,35 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     ) -> Result<Result<Enqueued, Option<String>>>;
     /// The entry just ahead of `mine`. Fails with [`Error::SessionLost`] when `mine` is gone.
     async fn ahead(&self, prefix: &str, mine: &QueueEntry) -> Result<Ahead>;
+    /// [`QueueStore::ahead`], asked once `released`, the entry that was just ahead of `mine`,
+    /// is deleted: a store that knows `released` had been first needs to confirm only that
+    /// `mine` is still there (ZooKeeper). By default, [`QueueStore::ahead`].
+    async fn ahead_after(&self, prefix: &str, mine: &QueueEntry, released: &str) -> Result<Ahead> {
+        let _ = released;
+        self.ahead(prefix, mine).await
+    }
     /// Resolves once `key`, as it was at `rev`, is deleted. On the hand-off path: prompt.
     async fn wait_deleted(&self, key: &str, rev: i64) -> Result<()>;
+    /// [`QueueStore::wait_deleted`], also saying where the deletion was seen.
+    async fn wait_deleted_seen(&self, key: &str, rev: i64) -> Result<Witness> {
+        self.wait_deleted(key, rev)
+            .await
+            .map(|()| Witness::default())
+    }
+    /// What stands ahead of `mine` after the deletion (seen at `witness`) of the entry that was
+    /// first and just ahead of it ([`Ahead::First`]): [`Ahead::Nobody`] while `mine` is still
+    /// there. It must be read from a state no older than that deletion, so that an entry of
+    /// ours that went before it (its lease revoked while it waited) is never taken for first.
+    /// Stores that can check `mine` alone more cheaply than reading the queue do so.
+    async fn ahead_after_first(
+        &self,
+        prefix: &str,
+        mine: &QueueEntry,
+        witness: Witness,
+    ) -> Result<Ahead> {
+        let _ = witness;
+        self.ahead(prefix, mine).await
+    }
     /// Resolves once the held entry `mine` is deleted (for the lost signal); may be a little
     /// less prompt than [`QueueStore::wait_deleted`] if that saves the uncontended path a
     /// request.
@@ -595,12 +637,13 @@ where
 /// pass waits on exactly the entry that blocks it, so a release wakes only the waiters it
 /// unblocks.
 ///
-/// After the blocker's release the queue is always read again, also when that blocker was the
-/// first entry (the holder): the read is what confirms our own entry is still there. Our
-/// lease may have been revoked or expired while we waited, which the session hears of only
-/// at its next renewal; granting on the holder's delete event alone would hand out a grant
-/// with no entry, beside the next comer (etcd#16221, the bug Go's RWMutex has;
-/// `tests/etcd_go_rwmutex.rs` revokes a waiter's lease to check it).
+/// After the blocker's release, what is ahead is always read again: that read is what
+/// confirms our own entry is still there. Our lease may have been revoked or expired while we
+/// waited, which the session hears of only at its next renewal; granting on the holder's
+/// delete event alone would hand out a grant with no entry, beside the next comer
+/// (etcd#16221, the bug Go's RWMutex has; `tests/etcd_go_rwmutex.rs` revokes a waiter's lease
+/// to check it). When the blocker was first, that read may be of our entry alone
+/// ([`QueueStore::ahead_after_first`]).
 async fn wait_for_turn<S: QueueStore>(
     store: &S,
     session: &Liveness,
@@ -610,6 +653,8 @@ async fn wait_for_turn<S: QueueStore>(
     mut known: Option<Ahead>,
 ) -> Result<i64> {
     let reader = role == Role::Read;
+    // The entry this waiter waited on, once its wait ended with that entry deleted.
+    let mut gone: Option<String> = None;
     loop {
         let ahead = match known.take() {
             Some(ahead) => ahead,
@@ -617,32 +662,41 @@ async fn wait_for_turn<S: QueueStore>(
                 // Boxed: a queued waiter's future need not keep room for a store request's
                 // state machine the whole time it waits.
                 Box::pin(patiently(session, || async {
-                    if reader {
-                        store.ahead_of_reader(prefix, mine).await
-                    } else {
-                        store.ahead(prefix, mine).await
+                    match &gone {
+                        _ if reader => store.ahead_of_reader(prefix, mine).await,
+                        Some(gone) => store.ahead_after(prefix, mine, gone).await,
+                        None => store.ahead(prefix, mine).await,
                     }
                 }))
                 .await?
             }
         };
-        let (key, rev) = match ahead {
+        let (key, rev, first) = match ahead {
             Ahead::Nobody { rev } => return Ok(rev),
-            Ahead::Entry { key, rev } => (key, rev),
+            Ahead::Entry { key, rev } => (key, rev, false),
+            Ahead::First { key, rev } => (key, rev, true),
         };
         waiting::note(Waiting::Queued {
             ahead: Some(key.clone()),
         });
         let released = async {
             if reader {
-                store.wait_released(&key, rev).await
+                store.wait_released(&key, rev).await.map(|()| None)
             } else {
-                store.wait_deleted(&key, rev).await
+                store.wait_deleted_seen(&key, rev).await.map(Some)
             }
         };
+        gone = None;
         tokio::select! {
             res = released => match res {
-                Ok(()) => {}
+                Ok(Some(witness)) if first => {
+                    // Boxed, as the read above.
+                    let now = Box::pin(patiently(session, || {
+                        store.ahead_after_first(prefix, mine, witness)
+                    }));
+                    known = Some(now.await?);
+                }
+                Ok(_) => gone = Some(key.clone()),
                 Err(e) if e.is_transient() => {
                     tracing::debug!(error = %e, "predecessor watch broke; re-checking");
                     waiting::note(Waiting::Retrying {

@@ -12,6 +12,16 @@ use crate::{LostReason, Result, Write};
 /// `is_lost()`, `lost_reason()`, `is_suspended()`); the calls that wait are its own and block.
 /// Dropping it releases the grant before the drop returns (bounded by five seconds, then in
 /// the background); `unlock()`/`release()`/`resign()` report errors.
+///
+/// ```
+/// # fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+/// # let session = tenure.session()?;
+/// let guard: tenure::blocking::MutexGuard = session.mutex("jobs")?.lock()?;
+/// println!("{} holds {} (token {})", guard.name(), guard.key(), guard.token());
+/// guard.unlock()?;
+/// # Ok(()) }
+/// ```
 #[must_use = "the grant is released when the guard is dropped"]
 pub struct Guard<G: Grant> {
     inner: Option<G>,
@@ -72,6 +82,16 @@ impl<G: Grant> Guard<G> {
 
     /// Applies `ops` atomically, only while this grant holds (C10 in the repository's
     /// `docs/contract.md`); otherwise [`crate::Error::NotHeld`].
+    ///
+    /// ```
+    /// # fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+    /// # let session = tenure.session()?;
+    /// let guard = session.mutex("jobs")?.lock()?;
+    /// guard.write([tenure::Write::put("jobs/result", "done")])?;
+    /// assert_eq!(tenure.read("jobs/result")?, Some(b"done".to_vec()));
+    /// # Ok(()) }
+    /// ```
     pub fn write(&self, ops: impl IntoIterator<Item = Write>) -> Result<()> {
         self.rt
             .block_on(self.get().write(ops.into_iter().collect()))
@@ -79,12 +99,35 @@ impl<G: Grant> Guard<G> {
 
     /// Blocks until the grant is lost (C7), with the reason. The `is_lost()` of the async
     /// grant (through `Deref`) looks without blocking.
+    ///
+    /// ```
+    /// # fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+    /// # let session = tenure.session()?;
+    /// let guard = session.mutex("jobs")?.lock()?;
+    /// std::thread::scope(|s| {
+    ///     let watch = s.spawn(|| guard.lost()); // e.g. a thread that stops the work
+    ///     session.clone().close()?;
+    ///     assert_eq!(watch.join().unwrap(), tenure::LostReason::SessionClosed);
+    ///     Ok::<_, tenure::Error>(())
+    /// })?;
+    /// # Ok(()) }
+    /// ```
     pub fn lost(&self) -> LostReason {
         self.rt.block_on(self.get().lost())
     }
 
     /// Gives the grant back, only if it is still this guard's (C8); reports
     /// [`crate::Error::LockLost`] if it was lost before.
+    ///
+    /// ```
+    /// # fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+    /// # let session = tenure.session()?;
+    /// let permit = session.semaphore("pools/db", 1)?.acquire()?;
+    /// permit.release()?; // any guard: mutex, permit, leadership, read or write hold
+    /// # Ok(()) }
+    /// ```
     pub fn release(mut self) -> Result<()> {
         match self.inner.take() {
             Some(inner) => self.rt.block_on(inner.release()),
@@ -94,6 +137,16 @@ impl<G: Grant> Guard<G> {
 
     /// The async grant, for code that has a runtime after all; it no longer releases on this
     /// guard's drop, but on its own.
+    ///
+    /// ```
+    /// # fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+    /// # let session = tenure.session()?;
+    /// let guard = session.mutex("jobs")?.lock()?;
+    /// let async_guard: tenure::MutexGuard = guard.into_async().expect("not yet released");
+    /// assert_eq!(async_guard.name(), "jobs");
+    /// # Ok(()) }
+    /// ```
     pub fn into_async(mut self) -> Option<G> {
         self.inner.take()
     }
@@ -126,6 +179,15 @@ impl<G: Grant> Drop for Guard<G> {
 
 impl Guard<crate::MutexGuard> {
     /// Releases the lock; see [`crate::MutexGuard::unlock`].
+    ///
+    /// ```
+    /// # fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+    /// # let session = tenure.session()?;
+    /// session.mutex("jobs")?.lock()?.unlock()?;
+    /// tenure.session()?.mutex("jobs")?.try_lock()?; // free again
+    /// # Ok(()) }
+    /// ```
     pub fn unlock(self) -> Result<()> {
         self.release()
     }
@@ -133,6 +195,14 @@ impl Guard<crate::MutexGuard> {
 
 impl Guard<crate::ReadGuard> {
     /// Stops reading; see [`crate::ReadGuard::unlock`].
+    ///
+    /// ```
+    /// # fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+    /// # let session = tenure.session()?;
+    /// session.rwlock("config")?.read()?.unlock()?;
+    /// # Ok(()) }
+    /// ```
     pub fn unlock(self) -> Result<()> {
         self.release()
     }
@@ -140,12 +210,31 @@ impl Guard<crate::ReadGuard> {
 
 impl Guard<crate::WriteGuard> {
     /// Stops writing; see [`crate::WriteGuard::unlock`].
+    ///
+    /// ```
+    /// # fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+    /// # let session = tenure.session()?;
+    /// session.rwlock("config")?.write()?.unlock()?;
+    /// # Ok(()) }
+    /// ```
     pub fn unlock(self) -> Result<()> {
         self.release()
     }
 
     /// Turns the write hold into a read hold with no moment unheld and no writer let in; see
     /// [`crate::WriteGuard::downgrade`].
+    ///
+    /// ```
+    /// # fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+    /// # let session = tenure.session()?;
+    /// let writing = session.rwlock("cache")?.write()?;
+    /// writing.write([tenure::Write::put("cache-value", "fresh")])?;
+    /// let reading = writing.downgrade()?; // no writer got in between
+    /// reading.unlock()?;
+    /// # Ok(()) }
+    /// ```
     pub fn downgrade(mut self) -> Result<ReadGuard> {
         let rt = self.rt.clone();
         let Some(inner) = self.inner.take() else {
@@ -158,11 +247,30 @@ impl Guard<crate::WriteGuard> {
 
 impl Guard<crate::Leadership> {
     /// Steps down; see [`crate::Leadership::resign`].
+    ///
+    /// ```
+    /// # fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+    /// # let session = tenure.session()?;
+    /// session.election("primary")?.campaign("host-a")?.resign()?;
+    /// assert_eq!(tenure.leader("primary")?, None);
+    /// # Ok(()) }
+    /// ```
     pub fn resign(self) -> Result<()> {
         self.release()
     }
 
     /// Replaces the leader's value while still leading; see [`crate::Leadership::proclaim`].
+    ///
+    /// ```
+    /// # fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+    /// # let session = tenure.session()?;
+    /// let leadership = session.election("primary")?.campaign("host-a:8080")?;
+    /// leadership.proclaim("host-a:9090")?;
+    /// assert_eq!(tenure.leader("primary")?.map(|l| l.value), Some(b"host-a:9090".to_vec()));
+    /// # Ok(()) }
+    /// ```
     pub fn proclaim(&self, value: impl Into<Vec<u8>>) -> Result<()> {
         self.rt.block_on(self.get().proclaim(value))
     }

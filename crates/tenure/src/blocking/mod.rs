@@ -35,14 +35,60 @@ pub use session::{Election, Mutex, RwLock, Semaphore, Session};
 use crate::{Error, Leader, LockStatus, Result, Write};
 
 /// The mutex guard of the blocking API.
+///
+/// ```
+/// # fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+/// # let session = tenure.session()?;
+/// let guard: tenure::blocking::MutexGuard = session.mutex("jobs")?.lock()?;
+/// guard.unlock()?;
+/// # Ok(()) }
+/// ```
 pub type MutexGuard = Guard<crate::MutexGuard>;
 /// Leadership, in the blocking API.
+///
+/// ```
+/// # fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+/// # let session = tenure.session()?;
+/// let leadership: tenure::blocking::Leadership = session.election("primary")?.campaign("host-a")?;
+/// leadership.resign()?;
+/// # Ok(()) }
+/// ```
 pub type Leadership = Guard<crate::Leadership>;
 /// A semaphore permit, in the blocking API.
+///
+/// ```
+/// # fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+/// # let session = tenure.session()?;
+/// let permit: tenure::blocking::Permit = session.semaphore("pools/db", 2)?.acquire()?;
+/// permit.release()?;
+/// # Ok(()) }
+/// ```
 pub type Permit = Guard<crate::Permit>;
 /// A read hold of a read/write lock, in the blocking API.
+///
+/// ```
+/// # fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+/// # let session = tenure.session()?;
+/// let reading: tenure::blocking::ReadGuard = session.rwlock("config")?.read()?;
+/// reading.unlock()?;
+/// # Ok(()) }
+/// ```
 pub type ReadGuard = Guard<crate::ReadGuard>;
 /// A write hold of a read/write lock, in the blocking API.
+///
+/// ```
+/// # fn main() -> tenure::Result<()> {
+/// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+/// # let session = tenure.session()?;
+/// let writing: tenure::blocking::WriteGuard = session.rwlock("config")?.write()?;
+/// let reading: tenure::blocking::ReadGuard = writing.downgrade()?;
+/// reading.unlock()?;
+/// # Ok(()) }
+/// ```
 pub type WriteGuard = Guard<crate::WriteGuard>;
 
 /// How long a drop may block to release (a guard) or revoke (a session) before it leaves the
@@ -98,6 +144,14 @@ impl Rt {
 }
 
 /// A connection to a store, blocking; see [`crate::Tenure`].
+///
+/// ```
+/// # fn main() -> tenure::Result<()> {
+/// let tenure: tenure::blocking::Tenure = tenure::blocking::Tenure::connect("mem://")?;
+/// let guard = tenure.session()?.mutex("jobs")?.lock()?;
+/// guard.unlock()?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Tenure {
     inner: crate::Tenure,
@@ -106,6 +160,13 @@ pub struct Tenure {
 
 impl Tenure {
     /// Connects to the store at `url` with default options; see [`crate::Tenure::connect`].
+    ///
+    /// ```
+    /// # fn main() -> tenure::Result<()> {
+    /// let tenure = tenure::blocking::Tenure::connect("mem://")?; // or "etcd://127.0.0.1:2379"
+    /// assert_eq!(tenure.backend(), "mem");
+    /// # Ok(()) }
+    /// ```
     pub fn connect(url: &str) -> Result<Tenure> {
         Tenure::connect_with(crate::Tenure::builder(url))
     }
@@ -128,42 +189,104 @@ impl Tenure {
     }
 
     /// The async client behind this one, for code that has a runtime after all.
+    ///
+    /// ```
+    /// # fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+    /// let async_client: tenure::Tenure = tenure.as_async().clone();
+    /// assert_eq!(async_client.url(), tenure.url());
+    /// # Ok(()) }
+    /// ```
     pub fn as_async(&self) -> &crate::Tenure {
         &self.inner
     }
 
     /// The URL connected to, with any password redacted.
+    ///
+    /// ```
+    /// # fn main() -> tenure::Result<()> {
+    /// let tenure = tenure::blocking::Tenure::connect("mem://blocking-url-doc")?;
+    /// assert_eq!(tenure.url(), "mem://blocking-url-doc");
+    /// # Ok(()) }
+    /// ```
     pub fn url(&self) -> &str {
         self.inner.url()
     }
 
     /// The backend's short name; see [`crate::Tenure::backend`].
+    ///
+    /// ```
+    /// # fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+    /// assert_eq!(tenure.backend(), "mem");
+    /// # Ok(()) }
+    /// ```
     pub fn backend(&self) -> &'static str {
         self.inner.backend()
     }
 
     /// Opens a session (one lease, renewed in the background); see [`crate::Tenure::session`].
+    ///
+    /// ```
+    /// # fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+    /// let session = tenure.session()?;
+    /// assert!(!session.is_lost());
+    /// # Ok(()) }
+    /// ```
     pub fn session(&self) -> Result<Session> {
         let session = self.rt.block_on(self.inner.session())?;
         Ok(Session::new(session, self.rt.clone()))
     }
 
     /// Reads one key; see [`crate::Tenure::read`].
+    ///
+    /// ```
+    /// # fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+    /// assert_eq!(tenure.read("jobs/last-run")?, None);
+    /// # Ok(()) }
+    /// ```
     pub fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.rt.block_on(self.inner.read(key))
     }
 
     /// Writes without a lock (the store's plain write); see [`crate::Tenure::write`].
+    ///
+    /// ```
+    /// # fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+    /// tenure.write([tenure::Write::put("jobs/last-run", "today")])?;
+    /// assert_eq!(tenure.read("jobs/last-run")?, Some(b"today".to_vec()));
+    /// # Ok(()) }
+    /// ```
     pub fn write(&self, ops: impl IntoIterator<Item = Write>) -> Result<()> {
         self.rt.block_on(self.inner.write(ops))
     }
 
     /// The current leader of election `name`; see [`crate::Tenure::leader`].
+    ///
+    /// ```
+    /// # fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+    /// let _leading = tenure.session()?.election("primary")?.campaign("host-a")?;
+    /// assert_eq!(tenure.leader("primary")?.map(|l| l.value), Some(b"host-a".to_vec()));
+    /// # Ok(()) }
+    /// ```
     pub fn leader(&self, name: &str) -> Result<Option<Leader>> {
         self.rt.block_on(self.inner.leader(name))
     }
 
     /// Locks and elections under `prefix`; see [`crate::Tenure::status`].
+    ///
+    /// ```
+    /// # fn main() -> tenure::Result<()> {
+    /// # let tenure = tenure::blocking::Tenure::connect("mem://")?;
+    /// let _guard = tenure.session()?.mutex("jobs/nightly")?.lock()?;
+    /// let status = tenure.status("jobs/")?;
+    /// assert_eq!(status[0].name, "jobs/nightly");
+    /// # Ok(()) }
+    /// ```
     pub fn status(&self, prefix: &str) -> Result<Vec<LockStatus>> {
         self.rt.block_on(self.inner.status(prefix))
     }

@@ -163,8 +163,46 @@ pub(crate) async fn r_elections_unsupported(f: Fixture) {
     }
 }
 
-/// Listing (C15) is refused with a clear error: Redis cannot list keys under a prefix in
-/// order, and the lock key's value is the owner token, not a holder value.
+/// Listing (C15) on one instance: only keys registered with `put_ephemeral` can be listed
+/// (they are indexed; see backend/redis/ephemeral.rs), never a lock, so `status` lists them
+/// and nothing else. Ephemeral keys keep their semantics here (issue 16): another session's
+/// key is refused, the owner's re-put replaces it, an operator's delete is survived by the
+/// session (not lost, as a lock would be), and closing the session deletes the key with its
+/// index and owner entries.
+pub(crate) async fn r_status_lists_registered_keys_only(f: Fixture) {
+    let s = f.tenure.session().await.unwrap();
+    let _held = s.mutex(&f.name("held")).unwrap().lock().await.unwrap();
+    let key = f.name("registered");
+    s.put_ephemeral(&key, "here").await.unwrap();
+    let other = f.tenure.session().await.unwrap();
+    assert!(matches!(
+        other.put_ephemeral(&key, "impostor").await,
+        Err(Error::Locked { .. })
+    ));
+    s.put_ephemeral(&key, "again").await.unwrap();
+    for prefix in [f.name(""), String::new()] {
+        let listed = f.tenure.status(&prefix).await.unwrap();
+        let ours: Vec<_> = listed
+            .iter()
+            .filter(|st| st.name.starts_with(&f.name("")))
+            .collect();
+        assert_eq!(ours.len(), 1, "{prefix:?}: {listed:?}");
+        assert!(ours[0].registered && ours[0].name == key, "{ours:?}");
+        assert_eq!(ours[0].holder.value, b"again".to_vec());
+        assert!(ours[0].holder_ttl.is_some(), "{ours:?}");
+    }
+    admin(&f).delete(&key).await;
+    s.put_ephemeral(&key, "back").await.unwrap();
+    assert!(!s.is_lost());
+    assert_eq!(f.tenure.read(&key).await.unwrap(), Some(b"back".to_vec()));
+    s.close().await.unwrap();
+    assert_eq!(f.tenure.read(&key).await.unwrap(), None);
+    let listed = f.tenure.status(&f.name("")).await.unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
+}
+
+/// Listing (C15) is refused with a clear error on Redlock: Redis cannot list keys under a
+/// prefix in order, and the lock key's value is the owner token, not a holder value.
 pub(crate) async fn r_status_unsupported(f: Fixture) {
     let s = f.tenure.session().await.unwrap();
     let _held = s.mutex(&f.name("held")).unwrap().lock().await.unwrap();

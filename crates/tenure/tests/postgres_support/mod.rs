@@ -6,6 +6,8 @@
 #[path = "../support/skip.rs"]
 mod skip;
 
+pub mod freeze;
+
 use std::process::Stdio;
 use std::time::Duration;
 

@@ -357,6 +357,18 @@ impl Admin {
         !resp.kvs().is_empty()
     }
 
+    /// Revokes `lease`, as `etcdctl lease revoke` does, without starting a process.
+    #[allow(dead_code)]
+    pub async fn revoke(&self, lease: i64) {
+        within(
+            "lease revoke",
+            PATIENCE,
+            self.0.lease_client().revoke(lease),
+        )
+        .await
+        .expect("lease revoke");
+    }
+
     /// The lease's remaining TTL in seconds as etcd reports it (`-1` once it is gone).
     pub async fn lease_ttl(&self, lease: i64) -> i64 {
         within(

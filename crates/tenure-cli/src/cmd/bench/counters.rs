@@ -1,7 +1,8 @@
 //! The store's own work counters, read around a measured window so that "requests per
 //! hand-off" comes from the server, not from what the client believes it sent: etcd's
-//! `/metrics` (gRPC calls and watch events), ZooKeeper's `mntr` (reads and writes it served,
-//! watches deletes fired), Redis's `INFO commandstats` (commands and `PUBLISH`es).
+//! `/metrics` (gRPC calls and watch events), ZooKeeper's `mntr` (reads and writes it served
+//! under the lock's top-level node, watches deletes fired), Redis's `INFO commandstats`
+//! (commands and `PUBLISH`es).
 //!
 //! Read over plain TCP on the URL's first endpoint. A store that cannot be asked (TLS, a
 //! password, `mem://`, a ZooKeeper without `mntr` in its four-letter-word whitelist) has no
@@ -48,11 +49,25 @@ impl Counts {
 #[derive(Debug, Clone)]
 pub enum Source {
     Etcd(String),
-    ZooKeeper(String),
+    /// The server, and the top-level node whose reads and writes count (ZooKeeper's
+    /// per-namespace counters): the chroot's, else the lock name's.
+    ZooKeeper(String, Option<String>),
     Redis(String),
 }
 
 impl Source {
+    /// The counter source for the lock `name` on `url`.
+    pub fn for_lock(url: &str, name: &str) -> Option<Source> {
+        match Source::for_url(url)? {
+            Source::ZooKeeper(host, None) => {
+                let top = name.trim_start_matches('/').split('/').next();
+                let namespace = top.filter(|t| !t.is_empty()).map(str::to_string);
+                Some(Source::ZooKeeper(host, namespace))
+            }
+            other => Some(other),
+        }
+    }
+
     /// The counter source for `url`, if plain TCP without credentials can reach one.
     pub fn for_url(url: &str) -> Option<Source> {
         let (scheme, rest) = url.split_once("://")?;
@@ -63,9 +78,13 @@ impl Source {
         if host.is_empty() {
             return None;
         }
+        let chroot = rest.split_once('/').map(|(_, path)| path);
+        let namespace = chroot
+            .and_then(|path| path.split('/').find(|s| !s.is_empty()))
+            .map(str::to_string);
         match scheme {
             "etcd" => Some(Source::Etcd(host)),
-            "zk" => Some(Source::ZooKeeper(host)),
+            "zk" => Some(Source::ZooKeeper(host, namespace)),
             "redis" => Some(Source::Redis(host)),
             _ => None,
         }
@@ -76,7 +95,7 @@ impl Source {
         let read = async {
             match self {
                 Source::Etcd(host) => etcd(host).await,
-                Source::ZooKeeper(host) => zookeeper(host).await,
+                Source::ZooKeeper(host, namespace) => zookeeper(host, namespace.as_deref()).await,
                 Source::Redis(host) => redis(host).await,
             }
         };
@@ -136,9 +155,9 @@ fn parse_etcd(text: &str) -> Counts {
     counts
 }
 
-async fn zookeeper(host: &str) -> std::io::Result<Counts> {
+async fn zookeeper(host: &str, namespace: Option<&str>) -> std::io::Result<Counts> {
     let text = exchange(host, b"mntr").await?;
-    parse_mntr(&text).ok_or_else(|| {
+    parse_mntr(&text, namespace).ok_or_else(|| {
         std::io::Error::other(format!(
             "ZooKeeper answered mntr without its counters (is mntr in 4lw.commands.whitelist?): {}",
             text.trim()
@@ -146,17 +165,31 @@ async fn zookeeper(host: &str) -> std::io::Result<Counts> {
     })
 }
 
-/// Reads and writes served (latency samples counted; pings are neither), and the watches
-/// that deletes fired.
-fn parse_mntr(text: &str) -> Option<Counts> {
+/// Reads and writes served under `namespace`, the lock's top-level node (the server's
+/// per-namespace counters), else all of them (latency samples counted; pings are neither); and
+/// the watches that deletes fired. The namespace leaves out the sessions' renewals (a read of
+/// `/` every third of the TTL), as etcd's count leaves out keep-alives: background work of
+/// every open session, whatever the locks do (10,000 sessions at a 30 s TTL renew 1,000 times
+/// a second, more than the hand-offs themselves).
+fn parse_mntr(text: &str, namespace: Option<&str>) -> Option<Counts> {
     let value = |key: &str| {
         text.lines().find_map(|l| {
             let (k, v) = l.split_once('\t')?;
             (k == key).then(|| v.trim().parse::<f64>().ok()).flatten()
         })
     };
+    let scoped = namespace.and_then(|ns| {
+        Some(
+            value(&format!("zk_cnt_{ns}_read_per_namespace"))?
+                + value(&format!("zk_cnt_{ns}_write_per_namespace"))?,
+        )
+    });
+    let requests = match scoped {
+        Some(requests) => requests,
+        None => value("zk_cnt_readlatency")? + value("zk_cnt_updatelatency")?,
+    };
     Some(Counts {
-        requests: value("zk_cnt_readlatency")? + value("zk_cnt_updatelatency")?,
+        requests,
         events: value("zk_sum_node_deleted_watch_count")?,
     })
 }
@@ -210,7 +243,11 @@ mod tests {
         ));
         assert!(matches!(
             Source::for_url("zk://127.0.0.1:2181/chroot"),
-            Some(Source::ZooKeeper(h)) if h == "127.0.0.1:2181"
+            Some(Source::ZooKeeper(h, Some(ns))) if h == "127.0.0.1:2181" && ns == "chroot"
+        ));
+        assert!(matches!(
+            Source::for_lock("zk://127.0.0.1:2181", "tenure-bench/1/waiters-0"),
+            Some(Source::ZooKeeper(_, Some(ns))) if ns == "tenure-bench"
         ));
         assert!(matches!(
             Source::for_url("redis://127.0.0.1:6379/2"),
@@ -237,9 +274,16 @@ mod tests {
         assert_eq!((c.requests, c.events), (10.0, 4.0));
         let mntr = "zk_version\t3.8\nzk_cnt_readlatency\t5\nzk_cnt_updatelatency\t6\n\
             zk_sum_node_deleted_watch_count\t2\n";
-        let c = parse_mntr(mntr).expect("counters");
+        let c = parse_mntr(mntr, Some("tenure-bench")).expect("counters");
         assert_eq!((c.requests, c.events), (11.0, 2.0));
-        assert!(parse_mntr("mntr is not executed because it is not in the whitelist.").is_none());
+        let scoped = format!(
+            "{mntr}zk_cnt_tenure-bench_read_per_namespace\t3\n\
+             zk_cnt_tenure-bench_write_per_namespace\t1\n"
+        );
+        let c = parse_mntr(&scoped, Some("tenure-bench")).expect("counters");
+        assert_eq!((c.requests, c.events), (4.0, 2.0));
+        let refused = "mntr is not executed because it is not in the whitelist.";
+        assert!(parse_mntr(refused, None).is_none());
         let info = "$100\r\n# Commandstats\r\ncmdstat_evalsha:calls=9,usec=1\r\n\
             cmdstat_publish:calls=2,usec=1\r\ncmdstat_info:calls=40,usec=1\r\n+OK\r\n";
         let c = parse_commandstats(info);

@@ -81,7 +81,7 @@ impl Shared {
 }
 
 pub async fn run(tenure: &Tenure, name: &str, waiters: usize) -> Result<Waiters> {
-    let counters = Source::for_url(tenure.url());
+    let counters = Source::for_lock(tenure.url(), name);
     let window = waiters.min(WINDOW);
     let rss_empty = rss_bytes();
     let holder = tenure.session().await?;

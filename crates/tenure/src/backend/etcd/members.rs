@@ -114,7 +114,23 @@ impl Members {
         F: FnOnce(Client) -> Fut,
         Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
-        let member = self.member().await?;
+        let index = self.preferred.load(Ordering::Relaxed) % self.urls.len();
+        self.call_at(index, op, request).await
+    }
+
+    /// [`Members::call`] on member `index`, whichever is preferred: for a read that must see
+    /// at least what that member has already shown us (a watch event it sent).
+    pub(super) async fn call_at<T, F, Fut>(
+        &self,
+        index: usize,
+        op: &'static str,
+        request: F,
+    ) -> Result<T>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let member = self.member_at(index).await?;
         let answer =
             crate::backend::call_with(op, ATTEMPT_TIMEOUT, request(member.client), map_err).await;
         if matches!(&answer, Err(e) if e.is_transient()) {

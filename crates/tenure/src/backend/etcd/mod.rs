@@ -2,6 +2,7 @@
 //! a lock or election named `N` is the key prefix `N/`, each session's entry is
 //! `N/<lease id in lowercase hex>`, and the owner is the entry with the lowest create revision.
 
+mod keep_alive;
 mod members;
 mod observe;
 mod session;
@@ -15,8 +16,9 @@ use async_trait::async_trait;
 use etcd_client::{ConnectOptions, GetOptions};
 use tokio::time::Instant;
 
+use self::keep_alive::{EtcdRenewer, KeepAliveHub};
 use self::members::{Members, ATTEMPT_TIMEOUT};
-use self::session::{EtcdRenewer, EtcdSession};
+use self::session::EtcdSession;
 use self::watch::WatchHub;
 use super::lease::spawn_keep_alive;
 use super::queue::QueueSession;
@@ -142,6 +144,7 @@ pub(super) fn revision(header: Option<&etcd_client::ResponseHeader>) -> i64 {
 pub(crate) struct EtcdBackend {
     members: Arc<Members>,
     watch: WatchHub,
+    keep_alive: Arc<KeepAliveHub>,
 }
 
 impl EtcdBackend {
@@ -183,7 +186,12 @@ impl EtcdBackend {
         let members = Arc::new(Members::new(urls, opts));
         probe(&members, endpoints, tls, security, timeout).await?;
         let watch = WatchHub::spawn(members.clone());
-        Ok(EtcdBackend { members, watch })
+        let keep_alive = KeepAliveHub::new(members.clone());
+        Ok(EtcdBackend {
+            members,
+            watch,
+            keep_alive,
+        })
     }
 }
 
@@ -298,7 +306,7 @@ impl Backend for EtcdBackend {
         .await?;
         let granted = Duration::from_secs(grant.ttl().max(1) as u64);
         let liveness = Liveness::new();
-        let renewer = EtcdRenewer::new(self.members.clone(), grant.id());
+        let renewer = EtcdRenewer::new(self.keep_alive.clone(), grant.id());
         let keep_alive = spawn_keep_alive(renewer, liveness.clone(), granted, granted_at, "etcd");
         let session = EtcdSession::new(
             self.members.clone(),

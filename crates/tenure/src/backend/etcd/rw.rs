@@ -313,8 +313,8 @@ impl EtcdSession {
             return Ok(());
         }
         tokio::select! {
-            seen = deleted.deleted() => seen.map_err(broken),
-            seen = marked.deleted() => seen.map_err(broken),
+            seen = deleted.deleted() => seen.map(|_| ()).map_err(broken),
+            seen = marked.deleted() => seen.map(|_| ()).map_err(broken),
         }
     }
 

@@ -1,22 +1,19 @@
 //! One etcd lease and the queue operations made under it, each exactly one request.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use async_trait::async_trait;
 use etcd_client::{
-    Compare, CompareOp, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, SortOrder,
-    SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    Compare, CompareOp, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
+    TxnResponse,
 };
+use std::sync::Arc;
 use tokio::task::AbortHandle;
 
 use super::members::Members;
 use super::watch::WatchHub;
-use super::{is_lease_not_found, map_err, revision};
-use crate::backend::lease::Renewer;
+use super::{is_lease_not_found, revision};
 use crate::backend::observe::Kv;
 use crate::backend::queue::{
-    downgrade_marker, Ahead, Enqueued, QueueEntry, QueueStore, Role, Ticket,
+    downgrade_marker, Ahead, Enqueued, QueueEntry, QueueStore, Role, Ticket, Witness,
 };
 use crate::backend::semaphore::Unlocked;
 use crate::liveness::{Liveness, LostReason};
@@ -170,16 +167,44 @@ fn ahead_of(kvs: &[etcd_client::KeyValue], mine: &QueueEntry, rev: i64) -> Optio
     if newest.key() != mine.key.as_bytes() || newest.create_revision() as u64 != mine.token {
         return None;
     }
-    Some(match kvs.get(1) {
-        Some(kv) => Ahead::Entry {
-            key: String::from_utf8_lossy(kv.key()).into_owned(),
-            rev,
-        },
-        None => Ahead::Nobody { rev },
+    let Some(ahead) = kvs.get(1) else {
+        return Some(Ahead::Nobody { rev });
+    };
+    let key = String::from_utf8_lossy(ahead.key()).into_owned();
+    // A third entry is older than the one ahead: that one is not first.
+    Some(match kvs.get(2) {
+        None => Ahead::First { key, rev },
+        Some(_) => Ahead::Entry { key, rev },
     })
 }
 
 impl EtcdSession {
+    /// `key` as read from a state at least as new as `at`: serializable, on the member `at`
+    /// names, when that member answers from there (it created a watch at `at.rev`, so it has
+    /// applied that revision, and a member's state only moves forward); else linearizable.
+    /// A waiter's read after its watch is created need not wait for the leader's
+    /// confirmation, which costs etcd a round of its read loop per waiter.
+    async fn read_since(&self, key: &str, at: Witness) -> Result<etcd_client::GetResponse> {
+        if let Some(member) = at.member {
+            let opts = GetOptions::new().with_serializable();
+            let resp = self
+                .members
+                .call_at(member, "wait", |c| async move {
+                    c.kv_client().get(key, Some(opts)).await
+                })
+                .await?;
+            if revision(resp.header()) >= at.rev {
+                return Ok(resp);
+            }
+        }
+        self.members
+            .call(
+                "wait",
+                |c| async move { c.kv_client().get(key, None).await },
+            )
+            .await
+    }
+
     /// One range (not a read-only Txn: etcd 3.5.0–3.5.4 panic when one is cancelled while it
     /// runs, etcd#14110, as a timed-out or dropped waiter's request is) for what stands ahead
     /// of `mine`; `None` if `mine` is not there.
@@ -357,42 +382,76 @@ impl QueueStore for EtcdSession {
     }
 
     async fn wait_deleted(&self, key: &str, rev: i64) -> Result<()> {
+        self.wait_deleted_seen(key, rev).await.map(|_| ())
+    }
+
+    async fn wait_deleted_seen(&self, key: &str, rev: i64) -> Result<Witness> {
         let broken = |message| Error::Transient {
             op: "watch",
             message,
             source: None,
         };
         let mut watch = self.watch.watch_delete(key, None);
-        let created_rev = watch.created().await.map_err(broken)?;
+        let created = watch.created().await.map_err(broken)?;
+        let created_rev = created.rev;
         // From here the watch sees every delete; one read covers the time before it. Boxed:
         // a waiter's future lives as long as it waits, and would otherwise keep room for a
         // gRPC call's whole state machine (about 20 KB) the entire time.
-        let now =
-            Box::pin(self.members.call(
-                "wait",
-                |c| async move { c.kv_client().get(key, None).await },
-            ))
-            .await?;
+        let now = Box::pin(self.read_since(key, created)).await?;
         let same_entry = now
             .kvs()
             .first()
             .is_some_and(|kv| kv.create_revision() <= rev);
         if !same_entry {
-            return Ok(());
+            // Seen by a read, not an event: no revision to name, so a read that must follow
+            // the deletion is linearizable.
+            return Ok(Witness::default());
         }
         let hedge = watch.hedge(key, created_rev, revision(now.header()));
         watch.deleted_or(hedge).await.map_err(broken)
+    }
+
+    async fn ahead_after_first(
+        &self,
+        prefix: &str,
+        mine: &QueueEntry,
+        witness: Witness,
+    ) -> Result<Ahead> {
+        // Our own entry alone, from a state at least as new as the first entry's deletion:
+        // from the member whose watch reported it, without leader confirmation, when that
+        // member answers from the deletion's revision on ([`EtcdSession::read_since`]; etcd
+        // sends a watch event only once it has applied its revision, yet queues it just
+        // before that write turns visible to reads, so a read racing that gap answers from
+        // the revision before and is asked again linearizably). If our lease was revoked
+        // before the deletion, the entry is missing there; if after, we were first in between
+        // and the grant's own watch, which starts right after this read's revision, reports
+        // the loss. A missing entry is then confirmed as gone by the full read.
+        let now = Box::pin(self.read_since(&mine.key, witness)).await?;
+        let still_mine = now
+            .kvs()
+            .first()
+            .is_some_and(|kv| kv.create_revision() as u64 == mine.token);
+        if still_mine {
+            return Ok(Ahead::Nobody {
+                rev: revision(now.header()),
+            });
+        }
+        self.ahead(prefix, mine).await
     }
 
     async fn watch_own(&self, mine: &QueueEntry, rev: i64) -> Result<()> {
         // No extra read on the uncontended path: a delete right after `rev` reaches this
         // watch at etcd's next catch-up (within 100 ms), soon enough for the lost signal.
         let mut watch = self.watch.watch_delete(&mine.key, Some(rev + 1));
-        watch.deleted().await.map_err(|message| Error::Transient {
-            op: "watch",
-            message,
-            source: None,
-        })
+        watch
+            .deleted()
+            .await
+            .map(|_| ())
+            .map_err(|message| Error::Transient {
+                op: "watch",
+                message,
+                source: None,
+            })
     }
 
     async fn remove(&self, mine: &QueueEntry) -> Result<bool> {
@@ -591,85 +650,5 @@ impl QueueStore for EtcdSession {
 
     fn liveness(&self) -> &Liveness {
         &self.liveness
-    }
-}
-
-/// Keep-alives on one stream per session, reopened after a fault — on the next member when
-/// the one it was on (or was being opened on) failed or did not answer in time (C14).
-pub(super) struct EtcdRenewer {
-    members: Arc<Members>,
-    lease: i64,
-    /// The member the stream is on, or is being opened on: a stopped member never answers
-    /// the opening either, and must be passed over all the same.
-    member: Option<usize>,
-    stream: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
-}
-
-impl EtcdRenewer {
-    pub(super) fn new(members: Arc<Members>, lease: i64) -> Self {
-        EtcdRenewer {
-            members,
-            lease,
-            member: None,
-            stream: None,
-        }
-    }
-
-    async fn renew_on_stream(&mut self) -> Result<Option<Duration>> {
-        if self.stream.is_none() {
-            let member = self.members.member().await?;
-            self.member = Some(member.index);
-            match member.client.lease_client().keep_alive(self.lease).await {
-                Ok(stream) => self.stream = Some(stream),
-                // Opening the stream for a revoked lease is etcd saying it is gone: etcd answers
-                // TTL 0, which etcd-client turns into this error of its own, with no code.
-                Err(etcd_client::Error::LeaseKeepAliveError(m)) if m == "lease not found" => {
-                    return Ok(None)
-                }
-                Err(e) => match map_err("keep-alive", e) {
-                    gone if is_lease_not_found(&gone) => return Ok(None),
-                    other => return Err(other),
-                },
-            }
-        }
-        let Some((keeper, stream)) = &mut self.stream else {
-            return Ok(None);
-        };
-        keeper
-            .keep_alive()
-            .await
-            .map_err(|e| map_err("keep-alive", e))?;
-        match stream
-            .message()
-            .await
-            .map_err(|e| map_err("keep-alive", e))?
-        {
-            Some(resp) if resp.ttl() > 0 => Ok(Some(Duration::from_secs(resp.ttl() as u64))),
-            Some(_) => Ok(None),
-            None => Err(Error::Transient {
-                op: "keep-alive",
-                message: "keep-alive stream closed".into(),
-                source: None,
-            }),
-        }
-    }
-}
-
-#[async_trait]
-impl Renewer for EtcdRenewer {
-    async fn renew(&mut self) -> Result<Option<Duration>> {
-        let res = self.renew_on_stream().await;
-        if res.is_err() {
-            self.reset();
-        }
-        res
-    }
-
-    /// Drops the stream; its member failed or went quiet, so the next one is tried.
-    fn reset(&mut self) {
-        self.stream = None;
-        if let Some(member) = self.member.take() {
-            self.members.failed(member);
-        }
     }
 }

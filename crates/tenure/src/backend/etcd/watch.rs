@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 
 use super::members::{Members, ATTEMPT_TIMEOUT};
 use super::revision;
+use crate::backend::queue::Witness;
 
 /// How often the member under a stream with watches on it is checked (C14). A member that
 /// stopped (SIGSTOP, a hung machine) keeps its connection open and says nothing; one cut off
@@ -63,11 +64,12 @@ async fn member_answers(members: Arc<Members>, index: usize) -> bool {
 }
 
 /// What a deletion watch reports, in order: `Created` (with the revision etcd created the
-/// watch at), then `Deleted` or `Broken`.
+/// watch at and the member it is on), then `Deleted` (with the member that sent it and the
+/// revision it was sent at) or `Broken`.
 #[derive(Debug)]
 pub(super) enum WatchEvent {
-    Created(i64),
-    Deleted,
+    Created(Witness),
+    Deleted(Witness),
     Broken(String),
 }
 
@@ -115,12 +117,13 @@ impl DeleteWatch {
             .unwrap_or_else(|| WatchEvent::Broken("watch driver stopped".into()))
     }
 
-    /// Waits until etcd confirms the watch and returns the revision it was created at: the
-    /// watch sees every deletion after it. `Err` with the reason if it broke instead.
-    pub(super) async fn created(&mut self) -> Result<i64, String> {
+    /// Waits until etcd confirms the watch and returns the revision it was created at (the
+    /// watch sees every deletion after it) and the member it is on. `Err` with the reason if
+    /// it broke instead.
+    pub(super) async fn created(&mut self) -> Result<Witness, String> {
         match self.next().await {
-            WatchEvent::Created(rev) => Ok(rev),
-            WatchEvent::Deleted => Ok(0),
+            WatchEvent::Created(at) => Ok(at),
+            WatchEvent::Deleted(_) => Ok(Witness::default()),
             WatchEvent::Broken(why) => Err(why),
         }
     }
@@ -135,19 +138,23 @@ impl DeleteWatch {
         (read_rev > created_rev).then(|| self.hub.watch_delete(key, None))
     }
 
-    /// Waits for the deletion; `Err` with the reason if the watch broke instead.
-    pub(super) async fn deleted(&mut self) -> Result<(), String> {
+    /// Waits for the deletion, saying where it was seen; `Err` with the reason if the watch
+    /// broke instead.
+    pub(super) async fn deleted(&mut self) -> Result<Witness, String> {
         loop {
             match self.next().await {
                 WatchEvent::Created(_) => continue,
-                WatchEvent::Deleted => return Ok(()),
+                WatchEvent::Deleted(seen) => return Ok(seen),
                 WatchEvent::Broken(why) => return Err(why),
             }
         }
     }
 
     /// Waits for the deletion as seen by this watch or by `hedge`, whichever reports first.
-    pub(super) async fn deleted_or(&mut self, hedge: Option<DeleteWatch>) -> Result<(), String> {
+    pub(super) async fn deleted_or(
+        &mut self,
+        hedge: Option<DeleteWatch>,
+    ) -> Result<Witness, String> {
         match hedge {
             None => self.deleted().await,
             Some(mut hedge) => tokio::select! {
@@ -297,8 +304,13 @@ impl Driver {
 
     fn on_response(&mut self, resp: etcd_client::WatchResponse) -> Option<i64> {
         let id = resp.watch_id();
+        let member = self.stream.as_ref().map(|(member, ..)| *member);
         if resp.created() {
-            self.tell(id, WatchEvent::Created(revision(resp.header())));
+            let at = Witness {
+                member,
+                rev: revision(resp.header()),
+            };
+            self.tell(id, WatchEvent::Created(at));
         }
         if resp.canceled() {
             let why = format!("watch canceled by etcd: {}", resp.cancel_reason());
@@ -313,7 +325,13 @@ impl Driver {
             .iter()
             .any(|e| e.event_type() == EventType::Delete || puts);
         if deleted {
-            self.tell(id, WatchEvent::Deleted);
+            // etcd sends an event only once the member has applied it; a response's header
+            // carries the revision of its events (or a later one).
+            let seen = Witness {
+                member,
+                rev: revision(resp.header()),
+            };
+            self.tell(id, WatchEvent::Deleted(seen));
             return Some(id);
         }
         None

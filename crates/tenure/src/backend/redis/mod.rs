@@ -24,16 +24,24 @@
 //! never retried. Passwords live in [`crate::Secret`]s and redacted URLs; Redis never echoes
 //! them. A user confined to a prefix needs, beside its keys (`~app1:*`, which covers each
 //! lock's `:fence` counter), the session heartbeat keys, its locks' waiter queues
-//! (`tenure:queue:<name>`), its release and wake-up channels, and these
+//! (`tenure:queue:<name>`), its release and wake-up channels, for ephemeral keys the shared
+//! index, owner and counter keys and its keys' channels, and these
 //! commands (scripts' inner commands are checked too):
 //!
 //! ```text
 //! ACL SETUSER app1 on >pw resetkeys ~app1:* ~tenure:session:* ~tenure:queue:app1:*
-//!     resetchannels &tenure:released:app1:* &tenure:wake:app1:*
+//!     ~tenure:ephemeral ~tenure:ephemeral:owners ~tenure:ephemeral:seq
+//!     resetchannels &tenure:released:app1:* &tenure:wake:app1:* &tenure:ephemeral:app1:*
 //!     -@all +ping +select +get +set +del +incr +pttl +pexpire +exists +publish
-//!     +rpush +lpop +lrem +lindex +lpos
+//!     +rpush +lpop +lrem +lindex +lpos +hget +hset +hdel +zadd +zrem +zrangebylex
 //!     +subscribe +unsubscribe +psubscribe +punsubscribe +eval +evalsha +script|load
 //! ```
+//!
+//! Watching a prefix is a pattern subscription to `tenure:ephemeral:<prefix>*`, which Redis
+//! checks *literally* against the user's channel patterns: the rule above lets app1 watch
+//! `app1:`; to watch `app1:services/` add `&tenure:ephemeral:app1:services/*` as well. The
+//! index and owner entries are shared by all users (as the heartbeat keys are), but the
+//! scripts read and write only keys under the prefix or key they are given.
 //!
 //! (`+config|get` as well lets `connect` check the eviction policy; see below.)
 //!
@@ -44,8 +52,8 @@
 //! **Layout** (see [`scripts`] for the exact scripts): the lock name `N` *is* the Redis key,
 //! as in the redis.io single-instance pattern, so redis-py's `Lock(N)` and redsync exclude us
 //! and we exclude them. Acquire = `SET N <random> NX PX <ttl>` plus `INCR N:fence` in one
-//! script; release = compare-and-delete that publishes on `tenure:released:N` and wakes the
-//! head of N's waiter queue (see [`waiting`]); renewal =
+//! script; release = compare-and-delete that publishes on `tenure:released:N` and hands the
+//! lock over to the head of N's waiter queue (see [`waiting`]); renewal =
 //! compare-and-extend, every TTL/3, for all locks of a session at once (see [`session`]).
 //!
 //! **Fencing tokens (C2)** come from `INCR N:fence`, a key without expiry. On one primary they
@@ -75,6 +83,10 @@
 //! not at once; guarded writes (C10) are a script on one instance (not available on Redlock);
 //! and the lost signal can only be as truthful as Redis's own expiry clock.
 //!
+//! **Ephemeral keys and prefix watches** (one instance; Redlock refuses them): see
+//! [`ephemeral`] for why they live with the heartbeat and how a watch sees expiries without
+//! keyspace notifications. `status` lists them, and only them: locks have no index.
+//!
 //! **Elections are not offered** ([`Error::Unsupported`]). A leader key with `SET NX` and
 //! renewal would give "at most one leader" as well as our mutex does, but not the rest of the
 //! election contract: Redis has no revision-ordered watch, so `observe()` could only be built
@@ -82,12 +94,14 @@
 //! out of order" nor end with an error instead of silence), and `leader()` read from one
 //! instance can be stale after an asynchronous fail-over. Use etcd or ZooKeeper for elections.
 
+mod ephemeral;
 mod node;
 mod redlock;
 pub(crate) mod rwlock;
 pub(crate) mod scripts;
 mod semaphore;
 mod session;
+mod subscriber;
 mod waiting;
 
 use std::sync::Arc;
@@ -98,7 +112,7 @@ use tokio::time::Instant;
 
 use self::node::{Access, Node};
 use self::redlock::{drift, Nodes};
-use self::scripts::{session_key, WRITE};
+use self::scripts::{heartbeat_value, session_key, WRITE};
 use self::session::{check_targets, RedisSession, Registry, SessionRenewer};
 use super::lease::spawn_keep_alive;
 use super::{observe, Backend, SessionBackend};
@@ -296,7 +310,7 @@ impl Backend for RedisBackend {
         let sent = Instant::now();
         let set = redis::cmd("SET")
             .arg(session_key(id))
-            .arg(session::session_value(id))
+            .arg(heartbeat_value(id, ttl.as_millis() as u64))
             .arg("PX")
             .arg(ttl.as_millis() as u64)
             .clone();
@@ -377,5 +391,31 @@ impl Backend for RedisBackend {
 
     async fn watch_prefix(&self, _prefix: &str) -> Result<observe::PrefixWatch> {
         Err(elections_unsupported())
+    }
+
+    // Only ephemeral keys can be listed (see `ephemeral.rs`): locks have no index.
+    async fn entries_under(&self, prefix: &str) -> Result<Vec<observe::Kv>> {
+        match self.nodes.nodes.as_slice() {
+            [node] if !self.redlock => ephemeral::list(node, prefix).await,
+            _ => self.entries(prefix).await,
+        }
+    }
+
+    fn is_registered(&self, kv: &observe::Kv) -> bool {
+        kv.lease != 0
+    }
+
+    async fn lease_ttl(&self, lease: u64) -> Result<Option<std::time::Duration>> {
+        match self.nodes.nodes.as_slice() {
+            [node] if lease != 0 && !self.redlock => ephemeral::session_ttl(node, lease).await,
+            _ => Ok(None),
+        }
+    }
+
+    async fn watch_keys(&self, prefix: &str) -> Result<observe::PrefixWatch> {
+        if self.redlock {
+            return Err(ephemeral::redlock_refuses("watching keys under a prefix"));
+        }
+        ephemeral::watch(self.nodes.clone(), prefix).await
     }
 }

@@ -132,6 +132,8 @@ pub(crate) struct Node {
     fixed: Option<FixedAddr>,
     /// Bound on one request (and on connecting).
     pub(crate) timeout: Duration,
+    /// The subscriber connection all waiters share.
+    pub(crate) subscriber: super::subscriber::Subscriber,
 }
 
 fn host_port(node: &RedisNode) -> Result<(String, u16)> {
@@ -223,6 +225,7 @@ impl Node {
             sent_cert: tls.is_some_and(|f| f.identity.is_some()),
             fixed,
             timeout,
+            subscriber: Default::default(),
         })
     }
 
@@ -346,7 +349,7 @@ impl Node {
         }
     }
 
-    /// A dedicated subscriber connection. With a TLS server name other than the URL's host
+    /// A subscriber connection (see [`super::subscriber`], which keeps one per server). With a TLS server name other than the URL's host
     /// there is none (the redis crate resolves a subscriber's host itself, which would not
     /// reach the server): waiters then wake by polling, as on any subscribe failure.
     pub(crate) async fn pubsub(&self) -> Result<PubSub> {

@@ -340,12 +340,12 @@ impl RedisSession {
                 ahead: Some(keys.writer.clone()),
             });
             let Some(w) = &mut waiter else {
-                waiter = Some(Waiter::subscribe(&self.nodes.nodes, &keys.writer, None).await);
+                waiter = Some(Waiter::subscribe(&self.nodes, &keys.writer, None).await);
                 continue;
             };
             let retry_in = u64::try_from(n).ok().map(Duration::from_millis);
             tokio::select! {
-                () = w.wait(retry_in) => {}
+                _ = w.wait(retry_in) => {}
                 reason = self.liveness.lost() => return Err(Error::SessionLost { reason }),
             }
         }

@@ -22,8 +22,8 @@ use tokio::sync::OwnedMutexGuard;
 use tokio::task::AbortHandle;
 
 use super::redlock::{drift, Attempt, Nodes};
-use super::scripts::{check_name, session_key, GUARDED_WRITE};
-use super::waiting::Waiter;
+use super::scripts::{check_name, heartbeat_value, session_key, EPHEMERAL_MARK, GUARDED_WRITE};
+use super::waiting::{Waiter, Wake};
 use crate::backend::lease::Renewer;
 use crate::backend::{Grant, SessionBackend};
 use crate::liveness::{Liveness, LostReason};
@@ -88,6 +88,27 @@ impl Registry {
         self.lock().insert(key.to_string(), held);
     }
 
+    /// Registers session `id`'s ephemeral key `key` for renewal, unless the session holds a
+    /// lock of that name. `Some(had)`: registered, and whether it already was.
+    pub(super) fn insert_ephemeral(&self, key: &str, id: u64, liveness: Liveness) -> Option<bool> {
+        let mark = super::ephemeral::renewal_mark(id);
+        let mut map = self.lock();
+        match map.get(key) {
+            Some(h) if h.value != mark => None,
+            had => {
+                let had = had.is_some();
+                let held = RenewedLock {
+                    token: 0,
+                    value: mark,
+                    liveness,
+                    releasing: false,
+                };
+                map.insert(key.to_string(), held);
+                Some(had)
+            }
+        }
+    }
+
     /// The locks to renew: every lock held, except those being released.
     fn renewing(&self) -> Vec<(String, String, u64, Liveness)> {
         self.lock()
@@ -136,6 +157,9 @@ impl Renewer for SessionRenewer {
         for ((key, value, token, liveness), verdict) in held.iter().zip(r.grants) {
             match verdict {
                 Some(true) => reassert.push((key.as_str(), value.as_str(), *token)),
+                // An ephemeral key deleted or taken over: nothing holds it, and it stays
+                // registered (renewal only extends it while its owner entry is ours).
+                Some(false) if value.starts_with(EPHEMERAL_MARK) => {}
                 Some(false) => {
                     liveness.lose(LostReason::EntryDeleted);
                     self.registry.remove(key, *token);
@@ -151,7 +175,7 @@ impl Renewer for SessionRenewer {
                 .repair(
                     &r.missing,
                     &session_key(self.id),
-                    &session_value(self.id),
+                    &heartbeat_value(self.id, self.ttl.as_millis() as u64),
                     &reassert,
                     self.ttl,
                 )
@@ -177,11 +201,6 @@ pub(crate) fn check_targets(ops: &[Write]) -> Result<()> {
     ops.iter().try_for_each(|op| match op {
         Write::Put { key, .. } | Write::Delete { key } => check_name(key),
     })
-}
-
-/// The value of a session's heartbeat key.
-pub(crate) fn session_value(id: u64) -> String {
-    format!("{id:016x}")
 }
 
 /// A random value for one acquisition: the session id, then 64 random bits, in hex.
@@ -329,12 +348,20 @@ impl SessionBackend for RedisSession {
         };
         // Subscribed only once the lock turns out to be held, then tried again at once, so a
         // release between the first attempt and the subscription is not missed, and an
-        // uncontended lock() costs one round trip.
-        let mut waiter: Option<Waiter> = None;
+        // uncontended lock() costs one round trip. A queued waiter whose session's channel for
+        // this lock is still subscribed joins it before the attempt instead (no request), and
+        // needs no second try.
+        let queued = self.nodes.queued();
+        let own = queued.then_some(value.as_str());
+        let mut waiter: Option<Waiter> = if queued && wait {
+            Waiter::join(&self.nodes, name, own)
+        } else {
+            None
+        };
         loop {
             interrupted.armed = true;
             let attempt = match with_backoff(ATTEMPTS, || async {
-                if self.nodes.queued() {
+                if queued {
                     self.nodes
                         .acquire_queued(name, &value, self.ttl, wait)
                         .await
@@ -369,12 +396,17 @@ impl SessionBackend for RedisSession {
                 ahead: Some(name.to_string()),
             });
             let Some(waiter) = &mut waiter else {
-                let own = self.nodes.queued().then_some(value.as_str());
-                waiter = Some(Waiter::subscribe(&self.nodes.nodes, name, own).await);
+                waiter = Some(Waiter::subscribe(&self.nodes, name, own).await);
                 continue;
             };
             tokio::select! {
-                () = waiter.wait(retry_in) => {}
+                woken = waiter.wait(retry_in) => {
+                    // Handed over by the release (scripts::HAND_OVER): the lock is ours.
+                    // Still armed until granted, so that an abandoned wait releases it (C5).
+                    if let Wake::Granted(token) = woken {
+                        return Ok(self.grant(name, value, token, &mut interrupted));
+                    }
+                }
                 reason = self.liveness.lost() => return Err(Error::SessionLost { reason }),
             }
         }
@@ -480,12 +512,24 @@ impl SessionBackend for RedisSession {
         Err(super::elections_unsupported())
     }
 
-    async fn put_ephemeral(&self, _key: &str, _value: &[u8]) -> Result<bool> {
-        Err(Error::Unsupported {
-            backend: "redis",
-            what: "ephemeral keys",
-            advice: "Redis has no leases and no ordered prefix watch, so a registered key could neither die exactly with its session nor be followed by others; use etcd:// or zk:// for service registration",
-        })
+    // Registered for renewal before the put is sent, so that a put abandoned after it was
+    // applied (C5) still lives exactly as long as the session (see `ephemeral.rs`).
+    async fn put_ephemeral(&self, key: &str, value: &[u8]) -> Result<bool> {
+        check_name(key)?;
+        let [node] = self.nodes.nodes.as_slice() else {
+            return Err(super::ephemeral::redlock_refuses("ephemeral keys"));
+        };
+        let Some(had) = self
+            .registry
+            .insert_ephemeral(key, self.id, self.liveness.child())
+        else {
+            return Ok(false);
+        };
+        let put = super::ephemeral::put(node, self.id, key, value).await;
+        if !had && !matches!(put, Ok(true)) {
+            self.registry.remove(key, 0);
+        }
+        put
     }
 
     async fn close(&self) -> Result<()> {

@@ -33,6 +33,7 @@ mod layout;
 mod observe;
 mod ops;
 mod session;
+mod shared;
 mod state;
 mod tree;
 
@@ -269,6 +270,8 @@ impl Ensemble {
 pub(crate) struct ZkBackend {
     ensemble: Ensemble,
     client: zk::Client,
+    /// What its sessions share: queue listings on `client`, and known queue heads.
+    shared: Arc<shared::Shared>,
 }
 
 /// Connects to a ZooKeeper ensemble, creating the chroot node if it is missing. With
@@ -313,7 +316,12 @@ pub(crate) async fn connect(
     // The chroot is in place: close the probe session, open the one we keep.
     drop(root);
     let client = ensemble.connect(SHARED_SESSION_TIMEOUT, timeout).await?;
-    Ok(Arc::new(ZkBackend { ensemble, client }))
+    let shared = shared::Shared::new(client.clone());
+    Ok(Arc::new(ZkBackend {
+        ensemble,
+        client,
+        shared,
+    }))
 }
 
 #[async_trait]
@@ -333,7 +341,7 @@ impl Backend for ZkBackend {
     }
 
     async fn open_session(&self, ttl: Duration) -> Result<Arc<dyn SessionBackend>> {
-        let session = ZkSession::open(self.ensemble.clone(), ttl).await?;
+        let session = ZkSession::open(self.ensemble.clone(), ttl, self.shared.clone()).await?;
         Ok(Arc::new(QueueSession(session)))
     }
 

@@ -9,6 +9,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use zookeeper_client as zk;
 
+use super::shared::{self, Shared};
 use super::state::{spawn_state_follower, Slot, ZkRenewer};
 use super::{call, call_node, layout, ops, Ensemble, OP_TIMEOUT};
 use crate::backend::lease::spawn_keep_alive;
@@ -33,6 +34,8 @@ pub(super) struct ZkSession {
     /// The `_c_<uuid>` prefixes this session created nodes with, per queue directory, until
     /// the node is removed: how `own_entries` finds an entry whose create answer was lost.
     uuids: Mutex<HashMap<String, Vec<String>>>,
+    /// Shared with the other sessions of the backend: where waiters list their queues.
+    shared: Arc<Shared>,
 }
 
 impl Drop for ZkSession {
@@ -43,7 +46,11 @@ impl Drop for ZkSession {
 
 impl ZkSession {
     /// Opens a session asking for `ttl` as its timeout; the server's answer is the TTL used.
-    pub(super) async fn open(ensemble: Ensemble, ttl: Duration) -> Result<Arc<Self>> {
+    pub(super) async fn open(
+        ensemble: Ensemble,
+        ttl: Duration,
+        shared: Arc<Shared>,
+    ) -> Result<Arc<Self>> {
         let started = Instant::now();
         let client = ensemble.connect(ttl, ttl.max(OP_TIMEOUT)).await?;
         let timeout = client.session_timeout();
@@ -65,6 +72,7 @@ impl ZkSession {
             ],
             liveness,
             uuids: Mutex::new(HashMap::new()),
+            shared,
         }))
     }
 
@@ -234,21 +242,66 @@ impl ZkSession {
     ) -> Result<Enqueued> {
         let dir = layout::dir_of(prefix)?;
         let mine = self.create_node(&dir, value, role, ticket).await?;
-        let client = self.client()?;
-        let children = self.children(&client, &dir).await?;
-        let first = children.first().map(|c| layout::child(&dir, c)) == Some(mine.key.clone());
         // The listing already names the node ahead: a waiter needs no second listing.
-        let me = layout::node_name(&mine.key);
-        let ahead = children
-            .iter()
-            .position(|c| c == me)
-            .map(|pos| ahead_at(&dir, &children, pos));
+        let ahead = self.place_of(&dir, &mine, None).await?;
         Ok(Enqueued {
             rev: mine.token as i64,
+            first: matches!(ahead, Ahead::Nobody { .. }),
             mine,
-            first,
-            ahead,
+            ahead: Some(ahead),
         })
+    }
+
+    /// What stands ahead of `mine` in `dir`, from a listing that shows `mine` and no longer
+    /// shows `released` (the predecessor our session saw deleted): the backend's shared
+    /// listing when it is that current, else one on our own session (why either is sound:
+    /// the module docs of `shared`). Remembers the queue heads it sees. Fails with
+    /// [`Error::SessionLost`] when `mine` is gone.
+    async fn place_of(
+        &self,
+        dir: &str,
+        mine: &QueueEntry,
+        released: Option<&str>,
+    ) -> Result<Ahead> {
+        let me = layout::node_name(&mine.key);
+        let released = released.map(layout::node_name);
+        for synced in [false, true] {
+            let Some(listing) = self.shared.list(dir, synced).await else {
+                break;
+            };
+            let place = shared::place(&listing, me, released);
+            if place.found && !place.released_listed {
+                return Ok(self.ahead_in(dir, mine, &place));
+            }
+        }
+        // Rare (a member behind the leader, or the shared session failing): this listing
+        // grows our own session's receive buffer to the queue's size.
+        let client = self.client()?;
+        let children = call_node("list", client.list_children(dir)).await?;
+        let children = children.unwrap_or_default();
+        let place = shared::place(&children, me, None);
+        if !place.found {
+            let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
+            return Err(Error::SessionLost { reason });
+        }
+        Ok(self.ahead_in(dir, mine, &place))
+    }
+
+    /// `place` as the recipe's [`Ahead`], remembering which entry it shows first.
+    fn ahead_in(&self, dir: &str, mine: &QueueEntry, place: &shared::Place<'_>) -> Ahead {
+        match place.ahead {
+            None => {
+                self.shared.set_head(&mine.key);
+                Ahead::Nobody { rev: 0 }
+            }
+            Some(node) => {
+                let key = layout::child(dir, node);
+                if place.ahead_is_first {
+                    self.shared.set_head(&key);
+                }
+                Ahead::Entry { key, rev: 0 }
+            }
+        }
     }
 }
 
@@ -264,17 +317,6 @@ fn spawn_end_on_loss(me: Weak<ZkSession>, liveness: Liveness) -> AbortHandle {
         }
     })
     .abort_handle()
-}
-
-/// What stands ahead of the node at `pos` of the sorted `children` of `dir`.
-fn ahead_at(dir: &str, children: &[String], pos: usize) -> Ahead {
-    match pos.checked_sub(1) {
-        Some(i) => Ahead::Entry {
-            key: layout::child(dir, &children[i]),
-            rev: 0,
-        },
-        None => Ahead::Nobody { rev: 0 },
-    }
 }
 
 /// An entry: the node's path, and its czxid as the fencing token (C2).
@@ -366,14 +408,29 @@ impl QueueStore for ZkSession {
 
     async fn ahead(&self, prefix: &str, mine: &QueueEntry) -> Result<Ahead> {
         let dir = layout::dir_of(prefix)?;
+        self.place_of(&dir, mine, None).await
+    }
+
+    /// No listing when `released` had been first: it was just ahead of `mine` in a listing
+    /// that showed both, nothing was ahead of it once it was first, and entries only leave a
+    /// queue (new ones come last), so nothing is ahead of `mine` now. Our own session then
+    /// confirms that `mine` is still there, as the recipe's read after every release does
+    /// (someone may have deleted it while we waited), with one read of constant size: a
+    /// hand-off costs the same whatever the queue's length (docs/contract.md, C3).
+    async fn ahead_after(&self, prefix: &str, mine: &QueueEntry, released: &str) -> Result<Ahead> {
+        let dir = layout::dir_of(prefix)?;
+        if !self.shared.was_head(released) {
+            return self.place_of(&dir, mine, Some(released)).await;
+        }
         let client = self.client()?;
-        let children = self.children(&client, &dir).await?;
-        let me = layout::node_name(&mine.key);
-        let Some(pos) = children.iter().position(|c| c == me) else {
+        let stat = call_node("exists", client.check_stat(&mine.key)).await?;
+        if stat.flatten().is_none() {
             let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
             return Err(Error::SessionLost { reason });
-        };
-        Ok(ahead_at(&dir, &children, pos))
+        }
+        self.shared.forget_head(released);
+        self.shared.set_head(&mine.key);
+        Ok(Ahead::Nobody { rev: 0 })
     }
 
     /// Watches `key` alone (Curator's predecessor watch): one watcher per waiter.

@@ -330,7 +330,12 @@ impl MemSession {
 }
 
 fn key_in(prefix: &str, lease: u64) -> String {
-    format!("{prefix}{lease:x}")
+    use std::fmt::Write as _;
+    // Sized up front: `format!` grows the string as it goes, on every lock.
+    let mut key = String::with_capacity(prefix.len() + 16);
+    key.push_str(prefix);
+    let _ = write!(key, "{lease:x}");
+    key
 }
 
 /// A session's entry of `role` in a queue: the read/write lock layout of etcd's (see

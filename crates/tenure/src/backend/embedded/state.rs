@@ -266,17 +266,25 @@ impl State {
         let Some(gone) = self.keys.remove(key) else {
             return false;
         };
-        self.rev += 1;
-        self.notify(key, || Change::Delete(key.to_string()));
-        for tx in self.on_delete.remove(key).unwrap_or_default() {
-            let _ = tx.send(());
-        }
+        self.deleted(key);
         if let Some(held) = self.held.remove(key) {
             if held.create_rev == gone.create_rev {
                 self.entry_lost(&held);
             }
         }
         true
+    }
+
+    /// What every delete does once the key is gone: a new revision, and its watchers told.
+    fn deleted(&mut self, key: &str) {
+        self.rev += 1;
+        self.notify(key, || Change::Delete(key.to_string()));
+        // Emptiness first: on the uncontended path nothing waits, and this saves hashing.
+        if !self.on_delete.is_empty() {
+            for tx in self.on_delete.remove(key).unwrap_or_default() {
+                let _ = tx.send(());
+            }
+        }
     }
 
     /// Fires a held entry's signal as a watching task would (`queue::entry_gone`): with its
@@ -314,7 +322,11 @@ impl State {
     /// Deletes our own held entry: its signal must not fire.
     pub(super) fn delete_own(&mut self, key: &str) -> bool {
         self.held.remove(key);
-        self.delete(key)
+        if self.keys.remove(key).is_none() {
+            return false;
+        }
+        self.deleted(key);
+        true
     }
 
     pub(super) fn apply(&mut self, ops: &[Write]) {

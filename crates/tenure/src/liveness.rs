@@ -2,9 +2,10 @@
 //! or when a local deadline passes without a confirmed renewal.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 /// Why a session or a grant can no longer be trusted.
@@ -67,8 +68,73 @@ struct State {
 /// A latch, optionally chained to a parent (a grant's latch is chained to its session's).
 #[derive(Clone)]
 pub(crate) struct Liveness {
-    own: Arc<watch::Sender<State>>,
+    own: Own,
     parent: Option<Arc<watch::Sender<State>>>,
+}
+
+#[derive(Clone)]
+enum Own {
+    /// A session's latch: deadline, suspension and subscribers ([`crate::Session::events`]).
+    Session(Arc<watch::Sender<State>>),
+    /// A grant's latch, which only ever fires once; its deadline and suspension are its
+    /// session's. One is made and dropped per grant, so it is lighter than a watch channel
+    /// (whose drop wakes eight wait lists): on the embedded store that was a tenth of an
+    /// uncontended lock+unlock.
+    Grant(Arc<GrantLatch>),
+}
+
+#[derive(Default)]
+struct GrantLatch {
+    /// 0 until fired, then [`encode`]d reason.
+    lost: AtomicU8,
+    fired: Notify,
+}
+
+impl GrantLatch {
+    fn reason(&self) -> Option<LostReason> {
+        decode(self.lost.load(Ordering::Acquire))
+    }
+
+    fn fire(&self, reason: LostReason) {
+        let fired =
+            self.lost
+                .compare_exchange(0, encode(reason), Ordering::AcqRel, Ordering::Acquire);
+        if fired.is_ok() {
+            self.fired.notify_waiters();
+        }
+    }
+
+    async fn wait(&self) -> LostReason {
+        loop {
+            let notified = self.fired.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a fire in between is not missed.
+            notified.as_mut().enable();
+            if let Some(reason) = self.reason() {
+                return reason;
+            }
+            notified.await;
+        }
+    }
+}
+
+fn encode(reason: LostReason) -> u8 {
+    match reason {
+        LostReason::LeaseExpired => 1,
+        LostReason::RenewalDeadline => 2,
+        LostReason::EntryDeleted => 3,
+        LostReason::SessionClosed => 4,
+    }
+}
+
+fn decode(code: u8) -> Option<LostReason> {
+    Some(match code {
+        1 => LostReason::LeaseExpired,
+        2 => LostReason::RenewalDeadline,
+        3 => LostReason::EntryDeleted,
+        4 => LostReason::SessionClosed,
+        _ => return None,
+    })
 }
 
 impl fmt::Debug for Liveness {
@@ -131,28 +197,50 @@ async fn wait(tx: &watch::Sender<State>) -> LostReason {
 impl Liveness {
     pub(crate) fn new() -> Self {
         Liveness {
-            own: Arc::new(watch::Sender::new(State::default())),
+            own: Own::Session(Arc::new(watch::Sender::new(State::default()))),
             parent: None,
         }
     }
 
-    /// A new latch that also counts as lost whenever `self` is.
+    /// A new grant latch that also counts as lost whenever `self` (a session's latch) is. A
+    /// grant's grant would follow the session only.
     pub(crate) fn child(&self) -> Self {
+        let parent = match &self.own {
+            Own::Session(tx) => Some(tx.clone()),
+            Own::Grant(_) => self.parent.clone(),
+        };
         Liveness {
-            own: Arc::new(watch::Sender::new(State::default())),
-            parent: Some(self.own.clone()),
+            own: Own::Grant(Arc::default()),
+            parent,
+        }
+    }
+
+    /// The session latch's channel; `None` for a grant's latch.
+    fn session(&self) -> Option<&watch::Sender<State>> {
+        match &self.own {
+            Own::Session(tx) => Some(tx),
+            Own::Grant(_) => None,
         }
     }
 
     /// Fires the latch (first reason wins).
     pub(crate) fn lose(&self, reason: LostReason) {
-        self.own.send_if_modified(|s| latch(s, reason));
+        match &self.own {
+            Own::Session(tx) => {
+                tx.send_if_modified(|s| latch(s, reason));
+            }
+            Own::Grant(latch) => latch.fire(reason),
+        }
     }
 
     /// Moves the local deadline forward — unless it has passed already: then the latch fires
     /// instead, since the store may have expired the lease in between.
     pub(crate) fn set_deadline(&self, deadline: Instant) {
-        self.own.send_if_modified(|s| {
+        let Some(own) = self.session() else {
+            debug_assert!(false, "a grant's deadline is its session's");
+            return;
+        };
+        own.send_if_modified(|s| {
             if s.deadline.is_some_and(|d| Instant::now() >= d) {
                 return latch(s, LostReason::RenewalDeadline);
             }
@@ -163,7 +251,11 @@ impl Liveness {
 
     /// Marks the connection down (`true`) or back (`false`); see [`Liveness::is_suspended`].
     pub(crate) fn set_suspended(&self, suspended: bool) {
-        self.own.send_if_modified(|s| {
+        let Some(own) = self.session() else {
+            debug_assert!(false, "a grant is suspended with its session");
+            return;
+        };
+        own.send_if_modified(|s| {
             let changed = s.suspended != suspended;
             s.suspended = suspended;
             changed
@@ -174,7 +266,9 @@ impl Liveness {
     /// or went unanswered; ZooKeeper's Disconnected); `false` once lost.
     pub(crate) fn is_suspended(&self) -> bool {
         let suspended = |tx: &watch::Sender<State>| tx.borrow().suspended;
-        !self.is_lost() && (suspended(&self.own) || self.parent.as_deref().is_some_and(suspended))
+        !self.is_lost()
+            && (self.session().is_some_and(suspended)
+                || self.parent.as_deref().is_some_and(suspended))
     }
 
     /// The reason, if lost; a passed deadline counts as lost.
@@ -182,7 +276,10 @@ impl Liveness {
         self.parent
             .as_deref()
             .and_then(current)
-            .or_else(|| current(&self.own))
+            .or_else(|| match &self.own {
+                Own::Session(tx) => current(tx),
+                Own::Grant(latch) => latch.reason(),
+            })
     }
 
     pub(crate) fn is_lost(&self) -> bool {
@@ -192,19 +289,30 @@ impl Liveness {
     /// A subscription to this latch's own changes (loss, suspension, the deadline moving),
     /// for [`crate::Session::events`].
     pub(crate) fn changes(&self) -> Changes {
+        let own = self.session().or(self.parent.as_deref());
         Changes {
-            rx: self.own.subscribe(),
+            rx: own.map_or_else(
+                || watch::channel(State::default()).1,
+                watch::Sender::subscribe,
+            ),
+        }
+    }
+
+    async fn wait_own(&self) -> LostReason {
+        match &self.own {
+            Own::Session(tx) => wait(tx).await,
+            Own::Grant(latch) => latch.wait().await,
         }
     }
 
     /// Resolves when the latch (or its parent) fires.
     pub(crate) async fn lost(&self) -> LostReason {
         match &self.parent {
-            None => wait(&self.own).await,
+            None => self.wait_own().await,
             Some(p) => {
                 let woke = tokio::select! {
                     r = wait(p) => r,
-                    r = wait(&self.own) => r,
+                    r = self.wait_own() => r,
                 };
                 // Both may have fired; report the root cause, as `reason()` does.
                 self.reason().unwrap_or(woke)

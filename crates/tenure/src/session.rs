@@ -35,7 +35,7 @@ pub(crate) struct SessionInner {
     pub(crate) store: Arc<dyn Backend>,
     ttl: Duration,
     /// In-process queues in front of the store, one per name (C9).
-    local: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    local: StdMutex<LocalQueues>,
     /// Set once revoked (or, in tests, abandoned as if crashed) so drop does nothing.
     done: AtomicBool,
     /// The session's metrics, and the labels of everything acquired under it.
@@ -225,9 +225,8 @@ impl Session {
 
     /// The in-process queue for `name`.
     pub(crate) fn local_queue(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.inner.local.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, q| Arc::strong_count(q) > 1);
-        map.entry(name.to_string()).or_default().clone()
+        let mut local = self.inner.local.lock().unwrap_or_else(|p| p.into_inner());
+        local.get(name)
     }
 
     /// Revokes the lease: every grant under it is released and reports itself lost.
@@ -312,3 +311,25 @@ pub(crate) fn check_ttl(ttl: Duration, (min, max): (Duration, Duration)) -> Resu
 /// # Ok(()) }
 /// ```
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
+
+/// A session's in-process queues by name (C9). Queues nobody uses any more are swept once the
+/// map has doubled since the last sweep, so that taking one costs the same with one name or
+/// with thousands (many per-entity locks on one session).
+#[derive(Debug, Default)]
+struct LocalQueues {
+    by_name: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    sweep_at: usize,
+}
+
+impl LocalQueues {
+    fn get(&mut self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        if let Some(queue) = self.by_name.get(name) {
+            return queue.clone();
+        }
+        if self.by_name.len() >= self.sweep_at {
+            self.by_name.retain(|_, q| Arc::strong_count(q) > 1);
+            self.sweep_at = (2 * self.by_name.len()).max(64);
+        }
+        self.by_name.entry(name.to_string()).or_default().clone()
+    }
+}

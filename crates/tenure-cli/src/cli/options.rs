@@ -25,7 +25,7 @@ pub fn global_help() -> String {
 }
 
 /// Options every subcommand accepts.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GlobalOpts {
     /// Store: etcd://HOST:PORT[,...], etcds://... (TLS), zk://..., redis://..., postgres://USER@HOST:PORT/DB, mem:// (demo, bench)
     #[arg(long, global = true, env = "TENURE_URL", value_name = "URL")]
@@ -49,7 +49,7 @@ pub struct GlobalOpts {
 
 /// TLS and authentication. The password comes only from the environment (`TENURE_PASSWORD`)
 /// or a file, never from the command line, where `ps` and shell history would show it.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SecurityOpts {
     /// PEM file of the CA(s) that signed the server's certificate (etcds://, rediss://)
     #[arg(long, global = true, value_name = "PATH", help_heading = "Security")]

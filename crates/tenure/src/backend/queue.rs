@@ -100,8 +100,10 @@ pub(crate) enum Role {
 /// which only makes that peer wait longer. `None` for keys that are no write entry.
 #[cfg_attr(not(any(feature = "etcd", feature = "embedded")), allow(dead_code))]
 pub(crate) fn downgrade_marker(key: &str) -> Option<String> {
-    let (name, id) = key.rsplit_once("/write/")?;
-    (!id.is_empty() && !id.contains('/')).then(|| format!("{name}\0downgraded/{id}"))
+    // Split on characters, not on "/write/": this runs on every release.
+    let (queue, id) = key.rsplit_once('/')?;
+    let name = queue.strip_suffix("/write")?;
+    (!id.is_empty()).then(|| format!("{name}\0downgraded/{id}"))
 }
 
 /// One acquisition's identity, the same across all its retries (docs/contract.md, C13). A
@@ -191,6 +193,13 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     /// request.
     async fn watch_own(&self, mine: &QueueEntry, rev: i64) -> Result<()> {
         self.wait_deleted(&mine.key, rev).await
+    }
+    /// Has the store itself fire `grant` (and, with the lease gone, the session) when the held
+    /// entry `mine` is deleted by anyone but our own [`QueueStore::remove`], instead of a task
+    /// watching it: the embedded store deletes in process, so it needs no task per grant,
+    /// which on the uncontended path costs more than the lock itself. `false`: not offered.
+    fn fire_on_delete(&self, _mine: &QueueEntry, _grant: &Liveness) -> bool {
+        false
     }
     /// Deletes `mine` only if it is still the same entry. `Ok(false)`: it was already gone.
     async fn remove(&self, mine: &QueueEntry) -> Result<bool>;
@@ -515,7 +524,7 @@ async fn acquire<S: QueueStore>(
     if let Some(reason) = session.reason() {
         return Err(Error::SessionLost { reason });
     }
-    let prefix = format!("{name}/");
+    let prefix = [name, "/"].concat();
     let ticket = Ticket::new();
     let mut pending = EntryWithdrawal {
         store: store.clone(),
@@ -582,7 +591,18 @@ async fn acquire<S: QueueStore>(
         // What the enqueue saw just ahead is what a writer or a mutex waiter waits on, but
         // not a reader, which waits on the newest writer ahead: a reader asks again.
         let known = enq.ahead.clone().filter(|_| role != Role::Read);
-        wait_for_turn(store.as_ref(), &session, &prefix, &enq.mine, role, known).await?
+        // Boxed: only a waiter pays for the wait's state; inline it made every acquisition's
+        // future (boxed by the seam) large enough to cost an uncontended lock on `mem://` a
+        // fifth of its time in the allocator.
+        Box::pin(wait_for_turn(
+            store.as_ref(),
+            &session,
+            &prefix,
+            &enq.mine,
+            role,
+            known,
+        ))
+        .await?
     };
     // A grant is never handed out past the session's local deadline (C14): the answers above
     // may have come after retries that outlived the last confirmed renewal. `pending` is still
@@ -591,7 +611,7 @@ async fn acquire<S: QueueStore>(
         return Err(Error::SessionLost { reason });
     }
     let liveness = session.child();
-    let watch = spawn_entry_watch(store.clone(), enq.mine.clone(), rev, liveness.clone());
+    let watch = watch_entry(store, &enq.mine, rev, &liveness);
     let permit = pending.permit.take();
     // An attempt still in flight is forbidden at release, before the entry is deleted.
     let in_flight = std::mem::take(&mut pending.in_flight).then_some((prefix, ticket));
@@ -599,7 +619,7 @@ async fn acquire<S: QueueStore>(
         key: enq.mine.key,
         token: enq.mine.token,
         liveness,
-        watch: Some(watch),
+        watch,
         _permit: permit,
         in_flight,
     })
@@ -702,6 +722,26 @@ async fn wait_for_turn<S: QueueStore>(
     }
 }
 
+/// Arms `liveness` to fire when the held entry `mine` is deleted by anyone but us: by the
+/// store itself where it can ([`QueueStore::fire_on_delete`]), else by a task whose handle
+/// stops it.
+pub(crate) fn watch_entry<S: QueueStore>(
+    store: &Arc<S>,
+    mine: &QueueEntry,
+    rev: i64,
+    liveness: &Liveness,
+) -> Option<tokio::task::AbortHandle> {
+    if store.fire_on_delete(mine, liveness) {
+        return None;
+    }
+    Some(spawn_entry_watch(
+        store.clone(),
+        mine.clone(),
+        rev,
+        liveness.clone(),
+    ))
+}
+
 /// Fires `liveness` when the entry is deleted by anyone but us.
 ///
 /// The first watch starts right after the grant's revision (no extra request on the
@@ -709,7 +749,7 @@ async fn wait_for_turn<S: QueueStore>(
 /// compacted, so every later watch starts from the store's current revision and re-reads the
 /// entry (as a waiter's does): a holder whose watch broke never loops on a start revision the
 /// store no longer has.
-pub(crate) fn spawn_entry_watch<S: QueueStore>(
+fn spawn_entry_watch<S: QueueStore>(
     store: Arc<S>,
     mine: QueueEntry,
     rev: i64,
@@ -744,4 +784,31 @@ async fn entry_gone<S: QueueStore>(store: &S, grant: &Liveness) {
         store.liveness().lose(LostReason::LeaseExpired);
     }
     grant.lose(LostReason::EntryDeleted);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::downgrade_marker;
+
+    #[test]
+    fn downgrade_markers_only_for_write_entries() {
+        let marker = |key| downgrade_marker(key);
+        assert_eq!(
+            marker("jobs/write/1f").as_deref(),
+            Some("jobs\0downgraded/1f")
+        );
+        assert_eq!(
+            marker("a/write/b/write/c").as_deref(),
+            Some("a/write/b\0downgraded/c")
+        );
+        for no in [
+            "jobs/1f",
+            "jobs/read/1f",
+            "jobs/write/",
+            "a/write/b/c",
+            "write/1f",
+        ] {
+            assert_eq!(marker(no), None, "{no:?}");
+        }
+    }
 }

@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::sync::OwnedMutexGuard;
 
 use super::observe::Kv;
-use super::queue::{patiently, spawn_entry_watch, QueueEntry, QueueSession, QueueStore, Ticket};
+use super::queue::{patiently, watch_entry, QueueEntry, QueueSession, QueueStore, Ticket};
 use super::{Grant, SessionBackend};
 use crate::hold::Hold;
 use crate::liveness::{Liveness, LostReason};
@@ -394,12 +394,7 @@ fn granted<S: QueueStore>(
         return Err(Error::SessionLost { reason });
     }
     let liveness = session.child();
-    let watch = spawn_entry_watch(
-        store.clone(),
-        mine.clone(),
-        mine.token as i64,
-        liveness.clone(),
-    );
+    let watch = watch_entry(store, &mine, mine.token as i64, &liveness);
     let in_flight = pending
         .in_flight
         .then(|| (pending.dir.clone(), pending.ticket));
@@ -408,7 +403,7 @@ fn granted<S: QueueStore>(
         key: mine.key,
         token: mine.token,
         liveness,
-        watch: Some(watch),
+        watch,
         _permit: None::<OwnedMutexGuard<()>>,
         in_flight,
     })

@@ -4,6 +4,7 @@
 mod contended;
 mod counters;
 mod many;
+mod one_core;
 mod report;
 mod solo;
 mod waiters;
@@ -33,13 +34,18 @@ Measures, in one run against --url (mem:// measures the in-process store):
                client's resident memory per queued waiter, hand-off p50/p99 over the first
                200 hand-offs, and the store's own requests and events per hand-off (etcd
                /metrics, ZooKeeper mntr, Redis INFO commandstats; null where it cannot say)
-The contended rounds run by default, or with --locks/--waiters only when --workers is given.
+  one core     with --one-core N: N uncontended lock+unlock cycles on a single-threaded
+               runtime of their own, reporting cycles/s by the clock and per CPU-second of
+               that thread (what one core does, also on a busy machine)
+The contended rounds run by default, or with --locks/--waiters/--one-core only when --workers
+is given.
 The table shows ratios to the floor; --json prints one JSON object per line, each with a
 \"workload\" field (contended, locks, waiters).
 Examples:
   tenure bench --url etcd://127.0.0.1:2379 --workers 1,5,50 --cycles 1000
   tenure bench --url etcd://127.0.0.1:2379 --locks 10000 --tasks 1,64 --cycles 5000
-  tenure bench --url etcd://127.0.0.1:2379 --ttl 60s --waiters 10,10000";
+  tenure bench --url etcd://127.0.0.1:2379 --ttl 60s --waiters 10,10000
+  tenure bench --url mem:// --one-core 1000000";
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -60,6 +66,10 @@ pub struct BenchArgs {
     /// Comma-separated numbers of waiters queued on one lock, one session each
     #[arg(long, value_name = "LIST", value_parser = parse_counts)]
     pub waiters: Option<Counts>,
+
+    /// Uncontended lock+unlock cycles to run on one core (a single-threaded runtime)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub one_core: Option<u32>,
 
     /// Lock+unlock cycles to measure at each worker count
     #[arg(long, value_name = "N", default_value_t = 1000,
@@ -97,11 +107,15 @@ pub async fn run(global: &GlobalOpts, args: BenchArgs) -> Result<u8> {
     tenure.write([Write::delete(floor_key)]).await?;
     let out = report::Report::new(&tenure, base, global.json);
     out.header()?;
-    let workers = match (&args.workers, args.locks, &args.waiters) {
+    let workers = match (&args.workers, args.locks, &args.waiters, args.one_core) {
         (Some(workers), ..) => workers.0.clone(),
-        (None, None, None) => vec![1, 5, 50],
+        (None, None, None, None) => vec![1, 5, 50],
         (None, ..) => Vec::new(),
     };
+    if let Some(cycles) = args.one_core {
+        let name = format!("{prefix}/one-core");
+        one_core::run(global, url, &name, cycles as usize)?.print(global.json)?;
+    }
     for (round, w) in workers.into_iter().enumerate() {
         let name = format!("{prefix}/contended-{round}");
         let plan = contended::Plan {

@@ -9,6 +9,7 @@
 mod state;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -50,10 +51,17 @@ impl MemStore {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        self.locked(|st| {
+            st.expire(Instant::now());
+            f(st)
+        })
+    }
+
+    /// Like [`MemStore::with`], without expiring leases first.
+    fn locked<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         // A panic while holding the lock cannot leave State half-updated in a way that matters
         // more than refusing all later work would.
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        st.expire(Instant::now());
         f(&mut st)
     }
 
@@ -181,6 +189,7 @@ impl Backend for MemBackend {
             lease,
             liveness: liveness.clone(),
             keep_alive,
+            forbade: AtomicBool::new(false),
         };
         #[cfg(test)]
         if let Some(plan) = &self.faults {
@@ -260,6 +269,9 @@ struct MemSession {
     lease: u64,
     liveness: Liveness,
     keep_alive: tokio::task::AbortHandle,
+    /// Whether this session ever marked an acquisition withdrawn: until it has, no enqueue
+    /// needs to look for a marker.
+    forbade: AtomicBool,
 }
 
 impl Drop for MemSession {
@@ -272,6 +284,10 @@ impl Drop for MemSession {
 impl MemSession {
     /// Refuses an enqueue of a withdrawn acquisition (see [`QueueStore::forbid`]).
     fn check_not_withdrawn(&self, st: &State, prefix: &str, ticket: Ticket) -> Result<()> {
+        // Markers are written under the store's lock, which orders this load after them.
+        if !self.forbade.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         match st.create_rev(&ticket.withdrawn_key(prefix, self.lease)) {
             None => Ok(()),
             Some(_) => Err(crate::Error::Store {
@@ -314,7 +330,12 @@ impl MemSession {
 }
 
 fn key_in(prefix: &str, lease: u64) -> String {
-    format!("{prefix}{lease:x}")
+    use std::fmt::Write as _;
+    // Sized up front: `format!` grows the string as it goes, on every lock.
+    let mut key = String::with_capacity(prefix.len() + 16);
+    key.push_str(prefix);
+    let _ = write!(key, "{lease:x}");
+    key
 }
 
 /// A session's entry of `role` in a queue: the read/write lock layout of etcd's (see
@@ -414,6 +435,16 @@ impl QueueStore for MemSession {
         Ok(())
     }
 
+    fn fire_on_delete(&self, mine: &QueueEntry, grant: &Liveness) -> bool {
+        // Registering needs no expiry check first: a lease expired meanwhile deletes the entry
+        // at the next store call, which fires the signal then.
+        self.store.locked(|st| {
+            let entry = (mine.token as i64, self.lease);
+            st.fire_on_delete(&mine.key, entry, grant, &self.liveness);
+        });
+        true
+    }
+
     async fn remove(&self, mine: &QueueEntry) -> Result<bool> {
         Ok(self.store.with(|st| {
             if st.create_rev(&mine.key) != Some(mine.token) {
@@ -422,7 +453,7 @@ impl QueueStore for MemSession {
             if let Some(marker) = downgrade_marker(&mine.key) {
                 st.delete(&marker);
             }
-            st.delete(&mine.key)
+            st.delete_own(&mine.key)
         }))
     }
 
@@ -506,8 +537,10 @@ impl QueueStore for MemSession {
 
     async fn forbid(&self, prefix: &str, ticket: Ticket) -> Result<()> {
         let marker = ticket.withdrawn_key(prefix, self.lease);
-        self.store
-            .with(|st| st.put_if_absent(&marker, b"", self.lease));
+        self.store.with(|st| {
+            self.forbade.store(true, Ordering::Relaxed);
+            st.put_if_absent(&marker, b"", self.lease)
+        });
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::backend::observe::{Change, Kv};
 use tokio::time::Instant;
 
-use crate::liveness::LostReason;
+use crate::liveness::{Liveness, LostReason};
 use crate::{Error, Result, Write};
 
 struct Record {
@@ -42,13 +42,25 @@ fn entry(key: &str, kv: &Record) -> Kv {
     }
 }
 
+/// A held entry's lost signal, fired by the delete itself (no task per grant).
+struct HeldEntry {
+    create_rev: i64,
+    lease: u64,
+    grant: Liveness,
+    session: Liveness,
+}
+
 #[derive(Default)]
 pub(super) struct State {
     rev: i64,
     next_lease: u64,
     keys: BTreeMap<String, Record>,
     leases: HashMap<u64, Lease>,
+    /// No lease expires before this instant (a lower bound: renewals only move expiries
+    /// later), so most operations skip the scan over every lease.
+    earliest_expiry: Option<Instant>,
     on_delete: HashMap<String, Vec<oneshot::Sender<()>>>,
+    held: HashMap<String, HeldEntry>,
     prefix_watchers: Vec<(String, mpsc::UnboundedSender<Result<Change>>)>,
 }
 
@@ -59,6 +71,9 @@ impl State {
 
     /// Drops every lease whose time has come, with its keys.
     pub(super) fn expire(&mut self, now: Instant) {
+        if !self.earliest_expiry.is_some_and(|at| now >= at) {
+            return;
+        }
         let due: Vec<u64> = self
             .leases
             .iter()
@@ -68,6 +83,7 @@ impl State {
         for id in due {
             self.revoke(id);
         }
+        self.earliest_expiry = self.leases.values().map(|l| l.expires).min();
     }
 
     pub(super) fn grant(&mut self, ttl: Duration, now: Instant) -> u64 {
@@ -75,6 +91,7 @@ impl State {
         let id = self.next_lease;
         let expires = now + ttl;
         self.leases.insert(id, Lease { ttl, expires });
+        self.earliest_expiry = Some(self.earliest_expiry.map_or(expires, |at| at.min(expires)));
         id
     }
 
@@ -246,14 +263,69 @@ impl State {
     }
 
     pub(super) fn delete(&mut self, key: &str) -> bool {
+        let Some(gone) = self.keys.remove(key) else {
+            return false;
+        };
+        self.deleted(key);
+        if let Some(held) = self.held.remove(key) {
+            if held.create_rev == gone.create_rev {
+                self.entry_lost(&held);
+            }
+        }
+        true
+    }
+
+    /// What every delete does once the key is gone: a new revision, and its watchers told.
+    fn deleted(&mut self, key: &str) {
+        self.rev += 1;
+        self.notify(key, || Change::Delete(key.to_string()));
+        // Emptiness first: on the uncontended path nothing waits, and this saves hashing.
+        if !self.on_delete.is_empty() {
+            for tx in self.on_delete.remove(key).unwrap_or_default() {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    /// Fires a held entry's signal as a watching task would (`queue::entry_gone`): with its
+    /// lease gone, the session is lost too.
+    fn entry_lost(&self, held: &HeldEntry) {
+        if !self.leases.contains_key(&held.lease) {
+            held.session.lose(LostReason::LeaseExpired);
+        }
+        held.grant.lose(LostReason::EntryDeleted);
+    }
+
+    /// Has the delete of held entry `key` (created at `create_rev` under `lease`) fire
+    /// `grant`, unless it is deleted by [`State::delete_own`]; fires at once if it is gone
+    /// already.
+    pub(super) fn fire_on_delete(
+        &mut self,
+        key: &str,
+        (create_rev, lease): (i64, u64),
+        grant: &Liveness,
+        session: &Liveness,
+    ) {
+        let held = HeldEntry {
+            create_rev,
+            lease,
+            grant: grant.clone(),
+            session: session.clone(),
+        };
+        if self.create_rev(key) == Some(create_rev as u64) {
+            self.held.insert(key.to_string(), held);
+        } else {
+            self.entry_lost(&held);
+        }
+    }
+
+    /// Deletes our own held entry: its signal must not fire.
+    pub(super) fn delete_own(&mut self, key: &str) -> bool {
+        self.held.remove(key);
         if self.keys.remove(key).is_none() {
             return false;
         }
-        self.rev += 1;
-        self.notify(key, || Change::Delete(key.to_string()));
-        for tx in self.on_delete.remove(key).unwrap_or_default() {
-            let _ = tx.send(());
-        }
+        self.deleted(key);
         true
     }
 
@@ -281,14 +353,19 @@ impl State {
     /// Watches for the deletion of `key` as it was at revision `rev`: a key created later
     /// under the same name is another entry (the same session re-enqueued), so it counts as
     /// gone, exactly as an etcd watch from `rev + 1` would report the delete.
-    /// How many deletion watchers each key has (herd-freedom checks).
+    /// How many deletion watchers each key has (herd-freedom checks). A held entry's own
+    /// lost signal counts as one, as a watching task would.
     #[cfg(test)]
     pub(super) fn delete_watchers(&self) -> Vec<(String, usize)> {
-        self.on_delete
+        let mut watched: HashMap<String, usize> = self
+            .on_delete
             .iter()
             .map(|(k, w)| (k.clone(), w.iter().filter(|w| !w.is_closed()).count()))
-            .filter(|(_, n)| *n > 0)
-            .collect()
+            .collect();
+        for key in self.held.keys() {
+            *watched.entry(key.clone()).or_default() += 1;
+        }
+        watched.into_iter().filter(|(_, n)| *n > 0).collect()
     }
 
     pub(super) fn watch_delete(&mut self, key: &str, rev: i64) -> Lookup {

@@ -14,9 +14,10 @@ use crate::{Error, Result, Session, Write};
 /// share a session queue locally first (C9). Every acquiring method is cancellation-safe: a
 /// future that is dropped, timed out or aborted withdraws its queue entry (C5).
 ///
-/// On Redis (`redis://`, `redlock://`) waiting is *not* FIFO: waiters wake on a release
-/// message and race for the key (as with redis-py and redsync), so arrival order is not kept,
-/// though no waiter starves in practice.
+/// On one Redis instance (`redis://`) Tenure clients queue in arrival order too (a release
+/// hands the lock to the queue's head); redis-py and redsync clients, which do not queue, can
+/// still go first. On Redlock (`redlock://`) waiting is *not* FIFO: waiters wake on a release
+/// message and race for the key, as with redsync.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tenure::Result<()> {

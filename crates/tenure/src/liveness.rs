@@ -74,8 +74,10 @@ pub(crate) struct Liveness {
 
 #[derive(Clone)]
 enum Own {
-    /// A session's latch: deadline, suspension and subscribers ([`crate::Session::events`]).
-    Session(Arc<watch::Sender<State>>),
+    /// A latch kept alive by renewals (a session's, or a grant renewed on its own as a
+    /// PostgreSQL lock's connection is): deadline, suspension and subscribers
+    /// ([`crate::Session::events`]).
+    Renewed(Arc<watch::Sender<State>>),
     /// A grant's latch, which only ever fires once; its deadline and suspension are its
     /// session's. One is made and dropped per grant, so it is lighter than a watch channel
     /// (whose drop wakes eight wait lists): on the embedded store that was a tenth of an
@@ -197,28 +199,42 @@ async fn wait(tx: &watch::Sender<State>) -> LostReason {
 impl Liveness {
     pub(crate) fn new() -> Self {
         Liveness {
-            own: Own::Session(Arc::new(watch::Sender::new(State::default()))),
+            own: Own::Renewed(Arc::new(watch::Sender::new(State::default()))),
             parent: None,
         }
     }
 
-    /// A new grant latch that also counts as lost whenever `self` (a session's latch) is. A
-    /// grant's grant would follow the session only.
+    /// A new grant latch that also counts as lost whenever `self` is (for a grant latch's
+    /// child: whenever that latch's parent is).
     pub(crate) fn child(&self) -> Self {
-        let parent = match &self.own {
-            Own::Session(tx) => Some(tx.clone()),
-            Own::Grant(_) => self.parent.clone(),
-        };
         Liveness {
             own: Own::Grant(Arc::default()),
-            parent,
+            parent: self.as_parent(),
         }
     }
 
-    /// The session latch's channel; `None` for a grant's latch.
-    fn session(&self) -> Option<&watch::Sender<State>> {
+    /// A child latch with a deadline and suspension of its own, for a grant that is renewed on
+    /// its own (a PostgreSQL lock's connection, probed apart from the session's).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn renewed_child(&self) -> Self {
+        Liveness {
+            own: Own::Renewed(Arc::new(watch::Sender::new(State::default()))),
+            parent: self.as_parent(),
+        }
+    }
+
+    /// What a child of this latch follows: its renewed channel, or a grant latch's parent.
+    fn as_parent(&self) -> Option<Arc<watch::Sender<State>>> {
         match &self.own {
-            Own::Session(tx) => Some(tx),
+            Own::Renewed(tx) => Some(tx.clone()),
+            Own::Grant(_) => self.parent.clone(),
+        }
+    }
+
+    /// The renewed latch's channel; `None` for a grant's latch.
+    fn renewed(&self) -> Option<&watch::Sender<State>> {
+        match &self.own {
+            Own::Renewed(tx) => Some(tx),
             Own::Grant(_) => None,
         }
     }
@@ -226,7 +242,7 @@ impl Liveness {
     /// Fires the latch (first reason wins).
     pub(crate) fn lose(&self, reason: LostReason) {
         match &self.own {
-            Own::Session(tx) => {
+            Own::Renewed(tx) => {
                 tx.send_if_modified(|s| latch(s, reason));
             }
             Own::Grant(latch) => latch.fire(reason),
@@ -236,7 +252,7 @@ impl Liveness {
     /// Moves the local deadline forward — unless it has passed already: then the latch fires
     /// instead, since the store may have expired the lease in between.
     pub(crate) fn set_deadline(&self, deadline: Instant) {
-        let Some(own) = self.session() else {
+        let Some(own) = self.renewed() else {
             debug_assert!(false, "a grant's deadline is its session's");
             return;
         };
@@ -251,7 +267,7 @@ impl Liveness {
 
     /// Marks the connection down (`true`) or back (`false`); see [`Liveness::is_suspended`].
     pub(crate) fn set_suspended(&self, suspended: bool) {
-        let Some(own) = self.session() else {
+        let Some(own) = self.renewed() else {
             debug_assert!(false, "a grant is suspended with its session");
             return;
         };
@@ -267,7 +283,7 @@ impl Liveness {
     pub(crate) fn is_suspended(&self) -> bool {
         let suspended = |tx: &watch::Sender<State>| tx.borrow().suspended;
         !self.is_lost()
-            && (self.session().is_some_and(suspended)
+            && (self.renewed().is_some_and(suspended)
                 || self.parent.as_deref().is_some_and(suspended))
     }
 
@@ -277,7 +293,7 @@ impl Liveness {
             .as_deref()
             .and_then(current)
             .or_else(|| match &self.own {
-                Own::Session(tx) => current(tx),
+                Own::Renewed(tx) => current(tx),
                 Own::Grant(latch) => latch.reason(),
             })
     }
@@ -289,7 +305,7 @@ impl Liveness {
     /// A subscription to this latch's own changes (loss, suspension, the deadline moving),
     /// for [`crate::Session::events`].
     pub(crate) fn changes(&self) -> Changes {
-        let own = self.session().or(self.parent.as_deref());
+        let own = self.renewed().or(self.parent.as_deref());
         Changes {
             rx: own.map_or_else(
                 || watch::channel(State::default()).1,
@@ -300,7 +316,7 @@ impl Liveness {
 
     async fn wait_own(&self) -> LostReason {
         match &self.own {
-            Own::Session(tx) => wait(tx).await,
+            Own::Renewed(tx) => wait(tx).await,
             Own::Grant(latch) => latch.wait().await,
         }
     }

@@ -61,6 +61,7 @@ pub(crate) enum Ahead {
     /// The entry just ahead, known to be first (the holder) as of `rev`. Nothing is ever
     /// queued ahead of an existing entry, so once it is deleted ours is first if it is still
     /// there: [`QueueStore::ahead_after_first`] may confirm that alone.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     First { key: String, rev: i64 },
 }
 

@@ -516,7 +516,7 @@ impl PgSession {
         kind: Kind,
         (conn, token, sent): (Conn, u64, Instant),
     ) -> Grant {
-        let liveness = self.liveness.child();
+        let liveness = self.liveness.renewed_child();
         let keep_alive = spawn_keep_alive(
             Prober {
                 conn: conn.clone(),

@@ -60,13 +60,27 @@ pub(crate) enum Ahead {
     Entry { key: String, rev: i64 },
     /// The entry just ahead, known to be first (the holder) as of `rev`. Nothing is ever
     /// queued ahead of an existing entry, so once it is deleted ours is first if it is still
-    /// there: [`QueueStore::ahead_after_first`] may confirm that alone.
+    /// there: [`QueueStore::ahead_after`] may confirm that alone.
     #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     First { key: String, rev: i64 },
 }
 
+/// The entry whose deletion ended a wait ([`QueueStore::ahead_after`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Released {
+    /// Its key.
+    #[cfg_attr(not(feature = "zookeeper"), allow(dead_code))]
+    pub key: String,
+    /// Whether it was known to be first when the wait began ([`Ahead::First`]).
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub first: bool,
+    /// Where its deletion was seen.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub witness: Witness,
+}
+
 /// Where a store saw an entry deleted, for a read that must not be older than that deletion
-/// ([`QueueStore::ahead_after_first`]). Stores with one state to read (the embedded store,
+/// ([`QueueStore::ahead_after`]). Stores with one state to read (the embedded store,
 /// ZooKeeper's session) need nothing, hence the default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Witness {
@@ -161,9 +175,17 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     /// The entry just ahead of `mine`. Fails with [`Error::SessionLost`] when `mine` is gone.
     async fn ahead(&self, prefix: &str, mine: &QueueEntry) -> Result<Ahead>;
     /// [`QueueStore::ahead`], asked once `released`, the entry that was just ahead of `mine`,
-    /// is deleted: a store that knows `released` had been first needs to confirm only that
-    /// `mine` is still there (ZooKeeper). By default, [`QueueStore::ahead`].
-    async fn ahead_after(&self, prefix: &str, mine: &QueueEntry, released: &str) -> Result<Ahead> {
+    /// is deleted. Once an entry that had been first is gone, ours is first if it is still
+    /// there; a store that knows (from [`Released::first`] or by itself) checks `mine` alone,
+    /// with a read no older than the deletion ([`Released::witness`]), so that an entry of ours
+    /// whose lease was revoked while it waited is never taken for first. By default,
+    /// [`QueueStore::ahead`].
+    async fn ahead_after(
+        &self,
+        prefix: &str,
+        mine: &QueueEntry,
+        released: &Released,
+    ) -> Result<Ahead> {
         let _ = released;
         self.ahead(prefix, mine).await
     }
@@ -174,20 +196,6 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
         self.wait_deleted(key, rev)
             .await
             .map(|()| Witness::default())
-    }
-    /// What stands ahead of `mine` after the deletion (seen at `witness`) of the entry that was
-    /// first and just ahead of it ([`Ahead::First`]): [`Ahead::Nobody`] while `mine` is still
-    /// there. It must be read from a state no older than that deletion, so that an entry of
-    /// ours that went before it (its lease revoked while it waited) is never taken for first.
-    /// Stores that can check `mine` alone more cheaply than reading the queue do so.
-    async fn ahead_after_first(
-        &self,
-        prefix: &str,
-        mine: &QueueEntry,
-        witness: Witness,
-    ) -> Result<Ahead> {
-        let _ = witness;
-        self.ahead(prefix, mine).await
     }
     /// Resolves once the held entry `mine` is deleted (for the lost signal); may be a little
     /// less prompt than [`QueueStore::wait_deleted`] if that saves the uncontended path a
@@ -655,7 +663,7 @@ where
 /// delete event alone would hand out a grant with no entry, beside the next comer
 /// (etcd#16221, the bug Go's RWMutex has; `tests/etcd_go_rwmutex.rs` revokes a waiter's lease
 /// to check it). When the blocker was first, that read may be of our entry alone
-/// ([`QueueStore::ahead_after_first`]).
+/// ([`QueueStore::ahead_after`]).
 async fn wait_for_turn<S: QueueStore>(
     store: &S,
     session: &Liveness,
@@ -666,7 +674,7 @@ async fn wait_for_turn<S: QueueStore>(
 ) -> Result<i64> {
     let reader = role == Role::Read;
     // The entry this waiter waited on, once its wait ended with that entry deleted.
-    let mut gone: Option<String> = None;
+    let mut released: Option<Released> = None;
     loop {
         let ahead = match known.take() {
             Some(ahead) => ahead,
@@ -674,9 +682,9 @@ async fn wait_for_turn<S: QueueStore>(
                 // Boxed: a queued waiter's future need not keep room for a store request's
                 // state machine the whole time it waits.
                 Box::pin(patiently(session, || async {
-                    match &gone {
+                    match &released {
                         _ if reader => store.ahead_of_reader(prefix, mine).await,
-                        Some(gone) => store.ahead_after(prefix, mine, gone).await,
+                        Some(released) => store.ahead_after(prefix, mine, released).await,
                         None => store.ahead(prefix, mine).await,
                     }
                 }))
@@ -691,24 +699,26 @@ async fn wait_for_turn<S: QueueStore>(
         waiting::note(Waiting::Queued {
             ahead: Some(key.clone()),
         });
-        let released = async {
+        let deleted = async {
             if reader {
-                store.wait_released(&key, rev).await.map(|()| None)
+                store
+                    .wait_released(&key, rev)
+                    .await
+                    .map(|()| Witness::default())
             } else {
-                store.wait_deleted_seen(&key, rev).await.map(Some)
+                store.wait_deleted_seen(&key, rev).await
             }
         };
-        gone = None;
+        released = None;
         tokio::select! {
-            res = released => match res {
-                Ok(Some(witness)) if first => {
-                    // Boxed, as the read above.
-                    let now = Box::pin(patiently(session, || {
-                        store.ahead_after_first(prefix, mine, witness)
-                    }));
-                    known = Some(now.await?);
+            res = deleted => match res {
+                Ok(witness) => {
+                    released = Some(Released {
+                        key: key.clone(),
+                        first,
+                        witness,
+                    });
                 }
-                Ok(_) => gone = Some(key.clone()),
                 Err(e) if e.is_transient() => {
                     tracing::debug!(error = %e, "predecessor watch broke; re-checking");
                     waiting::note(Waiting::Retrying {

@@ -13,7 +13,7 @@ use super::watch::WatchHub;
 use super::{is_lease_not_found, revision};
 use crate::backend::observe::Kv;
 use crate::backend::queue::{
-    downgrade_marker, Ahead, Enqueued, QueueEntry, QueueStore, Role, Ticket, Witness,
+    downgrade_marker, Ahead, Enqueued, QueueEntry, QueueStore, Released, Role, Ticket, Witness,
 };
 use crate::backend::semaphore::Unlocked;
 use crate::liveness::{Liveness, LostReason};
@@ -411,12 +411,15 @@ impl QueueStore for EtcdSession {
         watch.deleted_or(hedge).await.map_err(broken)
     }
 
-    async fn ahead_after_first(
+    async fn ahead_after(
         &self,
         prefix: &str,
         mine: &QueueEntry,
-        witness: Witness,
+        released: &Released,
     ) -> Result<Ahead> {
+        if !released.first {
+            return self.ahead(prefix, mine).await;
+        }
         // Our own entry alone, from a state at least as new as the first entry's deletion:
         // from the member whose watch reported it, without leader confirmation, when that
         // member answers from the deletion's revision on ([`EtcdSession::read_since`]; etcd
@@ -426,7 +429,7 @@ impl QueueStore for EtcdSession {
         // before the deletion, the entry is missing there; if after, we were first in between
         // and the grant's own watch, which starts right after this read's revision, reports
         // the loss. A missing entry is then confirmed as gone by the full read.
-        let now = Box::pin(self.read_since(&mine.key, witness)).await?;
+        let now = Box::pin(self.read_since(&mine.key, released.witness)).await?;
         let still_mine = now
             .kvs()
             .first()

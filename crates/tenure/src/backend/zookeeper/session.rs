@@ -14,7 +14,7 @@ use super::state::{spawn_state_follower, Slot, ZkRenewer};
 use super::{call, call_node, layout, ops, Ensemble, OP_TIMEOUT};
 use crate::backend::lease::spawn_keep_alive;
 use crate::backend::observe::Kv;
-use crate::backend::queue::{Ahead, Enqueued, QueueEntry, QueueStore, Role, Ticket};
+use crate::backend::queue::{Ahead, Enqueued, QueueEntry, QueueStore, Released, Role, Ticket};
 use crate::liveness::{Liveness, LostReason};
 use crate::{Error, Result, Write};
 
@@ -417,7 +417,13 @@ impl QueueStore for ZkSession {
     /// confirms that `mine` is still there, as the recipe's read after every release does
     /// (someone may have deleted it while we waited), with one read of constant size: a
     /// hand-off costs the same whatever the queue's length (docs/contract.md, C3).
-    async fn ahead_after(&self, prefix: &str, mine: &QueueEntry, released: &str) -> Result<Ahead> {
+    async fn ahead_after(
+        &self,
+        prefix: &str,
+        mine: &QueueEntry,
+        released: &Released,
+    ) -> Result<Ahead> {
+        let released = released.key.as_str();
         let dir = layout::dir_of(prefix)?;
         if !self.shared.was_head(released) {
             return self.place_of(&dir, mine, Some(released)).await;

@@ -144,10 +144,16 @@ pub(crate) async fn queue_locally(
         Ok(place) => place,
         Err(_) => {
             let _ = STAGE.try_with(|cell| cell.blocked.store(true, Ordering::Relaxed));
-            tokio::select! {
-                place = queue.lock_owned() => place,
-                reason = session.lost() => return Err(Error::SessionLost { reason }),
-            }
+            // Boxed: only a task queued behind a sibling pays for this wait; inline, every
+            // lock's future kept room for it all the time it then waited in the store
+            // (docs/contract.md, Performance rules: client memory per queued waiter).
+            Box::pin(async {
+                tokio::select! {
+                    place = queue.lock_owned() => Ok(place),
+                    reason = session.lost() => Err(Error::SessionLost { reason }),
+                }
+            })
+            .await?
         }
     };
     note(Waiting::Store);

@@ -533,25 +533,27 @@ async fn acquire<S: QueueStore>(
     if let Some(reason) = session.reason() {
         return Err(Error::SessionLost { reason });
     }
-    let prefix = [name, "/"].concat();
     let ticket = Ticket::new();
+    // The prefix, the entry and what is ahead are each kept once while a waiter waits (the
+    // withdrawal owns the first two, the wait the last; docs/contract.md, Performance rules).
     let mut pending = EntryWithdrawal {
         store: store.clone(),
-        prefix: prefix.clone(),
+        prefix: [name, "/"].concat(),
         ticket,
         entry: None,
         in_flight: true,
         queue: OwnedMutexGuard::mutex(&permit).clone(),
         permit: Some(permit),
     };
+    let prefix = &pending.prefix;
     let mut tries = 0;
-    let enq = if wait {
+    let mut enq = if wait {
         // Retry loops are boxed here and below: an acquisition's future lives as long as it
         // waits, and would otherwise keep room for them (and their backoff timers) all along;
         // docs/contract.md, Performance rules (client memory per queued waiter).
         let enqueued = Box::pin(patiently(&session, || {
             tries += 1;
-            store.enqueue(&prefix, value, role, ticket)
+            store.enqueue(prefix, value, role, ticket)
         }));
         let enq = match enqueued.await {
             Ok(enq) => enq,
@@ -564,16 +566,15 @@ async fn acquire<S: QueueStore>(
             }
             Err(e) => return Err(e),
         };
-        pending.entry = Some(enq.mine.clone());
         pending.in_flight = tries > 1;
         enq
     } else {
         let tried = Box::pin(with_backoff(ATTEMPTS, || {
             tries += 1;
             match role {
-                Role::Read | Role::Write => store.try_enqueue(&prefix, value, role, ticket),
+                Role::Read | Role::Write => store.try_enqueue(prefix, value, role, ticket),
                 Role::Lock | Role::Candidate | Role::Lease => {
-                    store.enqueue_if_empty(&prefix, value, ticket)
+                    store.enqueue_if_empty(prefix, value, ticket)
                 }
             }
         }));
@@ -594,20 +595,29 @@ async fn acquire<S: QueueStore>(
             Err(e) => return Err(e),
         }
     };
+    let ahead = enq.ahead.take();
+    // A waiter's entry is withdrawn by `pending` if the wait is abandoned (C5); a try's,
+    // granted at once, only by what it finds under the prefix, as before any entry was known.
+    let mut tried = None;
+    let mine: &QueueEntry = if wait {
+        pending.entry.insert(enq.mine)
+    } else {
+        tried.insert(enq.mine)
+    };
     let rev = if enq.first {
         enq.rev
     } else {
         // What the enqueue saw just ahead is what a writer or a mutex waiter waits on, but
         // not a reader, which waits on the newest writer ahead: a reader asks again.
-        let known = enq.ahead.clone().filter(|_| role != Role::Read);
+        let known = ahead.filter(|_| role != Role::Read);
         // Boxed: only a waiter pays for the wait's state; inline it made every acquisition's
         // future (boxed by the seam) large enough to cost an uncontended lock on `mem://` a
         // fifth of its time in the allocator.
         Box::pin(wait_for_turn(
             store.as_ref(),
             &session,
-            &prefix,
-            &enq.mine,
+            prefix,
+            mine,
             role,
             known,
         ))
@@ -620,13 +630,20 @@ async fn acquire<S: QueueStore>(
         return Err(Error::SessionLost { reason });
     }
     let liveness = session.child();
-    let watch = watch_entry(store, &enq.mine, rev, &liveness);
+    let watch = watch_entry(store, mine, rev, &liveness);
     let permit = pending.permit.take();
     // An attempt still in flight is forbidden at release, before the entry is deleted.
-    let in_flight = std::mem::take(&mut pending.in_flight).then_some((prefix, ticket));
+    let in_flight = std::mem::take(&mut pending.in_flight);
+    // Disarmed (no permit, nothing in flight): what it kept is the grant's now.
+    let in_flight = in_flight.then(|| (std::mem::take(&mut pending.prefix), ticket));
+    let mine = pending
+        .entry
+        .take()
+        .or(tried)
+        .expect("the entry is kept by the withdrawal or the try");
     Ok(Grant {
-        key: enq.mine.key,
-        token: enq.mine.token,
+        key: mine.key,
+        token: mine.token,
         liveness,
         watch,
         _permit: permit,

@@ -14,7 +14,9 @@ use super::state::{spawn_state_follower, Slot, ZkRenewer};
 use super::{call, call_node, layout, ops, Ensemble, OP_TIMEOUT};
 use crate::backend::lease::spawn_keep_alive;
 use crate::backend::observe::Kv;
-use crate::backend::queue::{Ahead, Enqueued, QueueEntry, QueueStore, Released, Role, Ticket};
+use crate::backend::queue::{
+    Ahead, Enqueued, QueueEntry, QueueStore, Released, Role, Ticket, Witness,
+};
 use crate::liveness::{Liveness, LostReason};
 use crate::{Error, Result, Write};
 
@@ -95,6 +97,31 @@ impl ZkSession {
 
     fn client(&self) -> Result<zk::Client> {
         self.slot.get(&self.liveness)
+    }
+
+    /// Resolves once `key` is deleted, watching it alone (Curator's predecessor watch).
+    async fn until_deleted(&self, key: &str) -> Result<()> {
+        loop {
+            // The client and the answer live in a block: dropped (or moved) only, they would
+            // still take room in the future all the time a queued waiter waits.
+            let watcher = {
+                let client = self.client()?;
+                // Boxed: a waiter's future lives as long as it waits, and would otherwise keep
+                // room for this request's whole state machine (tens of KB) the entire time.
+                let (stat, watcher) =
+                    Box::pin(call("watch", client.check_and_watch_stat(key))).await?;
+                if stat.is_none() {
+                    return Ok(());
+                }
+                watcher
+            };
+            let event = watcher.changed().await;
+            match event.event_type {
+                zk::EventType::NodeDeleted => return Ok(()),
+                zk::EventType::Session => return Err(super::state_err(event.session_state)),
+                _ => {}
+            }
+        }
     }
 
     fn remember(&self, dir: &str, uuid: &str, keep: bool) {
@@ -441,27 +468,13 @@ impl QueueStore for ZkSession {
 
     /// Watches `key` alone (Curator's predecessor watch): one watcher per waiter.
     async fn wait_deleted(&self, key: &str, _rev: i64) -> Result<()> {
-        loop {
-            // The client and the answer live in a block: dropped (or moved) only, they would
-            // still take room in the future all the time a queued waiter waits.
-            let watcher = {
-                let client = self.client()?;
-                // Boxed: a waiter's future lives as long as it waits, and would otherwise keep
-                // room for this request's whole state machine (tens of KB) the entire time.
-                let (stat, watcher) =
-                    Box::pin(call("watch", client.check_and_watch_stat(key))).await?;
-                if stat.is_none() {
-                    return Ok(());
-                }
-                watcher
-            };
-            let event = watcher.changed().await;
-            match event.event_type {
-                zk::EventType::NodeDeleted => return Ok(()),
-                zk::EventType::Session => return Err(super::state_err(event.session_state)),
-                _ => {}
-            }
-        }
+        self.until_deleted(key).await
+    }
+
+    /// Overridden only so that a waiter's wait is one box, not the default's box around
+    /// [`QueueStore::wait_deleted`]'s (docs/contract.md, Performance rules).
+    async fn wait_deleted_seen(&self, key: &str, _rev: i64) -> Result<Witness> {
+        self.until_deleted(key).await.map(|()| Witness::default())
     }
 
     async fn remove(&self, mine: &QueueEntry) -> Result<bool> {

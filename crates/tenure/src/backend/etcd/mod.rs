@@ -20,6 +20,7 @@ use self::keep_alive::{EtcdRenewer, KeepAliveHub};
 use self::members::{Members, ATTEMPT_TIMEOUT};
 use self::session::EtcdSession;
 use self::watch::WatchHub;
+use super::heads::Heads;
 use super::lease::spawn_keep_alive;
 use super::queue::QueueSession;
 use super::{Backend, SessionBackend};
@@ -149,6 +150,8 @@ pub(crate) struct EtcdBackend {
     /// applied index (etcd 3.4, 10,000 sessions on one stream: renewals went unanswered for
     /// the 20 s a 60 s TTL allows, "waiting for the applied index took too long").
     keep_alive: Vec<Arc<KeepAliveHub>>,
+    /// Queue entries known to have been first, shared by this client's sessions.
+    heads: Arc<Heads>,
 }
 
 /// How many keep-alive streams a client spreads its leases over (opened as leases need them).
@@ -200,6 +203,7 @@ impl EtcdBackend {
             members,
             watch,
             keep_alive,
+            heads: Arc::default(),
         })
     }
 }
@@ -327,6 +331,7 @@ impl Backend for EtcdBackend {
         let session = EtcdSession::new(
             self.members.clone(),
             self.watch.clone(),
+            self.heads.clone(),
             grant.id(),
             liveness,
             keep_alive,

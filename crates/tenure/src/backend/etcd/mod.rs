@@ -2,6 +2,7 @@
 //! a lock or election named `N` is the key prefix `N/`, each session's entry is
 //! `N/<lease id in lowercase hex>`, and the owner is the entry with the lowest create revision.
 
+mod deep;
 mod keep_alive;
 mod members;
 mod observe;
@@ -16,6 +17,7 @@ use async_trait::async_trait;
 use etcd_client::{ConnectOptions, GetOptions};
 use tokio::time::Instant;
 
+use self::deep::DeepQueues;
 use self::keep_alive::{EtcdRenewer, KeepAliveHub};
 use self::members::{Members, ATTEMPT_TIMEOUT};
 use self::session::EtcdSession;
@@ -152,6 +154,8 @@ pub(crate) struct EtcdBackend {
     keep_alive: Vec<Arc<KeepAliveHub>>,
     /// Queue entries known to have been first, shared by this client's sessions.
     heads: Arc<Heads>,
+    /// Queues this client last saw deep (`deep.rs`).
+    deep: Arc<DeepQueues>,
 }
 
 /// How many keep-alive streams a client spreads its leases over (opened as leases need them).
@@ -204,6 +208,7 @@ impl EtcdBackend {
             watch,
             keep_alive,
             heads: Arc::default(),
+            deep: Arc::default(),
         })
     }
 }
@@ -332,6 +337,7 @@ impl Backend for EtcdBackend {
             self.members.clone(),
             self.watch.clone(),
             self.heads.clone(),
+            self.deep.clone(),
             grant.id(),
             liveness,
             keep_alive,

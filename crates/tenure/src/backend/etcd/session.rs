@@ -8,6 +8,7 @@ use etcd_client::{
 use std::sync::Arc;
 use tokio::task::AbortHandle;
 
+use super::deep::DeepQueues;
 use super::members::Members;
 use super::watch::WatchHub;
 use super::{is_lease_not_found, revision};
@@ -29,6 +30,7 @@ pub(super) struct EtcdSession {
     members: Arc<Members>,
     watch: WatchHub,
     heads: Arc<Heads>,
+    deep: Arc<DeepQueues>,
     lease: i64,
     liveness: Liveness,
     keep_alive: AbortHandle,
@@ -45,6 +47,7 @@ impl EtcdSession {
         members: Arc<Members>,
         watch: WatchHub,
         heads: Arc<Heads>,
+        deep: Arc<DeepQueues>,
         lease: i64,
         liveness: Liveness,
         keep_alive: AbortHandle,
@@ -53,6 +56,7 @@ impl EtcdSession {
             members,
             watch,
             heads,
+            deep,
             lease,
             liveness,
             keep_alive,
@@ -149,16 +153,28 @@ fn first_created(prefix: &str) -> TxnOp {
     TxnOp::get(prefix, Some(opts))
 }
 
-/// Up to three entries of `prefix` newest first, up to create revision `max`: the entry
-/// itself, the one just ahead of it, and whether a third exists, which tells whether the one
-/// ahead is the holder.
-fn newest_three(max: i64) -> GetOptions {
-    GetOptions::new()
+/// Up to three entries of `prefix` newest first, up to create revision `max` (all if `None`):
+/// the entry itself, the one just ahead of it, and whether a third exists, which tells
+/// whether the one ahead is the holder.
+fn newest_three(max: Option<i64>) -> GetOptions {
+    let opts = GetOptions::new()
         .with_prefix()
         .with_keys_only()
         .with_sort(SortTarget::Create, SortOrder::Descend)
-        .with_limit(3)
-        .with_max_create_revision(max)
+        .with_limit(3);
+    match max {
+        Some(rev) => opts.with_max_create_revision(rev),
+        None => opts,
+    }
+}
+
+/// Two entries of `prefix` in key order, and how many there are: etcd counts a range from its
+/// in-memory index and reads only the entries it returns ([`ahead_from_enqueue`]).
+fn two_and_count() -> GetOptions {
+    GetOptions::new()
+        .with_prefix()
+        .with_keys_only()
+        .with_limit(2)
 }
 
 /// What stands ahead of `mine`, from [`newest_three`]'s answer up to `mine`'s create
@@ -180,12 +196,10 @@ fn ahead_of(kvs: &[etcd_client::KeyValue], mine: &QueueEntry, rev: i64) -> Optio
     })
 }
 
-/// What stands ahead of `mine` from the enqueue's own answer: the number of entries `count`
-/// just after it was made, and up to two of them in key order. With one other entry, that one
-/// is first and just ahead; with more, which is just ahead takes a read sorted by creation,
-/// which etcd answers only by reading the whole queue, so the enqueue (a transaction, applied
-/// one at a time with every other write) does not ask it ([`EtcdSession::ahead`] does, outside
-/// the apply loop).
+/// What stands ahead of `mine` from a deep queue's enqueue ([`two_and_count`]): the number of
+/// entries `count` just after it was made, and up to two of them in key order. With one other
+/// entry, that one is first and just ahead; with more, the waiter reads who is just ahead
+/// after the Txn ([`EtcdSession::ahead`], outside etcd's apply loop; `deep.rs`).
 fn ahead_from_enqueue(
     kvs: &[etcd_client::KeyValue],
     count: i64,
@@ -251,7 +265,7 @@ impl EtcdSession {
         mine: &QueueEntry,
         serializable: bool,
     ) -> Result<Option<Ahead>> {
-        let mut opts = newest_three(mine.token as i64);
+        let mut opts = newest_three(Some(mine.token as i64));
         if serializable {
             opts = opts.with_serializable();
         }
@@ -328,18 +342,20 @@ impl QueueStore for EtcdSession {
             value,
             Some(PutOptions::new().with_lease(self.lease)),
         );
-        // How many are queued, and two of them in key order: etcd counts a range from its
-        // in-memory index, and reads only the entries it returns (ahead_from_enqueue).
-        let two = GetOptions::new()
-            .with_prefix()
-            .with_keys_only()
-            .with_limit(2);
+        // A new entry is the newest: on a short queue the same answer names the one ahead of
+        // it, so a waiter starts watching at once; a deep one is only counted (`deep.rs`).
+        let deep = self.deep.is_deep(prefix);
+        let queued = if deep {
+            two_and_count()
+        } else {
+            newest_three(None)
+        };
         let txn = Txn::new()
             .when([
                 Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
                 self.not_withdrawn(prefix, ticket),
             ])
-            .and_then([put, TxnOp::get(prefix, Some(two))])
+            .and_then([put, TxnOp::get(prefix, Some(queued))])
             .or_else([TxnOp::get(key.as_str(), None), first_created(prefix)]);
         let resp = self.txn("lock", txn).await?;
         let rev = revision(resp.header());
@@ -350,7 +366,12 @@ impl QueueStore for EtcdSession {
             };
             let ahead = match resp.op_responses().into_iter().nth(1) {
                 Some(TxnOpResponse::Get(queued)) => {
-                    ahead_from_enqueue(queued.kvs(), queued.count(), &mine, rev)
+                    self.deep.counted(prefix, queued.count());
+                    if deep {
+                        ahead_from_enqueue(queued.kvs(), queued.count(), &mine, rev)
+                    } else {
+                        ahead_of(queued.kvs(), &mine, rev)
+                    }
                 }
                 _ => return Err(malformed("lock")),
             };

@@ -201,16 +201,24 @@ impl Hold {
     /// future is dropped mid-release, or the store could not be reached, dropping `self`
     /// releases in the background: the entry never outlives an abandoned or failed release
     /// while the session lives (docs/contract.md, C13).
-    pub(crate) async fn release(mut self) -> Result<()> {
-        let Some(grant) = self.grant.as_ref() else {
-            return Ok(());
-        };
-        self.end_holding();
-        let answer = self.session.release(grant).await;
-        if !matches!(&answer, Err(e) if e.is_transient()) {
-            self.grant = None;
+    ///
+    /// Not an `async fn`: one stores its argument twice (as passed, and as bound in the body),
+    /// and a task that waits for a lock and then unlocks it keeps room for its largest state,
+    /// this one, all the time it waits (docs/contract.md, Performance rules).
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn release(mut self) -> impl std::future::Future<Output = Result<()>> + Send {
+        async move {
+            let Some(grant) = self.grant.as_ref() else {
+                return Ok(());
+            };
+            self.end_holding();
+            let answer = self.session.release(grant).await;
+            if !matches!(&answer, Err(e) if e.is_transient()) {
+                // Released: nothing is left for the drop to release.
+                self.grant.take();
+            }
+            answer
         }
-        answer
     }
 }
 

@@ -326,10 +326,16 @@ impl Liveness {
         match &self.parent {
             None => self.wait_own().await,
             Some(p) => {
-                let woke = tokio::select! {
-                    r = wait(p) => r,
-                    r = self.wait_own() => r,
-                };
+                // Boxed: a session's latch has no parent, and every queued waiter keeps a wait
+                // on it; inline, this branch's two waits made each of those futures twice the
+                // size (docs/contract.md, Performance rules: client memory per queued waiter).
+                let woke = Box::pin(async {
+                    tokio::select! {
+                        r = wait(p) => r,
+                        r = self.wait_own() => r,
+                    }
+                })
+                .await;
                 // Both may have fired; report the root cause, as `reason()` does.
                 self.reason().unwrap_or(woke)
             }

@@ -180,7 +180,7 @@ impl Meter {
         timeout: std::time::Duration,
         wait: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        let stage = Stage::new();
+        let stage = Stage::recording();
         let bounded = async {
             tokio::time::timeout(timeout, wait)
                 .await

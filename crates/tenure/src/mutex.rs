@@ -254,8 +254,17 @@ impl MutexGuard {
     /// tenure.session().await?.mutex("jobs")?.try_lock().await?.unlock().await?;
     /// # Ok(()) }
     /// ```
-    pub async fn unlock(self) -> Result<()> {
-        self.held.release().await
+    pub fn unlock(self) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        // Not an `async fn`, as `Hold::release` is not: the guard would be stored in the
+        // future twice over, beside the release that holds it too, and a task that waits for
+        // the lock keeps room for its unlock all the time it waits.
+        // (An `async move` block awaiting the release would store it twice as well.)
+        let MutexGuard { held, _session, .. } = self;
+        futures_util::FutureExt::map(held.release(), move |answer| {
+            // The lease stays ours until the release is answered.
+            drop(_session);
+            answer
+        })
     }
 }
 

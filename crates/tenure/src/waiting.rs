@@ -91,33 +91,52 @@ tokio::task_local! {
     static STAGE: Cell;
 }
 
-/// A record of what the wait run inside [`observed`] with it is doing.
+/// A record of what the wait run inside [`observed`] with it is doing; `None`: nobody asks.
 #[derive(Clone)]
-pub(crate) struct Stage(Cell);
+pub(crate) struct Stage(Option<Cell>);
 
 impl Stage {
+    /// A stage for a wait with no deadline: only metrics ask what it did (whether it was
+    /// held up), so without them nothing is recorded, and nothing allocated for each
+    /// acquisition (docs/contract.md, Performance rules: client memory per queued waiter).
     pub(crate) fn new() -> Self {
-        Stage(Arc::new(Shared {
+        if cfg!(feature = "metrics") {
+            Self::recording()
+        } else {
+            Stage(None)
+        }
+    }
+
+    /// A stage that records, for a wait whose timeout tells what it was doing.
+    pub(crate) fn recording() -> Self {
+        Stage(Some(Arc::new(Shared {
             now: StdMutex::new(Waiting::LocalQueue),
             blocked: AtomicBool::new(false),
-        }))
+        })))
     }
 
     /// What the wait was doing last.
     pub(crate) fn get(&self) -> Waiting {
-        self.0.now.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.as_ref().map_or(Waiting::LocalQueue, |cell| {
+            cell.now.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        })
     }
 
     /// Whether the wait ever had to wait for someone ahead of it.
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) fn blocked(&self) -> bool {
-        self.0.blocked.load(Ordering::Relaxed)
+        self.0
+            .as_ref()
+            .is_some_and(|cell| cell.blocked.load(Ordering::Relaxed))
     }
 }
 
 /// Runs `fut` with `stage` recording what it does.
 pub(crate) async fn observed<F: Future>(stage: &Stage, fut: F) -> F::Output {
-    STAGE.scope(stage.0.clone(), fut).await
+    match &stage.0 {
+        Some(cell) => STAGE.scope(cell.clone(), fut).await,
+        None => fut.await,
+    }
 }
 
 /// Records what the current wait is doing (nothing outside [`observed`]).
@@ -144,10 +163,16 @@ pub(crate) async fn queue_locally(
         Ok(place) => place,
         Err(_) => {
             let _ = STAGE.try_with(|cell| cell.blocked.store(true, Ordering::Relaxed));
-            tokio::select! {
-                place = queue.lock_owned() => place,
-                reason = session.lost() => return Err(Error::SessionLost { reason }),
-            }
+            // Boxed: only a task queued behind a sibling pays for this wait; inline, every
+            // lock's future kept room for it all the time it then waited in the store
+            // (docs/contract.md, Performance rules: client memory per queued waiter).
+            Box::pin(async {
+                tokio::select! {
+                    place = queue.lock_owned() => Ok(place),
+                    reason = session.lost() => Err(Error::SessionLost { reason }),
+                }
+            })
+            .await?
         }
     };
     note(Waiting::Store);

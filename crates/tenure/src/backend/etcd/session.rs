@@ -477,17 +477,21 @@ impl QueueStore for EtcdSession {
         // From here the watch sees every delete; one read covers the time before it. Boxed:
         // a waiter's future lives as long as it waits, and would otherwise keep room for a
         // gRPC call's whole state machine (about 20 KB) the entire time.
-        let now = Box::pin(self.read_since(key, created)).await?;
-        let same_entry = now
-            .kvs()
-            .first()
-            .is_some_and(|kv| kv.create_revision() <= rev);
-        if !same_entry {
-            // Seen by a read, not an event: no revision to name, so a read that must follow
-            // the deletion is linearizable.
-            return Ok(Witness::default());
-        }
-        let hedge = watch.hedge(key, created_rev, revision(now.header()));
+        // The answer is dropped before the wait (a block, not just its last use): kept, its
+        // entries stayed in memory all the time a queued waiter waits.
+        let hedge = {
+            let now = Box::pin(self.read_since(key, created)).await?;
+            let same_entry = now
+                .kvs()
+                .first()
+                .is_some_and(|kv| kv.create_revision() <= rev);
+            if !same_entry {
+                // Seen by a read, not an event: no revision to name, so a read that must
+                // follow the deletion is linearizable.
+                return Ok(Witness::default());
+            }
+            watch.hedge(key, created_rev, revision(now.header()))
+        };
         watch.deleted_or(hedge).await.map_err(broken)
     }
 

@@ -446,14 +446,19 @@ impl QueueStore for ZkSession {
     /// Watches `key` alone (Curator's predecessor watch): one watcher per waiter.
     async fn wait_deleted(&self, key: &str, _rev: i64) -> Result<()> {
         loop {
-            let client = self.client()?;
-            // Boxed: a waiter's future lives as long as it waits, and would otherwise keep
-            // room for this request's whole state machine (tens of KB) the entire time.
-            let (stat, watcher) = Box::pin(call("watch", client.check_and_watch_stat(key))).await?;
-            drop(client);
-            if stat.is_none() {
-                return Ok(());
-            }
+            // The client and the answer live in a block: dropped (or moved) only, they would
+            // still take room in the future all the time a queued waiter waits.
+            let watcher = {
+                let client = self.client()?;
+                // Boxed: a waiter's future lives as long as it waits, and would otherwise keep
+                // room for this request's whole state machine (tens of KB) the entire time.
+                let (stat, watcher) =
+                    Box::pin(call("watch", client.check_and_watch_stat(key))).await?;
+                if stat.is_none() {
+                    return Ok(());
+                }
+                watcher
+            };
             let event = watcher.changed().await;
             match event.event_type {
                 zk::EventType::NodeDeleted => return Ok(()),

@@ -5,8 +5,9 @@
 //! wait in the store: tasks sharing one session queue in the process first (C9) and would
 //! leave one waiter in the store. Memory is the growth of the resident set while the W
 //! waiters enter the queue, so the sessions themselves are not counted (their cost is
-//! reported apart). Hand-offs are timed, and the store's counters read, over the first
-//! [`WINDOW`] hand-offs, while the queue is still about W deep; the rest then drain.
+//! reported apart, each used once first: [`warm_up`]). Hand-offs are timed, and the store's
+//! counters read, over the first [`WINDOW`] hand-offs, while the queue is still about W deep;
+//! the rest then drain.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
@@ -58,6 +59,8 @@ fn rss_bytes() -> u64 {
 }
 
 struct Shared {
+    /// The lock's name.
+    name: String,
     /// When the latest holder began to unlock (the hand-off clock's start).
     unlock_started: StdMutex<Option<Instant>>,
     granted: AtomicUsize,
@@ -90,12 +93,16 @@ pub async fn run(tenure: &Tenure, name: &str, waiters: usize) -> Result<Waiters>
         let batch = BATCH.min(waiters - sessions.len());
         sessions.extend(crate::cmd::open_sessions(tenure, batch).await?);
     }
+    for (i, batch) in sessions.chunks(BATCH).enumerate() {
+        warm_up(batch, name, i * BATCH).await?;
+    }
     let rss_sessions = rss_bytes();
     let guard = holder.mutex(name)?.lock().await?;
 
     let (go_tx, go) = watch::channel(false);
     let progress = Progress::start(&format!("{waiters} waiters"), waiters);
     let shared = Arc::new(Shared {
+        name: name.to_string(),
         unlock_started: StdMutex::new(None),
         granted: AtomicUsize::new(0),
         window,
@@ -109,7 +116,7 @@ pub async fn run(tenure: &Tenure, name: &str, waiters: usize) -> Result<Waiters>
     // enqueues in flight at once would measure the client's buffers for that burst (which the
     // allocator keeps), not what a queued waiter holds.
     for (i, session) in sessions.iter().enumerate() {
-        set.spawn(waiter(session.clone(), name.to_string(), shared.clone()));
+        set.spawn(waiter(session.clone(), shared.clone()));
         if (i + 1) % BATCH == 0 || i + 1 == waiters {
             settle(tenure, name, i + 1, &mut set).await?;
         }
@@ -155,6 +162,24 @@ pub async fn run(tenure: &Tenure, name: &str, waiters: usize) -> Result<Waiters>
         session_bytes: per(rss_sessions.saturating_sub(rss_empty), waiters),
         store: before.zip(after).map(|(b, a)| a.per(b, window)),
     })
+}
+
+/// Has each session take and release a lock of its own once, as a session in use has, so
+/// that what a session's first requests cost is counted with the session, not with the
+/// waiter it then carries: the ZooKeeper client allocates its per-session tables when the
+/// session opens but the pages are first written by its first requests (about 2.5 KB per
+/// session), and a session makes its map of in-process queues (C9) at its first lock. A
+/// process with many waiters on one session pays these once.
+async fn warm_up(sessions: &[Session], name: &str, first: usize) -> Result<()> {
+    let mut set = JoinSet::new();
+    for (i, session) in sessions.iter().enumerate() {
+        let (session, own) = (session.clone(), format!("{name}-warm-{}", first + i));
+        set.spawn(async move { session.mutex(&own)?.lock().await?.unlock().await });
+    }
+    while let Some(joined) = set.join_next().await {
+        joined.context("warming a session")??;
+    }
+    Ok(())
 }
 
 /// Waits until the store's request counter stops moving (every waiter has set up its watch),
@@ -212,23 +237,34 @@ async fn settle(
     }
 }
 
-async fn waiter(session: Session, name: String, shared: Arc<Shared>) -> Result<()> {
-    let guard = session.mutex(&name)?.lock().await?;
-    let granted = Instant::now();
-    let index = 1 + shared.granted.fetch_add(1, Ordering::SeqCst);
-    if let Some(unlock_started) = shared.swap_unlock_started(None) {
-        if index <= shared.window {
-            let mut samples = shared.samples.lock().unwrap_or_else(|p| p.into_inner());
-            samples.push(granted - unlock_started);
+/// One waiter, as a user's task would wait: lock, then unlock. Not an `async fn`, which would
+/// store its arguments twice; the one waiter that holds the lock while the counters are read
+/// waits for that in a box of its own, so that the others keep no room for it.
+#[allow(clippy::manual_async_fn)]
+fn waiter(
+    session: Session,
+    shared: Arc<Shared>,
+) -> impl std::future::Future<Output = Result<()>> + Send {
+    async move {
+        let guard = session.mutex(&shared.name)?.lock().await?;
+        let granted = Instant::now();
+        let index = 1 + shared.granted.fetch_add(1, Ordering::SeqCst);
+        if let Some(unlock_started) = shared.swap_unlock_started(None) {
+            if index <= shared.window {
+                let mut samples = shared.samples.lock().unwrap_or_else(|p| p.into_inner());
+                samples.push(granted - unlock_started);
+            }
         }
+        if index == shared.window {
+            shared.window_done.notify_one();
+            let mut go = shared.go.clone();
+            Box::pin(go.wait_for(|go| *go))
+                .await
+                .context("bench stopped")?;
+        }
+        shared.progress.tick();
+        shared.swap_unlock_started(Some(Instant::now()));
+        guard.unlock().await?;
+        Ok(())
     }
-    if index == shared.window {
-        shared.window_done.notify_one();
-        let mut go = shared.go.clone();
-        go.wait_for(|go| *go).await.context("bench stopped")?;
-    }
-    shared.progress.tick();
-    shared.swap_unlock_started(Some(Instant::now()));
-    guard.unlock().await?;
-    Ok(())
 }

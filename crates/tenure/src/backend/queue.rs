@@ -56,21 +56,25 @@ pub(crate) struct Enqueued {
 pub(crate) enum Ahead {
     /// Nobody: we are first, as of `rev`.
     Nobody { rev: i64 },
-    /// The entry just ahead, and the revision to watch it from.
-    Entry { key: String, rev: i64 },
+    /// The entry just ahead, its token where the store read it (0: not read), and the
+    /// revision to watch it from.
+    Entry { key: String, token: u64, rev: i64 },
     /// The entry just ahead, known to be first (the holder) as of `rev`. Nothing is ever
     /// queued ahead of an existing entry, so once it is deleted ours is first if it is still
     /// there: [`QueueStore::ahead_after`] may confirm that alone.
     #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
-    First { key: String, rev: i64 },
+    First { key: String, token: u64, rev: i64 },
 }
 
 /// The entry whose deletion ended a wait ([`QueueStore::ahead_after`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Released {
     /// Its key.
-    #[cfg_attr(not(feature = "zookeeper"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "zookeeper", feature = "etcd")), allow(dead_code))]
     pub key: String,
+    /// Its token, where the store read it (0: not read): which incarnation of `key` it was.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub token: u64,
     /// Whether it was known to be first when the wait began ([`Ahead::First`]).
     #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     pub first: bool,
@@ -708,10 +712,10 @@ async fn wait_for_turn<S: QueueStore>(
                 .await?
             }
         };
-        let (key, rev, first) = match ahead {
+        let (key, token, rev, first) = match ahead {
             Ahead::Nobody { rev } => return Ok(rev),
-            Ahead::Entry { key, rev } => (key, rev, false),
-            Ahead::First { key, rev } => (key, rev, true),
+            Ahead::Entry { key, token, rev } => (key, token, rev, false),
+            Ahead::First { key, token, rev } => (key, token, rev, true),
         };
         waiting::note(Waiting::Queued {
             ahead: Some(key.clone()),
@@ -732,6 +736,7 @@ async fn wait_for_turn<S: QueueStore>(
                 Ok(witness) => {
                     released = Some(Released {
                         key: key.clone(),
+                        token,
                         first,
                         witness,
                     });

@@ -118,7 +118,7 @@ pub async fn run(tenure: &Tenure, name: &str, waiters: usize) -> Result<Waiters>
     for (i, session) in sessions.iter().enumerate() {
         set.spawn(waiter(session.clone(), shared.clone()));
         if (i + 1) % BATCH == 0 || i + 1 == waiters {
-            settle(tenure, name, i + 1).await?;
+            settle(tenure, name, i + 1, &mut set).await?;
         }
     }
     if let Some(source) = &counters {
@@ -133,7 +133,14 @@ pub async fn run(tenure: &Tenure, name: &str, waiters: usize) -> Result<Waiters>
     let window_done = shared.window_done.notified();
     shared.swap_unlock_started(Some(Instant::now()));
     guard.unlock().await?;
-    window_done.await;
+    // Waiters ahead of the window's last end as they go; one that fails ends the run.
+    tokio::pin!(window_done);
+    loop {
+        tokio::select! {
+            () = &mut window_done => break,
+            Some(ended) = set.join_next() => ended.context("bench waiter")??,
+        }
+    }
     let after = match &counters {
         Some(source) => source.read().await,
         None => None,
@@ -192,9 +199,19 @@ async fn quiesce(source: &Source) {
 }
 
 /// Waits until all `waiters` are queued in the store, as the store lists them; a store that
-/// cannot list (Redis) gets a fixed time instead.
-async fn settle(tenure: &Tenure, name: &str, waiters: usize) -> Result<()> {
+/// cannot list (Redis) gets a fixed time instead. No waiter may end before the first holder
+/// unlocks: one that did failed, and the queue would never fill, so its error ends the run.
+async fn settle(
+    tenure: &Tenure,
+    name: &str,
+    waiters: usize,
+    set: &mut JoinSet<Result<()>>,
+) -> Result<()> {
     loop {
+        if let Some(ended) = set.try_join_next() {
+            ended.context("bench waiter")??;
+            anyhow::bail!("a waiter was granted the lock while its holder still held it");
+        }
         let asked = Instant::now();
         match tenure.status(name).await {
             Ok(status) => {

@@ -424,7 +424,11 @@ impl QueueStore for MemSession {
                 return Err(crate::Error::SessionLost { reason });
             }
             Ok(match st.just_before(prefix, mine.token) {
-                Some(key) => Ahead::Entry { key, rev: st.rev() },
+                Some(key) => Ahead::Entry {
+                    key,
+                    token: 0,
+                    rev: st.rev(),
+                },
                 None => Ahead::Nobody { rev: st.rev() },
             })
         })
@@ -511,7 +515,11 @@ impl QueueStore for MemSession {
                 return Err(crate::Error::SessionLost { reason });
             }
             Ok(match reader_blocker(st, prefix, Some(mine.token)) {
-                Some((key, _)) => Ahead::Entry { key, rev: st.rev() },
+                Some((key, _)) => Ahead::Entry {
+                    key,
+                    token: 0,
+                    rev: st.rev(),
+                },
                 None => Ahead::Nobody { rev: st.rev() },
             })
         })

@@ -2,6 +2,7 @@
 //! a lock or election named `N` is the key prefix `N/`, each session's entry is
 //! `N/<lease id in lowercase hex>`, and the owner is the entry with the lowest create revision.
 
+mod deep;
 mod keep_alive;
 mod members;
 mod observe;
@@ -16,10 +17,12 @@ use async_trait::async_trait;
 use etcd_client::{ConnectOptions, GetOptions};
 use tokio::time::Instant;
 
+use self::deep::DeepQueues;
 use self::keep_alive::{EtcdRenewer, KeepAliveHub};
 use self::members::{Members, ATTEMPT_TIMEOUT};
 use self::session::EtcdSession;
 use self::watch::WatchHub;
+use super::heads::Heads;
 use super::lease::spawn_keep_alive;
 use super::queue::QueueSession;
 use super::{Backend, SessionBackend};
@@ -149,6 +152,10 @@ pub(crate) struct EtcdBackend {
     /// applied index (etcd 3.4, 10,000 sessions on one stream: renewals went unanswered for
     /// the 20 s a 60 s TTL allows, "waiting for the applied index took too long").
     keep_alive: Vec<Arc<KeepAliveHub>>,
+    /// Queue entries known to have been first, shared by this client's sessions.
+    heads: Arc<Heads>,
+    /// Queues this client last saw deep (`deep.rs`).
+    deep: Arc<DeepQueues>,
 }
 
 /// How many keep-alive streams a client spreads its leases over (opened as leases need them).
@@ -200,6 +207,8 @@ impl EtcdBackend {
             members,
             watch,
             keep_alive,
+            heads: Arc::default(),
+            deep: Arc::default(),
         })
     }
 }
@@ -327,6 +336,8 @@ impl Backend for EtcdBackend {
         let session = EtcdSession::new(
             self.members.clone(),
             self.watch.clone(),
+            self.heads.clone(),
+            self.deep.clone(),
             grant.id(),
             liveness,
             keep_alive,

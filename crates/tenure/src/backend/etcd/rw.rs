@@ -281,7 +281,7 @@ impl EtcdSession {
             return Err(Error::SessionLost { reason });
         }
         Ok(match reader_blocker(&resp, 0, 3) {
-            Some((key, _)) => Ahead::Entry { key, rev },
+            Some((key, _)) => Ahead::Entry { key, token: 0, rev },
             None => Ahead::Nobody { rev },
         })
     }

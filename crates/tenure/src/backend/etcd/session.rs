@@ -8,9 +8,11 @@ use etcd_client::{
 use std::sync::Arc;
 use tokio::task::AbortHandle;
 
+use super::deep::DeepQueues;
 use super::members::Members;
 use super::watch::WatchHub;
 use super::{is_lease_not_found, revision};
+use crate::backend::heads::Heads;
 use crate::backend::observe::Kv;
 use crate::backend::queue::{
     downgrade_marker, Ahead, Enqueued, QueueEntry, QueueStore, Released, Role, Ticket, Witness,
@@ -27,6 +29,8 @@ mod rw;
 pub(super) struct EtcdSession {
     members: Arc<Members>,
     watch: WatchHub,
+    heads: Arc<Heads>,
+    deep: Arc<DeepQueues>,
     lease: i64,
     liveness: Liveness,
     keep_alive: AbortHandle,
@@ -42,6 +46,8 @@ impl EtcdSession {
     pub(super) fn new(
         members: Arc<Members>,
         watch: WatchHub,
+        heads: Arc<Heads>,
+        deep: Arc<DeepQueues>,
         lease: i64,
         liveness: Liveness,
         keep_alive: AbortHandle,
@@ -49,6 +55,8 @@ impl EtcdSession {
         EtcdSession {
             members,
             watch,
+            heads,
+            deep,
             lease,
             liveness,
             keep_alive,
@@ -160,6 +168,15 @@ fn newest_three(max: Option<i64>) -> GetOptions {
     }
 }
 
+/// Two entries of `prefix` in key order, and how many there are: etcd counts a range from its
+/// in-memory index and reads only the entries it returns ([`ahead_from_enqueue`]).
+fn two_and_count() -> GetOptions {
+    GetOptions::new()
+        .with_prefix()
+        .with_keys_only()
+        .with_limit(2)
+}
+
 /// What stands ahead of `mine`, from [`newest_three`]'s answer up to `mine`'s create
 /// revision, seen at `rev`. `None` if `mine` is not the newest of them (it is gone).
 fn ahead_of(kvs: &[etcd_client::KeyValue], mine: &QueueEntry, rev: i64) -> Option<Ahead> {
@@ -171,14 +188,48 @@ fn ahead_of(kvs: &[etcd_client::KeyValue], mine: &QueueEntry, rev: i64) -> Optio
         return Some(Ahead::Nobody { rev });
     };
     let key = String::from_utf8_lossy(ahead.key()).into_owned();
+    let token = ahead.create_revision() as u64;
     // A third entry is older than the one ahead: that one is not first.
     Some(match kvs.get(2) {
-        None => Ahead::First { key, rev },
-        Some(_) => Ahead::Entry { key, rev },
+        None => Ahead::First { key, token, rev },
+        Some(_) => Ahead::Entry { key, token, rev },
     })
 }
 
+/// What stands ahead of `mine` from a deep queue's enqueue ([`two_and_count`]): the number of
+/// entries `count` just after it was made, and up to two of them in key order. With one other
+/// entry, that one is first and just ahead; with more, the waiter reads who is just ahead
+/// after the Txn ([`EtcdSession::ahead`], outside etcd's apply loop; `deep.rs`).
+fn ahead_from_enqueue(
+    kvs: &[etcd_client::KeyValue],
+    count: i64,
+    mine: &QueueEntry,
+    rev: i64,
+) -> Option<Ahead> {
+    match count {
+        1 => Some(Ahead::Nobody { rev }),
+        2 => {
+            let other = kvs.iter().find(|kv| kv.key() != mine.key.as_bytes())?;
+            Some(Ahead::First {
+                key: String::from_utf8_lossy(other.key()).into_owned(),
+                token: other.create_revision() as u64,
+                rev,
+            })
+        }
+        _ => None,
+    }
+}
+
 impl EtcdSession {
+    /// Remembers the entry `ahead` names, or `mine`, when it is known to be first there.
+    fn note_first(&self, ahead: &Ahead, mine: &QueueEntry) {
+        match ahead {
+            Ahead::Nobody { .. } => self.heads.record(&mine.key, mine.token),
+            Ahead::First { key, token, .. } => self.heads.record(key, *token),
+            Ahead::Entry { .. } => {}
+        }
+    }
+
     /// `key` as read from a state at least as new as `at`: serializable, on the member `at`
     /// names, when that member answers from there (it created a watch at `at.rev`, so it has
     /// applied that revision, and a member's state only moves forward); else linearizable.
@@ -291,38 +342,63 @@ impl QueueStore for EtcdSession {
             value,
             Some(PutOptions::new().with_lease(self.lease)),
         );
-        // A new entry is the newest: the same answer names the one ahead of it, so a waiter
-        // starts watching at once instead of reading the queue again.
-        let newest = TxnOp::get(prefix, Some(newest_three(None)));
+        // A new entry is the newest: on a short queue the same answer names the one ahead of
+        // it, so a waiter starts watching at once; a deep one is only counted (`deep.rs`).
+        let deep = self.deep.is_deep(prefix);
+        let queued = if deep {
+            two_and_count()
+        } else {
+            newest_three(None)
+        };
         let txn = Txn::new()
             .when([
                 Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
                 self.not_withdrawn(prefix, ticket),
             ])
-            .and_then([put, first_created(prefix), newest])
+            .and_then([put, TxnOp::get(prefix, Some(queued))])
             .or_else([TxnOp::get(key.as_str(), None), first_created(prefix)]);
         let resp = self.txn("lock", txn).await?;
         let rev = revision(resp.header());
-        let token = if resp.succeeded() {
-            rev
+        let enq = if resp.succeeded() {
+            let mine = QueueEntry {
+                key,
+                token: rev as u64,
+            };
+            let ahead = match resp.op_responses().into_iter().nth(1) {
+                Some(TxnOpResponse::Get(queued)) => {
+                    self.deep.counted(prefix, queued.count());
+                    if deep {
+                        ahead_from_enqueue(queued.kvs(), queued.count(), &mine, rev)
+                    } else {
+                        ahead_of(queued.kvs(), &mine, rev)
+                    }
+                }
+                _ => return Err(malformed("lock")),
+            };
+            Enqueued {
+                first: matches!(ahead, Some(Ahead::Nobody { .. })),
+                mine,
+                rev,
+                ahead,
+            }
         } else {
-            nth_kv(&resp, 0).ok_or_else(withdrawn)?.1
+            // An earlier attempt made the entry and its answer was lost (C13).
+            let token = nth_kv(&resp, 0).ok_or_else(withdrawn)?.1;
+            let (_, owner) = nth_kv(&resp, 1).ok_or_else(|| malformed("lock"))?;
+            Enqueued {
+                mine: QueueEntry {
+                    key,
+                    token: token as u64,
+                },
+                first: owner == token,
+                rev,
+                ahead: None,
+            }
         };
-        let (_, owner) = nth_kv(&resp, 1).ok_or_else(|| malformed("lock"))?;
-        let mine = QueueEntry {
-            key,
-            token: token as u64,
-        };
-        let ahead = match resp.op_responses().into_iter().nth(2) {
-            Some(TxnOpResponse::Get(newest)) => ahead_of(newest.kvs(), &mine, rev),
-            _ => None,
-        };
-        Ok(Enqueued {
-            mine,
-            first: owner == token,
-            rev,
-            ahead,
-        })
+        if let Some(ahead) = &enq.ahead {
+            self.note_first(ahead, &enq.mine);
+        }
+        Ok(enq)
     }
 
     async fn enqueue_if_empty(
@@ -354,11 +430,13 @@ impl QueueStore for EtcdSession {
                 holder => return Ok(Err(holder.map(|(k, _)| k))),
             }
         };
+        let mine = QueueEntry {
+            key,
+            token: token as u64,
+        };
+        self.heads.record(&mine.key, mine.token);
         Ok(Ok(Enqueued {
-            mine: QueueEntry {
-                key,
-                token: token as u64,
-            },
+            mine,
             first: true,
             rev,
             ahead: None,
@@ -371,14 +449,16 @@ impl QueueStore for EtcdSession {
         // show more of them (we then wait on one that is gone, which the watch's read settles
         // at once), never fewer. Only our own entry could look missing on a member behind
         // our enqueue; that is asked again linearizably before it is believed.
-        if let Some(ahead) = self.read_ahead(prefix, mine, true).await? {
-            return Ok(ahead);
-        }
-        self.read_ahead(prefix, mine, false).await?.ok_or_else(|| {
-            // Go's ErrSessionExpired: our entry vanished while we waited.
-            let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
-            Error::SessionLost { reason }
-        })
+        let ahead = match self.read_ahead(prefix, mine, true).await? {
+            Some(ahead) => ahead,
+            None => self.read_ahead(prefix, mine, false).await?.ok_or_else(|| {
+                // Go's ErrSessionExpired: our entry vanished while we waited.
+                let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
+                Error::SessionLost { reason }
+            })?,
+        };
+        self.note_first(&ahead, mine);
+        Ok(ahead)
     }
 
     async fn wait_deleted(&self, key: &str, rev: i64) -> Result<()> {
@@ -421,7 +501,7 @@ impl QueueStore for EtcdSession {
         mine: &QueueEntry,
         released: &Released,
     ) -> Result<Ahead> {
-        if !released.first {
+        if !released.first && !self.heads.was_first(&released.key, released.token) {
             return self.ahead(prefix, mine).await;
         }
         // Our own entry alone, from a state at least as new as the first entry's deletion:
@@ -439,6 +519,8 @@ impl QueueStore for EtcdSession {
             .first()
             .is_some_and(|kv| kv.create_revision() as u64 == mine.token);
         if still_mine {
+            self.heads.forget(&released.key, released.token);
+            self.heads.record(&mine.key, mine.token);
             return Ok(Ahead::Nobody {
                 rev: revision(now.header()),
             });

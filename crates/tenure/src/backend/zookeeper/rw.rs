@@ -168,7 +168,11 @@ impl ZkSession {
         let dir = layout::dir_of(prefix)?;
         let me = layout::node_name(&mine.key);
         Ok(match self.reader_blocker(&dir, me).await? {
-            Some(key) => Ahead::Entry { key, rev: 0 },
+            Some(key) => Ahead::Entry {
+                key,
+                token: 0,
+                rev: 0,
+            },
             None => Ahead::Nobody { rev: 0 },
         })
     }

@@ -318,15 +318,19 @@ impl ZkSession {
     fn ahead_in(&self, dir: &str, mine: &QueueEntry, place: &shared::Place<'_>) -> Ahead {
         match place.ahead {
             None => {
-                self.shared.set_head(&mine.key);
+                self.shared.heads.record(&mine.key, 0);
                 Ahead::Nobody { rev: 0 }
             }
             Some(node) => {
                 let key = layout::child(dir, node);
                 if place.ahead_is_first {
-                    self.shared.set_head(&key);
+                    self.shared.heads.record(&key, 0);
                 }
-                Ahead::Entry { key, rev: 0 }
+                Ahead::Entry {
+                    key,
+                    token: 0,
+                    rev: 0,
+                }
             }
         }
     }
@@ -452,7 +456,7 @@ impl QueueStore for ZkSession {
     ) -> Result<Ahead> {
         let released = released.key.as_str();
         let dir = layout::dir_of(prefix)?;
-        if !self.shared.was_head(released) {
+        if !self.shared.heads.was_first(released, 0) {
             return self.place_of(&dir, mine, Some(released)).await;
         }
         let client = self.client()?;
@@ -461,8 +465,8 @@ impl QueueStore for ZkSession {
             let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
             return Err(Error::SessionLost { reason });
         }
-        self.shared.forget_head(released);
-        self.shared.set_head(&mine.key);
+        self.shared.heads.forget(released, 0);
+        self.shared.heads.record(&mine.key, 0);
         Ok(Ahead::Nobody { rev: 0 })
     }
 

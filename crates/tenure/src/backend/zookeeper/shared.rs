@@ -8,8 +8,9 @@
 //!   waiters that ask for the same queue at the same time share one listing: one buffer per
 //!   `Tenure`, and one request per burst of enqueues.
 //! - **Heads.** Which entries are known to have been first in their queue (granted here, or
-//!   first in a listing). A waiter whose predecessor was first and is now deleted is first
-//!   itself, and needs no listing at all (see [`ZkSession::ahead_after`]).
+//!   first in a listing; [`Heads`]). A waiter whose predecessor was first and is now deleted
+//!   is first itself, and needs no listing at all (see [`ZkSession::ahead_after`]). A node's
+//!   path is never made again (its sequence number grows), so its incarnation is always 0.
 //!
 //! [`ZkSession::ahead_after`]: super::session::ZkSession
 //!
@@ -31,17 +32,14 @@
 //! (a member that lost the leader without knowing it yet answers `sync` from its own state:
 //! ZOOKEEPER-1675), on our own session, whose reads follow its own writes and events.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 use zookeeper_client as zk;
 
 use super::OP_TIMEOUT;
-
-/// Most heads remembered; past it they are forgotten all at once. A forgotten head costs its
-/// successor one listing, nothing else.
-const MAX_HEADS: usize = 4096;
+use crate::backend::heads::Heads;
 
 /// A queue's children as listed, shared by the waiters that asked together; `None` when the
 /// listing failed (they then list on their own sessions, which report the error).
@@ -55,7 +53,7 @@ pub(super) struct Shared {
     /// Present while a task lists that directory: it takes the requesters queued here as one
     /// batch, lists once for them, and ends when none are left.
     pending: Mutex<Pending>,
-    heads: Mutex<HashSet<String>>,
+    pub(super) heads: Heads,
 }
 
 impl Shared {
@@ -63,7 +61,7 @@ impl Shared {
         Arc::new(Shared {
             client,
             pending: Mutex::new(HashMap::new()),
-            heads: Mutex::new(HashSet::new()),
+            heads: Heads::default(),
         })
     }
 
@@ -127,27 +125,6 @@ impl Shared {
                 let _ = tx.send(listing.clone());
             }
         }
-    }
-
-    /// Remembers that the entry at `path` is, or was, first in its queue.
-    pub(super) fn set_head(&self, path: &str) {
-        let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
-        if heads.len() >= MAX_HEADS {
-            heads.clear();
-        }
-        heads.insert(path.to_string());
-    }
-
-    /// Whether the entry at `path` is known to have been first in its queue.
-    pub(super) fn was_head(&self, path: &str) -> bool {
-        let heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
-        heads.contains(path)
-    }
-
-    /// Forgets `path` (deleted, and its successor told).
-    pub(super) fn forget_head(&self, path: &str) {
-        let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
-        heads.remove(path);
     }
 }
 

@@ -6,6 +6,15 @@
 //! waiter just behind a holder that was itself deep in the queue when it enqueued reads a
 //! queue as long as the queue on every hand-off (docs/contract.md, Performance rules).
 //!
+//! The fair-queue recipe keeps it for the stores that offer one ([`QueueStore::heads`]): it
+//! records each entry granted (but readers, granted beside others) and each a store read shows
+//! first ([`Ahead::First`]), tells the store at a deletion whether the deleted entry is one
+//! ([`Released::first`]), and forgets it once its successor has taken over.
+//!
+//! [`QueueStore::heads`]: super::queue::QueueStore::heads
+//! [`Ahead::First`]: super::queue::Ahead::First
+//! [`Released::first`]: super::queue::Released::first
+//!
 //! An entry is named by its key and its incarnation (the store's create revision, where one
 //! key can be made again: an etcd session's entry under a name is always the same key). A
 //! stale "first" for a later incarnation of the same key would grant a waiter with others

@@ -20,7 +20,6 @@ pub(crate) mod embedded;
 pub(crate) mod etcd;
 #[cfg(all(test, feature = "embedded"))]
 pub(crate) mod faulty;
-#[cfg(any(feature = "etcd", feature = "zookeeper"))]
 pub(crate) mod heads;
 pub(crate) mod lease;
 pub(crate) mod observe;

@@ -16,6 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::OwnedMutexGuard;
 
+use super::heads::Heads;
 use super::{Grant, SessionBackend};
 use crate::liveness::{Liveness, LostReason};
 use crate::retry::ATTEMPTS;
@@ -61,8 +62,9 @@ pub(crate) enum Ahead {
     Entry { key: String, token: u64, rev: i64 },
     /// The entry just ahead, known to be first (the holder) as of `rev`. Nothing is ever
     /// queued ahead of an existing entry, so once it is deleted ours is first if it is still
-    /// there: [`QueueStore::ahead_after`] may confirm that alone.
-    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    /// there: [`QueueStore::ahead_after`] may confirm that alone. The recipe remembers it in
+    /// the store's [`Heads`].
+    #[cfg_attr(not(any(feature = "etcd", feature = "zookeeper")), allow(dead_code))]
     First { key: String, token: u64, rev: i64 },
 }
 
@@ -70,13 +72,12 @@ pub(crate) enum Ahead {
 #[derive(Debug, Clone)]
 pub(crate) struct Released {
     /// Its key.
-    #[cfg_attr(not(any(feature = "zookeeper", feature = "etcd")), allow(dead_code))]
     pub key: String,
     /// Its token, where the store read it (0: not read): which incarnation of `key` it was.
-    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     pub token: u64,
-    /// Whether it was known to be first when the wait began ([`Ahead::First`]).
-    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    /// Whether it is known to have been first: when the wait began ([`Ahead::First`]), or by
+    /// the store's [`Heads`] when it was deleted.
+    #[cfg_attr(not(any(feature = "etcd", feature = "zookeeper")), allow(dead_code))]
     pub first: bool,
     /// Where its deletion was seen.
     #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
@@ -178,9 +179,22 @@ pub(crate) trait QueueStore: Send + Sync + 'static {
     ) -> Result<Result<Enqueued, Option<String>>>;
     /// The entry just ahead of `mine`. Fails with [`Error::SessionLost`] when `mine` is gone.
     async fn ahead(&self, prefix: &str, mine: &QueueEntry) -> Result<Ahead>;
+    /// The entries this client knows to have been first in their queues, which the recipe
+    /// keeps (backend/heads.rs); `None` for a store that has no cheaper read after a first
+    /// entry's release than [`QueueStore::ahead`].
+    fn heads(&self) -> Option<&Heads> {
+        None
+    }
+    /// Which incarnation of its key the entry with `token` is, as [`Heads`] names entries: the
+    /// token itself where a key can be made again (an etcd session's entry under a name is
+    /// always the same key); a store whose keys never repeat, and whose reads of the queue do
+    /// not show tokens (ZooKeeper's listings), names every entry's incarnation 0.
+    fn incarnation(&self, token: u64) -> u64 {
+        token
+    }
     /// [`QueueStore::ahead`], asked once `released`, the entry that was just ahead of `mine`,
     /// is deleted. Once an entry that had been first is gone, ours is first if it is still
-    /// there; a store that knows (from [`Released::first`] or by itself) checks `mine` alone,
+    /// there; a store told so ([`Released::first`]) checks `mine` alone,
     /// with a read no older than the deletion ([`Released::witness`]), so that an entry of ours
     /// whose lease was revoked while it waited is never taken for first. By default,
     /// [`QueueStore::ahead`].
@@ -633,6 +647,10 @@ async fn acquire<S: QueueStore>(
     if let Some(reason) = session.reason() {
         return Err(Error::SessionLost { reason });
     }
+    // Readers are granted beside others, so a granted reader is not first.
+    if let (Some(heads), false) = (store.heads(), role == Role::Read) {
+        heads.record(&mine.key, store.incarnation(mine.token));
+    }
     let liveness = session.child();
     let watch = watch_entry(store, mine, rev, &liveness);
     let permit = pending.permit.take();
@@ -712,10 +730,22 @@ async fn wait_for_turn<S: QueueStore>(
                 .await?
             }
         };
+        let heads = store.heads();
+        if let (Some(heads), Some(released)) = (heads, &released) {
+            // Its successor (us) has taken over from it: nobody asks about it again.
+            if released.first && matches!(ahead, Ahead::Nobody { .. }) {
+                heads.forget(&released.key, released.token);
+            }
+        }
         let (key, token, rev, first) = match ahead {
             Ahead::Nobody { rev } => return Ok(rev),
             Ahead::Entry { key, token, rev } => (key, token, rev, false),
-            Ahead::First { key, token, rev } => (key, token, rev, true),
+            Ahead::First { key, token, rev } => {
+                if let Some(heads) = heads {
+                    heads.record(&key, token);
+                }
+                (key, token, rev, true)
+            }
         };
         waiting::note(Waiting::Queued {
             ahead: Some(key.clone()),
@@ -734,6 +764,7 @@ async fn wait_for_turn<S: QueueStore>(
         tokio::select! {
             res = deleted => match res {
                 Ok(witness) => {
+                    let first = first || heads.is_some_and(|h| h.was_first(&key, token));
                     released = Some(Released {
                         key: key.clone(),
                         token,

@@ -221,15 +221,6 @@ fn ahead_from_enqueue(
 }
 
 impl EtcdSession {
-    /// Remembers the entry `ahead` names, or `mine`, when it is known to be first there.
-    fn note_first(&self, ahead: &Ahead, mine: &QueueEntry) {
-        match ahead {
-            Ahead::Nobody { .. } => self.heads.record(&mine.key, mine.token),
-            Ahead::First { key, token, .. } => self.heads.record(key, *token),
-            Ahead::Entry { .. } => {}
-        }
-    }
-
     /// `key` as read from a state at least as new as `at`: serializable, on the member `at`
     /// names, when that member answers from there (it created a watch at `at.rev`, so it has
     /// applied that revision, and a member's state only moves forward); else linearizable.
@@ -326,6 +317,10 @@ fn is_mine(key: &str, token: u64) -> Compare {
 
 #[async_trait]
 impl QueueStore for EtcdSession {
+    fn heads(&self) -> Option<&Heads> {
+        Some(&self.heads)
+    }
+
     async fn enqueue(
         &self,
         prefix: &str,
@@ -395,9 +390,6 @@ impl QueueStore for EtcdSession {
                 ahead: None,
             }
         };
-        if let Some(ahead) = &enq.ahead {
-            self.note_first(ahead, &enq.mine);
-        }
         Ok(enq)
     }
 
@@ -430,13 +422,11 @@ impl QueueStore for EtcdSession {
                 holder => return Ok(Err(holder.map(|(k, _)| k))),
             }
         };
-        let mine = QueueEntry {
-            key,
-            token: token as u64,
-        };
-        self.heads.record(&mine.key, mine.token);
         Ok(Ok(Enqueued {
-            mine,
+            mine: QueueEntry {
+                key,
+                token: token as u64,
+            },
             first: true,
             rev,
             ahead: None,
@@ -449,16 +439,14 @@ impl QueueStore for EtcdSession {
         // show more of them (we then wait on one that is gone, which the watch's read settles
         // at once), never fewer. Only our own entry could look missing on a member behind
         // our enqueue; that is asked again linearizably before it is believed.
-        let ahead = match self.read_ahead(prefix, mine, true).await? {
-            Some(ahead) => ahead,
-            None => self.read_ahead(prefix, mine, false).await?.ok_or_else(|| {
-                // Go's ErrSessionExpired: our entry vanished while we waited.
-                let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
-                Error::SessionLost { reason }
-            })?,
-        };
-        self.note_first(&ahead, mine);
-        Ok(ahead)
+        if let Some(ahead) = self.read_ahead(prefix, mine, true).await? {
+            return Ok(ahead);
+        }
+        self.read_ahead(prefix, mine, false).await?.ok_or_else(|| {
+            // Go's ErrSessionExpired: our entry vanished while we waited.
+            let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
+            Error::SessionLost { reason }
+        })
     }
 
     async fn wait_deleted(&self, key: &str, rev: i64) -> Result<()> {
@@ -501,7 +489,7 @@ impl QueueStore for EtcdSession {
         mine: &QueueEntry,
         released: &Released,
     ) -> Result<Ahead> {
-        if !released.first && !self.heads.was_first(&released.key, released.token) {
+        if !released.first {
             return self.ahead(prefix, mine).await;
         }
         // Our own entry alone, from a state at least as new as the first entry's deletion:
@@ -519,8 +507,6 @@ impl QueueStore for EtcdSession {
             .first()
             .is_some_and(|kv| kv.create_revision() as u64 == mine.token);
         if still_mine {
-            self.heads.forget(&released.key, released.token);
-            self.heads.record(&mine.key, mine.token);
             return Ok(Ahead::Nobody {
                 rev: revision(now.header()),
             });

@@ -12,6 +12,7 @@ use zookeeper_client as zk;
 use super::shared::{self, Shared};
 use super::state::{spawn_state_follower, Slot, ZkRenewer};
 use super::{call, call_node, layout, ops, Ensemble, OP_TIMEOUT};
+use crate::backend::heads::Heads;
 use crate::backend::lease::spawn_keep_alive;
 use crate::backend::observe::Kv;
 use crate::backend::queue::{
@@ -282,8 +283,7 @@ impl ZkSession {
     /// What stands ahead of `mine` in `dir`, from a listing that shows `mine` and no longer
     /// shows `released` (the predecessor our session saw deleted): the backend's shared
     /// listing when it is that current, else one on our own session (why either is sound:
-    /// the module docs of `shared`). Remembers the queue heads it sees. Fails with
-    /// [`Error::SessionLost`] when `mine` is gone.
+    /// the module docs of `shared`). Fails with [`Error::SessionLost`] when `mine` is gone.
     async fn place_of(
         &self,
         dir: &str,
@@ -298,7 +298,7 @@ impl ZkSession {
             };
             let place = shared::place(&listing, me, released);
             if place.found && !place.released_listed {
-                return Ok(self.ahead_in(dir, mine, &place));
+                return Ok(Self::ahead_in(dir, &place));
             }
         }
         // Rare (a member behind the leader, or the shared session failing): this listing
@@ -311,26 +311,27 @@ impl ZkSession {
             let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
             return Err(Error::SessionLost { reason });
         }
-        Ok(self.ahead_in(dir, mine, &place))
+        Ok(Self::ahead_in(dir, &place))
     }
 
-    /// `place` as the recipe's [`Ahead`], remembering which entry it shows first.
-    fn ahead_in(&self, dir: &str, mine: &QueueEntry, place: &shared::Place<'_>) -> Ahead {
-        match place.ahead {
-            None => {
-                self.shared.heads.record(&mine.key, 0);
-                Ahead::Nobody { rev: 0 }
+    /// `place` as the recipe's [`Ahead`] (which remembers an entry it shows first).
+    fn ahead_in(dir: &str, place: &shared::Place<'_>) -> Ahead {
+        let Some(node) = place.ahead else {
+            return Ahead::Nobody { rev: 0 };
+        };
+        let key = layout::child(dir, node);
+        // A node's path is never made again: every incarnation is 0.
+        if place.ahead_is_first {
+            Ahead::First {
+                key,
+                token: 0,
+                rev: 0,
             }
-            Some(node) => {
-                let key = layout::child(dir, node);
-                if place.ahead_is_first {
-                    self.shared.heads.record(&key, 0);
-                }
-                Ahead::Entry {
-                    key,
-                    token: 0,
-                    rev: 0,
-                }
+        } else {
+            Ahead::Entry {
+                key,
+                token: 0,
+                rev: 0,
             }
         }
     }
@@ -366,6 +367,16 @@ fn entry(path: String, stat: &zk::Stat) -> QueueEntry {
 
 #[async_trait]
 impl QueueStore for ZkSession {
+    fn heads(&self) -> Option<&Heads> {
+        Some(&self.shared.heads)
+    }
+
+    /// A node's path is never made again (its sequence number grows), and listings show no
+    /// tokens: every entry's incarnation is 0.
+    fn incarnation(&self, _token: u64) -> u64 {
+        0
+    }
+
     async fn enqueue(
         &self,
         prefix: &str,
@@ -454,10 +465,9 @@ impl QueueStore for ZkSession {
         mine: &QueueEntry,
         released: &Released,
     ) -> Result<Ahead> {
-        let released = released.key.as_str();
-        let dir = layout::dir_of(prefix)?;
-        if !self.shared.heads.was_first(released, 0) {
-            return self.place_of(&dir, mine, Some(released)).await;
+        if !released.first {
+            let dir = layout::dir_of(prefix)?;
+            return self.place_of(&dir, mine, Some(&released.key)).await;
         }
         let client = self.client()?;
         let stat = call_node("exists", client.check_stat(&mine.key)).await?;
@@ -465,8 +475,6 @@ impl QueueStore for ZkSession {
             let reason = self.liveness.reason().unwrap_or(LostReason::EntryDeleted);
             return Err(Error::SessionLost { reason });
         }
-        self.shared.heads.forget(released, 0);
-        self.shared.heads.record(&mine.key, 0);
         Ok(Ahead::Nobody { rev: 0 })
     }
 

@@ -492,12 +492,9 @@ pub(crate) async fn c3_a_first_key_made_again_is_not_first(f: Fixture) {
             .expect("a store of the shared recipe")
     };
     let (a, b, c) = (store(0), store(1), store(2));
-    let a_first = a
-        .enqueue(&prefix, b"a", Role::Lock, Ticket::new())
-        .await
-        .unwrap();
-    assert!(a_first.first);
-    assert!(a.remove(&a_first.mine).await.unwrap());
+    // Granted through the recipe, which remembers a granted entry as first.
+    let a_first = sessions[0].mutex(&name).unwrap().lock().await.unwrap();
+    a_first.unlock().await.unwrap();
     let holder = b
         .enqueue(&prefix, b"b", Role::Lock, Ticket::new())
         .await
@@ -525,12 +522,8 @@ pub(crate) async fn c3_a_first_key_made_again_is_not_first(f: Fixture) {
     assert_eq!(key, a_again.mine.key);
     assert!(!first, "the holder is ahead of it");
     assert!(a.remove(&a_again.mine).await.unwrap());
-    let released = Released {
-        key,
-        token,
-        first,
-        witness: Witness::default(),
-    };
+    // As the recipe makes it at the deletion, asking the store's heads.
+    let released = Released::of(c, key, token, first, Witness::default());
     match c
         .ahead_after(&prefix, &waiter.mine, &released)
         .await

@@ -84,6 +84,26 @@ pub(crate) struct Released {
     pub witness: Witness,
 }
 
+impl Released {
+    /// `key` (its incarnation's `token`), whose deletion was seen at `witness`: first if it
+    /// was known to be when the wait began (`first`), or the store's [`Heads`] say so now.
+    pub(crate) fn of<S: QueueStore + ?Sized>(
+        store: &S,
+        key: String,
+        token: u64,
+        first: bool,
+        witness: Witness,
+    ) -> Self {
+        let first = first || store.heads().is_some_and(|h| h.was_first(&key, token));
+        Released {
+            key,
+            token,
+            first,
+            witness,
+        }
+    }
+}
+
 /// Where a store saw an entry deleted, for a read that must not be older than that deletion
 /// ([`QueueStore::ahead_after`]). Stores with one state to read (the embedded store,
 /// ZooKeeper's session) need nothing, hence the default.
@@ -764,13 +784,7 @@ async fn wait_for_turn<S: QueueStore>(
         tokio::select! {
             res = deleted => match res {
                 Ok(witness) => {
-                    let first = first || heads.is_some_and(|h| h.was_first(&key, token));
-                    released = Some(Released {
-                        key: key.clone(),
-                        token,
-                        first,
-                        witness,
-                    });
+                    released = Some(Released::of(store, key.clone(), token, first, witness));
                 }
                 Err(e) if e.is_transient() => {
                     tracing::debug!(error = %e, "predecessor watch broke; re-checking");

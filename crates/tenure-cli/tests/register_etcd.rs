@@ -37,11 +37,7 @@ fn key_lives_while_the_command_runs(tag: &str, test: &str) {
     let value = support::run(etcd.etcdctl().args(["get", &key, "--print-value-only"]));
     assert_eq!(support::stdout(&value).trim(), "10.0.0.5:8080");
     let status = support::run(etcd.tenure().args(["status", &key]));
-    let row = support::stdout(&status)
-        .lines()
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
+    let row = support::first_row(&status);
     assert!(
         row.starts_with(&key) && row.ends_with("registered"),
         "{row}"

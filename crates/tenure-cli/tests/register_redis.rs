@@ -45,11 +45,7 @@ fn key_lives_while_the_command_runs() {
     );
     let status = support::run(tenure_at(&url).args(["status", &key]));
     assert_eq!(code(&status), 0, "{}", stderr(&status));
-    let row = support::stdout(&status)
-        .lines()
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
+    let row = support::first_row(&status);
     assert!(
         row.starts_with(&key) && row.contains("10.0.0.5:8080") && row.ends_with("registered"),
         "{row}"

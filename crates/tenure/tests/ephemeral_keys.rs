@@ -49,6 +49,20 @@ async fn spawn_registrant(url: &str, key: &str, value: &str) -> Process {
     child
 }
 
+/// A watch on `services/` that has seen `services/a` registered, and the session that
+/// registered it.
+async fn watched_registration(tenure: &Tenure) -> (KeyWatcher, tenure::Session) {
+    let mut live = tenure.watch_prefix("services/").await.expect("watch");
+    let session = tenure.session().await.expect("session");
+    session.put_ephemeral("services/a", "1").await.expect("put");
+    let put = KeyEvent::Put {
+        key: "services/a".into(),
+        value: b"1".to_vec(),
+    };
+    assert_eq!(next(&mut live, "the registration").await, put);
+    (live, session)
+}
+
 async fn next(watch: &mut KeyWatcher, what: &str) -> KeyEvent {
     within(what, PATIENCE, watch.next())
         .await
@@ -171,14 +185,7 @@ async fn mem_killed_session_is_deregistered() {
         .connect()
         .await
         .expect("connect");
-    let mut live = tenure.watch_prefix("services/").await.expect("watch");
-    let session = tenure.session().await.expect("session");
-    session.put_ephemeral("services/a", "1").await.expect("put");
-    let put = KeyEvent::Put {
-        key: "services/a".into(),
-        value: b"1".to_vec(),
-    };
-    assert_eq!(next(&mut live, "the registration").await, put);
+    let (mut live, session) = watched_registration(&tenure).await;
     session.simulate_crash();
     let gone = KeyEvent::Deleted {
         key: "services/a".into(),
@@ -290,14 +297,7 @@ async fn redis_watch_ends_when_its_subscription_breaks() {
     let mut server = redis_support::start_servers(&bin, 1).await.remove(0);
     let url = format!("redis://127.0.0.1:{}", server.port);
     let tenure = Tenure::connect(&url).await.expect("connect");
-    let mut live = tenure.watch_prefix("services/").await.expect("watch");
-    let session = tenure.session().await.expect("session");
-    session.put_ephemeral("services/a", "1").await.expect("put");
-    let put = KeyEvent::Put {
-        key: "services/a".into(),
-        value: b"1".to_vec(),
-    };
-    assert_eq!(next(&mut live, "the registration").await, put);
+    let (mut live, _session) = watched_registration(&tenure).await;
     server.restart().await;
     let ended = within("the watch ending", PATIENCE, live.next()).await;
     assert!(

@@ -255,6 +255,11 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The first row of the table a command printed (the line after its header; empty if none).
+pub fn first_row(out: &Output) -> String {
+    stdout(out).lines().nth(1).unwrap_or_default().to_string()
+}
+
 /// Polls `cond` until it holds; panics after [`PATIENCE`].
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
